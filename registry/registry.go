@@ -1,0 +1,656 @@
+// Package registry is the directory: service instances and host addresses in
+// an in-memory database (go-memdb), IANA's well-known ports, and the zone's
+// serial. It knows names relative to the zone and nothing of DNS wire formats.
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// Limits on what may be registered.
+const (
+	DefaultTTL = 10     // seconds, for instances and hosts that set none
+	MaxTTL     = 604800 // one week, RFC 8767's cap on how long to hold data
+	MaxTXT     = 64     // key=value pairs per instance
+)
+
+// Health is an instance's state as its check last saw it. Only passing
+// instances are handed out by DNS.
+type Health string
+
+const (
+	Passing  Health = "passing"
+	Critical Health = "critical"
+)
+
+// A Check says how the registry learns whether an instance is alive.
+type Check struct {
+	Type     string   `json:"type"`             // "tcp", "http" or "ttl"
+	Target   string   `json:"target,omitempty"` // HOST:PORT for tcp, a URL for http
+	Interval Duration `json:"interval"`         // between checks; for ttl, the heartbeat deadline
+}
+
+// Duration is a time.Duration written as "1s" in JSON.
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// An Instance is one process serving Service over Proto at Host:Port. In DNS
+// it is _Service._Proto SRV Priority Weight Port Host, and, for DNS-SD,
+// Label._Service._Proto with SRV and TXT.
+type Instance struct {
+	ID       string            `json:"id"`
+	Service  string            `json:"name"`     // "echo": an RFC 6335 service name, without the underscore
+	Proto    string            `json:"proto"`    // "tcp" or "udp"
+	Label    string            `json:"instance"` // RFC 6763 <Instance>: one label, any UTF-8
+	Host     string            `json:"host"`     // target host, relative to the zone
+	Port     uint16            `json:"port"`
+	Priority uint16            `json:"priority"`
+	Weight   uint16            `json:"weight"`
+	TTL      uint32            `json:"ttl"`
+	TXT      map[string]string `json:"txt,omitempty"`
+	Check    *Check            `json:"check,omitempty"`
+	Health   Health            `json:"health"`
+}
+
+// Healthy reports whether DNS may hand the instance out.
+func (i *Instance) Healthy() bool { return i.Health != Critical }
+
+// A Host is a name in the zone with its addresses.
+type Host struct {
+	Name  string       `json:"name"` // relative to the zone: "web" or "a.lab"
+	Addrs []netip.Addr `json:"addresses"`
+	TTL   uint32       `json:"ttl"`
+	// Auto marks a host created by an instance's registration: it goes away
+	// with the last instance that points at it.
+	Auto bool `json:"auto,omitempty"`
+}
+
+// A ServiceType is one _service._proto pair with how many instances it has.
+type ServiceType struct {
+	Proto     string
+	Service   string
+	Instances int
+	Healthy   int
+}
+
+type zoneState struct {
+	ID     string
+	Serial uint32
+}
+
+// ErrInvalid is wrapped by every validation error; the error's text names
+// the field.
+var ErrInvalid = errors.New("invalid")
+
+// ErrNotFound is returned when an update names an instance or host that
+// does not exist.
+var ErrNotFound = errors.New("not found")
+
+// A FieldError says which field of a registration was rejected and why.
+type FieldError struct {
+	Field  string
+	Value  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("invalid %s %q: %s", e.Field, e.Value, e.Reason)
+}
+
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// A Change is one row written by an update, in the order it was written.
+// Exactly one of Instance, Host is set; Delete says the row was removed.
+type Change struct {
+	Delete   bool      `json:"delete,omitempty"`
+	Instance *Instance `json:"instance,omitempty"`
+	Host     *Host     `json:"host,omitempty"`
+}
+
+// Registry is the directory. Its methods are safe for concurrent use:
+// writers are serialised by memdb, readers work on immutable snapshots.
+type Registry struct {
+	// Catalog resolves well-known names and ports; nil means DefaultCatalog.
+	Catalog *Catalog
+
+	// Journal, if set, is called inside every write transaction, with the
+	// new serial and the rows written, before they become visible. Returning
+	// an error aborts the update: nothing is applied. It is how changes
+	// reach the disk before they are acknowledged.
+	Journal func(serial uint32, changes []Change) error
+
+	db *memdb.MemDB
+}
+
+// New returns an empty registry whose zone serial is serial.
+func New(serial uint32) *Registry {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		// The schema is a constant of this package and is tested.
+		panic(err)
+	}
+	txn := db.Txn(true)
+	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
+		panic(err)
+	}
+	txn.Commit()
+	return &Registry{Catalog: DefaultCatalog(), db: db}
+}
+
+// Snapshot returns a consistent read-only view of the registry. It never
+// changes; Changed tells when a newer one exists.
+func (r *Registry) Snapshot() *Snapshot {
+	return &Snapshot{txn: r.db.Txn(false)}
+}
+
+// Update runs fn in one write transaction. If fn returns an error or writes
+// nothing, nothing changes. Otherwise every row fn wrote becomes visible at
+// once, with the zone serial bumped by one, and the new serial is returned.
+func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
+	txn := r.db.Txn(true)
+	defer txn.Abort()
+	tx := &Tx{Snapshot: Snapshot{txn: txn}}
+	if err := fn(tx); err != nil {
+		return 0, err
+	}
+	serial := tx.Serial()
+	if len(tx.changes) == 0 {
+		return serial, nil
+	}
+	serial++
+	if serial == 0 { // RFC 1982 serial arithmetic; 0 is avoided by convention
+		serial = 1
+	}
+	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
+		return 0, fmt.Errorf("registry: bump serial: %w", err)
+	}
+	if r.Journal != nil {
+		if err := r.Journal(serial, tx.changes); err != nil {
+			return 0, err
+		}
+	}
+	txn.Commit()
+	return serial, nil
+}
+
+// Register adds or replaces one instance, and its host when host is not nil.
+// It returns the instance's ID.
+func (r *Registry) Register(inst Instance, host *Host) (string, error) {
+	var id string
+	_, err := r.Update(func(tx *Tx) error {
+		if host != nil {
+			if err := tx.PutHost(*host); err != nil {
+				return err
+			}
+		}
+		var err error
+		id, err = tx.PutInstance(inst)
+		return err
+	})
+	return id, err
+}
+
+// Deregister removes the instance with the given ID.
+func (r *Registry) Deregister(id string) error {
+	_, err := r.Update(func(tx *Tx) error { return tx.DeleteInstance(id) })
+	return err
+}
+
+// SetHealth records an instance's health; DNS answers follow at once.
+func (r *Registry) SetHealth(id string, h Health) error {
+	_, err := r.Update(func(tx *Tx) error { return tx.SetHealth(id, h) })
+	return err
+}
+
+// A Snapshot is a consistent, immutable view of the registry.
+type Snapshot struct {
+	txn *memdb.Txn
+}
+
+// Serial is the zone's SOA serial in this snapshot.
+func (s *Snapshot) Serial() uint32 {
+	raw, err := s.txn.First(tableZone, indexID, zoneRow)
+	if err != nil || raw == nil {
+		return 0
+	}
+	return raw.(*zoneState).Serial
+}
+
+// Changed is closed when the registry moves past this snapshot.
+func (s *Snapshot) Changed() <-chan struct{} {
+	ch, _, err := s.txn.FirstWatch(tableZone, indexID, zoneRow)
+	if err != nil {
+		// Only a schema defect gets here; a closed channel makes callers
+		// take a new snapshot, which is always safe.
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return ch
+}
+
+// Types yields every service type with at least one instance.
+func (s *Snapshot) Types() iter.Seq[ServiceType] {
+	return func(yield func(ServiceType) bool) {
+		for t := range rows[ServiceType](s.txn, tableTypes, indexID+"_prefix") {
+			if !yield(*t) {
+				return
+			}
+		}
+	}
+}
+
+// Type returns the service type _service._proto, if it has instances.
+func (s *Snapshot) Type(proto, service string) (ServiceType, bool) {
+	raw, err := s.txn.First(tableTypes, indexID, proto, service)
+	if err != nil || raw == nil {
+		return ServiceType{}, false
+	}
+	return *raw.(*ServiceType), true
+}
+
+// HasProto reports whether any service type uses proto: whether _proto
+// exists in the zone as an empty non-terminal.
+func (s *Snapshot) HasProto(proto string) bool {
+	raw, err := s.txn.First(tableTypes, indexID+"_prefix", proto)
+	return err == nil && raw != nil
+}
+
+// Instances yields every instance of _service._proto, healthy or not.
+func (s *Snapshot) Instances(proto, service string) iter.Seq[*Instance] {
+	return rows[Instance](s.txn, tableInstances, indexService, proto, service)
+}
+
+// All yields every instance, ordered by ID.
+func (s *Snapshot) All() iter.Seq[*Instance] {
+	return rows[Instance](s.txn, tableInstances, indexID+"_prefix", "")
+}
+
+// OnHost yields the instances whose target is host.
+func (s *Snapshot) OnHost(host string) iter.Seq[*Instance] {
+	return rows[Instance](s.txn, tableInstances, indexHost, host)
+}
+
+// Instance returns the instance with the given ID.
+func (s *Snapshot) Instance(id string) (*Instance, bool) {
+	raw, err := s.txn.First(tableInstances, indexID, id)
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	return raw.(*Instance), true
+}
+
+// ByLabel returns the DNS-SD instance label._service._proto.
+func (s *Snapshot) ByLabel(proto, service, label string) (*Instance, bool) {
+	raw, err := s.txn.First(tableInstances, indexLabel, proto, service, label)
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	return raw.(*Instance), true
+}
+
+// Host returns the host with the given name, relative to the zone.
+func (s *Snapshot) Host(name string) (*Host, bool) {
+	raw, err := s.txn.First(tableHosts, indexID, name)
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	return raw.(*Host), true
+}
+
+// Hosts yields every host, ordered by name.
+func (s *Snapshot) Hosts() iter.Seq[*Host] {
+	return rows[Host](s.txn, tableHosts, indexID+"_prefix", "")
+}
+
+// HostsByAddr yields the hosts that have addr, for reverse (PTR) lookups.
+func (s *Snapshot) HostsByAddr(addr netip.Addr) iter.Seq[*Host] {
+	return rows[Host](s.txn, tableHosts, indexAddr, addr.Unmap().WithZone("").String())
+}
+
+// HasHostBelow reports whether some host name ends in "."+name: whether name
+// is an empty non-terminal because of hosts.
+func (s *Snapshot) HasHostBelow(name string) bool {
+	for h := range rows[Host](s.txn, tableHosts, indexRName+"_prefix", name) {
+		if !strings.EqualFold(h.Name, name) { // the prefix also finds name itself
+			return true
+		}
+	}
+	return false
+}
+
+// rows yields the rows of an index query, each of the type T that the
+// table holds.
+func rows[T any](txn *memdb.Txn, table, index string, args ...any) iter.Seq[*T] {
+	return func(yield func(*T) bool) {
+		it, err := txn.Get(table, index, args...)
+		if err != nil {
+			return
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if !yield(raw.(*T)) {
+				return
+			}
+		}
+	}
+}
+
+// A Tx is a write transaction, passed to the function given to Update. Its
+// reads see its own writes.
+type Tx struct {
+	Snapshot
+	changes []Change
+}
+
+// PutInstance validates inst, fills in its defaults and inserts or replaces
+// it, returning its ID. Defaults: ID "<service>-<proto>-<host>-<port>",
+// Label "<host>-<port>", TTL DefaultTTL, Health passing.
+func (tx *Tx) PutInstance(inst Instance) (string, error) {
+	if err := fillInstance(&inst); err != nil {
+		return "", err
+	}
+	if other, ok := tx.ByLabel(inst.Proto, inst.Service, inst.Label); ok && !strings.EqualFold(other.ID, inst.ID) {
+		return "", &FieldError{"instance", inst.Label, "already used by " + other.ID}
+	}
+	old, replacing := tx.Instance(inst.ID)
+	if replacing {
+		if err := tx.removeInstance(old); err != nil {
+			return "", err
+		}
+	}
+	if err := tx.txn.Insert(tableInstances, &inst); err != nil {
+		return "", fmt.Errorf("registry: insert %s: %w", inst.ID, err)
+	}
+	if err := tx.countType(&inst, +1); err != nil {
+		return "", err
+	}
+	if replacing && !strings.EqualFold(old.Host, inst.Host) {
+		if err := tx.collectHost(old.Host); err != nil {
+			return "", err
+		}
+	}
+	c := inst
+	tx.changes = append(tx.changes, Change{Instance: &c})
+	return inst.ID, nil
+}
+
+// DeleteInstance removes an instance, and its host if the registration
+// created it and nothing else points at it.
+func (tx *Tx) DeleteInstance(id string) error {
+	old, ok := tx.Instance(id)
+	if !ok {
+		return fmt.Errorf("registry: instance %q: %w", id, ErrNotFound)
+	}
+	if err := tx.removeInstance(old); err != nil {
+		return err
+	}
+	tx.changes = append(tx.changes, Change{Delete: true, Instance: old})
+	return tx.collectHost(old.Host)
+}
+
+// SetHealth changes an instance's health; setting the health it already
+// has writes nothing.
+func (tx *Tx) SetHealth(id string, h Health) error {
+	old, ok := tx.Instance(id)
+	if !ok {
+		return fmt.Errorf("registry: instance %q: %w", id, ErrNotFound)
+	}
+	if old.Health == h {
+		return nil
+	}
+	inst := *old // never modify a row after inserting it: copy, change, insert
+	inst.Health = h
+	_, err := tx.PutInstance(inst)
+	return err
+}
+
+// PutHost validates h and inserts or replaces it.
+func (tx *Tx) PutHost(h Host) error {
+	if err := fillHost(&h); err != nil {
+		return err
+	}
+	if err := tx.txn.Insert(tableHosts, &h); err != nil {
+		return fmt.Errorf("registry: insert host %s: %w", h.Name, err)
+	}
+	c := h
+	tx.changes = append(tx.changes, Change{Host: &c})
+	return nil
+}
+
+// DeleteHost removes a host. SRV records that target it stay, as RFC 2136
+// would leave them: the host may come back.
+func (tx *Tx) DeleteHost(name string) error {
+	old, ok := tx.Host(name)
+	if !ok {
+		return fmt.Errorf("registry: host %q: %w", name, ErrNotFound)
+	}
+	if err := tx.txn.Delete(tableHosts, old); err != nil {
+		return fmt.Errorf("registry: delete host %s: %w", name, err)
+	}
+	tx.changes = append(tx.changes, Change{Delete: true, Host: old})
+	return nil
+}
+
+func (tx *Tx) removeInstance(old *Instance) error {
+	if err := tx.txn.Delete(tableInstances, old); err != nil {
+		return fmt.Errorf("registry: delete %s: %w", old.ID, err)
+	}
+	return tx.countType(old, -1)
+}
+
+// collectHost removes an automatic host that no instance points at anymore.
+func (tx *Tx) collectHost(name string) error {
+	h, ok := tx.Host(name)
+	if !ok || !h.Auto {
+		return nil
+	}
+	for range tx.OnHost(name) {
+		return nil
+	}
+	return tx.DeleteHost(name)
+}
+
+// countType keeps the types table in step with the instances table.
+func (tx *Tx) countType(inst *Instance, delta int) error {
+	t, ok := tx.Type(inst.Proto, inst.Service)
+	if !ok {
+		t = ServiceType{Proto: inst.Proto, Service: inst.Service}
+	}
+	t.Instances += delta
+	if inst.Healthy() {
+		t.Healthy += delta
+	}
+	if t.Instances <= 0 {
+		if ok {
+			if err := tx.txn.Delete(tableTypes, &t); err != nil {
+				return fmt.Errorf("registry: delete type _%s._%s: %w", t.Service, t.Proto, err)
+			}
+		}
+		return nil
+	}
+	if err := tx.txn.Insert(tableTypes, &t); err != nil {
+		return fmt.Errorf("registry: insert type _%s._%s: %w", t.Service, t.Proto, err)
+	}
+	return nil
+}
+
+func fillInstance(inst *Instance) error {
+	inst.Service = strings.ToLower(inst.Service)
+	inst.Proto = strings.ToLower(inst.Proto)
+	inst.Host = strings.ToLower(strings.TrimSuffix(inst.Host, "."))
+	if err := ValidServiceName(inst.Service); err != nil {
+		return &FieldError{"name", inst.Service, err.Error()}
+	}
+	if inst.Proto == "" {
+		inst.Proto = "tcp"
+	}
+	if inst.Proto != "tcp" && inst.Proto != "udp" {
+		return &FieldError{"proto", inst.Proto, "must be tcp or udp"}
+	}
+	if err := ValidHostName(inst.Host); err != nil {
+		return &FieldError{"host", inst.Host, err.Error()}
+	}
+	if inst.Port == 0 {
+		return &FieldError{"port", "0", "must be 1-65535"}
+	}
+	if inst.Label == "" {
+		inst.Label = inst.Host + "-" + strconv.Itoa(int(inst.Port))
+	}
+	if len(inst.Label) > 63 {
+		return &FieldError{"instance", inst.Label, "longer than 63 bytes (RFC 6763 section 4.1.1)"}
+	}
+	for _, r := range inst.Label {
+		if r < 0x20 || r == 0x7f {
+			return &FieldError{"instance", inst.Label, "control characters are not allowed (RFC 6763 section 4.1.1)"}
+		}
+	}
+	if inst.ID == "" {
+		inst.ID = inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port))
+	}
+	if len(inst.ID) > 255 || strings.ContainsAny(inst.ID, "/ \t\r\n") {
+		return &FieldError{"id", inst.ID, "must be at most 255 bytes without slashes or spaces"}
+	}
+	if inst.TTL == 0 {
+		inst.TTL = DefaultTTL
+	}
+	if inst.TTL > MaxTTL {
+		return &FieldError{"ttl", strconv.Itoa(int(inst.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}
+	}
+	if len(inst.TXT) > MaxTXT {
+		return &FieldError{"txt", strconv.Itoa(len(inst.TXT)) + " keys", "at most " + strconv.Itoa(MaxTXT)}
+	}
+	for k, v := range inst.TXT {
+		// RFC 6763 section 6.4: keys are printable ASCII without '='; a
+		// key=value string fits one 255-byte character-string.
+		if k == "" || len(k)+1+len(v) > 255 || strings.ContainsAny(k, "=") || !printableASCII(k) {
+			return &FieldError{"txt", k, "keys are 1+ printable ASCII characters without '=', key=value at most 255 bytes (RFC 6763 section 6)"}
+		}
+	}
+	if inst.Check != nil {
+		switch inst.Check.Type {
+		case "tcp", "http", "ttl":
+		default:
+			return &FieldError{"check.type", inst.Check.Type, "must be tcp, http or ttl"}
+		}
+		if inst.Check.Interval < Duration(100*time.Millisecond) || inst.Check.Interval > Duration(24*time.Hour) {
+			return &FieldError{"check.interval", time.Duration(inst.Check.Interval).String(), "must be between 100ms and 24h"}
+		}
+	}
+	if inst.Health == "" {
+		inst.Health = Passing
+	}
+	if inst.Health != Passing && inst.Health != Critical {
+		return &FieldError{"health", string(inst.Health), "must be passing or critical"}
+	}
+	return nil
+}
+
+func fillHost(h *Host) error {
+	h.Name = strings.ToLower(strings.TrimSuffix(h.Name, "."))
+	if err := ValidHostName(h.Name); err != nil {
+		return &FieldError{"host", h.Name, err.Error()}
+	}
+	if h.TTL == 0 {
+		h.TTL = DefaultTTL
+	}
+	if h.TTL > MaxTTL {
+		return &FieldError{"ttl", strconv.Itoa(int(h.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}
+	}
+	seen := make(map[netip.Addr]bool, len(h.Addrs))
+	addrs := make([]netip.Addr, 0, len(h.Addrs))
+	for _, a := range h.Addrs {
+		if !a.IsValid() {
+			return &FieldError{"addresses", a.String(), "not an IP address"}
+		}
+		a = a.Unmap().WithZone("")
+		if !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	h.Addrs = addrs
+	return nil
+}
+
+// ValidServiceName checks the syntax of RFC 6335 section 5.1: 1 to 15
+// letters, digits and hyphens, at least one letter, no leading, trailing or
+// double hyphen.
+func ValidServiceName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty")
+	case len(s) > 15:
+		return errors.New("longer than 15 characters (RFC 6335 section 5.1)")
+	case s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--"):
+		return errors.New("hyphens may not start, end or double (RFC 6335 section 5.1)")
+	}
+	letter := false
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9' || r == '-':
+		default:
+			return fmt.Errorf("%q is not a letter, digit or hyphen (RFC 6335 section 5.1)", r)
+		}
+	}
+	if !letter {
+		return errors.New("needs at least one letter (RFC 6335 section 5.1)")
+	}
+	return nil
+}
+
+// ValidHostName checks a host name relative to the zone: dot-separated
+// labels of 1 to 63 letters, digits, hyphens and underscores, 200 bytes in
+// all so that the name still fits 255 bytes once the zone is appended
+// (RFC 1035 section 2.3.4).
+func ValidHostName(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	if len(s) > 200 {
+		return errors.New("longer than 200 bytes")
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return errors.New("labels must be 1 to 63 bytes (RFC 1035 section 2.3.4)")
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return errors.New("labels may not start or end with a hyphen (RFC 952)")
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("%q is not a letter, digit, hyphen or underscore", c)
+			}
+		}
+	}
+	return nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
