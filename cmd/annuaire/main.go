@@ -1,0 +1,116 @@
+// Command annuaire runs a small service directory: an authoritative DNS
+// server for one zone, the registry it answers from, the services it hosts,
+// and the client that finds them by name.
+//
+// Usage:
+//
+//	annuaire serve     run the directory, its DNS server and hosted services
+//	annuaire stop      stop the annuaire that runs on a data directory
+//
+// Run "annuaire COMMAND -h" for a command's flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	err := Run(ctx, e, os.Args[1:])
+	stop()
+	os.Exit(exitCode(e, err))
+}
+
+// env is what a command may touch of the outside world, so that tests can
+// run commands in-process.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+// usageError is a bad command line: the command's usage was printed, and
+// the exit code is 2 as for any Unix command.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// Run runs the subcommand named by args[0].
+func Run(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return usageError{errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, e, rest)
+	case "stop":
+		return runStop(ctx, e, rest)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(e.stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(e.stderr, usage)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+}
+
+const usage = `annuaire: a service directory that answers by DNS — name → address → port.
+
+Usage: annuaire COMMAND [flags] [args]
+
+Commands:
+  serve      run the registry, its DNS server and the hosted services
+  stop       stop the annuaire that runs on a data directory
+
+Run "annuaire COMMAND -h" for a command's flags.
+`
+
+// newFlagSet returns a flag set that reports errors instead of exiting and
+// prints its usage to stderr.
+func newFlagSet(e *env, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: annuaire %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, turning a bad flag into a usageError.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func exitCode(e *env, err error) int {
+	var u usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &u):
+		fmt.Fprintln(e.stderr, "annuaire:", err)
+		return 2
+	default:
+		fmt.Fprintln(e.stderr, "annuaire:", err)
+		return 1
+	}
+}
