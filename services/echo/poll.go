@@ -1,0 +1,322 @@
+package echo
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// servePoll is the course's select, on the server side: one goroutine
+// watches the listening socket t and every connection s at once, and calls
+// accept, recv or send only on a socket the kernel reported ready, on
+// non-blocking descriptors, so no call ever waits.
+//
+//	t=socket(); t.bind(); t.listen()      → Listen (listen.go)
+//	loop:
+//	    ready = epoll_wait(t, s1, s2 ...)  → select.select(lectures, écritures, [])
+//	    t readable   → s=t.accept(), and watch s
+//	    s readable   → s.recv() into s's buffer
+//	    s writable   → s.send() from s's buffer
+//
+// epoll is Linux's select without select's limit of 1024 descriptors and
+// without handing the whole list to the kernel at each call. Each
+// connection has a bounded buffer (pollBufSize): a client that sends but
+// does not read fills its buffer, the loop stops reading from it until the
+// buffer drains, and TCP's flow control then slows that client alone.
+// Shutdown wakes the loop through an eventfd.
+func (s *Server) servePoll(ln net.Listener) error {
+	t, err := dupFD(ln)
+	if err != nil {
+		return err
+	}
+	p := &poller{s: s, t: t, ep: -1, wake: -1, conns: make(map[int]*pollConn)}
+	defer p.closeAll()
+	if p.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	if p.wake, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		return os.NewSyscallError("eventfd", err)
+	}
+	if err := p.ctl(unix.EPOLL_CTL_ADD, p.wake, unix.EPOLLIN); err != nil {
+		return err
+	}
+	if err := p.watchListener(true); err != nil {
+		return err
+	}
+	wake := func() { unix.Write(p.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0}) }
+	s.addWaker(&wake)
+	defer s.removeWaker(&wake)
+
+	drain, force := s.channels()
+	events := make([]unix.EpollEvent, 128)
+	for {
+		select {
+		case <-force:
+			return net.ErrClosed
+		case <-drain:
+			p.stopAccepting()
+			if len(p.conns) == 0 {
+				return net.ErrClosed
+			}
+		default:
+		}
+		n, err := unix.EpollWait(p.ep, events, p.timeout()) // select.select(...)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		listenerReady := false
+		for _, ev := range events[:n] {
+			switch fd := int(ev.Fd); fd {
+			case p.wake:
+				var b [8]byte
+				unix.Read(p.wake, b[:])
+			case p.t:
+				listenerReady = true
+			default:
+				p.handle(fd, ev.Events)
+			}
+		}
+		// Accept after the connections' events: a descriptor closed above
+		// may be reused by accept, and must not get its predecessor's event.
+		if listenerReady {
+			p.accept()
+		}
+		p.expire(time.Now())
+	}
+}
+
+// pollBufSize bounds what one connection may have read but not yet sent
+// back.
+const pollBufSize = 64 << 10
+
+// pollConn is one client of the poll loop.
+type pollConn struct {
+	fd         int
+	buf        []byte
+	start, end int       // buf[start:end] is read and not yet sent back
+	eof        bool      // nothing more to read: the client sent FIN, or we are draining
+	events     uint32    // what epoll watches for fd
+	last       time.Time // last progress, for the idle timeout
+}
+
+// poller is the state of one poll loop; only that loop touches it.
+type poller struct {
+	s        *Server
+	ep, wake int
+	t        int  // the listening socket; -1 once closed
+	watchedT bool // whether epoll watches t (not at MaxConns)
+	conns    map[int]*pollConn
+}
+
+func (p *poller) ctl(op, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(p.ep, op, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+func (p *poller) watchListener(on bool) error {
+	if p.t < 0 || on == p.watchedT {
+		return nil
+	}
+	p.watchedT = on
+	if on {
+		return p.ctl(unix.EPOLL_CTL_ADD, p.t, unix.EPOLLIN)
+	}
+	return p.ctl(unix.EPOLL_CTL_DEL, p.t, 0)
+}
+
+// timeout is epoll_wait's: forever with no client, else short enough to
+// notice idle clients.
+func (p *poller) timeout() int {
+	if len(p.conns) == 0 {
+		return -1
+	}
+	return int(min(p.s.idleTimeout(), time.Second)/time.Millisecond) + 1
+}
+
+// accept takes every connection queued on t, up to MaxConns; at the cap it
+// stops watching t, so new clients wait in the listen queue.
+func (p *poller) accept() {
+	for len(p.conns) < p.s.maxConns() {
+		fd, _, err := unix.Accept4(p.t, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) // s=t.accept()
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			return
+		case errors.Is(err, unix.ECONNABORTED):
+			continue
+		default:
+			// Out of descriptors: the queue stays full and t readable; a
+			// short pause keeps the loop from spinning.
+			p.s.logger().Warn("echo: accept", "err", os.NewSyscallError("accept4", err))
+			time.Sleep(10 * time.Millisecond)
+			return
+		}
+		c := &pollConn{fd: fd, buf: make([]byte, pollBufSize), events: unix.EPOLLIN, last: time.Now()}
+		if err := p.ctl(unix.EPOLL_CTL_ADD, fd, c.events); err != nil {
+			unix.Close(fd)
+			continue
+		}
+		p.conns[fd] = c
+		p.s.accepted.Add(1)
+		p.s.active.Add(1)
+	}
+	p.watchListener(false)
+}
+
+// handle moves bytes for one ready connection: recv what fits in its
+// buffer, send what the buffer holds.
+func (p *poller) handle(fd int, events uint32) {
+	c := p.conns[fd]
+	if c == nil {
+		return
+	}
+	if events&unix.EPOLLERR != 0 {
+		p.closeConn(c)
+		return
+	}
+	progress := false
+	if events&(unix.EPOLLIN|unix.EPOLLHUP) != 0 && !c.eof && c.end < len(c.buf) {
+		n, err := unix.Read(fd, c.buf[c.end:]) // s.recv()
+		switch {
+		case n > 0:
+			c.end += n
+			progress = true
+		case err == nil:
+			c.eof = true // the client shut down its sending side
+			progress = true
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		default:
+			p.closeConn(c)
+			return
+		}
+	}
+	if c.end > c.start {
+		// MSG_NOSIGNAL: a client gone away is an EPIPE, not a SIGPIPE.
+		n, err := unix.SendmsgN(fd, c.buf[c.start:c.end], nil, nil, unix.MSG_NOSIGNAL) // s.send()
+		if n > 0 {
+			c.start += n
+			progress = true
+		}
+		if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			p.closeConn(c)
+			return
+		}
+	}
+	if progress {
+		c.last = time.Now()
+	} else if events&unix.EPOLLHUP != 0 {
+		p.closeConn(c) // hung up and nothing more can move
+		return
+	}
+	p.update(c)
+}
+
+// update closes c when it is done, else tells epoll what c waits for:
+// readable while its buffer has room, writable while it holds bytes.
+func (p *poller) update(c *pollConn) {
+	if c.start == c.end {
+		c.start, c.end = 0, 0
+		if c.eof {
+			p.closeConn(c) // everything read was sent back
+			return
+		}
+	}
+	if c.end == len(c.buf) && c.start > 0 {
+		c.end = copy(c.buf, c.buf[c.start:c.end])
+		c.start = 0
+	}
+	var want uint32
+	if !c.eof && c.end < len(c.buf) {
+		want |= unix.EPOLLIN
+	}
+	if c.end > c.start {
+		want |= unix.EPOLLOUT
+	}
+	if want != c.events {
+		c.events = want
+		if err := p.ctl(unix.EPOLL_CTL_MOD, c.fd, want); err != nil {
+			p.closeConn(c)
+		}
+	}
+}
+
+func (p *poller) closeConn(c *pollConn) {
+	unix.Close(c.fd) // s.close(); closing also removes it from epoll
+	delete(p.conns, c.fd)
+	p.s.active.Add(-1)
+	if len(p.conns) < p.s.maxConns() {
+		p.watchListener(true)
+	}
+}
+
+// expire closes the clients idle for longer than IdleTimeout.
+func (p *poller) expire(now time.Time) {
+	idle := p.s.idleTimeout()
+	for _, c := range p.conns {
+		if now.Sub(c.last) > idle {
+			p.closeConn(c)
+		}
+	}
+}
+
+// stopAccepting closes t and ends reading on every connection: each one
+// closes once its buffer is sent back.
+func (p *poller) stopAccepting() {
+	if p.t >= 0 {
+		p.watchListener(false)
+		unix.Close(p.t)
+		p.t = -1
+	}
+	for _, c := range p.conns {
+		if !c.eof {
+			c.eof = true
+			p.update(c)
+		}
+	}
+}
+
+func (p *poller) closeAll() {
+	for _, c := range p.conns {
+		p.closeConn(c)
+	}
+	for _, fd := range []int{p.t, p.wake, p.ep} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// dupFD returns a descriptor of its own for ln's socket, so that the loop
+// can call accept4 on it directly.
+func dupFD(ln net.Listener) (int, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("echo: poll mode needs a socket listener, not %T", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, dupErr := -1, error(nil)
+	err = rc.Control(func(u uintptr) {
+		fd, dupErr = unix.FcntlInt(u, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err == nil {
+		err = dupErr
+	}
+	if err != nil {
+		return -1, os.NewSyscallError("dup", err)
+	}
+	return fd, nil
+}
