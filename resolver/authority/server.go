@@ -5,12 +5,14 @@ package authority
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
 
 	"github.com/annuaire/annuaire/registry"
 )
@@ -42,80 +44,151 @@ type Server struct {
 	// means 10 seconds (RFC 7766 section 6.2.3 suggests tens of seconds).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 
-	mu      sync.Mutex // guards the fields below
-	servers []*dns.Server
-	closed  bool
+	// MaxTCPConns caps the TCP connections served at once; the next ones
+	// wait in the listen backlog until a slot frees. Zero means 1000.
+	MaxTCPConns int
+
+	once sync.Once
+	z    *zone // set by once
+
+	runs sync.WaitGroup // one per running Serve or ServePacket
+
+	mu     sync.Mutex // guards the fields below
+	closed bool
+	quit   chan struct{}   // closed by Shutdown
+	drain  context.Context // Shutdown's ctx: how long in-flight queries get
 }
 
 // ErrServerClosed is returned by Serve and ServePacket after Shutdown.
 var ErrServerClosed = errors.New("authority: server closed")
 
-// Serve answers DNS over TCP on ln until ctx is done or Shutdown is called.
+// drainTimeout bounds how long queries in flight may take to be answered
+// once the context given to Serve ends. DNS queries take microseconds:
+// the wait is for the TCP writes to slow clients.
+const drainTimeout = 5 * time.Second
+
+// Serve answers DNS over TCP on ln until ctx is done or Shutdown is called,
+// then closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return s.run(ctx, &dns.Server{Listener: ln, Net: "tcp"})
+	limit := s.MaxTCPConns
+	if limit <= 0 {
+		limit = 1000
+	}
+	return s.run(ctx, &dns.Server{Listener: netutil.LimitListener(ln, limit), Net: "tcp"}, "tcp", ln.Addr())
 }
 
 // ServePacket answers DNS over UDP on pc until ctx is done or Shutdown is
-// called.
+// called, then closes pc.
 func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
-	return s.run(ctx, &dns.Server{PacketConn: pc, Net: "udp"})
+	return s.run(ctx, &dns.Server{PacketConn: pc, Net: "udp"}, "udp", pc.LocalAddr())
 }
 
-func (s *Server) run(ctx context.Context, srv *dns.Server) error {
+func (s *Server) run(ctx context.Context, srv *dns.Server, network string, addr net.Addr) error {
+	s.zone() // read the configuration now, as documented
 	srv.Handler = s
 	srv.MsgAcceptFunc = accept
 	srv.MaxTCPQueries = -1 // miekg's default of 128 breaks persistent clients
+	srv.UDPSize = 4096     // read buffer: miekg's default of 512 cuts padded EDNS queries
 	srv.ReadTimeout = orDefault(s.ReadTimeout, 2*time.Second)
 	srv.WriteTimeout = orDefault(s.WriteTimeout, 2*time.Second)
 	idle := orDefault(s.IdleTimeout, 10*time.Second)
 	srv.IdleTimeout = func() time.Duration { return idle }
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
-	s.servers = append(s.servers, srv)
+	if s.quit == nil {
+		s.quit = make(chan struct{})
+	}
+	quit := s.quit
+	s.runs.Add(1)
 	s.mu.Unlock()
+	defer s.runs.Done()
 
 	done := make(chan error, 1)
 	go func() { done <- srv.ActivateAndServe() }()
+
+	var drain context.Context
 	select {
 	case err := <-done:
 		if s.isClosed() {
 			return ErrServerClosed
 		}
-		return err
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("authority: serve %s %s: %w", network, addr, err)
 	case <-ctx.Done():
-		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var cancel context.CancelFunc
+		drain, cancel = context.WithTimeout(context.Background(), drainTimeout)
 		defer cancel()
-		srv.ShutdownContext(shutCtx)
-		<-done
-		return nil
+	case <-quit:
+		s.mu.Lock()
+		drain = s.drain
+		s.mu.Unlock()
 	}
+
+	// miekg's ShutdownContext refuses a server that has not started yet
+	// and would leave it running: wait until it has, or has failed.
+	select {
+	case <-started:
+	case <-done:
+		return s.stopErr()
+	}
+	srv.ShutdownContext(drain) // closes the socket; an expired drain only cuts the wait
+	<-done
+	return s.stopErr()
 }
 
-// Shutdown stops every Serve and ServePacket call: listeners close, and
-// queries in flight get until ctx ends to be answered.
+func (s *Server) stopErr() error {
+	if s.isClosed() {
+		return ErrServerClosed
+	}
+	return nil
+}
+
+// Shutdown stops every Serve and ServePacket call: sockets close, and
+// queries in flight get until ctx ends to be answered. It returns when
+// they have all returned, or with ctx's error. Calling it twice is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closed = true
-	servers := s.servers
-	s.servers = nil
-	s.mu.Unlock()
-	var errs []error
-	for _, srv := range servers {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			errs = append(errs, err)
+	if !s.closed {
+		s.closed = true
+		s.drain = ctx
+		if s.quit == nil {
+			s.quit = make(chan struct{})
 		}
+		close(s.quit)
 	}
-	return errors.Join(errs...)
+	s.mu.Unlock()
+
+	stopped := make(chan struct{})
+	go func() { // ends when the runs do, which the closed quit guarantees
+		s.runs.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// zone returns the normalised configuration, computed on first use.
+func (s *Server) zone() *zone {
+	s.once.Do(func() { s.z = newZone(s.Zone, s.NS) })
+	return s.z
 }
 
 // ServeDNS dispatches a request by opcode; it makes Server a dns.Handler.
@@ -132,28 +205,29 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	case dns.OpcodeNotify:
 		s.notify(w, r)
 	default:
-		m := new(dns.Msg)
-		m.SetRcode(r, dns.RcodeNotImplemented)
-		w.WriteMsg(m)
+		// RFC 1035 section 4.1.1; the OPT record is owed even here
+		// (RFC 6891 section 7).
+		e, _ := requestEDNS(r, isTCP(w))
+		w.WriteMsg(errorReply(r, e, dns.RcodeNotImplemented))
 	}
 }
 
-// accept lets UPDATE through to ServeDNS, which miekg's default
-// MsgAcceptFunc answers NOTIMP: RFC 2136 updates carry many records in the
-// answer (prerequisite) and authority (update) sections.
+// accept lets every request through to ServeDNS, which judges it whole.
+// miekg's default MsgAcceptFunc answers NOTIMP to UPDATE (RFC 2136 updates
+// carry many records in the answer and authority sections) and FORMERR to
+// unknown opcodes and question counts without the OPT record an EDNS
+// requestor is owed (RFC 6891 section 7); RFC 8906 section 8.1.4 wants
+// NOTIMP for an unknown opcode even with no question.
 func accept(dh dns.Header) dns.MsgAcceptAction {
 	const qr = 1 << 15
 	if dh.Bits&qr != 0 {
 		return dns.MsgIgnore // never answer a response (RFC 1035 section 7.3)
 	}
 	opcode := int(dh.Bits>>11) & 0xF
-	if opcode == dns.OpcodeUpdate {
-		if dh.Qdcount != 1 { // RFC 2136 section 2.3: ZOCOUNT must be 1
-			return dns.MsgReject
-		}
-		return dns.MsgAccept
+	if opcode == dns.OpcodeUpdate && dh.Qdcount != 1 {
+		return dns.MsgReject // RFC 2136 section 2.3: ZOCOUNT must be 1
 	}
-	return dns.DefaultMsgAcceptFunc(dh)
+	return dns.MsgAccept
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -1,0 +1,230 @@
+package authority
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// A TSIGKey is a shared secret that may sign UPDATE messages (RFC 8945).
+type TSIGKey struct {
+	// Algorithm is the algorithm's name as sent on the wire, a lowercase
+	// fully qualified name: "hmac-sha256." or "hmac-md5.sig-alg.reg.int.".
+	Algorithm string
+	// Name is the key's name, lowercase and fully qualified: "ddns-key.".
+	// A request names the key it was signed with; name and algorithm
+	// together must match.
+	Name string
+	// Secret is the shared secret, base64-encoded.
+	Secret string
+}
+
+// The algorithms of RFC 8945 section 6, by the names nsupdate -y takes.
+var tsigAlgorithms = map[string]string{
+	"hmac-md5":    "hmac-md5.sig-alg.reg.int.",
+	"hmac-sha1":   dns.HmacSHA1,
+	"hmac-sha224": dns.HmacSHA224,
+	"hmac-sha256": dns.HmacSHA256,
+	"hmac-sha384": dns.HmacSHA384,
+	"hmac-sha512": dns.HmacSHA512,
+}
+
+// ParseTSIGKey reads a key in the syntax of nsupdate -y, [ALG:]NAME:SECRET:
+// "hmac-sha256:ddns-key:c2VjcmV0IQ==". As in nsupdate, a key without an
+// algorithm is hmac-md5, which RFC 8945 section 6 no longer recommends: say
+// hmac-sha256. Errors name the key but never echo the secret.
+func ParseTSIGKey(s string) (TSIGKey, error) {
+	parts := strings.Split(s, ":")
+	alg := "hmac-md5"
+	switch len(parts) {
+	case 2:
+	case 3:
+		alg = strings.ToLower(parts[0])
+		parts = parts[1:]
+	default:
+		return TSIGKey{}, errors.New("tsig key: want [ALGORITHM:]NAME:BASE64SECRET, as nsupdate -y")
+	}
+	name, secret := parts[0], parts[1]
+	wire, ok := tsigAlgorithms[strings.TrimSuffix(alg, ".")]
+	if !ok {
+		return TSIGKey{}, fmt.Errorf("tsig key %q: unknown algorithm %q: want hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224, hmac-sha1 or hmac-md5", name, alg)
+	}
+	if name == "" {
+		return TSIGKey{}, errors.New("tsig key: empty name")
+	}
+	if _, ok := dns.IsDomainName(name); !ok {
+		return TSIGKey{}, fmt.Errorf("tsig key %q: not a domain name", name)
+	}
+	raw, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil {
+		return TSIGKey{}, fmt.Errorf("tsig key %q: secret is not base64 (RFC 4648 section 4)", name)
+	}
+	if len(raw) == 0 {
+		return TSIGKey{}, fmt.Errorf("tsig key %q: empty secret", name)
+	}
+	return TSIGKey{Algorithm: wire, Name: dns.CanonicalName(name), Secret: secret}, nil
+}
+
+// String returns the key without its secret, for logs.
+func (k TSIGKey) String() string { return k.Name + " (" + strings.TrimSuffix(k.Algorithm, ".") + ")" }
+
+// Errors of TSIG verification, each answered as RFC 8945 section 5.2 says.
+var (
+	errBadKey    = errors.New("tsig: unknown key or algorithm") // BADKEY, section 5.2.1
+	errBadSig    = errors.New("tsig: MAC does not verify")      // BADSIG, section 5.2.2
+	errBadFormat = errors.New("tsig: malformed MAC size")       // FORMERR, section 5.2.2.1
+)
+
+// keyring is a dns.TsigProvider over the configured keys. miekg's own
+// provider is not used: it has no hmac-md5 (nsupdate's default for -y
+// NAME:SECRET), does not tell an unknown key from a bad MAC, and rejects the
+// truncated MACs RFC 8945 section 5.2.2.1 allows.
+type keyring []TSIGKey
+
+func (kr keyring) lookup(t *dns.TSIG) (TSIGKey, func() hash.Hash, error) {
+	name, alg := dns.CanonicalName(t.Hdr.Name), dns.CanonicalName(t.Algorithm)
+	for _, k := range kr {
+		// A key is its name and its algorithm: the same name with another
+		// algorithm is an unknown key (RFC 8945 section 5.2.1).
+		if k.Name == name && k.Algorithm == alg {
+			if h := newHash(alg); h != nil {
+				return k, h, nil
+			}
+		}
+	}
+	return TSIGKey{}, nil, errBadKey
+}
+
+func newHash(alg string) func() hash.Hash {
+	switch alg {
+	case "hmac-md5.sig-alg.reg.int.":
+		return md5.New
+	case dns.HmacSHA1:
+		return sha1.New
+	case dns.HmacSHA224:
+		return sha256.New224
+	case dns.HmacSHA256:
+		return sha256.New
+	case dns.HmacSHA384:
+		return sha512.New384
+	case dns.HmacSHA512:
+		return sha512.New
+	}
+	return nil
+}
+
+func (kr keyring) mac(msg []byte, t *dns.TSIG) ([]byte, error) {
+	k, h, err := kr.lookup(t)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := base64.StdEncoding.DecodeString(k.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("tsig key %s: %w", k, err)
+	}
+	m := hmac.New(h, secret)
+	m.Write(msg)
+	return m.Sum(nil), nil
+}
+
+// Generate implements dns.TsigProvider: it signs responses.
+func (kr keyring) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
+	return kr.mac(msg, t)
+}
+
+// Verify implements dns.TsigProvider: it checks a request's MAC, which may
+// be truncated to no less than half the hash and 10 octets (RFC 8945
+// section 5.2.2.1).
+func (kr keyring) Verify(msg []byte, t *dns.TSIG) error {
+	sum, err := kr.mac(msg, t)
+	if err != nil {
+		return err
+	}
+	got, err := hex.DecodeString(t.MAC)
+	if err != nil || len(got) > len(sum) || len(got) < max(10, len(sum)/2) {
+		return errBadFormat
+	}
+	if !hmac.Equal(sum[:len(got)], got) {
+		return errBadSig
+	}
+	return nil
+}
+
+// checkTSIG answers a request whose TSIG did not verify, as RFC 8945
+// section 5.2 says, and returns false; it returns true, writing nothing,
+// when r is signed by one of keys, and when r is unsigned (the caller
+// decides what unsigned requests may do). An answer it writes to a
+// verified request that is merely late (BADTIME) is signed; answers about a
+// key or MAC are not (section 5.3.2).
+func checkTSIG(w dns.ResponseWriter, r *dns.Msg) (ok bool, why string) {
+	t := r.IsTsig()
+	n := 0
+	for _, rr := range r.Extra {
+		if rr.Header().Rrtype == dns.TypeTSIG {
+			n++
+		}
+	}
+	if n > 1 || n == 1 && t == nil {
+		// RFC 8945 section 5.2: one TSIG, the last record, or FORMERR.
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeFormatError)
+		w.WriteMsg(m)
+		return false, "TSIG is not the last record of the message"
+	}
+	if t == nil {
+		return true, ""
+	}
+	err := w.TsigStatus()
+	if err == nil {
+		return true, ""
+	}
+	m := new(dns.Msg)
+	m.SetRcode(r, dns.RcodeNotAuth)
+	var code uint16
+	switch {
+	case errors.Is(err, errBadKey):
+		code = dns.RcodeBadKey
+	case errors.Is(err, errBadSig):
+		code = dns.RcodeBadSig
+	case errors.Is(err, dns.ErrTime):
+		code = dns.RcodeBadTime
+	default:
+		// The TSIG could not be read, or its MAC size is impossible:
+		// section 5.2.2.1 drops the message with FORMERR.
+		m.SetRcode(r, dns.RcodeFormatError)
+		w.WriteMsg(m)
+		return false, err.Error()
+	}
+	m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, int64(t.TimeSigned))
+	rt := m.Extra[len(m.Extra)-1].(*dns.TSIG)
+	rt.Error = code
+	if code == dns.RcodeBadTime {
+		// Section 5.2.3: signed, with the client's Time Signed and the
+		// server's clock in Other Data so the client can verify it anyway.
+		rt.OtherLen = 6
+		rt.OtherData = fmt.Sprintf("%012x", uint64(time.Now().Unix())&(1<<48-1))
+	}
+	// miekg's writer leaves the MAC out for BADKEY and BADSIG and signs the
+	// rest with the request's MAC (section 5.3).
+	w.WriteMsg(m)
+	return false, dns.RcodeToString[int(code)]
+}
+
+// signReply makes w sign m with the key that signed the request r, if any
+// (RFC 8945 section 5.3): every answer to a signed request is signed.
+func signReply(m, r *dns.Msg) {
+	if t := r.IsTsig(); t != nil {
+		m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
+	}
+}
