@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -118,56 +121,153 @@ func (e *FieldError) Error() string {
 func (e *FieldError) Unwrap() error { return ErrInvalid }
 
 // A Change is one row written by an update, in the order it was written.
-// Exactly one of Instance, Host is set; Delete says the row was removed.
+// Exactly one of Instance, Host is set; Delete says the row was removed, and
+// then Instance or Host is the removed row. OldInstance and OldHost are the
+// row as it was before the change (for a replacement or a delete; nil when
+// the row is new): an IXFR (RFC 1995) has to send the records it deletes.
+// Rows are shared with the registry: never modify them.
 type Change struct {
-	Delete   bool      `json:"delete,omitempty"`
-	Instance *Instance `json:"instance,omitempty"`
-	Host     *Host     `json:"host,omitempty"`
+	Delete      bool      `json:"delete,omitempty"`
+	Instance    *Instance `json:"instance,omitempty"`
+	Host        *Host     `json:"host,omitempty"`
+	OldInstance *Instance `json:"old_instance,omitempty"`
+	OldHost     *Host     `json:"old_host,omitempty"`
 }
 
 // Registry is the directory. Its methods are safe for concurrent use:
-// writers are serialised by memdb, readers work on immutable snapshots.
+// writers are serialised, readers work on immutable snapshots.
+//
+// A registry made by Open keeps a journal: every Update is on disk before it
+// returns and before any Snapshot shows it (see journal.go). One made by New
+// lives in memory only.
 type Registry struct {
 	// Catalog resolves well-known names and ports; nil means DefaultCatalog.
 	Catalog *Catalog
 
-	// Journal, if set, is called inside every write transaction, with the
-	// new serial and the rows written, before they become visible. Returning
-	// an error aborts the update: nothing is applied. It is how changes
-	// reach the disk before they are acknowledged.
-	Journal func(serial uint32, changes []Change) error
+	db  *memdb.MemDB
+	log *slog.Logger
+	j   *journal // nil for a registry made by New
 
-	db *memdb.MemDB
+	// snap is the newest published snapshot: durable when j is set.
+	snap atomic.Pointer[Snapshot]
+
+	// writeMu serialises writers from the start of their memdb transaction
+	// to the append of their journal record, so that the journal's order is
+	// memdb's commit order. It guards the fields below.
+	writeMu     sync.Mutex
+	hist        []ChangeSet // oldest first
+	histChanges int         // sum of len(Changes) over hist
+	maxSets     int
+	maxChanges  int
+	closed      bool
 }
 
-// New returns an empty registry whose zone serial is serial.
+// ErrClosed is returned by Update after Close.
+var ErrClosed = errors.New("registry: closed")
+
+// New returns an empty in-memory registry whose zone serial is serial.
 func New(serial uint32) *Registry {
+	r := newRegistry(Options{})
+	txn := r.db.Txn(true)
+	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
+		panic(err)
+	}
+	txn.Commit()
+	r.snap.Store(&Snapshot{txn: r.db.Txn(false), changed: make(chan struct{})})
+	return r
+}
+
+func newRegistry(opts Options) *Registry {
 	db, err := memdb.NewMemDB(schema())
 	if err != nil {
 		// The schema is a constant of this package and is tested.
 		panic(err)
 	}
-	txn := db.Txn(true)
-	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
-		panic(err)
+	r := &Registry{Catalog: DefaultCatalog(), db: db, log: opts.Logger}
+	if r.log == nil {
+		r.log = slog.Default()
 	}
-	txn.Commit()
-	return &Registry{Catalog: DefaultCatalog(), db: db}
+	r.maxSets, r.maxChanges = opts.HistorySize, opts.HistoryChanges
+	if r.maxSets == 0 {
+		r.maxSets = DefaultHistorySize
+	}
+	if r.maxChanges == 0 {
+		r.maxChanges = DefaultHistoryChanges
+	}
+	return r
 }
 
 // Snapshot returns a consistent read-only view of the registry. It never
-// changes; Changed tells when a newer one exists.
-func (r *Registry) Snapshot() *Snapshot {
-	return &Snapshot{txn: r.db.Txn(false)}
-}
+// changes; Changed tells when a newer one exists. It only shows updates
+// that are durable.
+func (r *Registry) Snapshot() *Snapshot { return r.snap.Load() }
 
 // Update runs fn in one write transaction. If fn returns an error or writes
 // nothing, nothing changes. Otherwise every row fn wrote becomes visible at
 // once, with the zone serial bumped by one, and the new serial is returned.
+// With a journal, Update returns only once the change is on disk; if the
+// disk fails, this and every later Update return an error.
 func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
+	r.writeMu.Lock()
+	if r.closed {
+		r.writeMu.Unlock()
+		return 0, ErrClosed
+	}
+	if r.j != nil {
+		if err := r.j.failed(); err != nil {
+			r.writeMu.Unlock()
+			return 0, err
+		}
+	}
 	txn := r.db.Txn(true)
-	defer txn.Abort()
 	tx := &Tx{Snapshot: Snapshot{txn: txn}}
+	serial, err := r.updateLocked(txn, tx, fn)
+	if err != nil || len(tx.changes) == 0 {
+		txn.Abort()
+		var seq uint64
+		if r.j != nil {
+			seq = r.j.appended()
+		}
+		r.writeMu.Unlock()
+		if err == nil && r.j != nil {
+			// fn may have read rows that are not durable yet: answer only
+			// once they are.
+			err = r.j.wait(seq)
+		}
+		return serial, err
+	}
+	cs := ChangeSet{Prev: tx.Serial(), Serial: serial, Changes: tx.changes}
+	var rec []byte
+	if r.j != nil {
+		if rec, err = encodeChangeSet(cs); err != nil {
+			txn.Abort()
+			r.writeMu.Unlock()
+			return 0, err
+		}
+	}
+	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
+		txn.Abort()
+		r.writeMu.Unlock()
+		return 0, fmt.Errorf("registry: bump serial: %w", err)
+	}
+	txn.Commit()
+	r.remember(cs)
+	snap := &Snapshot{txn: r.db.Txn(false), hist: r.hist, changed: make(chan struct{})}
+	if r.j == nil {
+		r.publish(snap)
+		r.writeMu.Unlock()
+		return serial, nil
+	}
+	seq := r.j.append(rec, snap)
+	r.writeMu.Unlock()
+	if err := r.j.wait(seq); err != nil {
+		return 0, err
+	}
+	return serial, nil
+}
+
+// updateLocked runs fn and returns the serial the update will have.
+func (r *Registry) updateLocked(txn *memdb.Txn, tx *Tx, fn func(*Tx) error) (uint32, error) {
 	if err := fn(tx); err != nil {
 		return 0, err
 	}
@@ -175,20 +275,43 @@ func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
 	if len(tx.changes) == 0 {
 		return serial, nil
 	}
-	serial++
-	if serial == 0 { // RFC 1982 serial arithmetic; 0 is avoided by convention
-		serial = 1
+	return nextSerial(serial, 1), nil
+}
+
+// nextSerial adds n to a serial in RFC 1982 arithmetic, skipping 0, which
+// some secondaries treat as "no serial".
+func nextSerial(s uint32, n uint32) uint32 {
+	if s+n < s || s+n == 0 {
+		return s + n + 1
 	}
-	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
-		return 0, fmt.Errorf("registry: bump serial: %w", err)
+	return s + n
+}
+
+// publish makes snap the snapshot readers get and wakes those waiting on
+// the previous one. Callers serialise it: writeMu without a journal, the
+// journal's mutex with one.
+func (r *Registry) publish(snap *Snapshot) {
+	old := r.snap.Swap(snap)
+	if old != nil && old.changed != nil {
+		close(old.changed)
 	}
-	if r.Journal != nil {
-		if err := r.Journal(serial, tx.changes); err != nil {
-			return 0, err
-		}
+}
+
+// Close flushes and closes the journal and releases the data directory.
+// Later Updates return ErrClosed. Close is safe to call twice; on a
+// registry made by New it only stops writes.
+func (r *Registry) Close() error {
+	r.writeMu.Lock()
+	if r.closed {
+		r.writeMu.Unlock()
+		return nil
 	}
-	txn.Commit()
-	return serial, nil
+	r.closed = true
+	r.writeMu.Unlock()
+	if r.j == nil {
+		return nil
+	}
+	return r.j.close()
 }
 
 // Register adds or replaces one instance, and its host when host is not nil.
@@ -222,7 +345,9 @@ func (r *Registry) SetHealth(id string, h Health) error {
 
 // A Snapshot is a consistent, immutable view of the registry.
 type Snapshot struct {
-	txn *memdb.Txn
+	txn     *memdb.Txn
+	changed chan struct{} // closed when the next snapshot is published
+	hist    []ChangeSet   // the registry's history up to this snapshot
 }
 
 // Serial is the zone's SOA serial in this snapshot.
@@ -236,6 +361,10 @@ func (s *Snapshot) Serial() uint32 {
 
 // Changed is closed when the registry moves past this snapshot.
 func (s *Snapshot) Changed() <-chan struct{} {
+	if s.changed != nil {
+		return s.changed
+	}
+	// A Tx's view: it changes with its own writes.
 	ch, _, err := s.txn.FirstWatch(tableZone, indexID, zoneRow)
 	if err != nil {
 		// Only a schema defect gets here; a closed channel makes callers
@@ -387,8 +516,11 @@ func (tx *Tx) PutInstance(inst Instance) (string, error) {
 			return "", err
 		}
 	}
-	c := inst
-	tx.changes = append(tx.changes, Change{Instance: &c})
+	ch := Change{Instance: &inst}
+	if replacing {
+		ch.OldInstance = old
+	}
+	tx.changes = append(tx.changes, ch)
 	return inst.ID, nil
 }
 
@@ -402,7 +534,7 @@ func (tx *Tx) DeleteInstance(id string) error {
 	if err := tx.removeInstance(old); err != nil {
 		return err
 	}
-	tx.changes = append(tx.changes, Change{Delete: true, Instance: old})
+	tx.changes = append(tx.changes, Change{Delete: true, Instance: old, OldInstance: old})
 	return tx.collectHost(old.Host)
 }
 
@@ -427,11 +559,11 @@ func (tx *Tx) PutHost(h Host) error {
 	if err := fillHost(&h); err != nil {
 		return err
 	}
+	old, _ := tx.Host(h.Name)
 	if err := tx.txn.Insert(tableHosts, &h); err != nil {
 		return fmt.Errorf("registry: insert host %s: %w", h.Name, err)
 	}
-	c := h
-	tx.changes = append(tx.changes, Change{Host: &c})
+	tx.changes = append(tx.changes, Change{Host: &h, OldHost: old})
 	return nil
 }
 
@@ -445,7 +577,7 @@ func (tx *Tx) DeleteHost(name string) error {
 	if err := tx.txn.Delete(tableHosts, old); err != nil {
 		return fmt.Errorf("registry: delete host %s: %w", name, err)
 	}
-	tx.changes = append(tx.changes, Change{Delete: true, Host: old})
+	tx.changes = append(tx.changes, Change{Delete: true, Host: old, OldHost: old})
 	return nil
 }
 

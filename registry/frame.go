@@ -1,0 +1,117 @@
+package registry
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+)
+
+// The journal and the checkpoint are files of frames after an 8-byte magic:
+//
+//	length  uint32, little endian: bytes of payload
+//	crc     uint32, little endian: CRC-32C (Castagnoli) of length and payload
+//	payload length bytes of JSON
+//
+// A frame is written whole then fsynced; a crash can only leave a frame
+// short at the end of the file, which the CRC or the length tells apart
+// from a complete one. CRC-32C because it is what ext4, iSCSI and
+// PostgreSQL's WAL use, and is computed in hardware on amd64 and arm64.
+const (
+	frameHeader     = 8
+	maxFramePayload = 1 << 30
+
+	journalMagic    = "ANNJRNL1"
+	checkpointMagic = "ANNCKPT1"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendFrame appends payload, framed, to dst.
+func appendFrame(dst, payload []byte) []byte {
+	var h [frameHeader]byte
+	binary.LittleEndian.PutUint32(h[0:4], uint32(len(payload)))
+	crc := crc32.Update(crc32.Checksum(h[0:4], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(h[4:8], crc)
+	return append(append(dst, h[:]...), payload...)
+}
+
+// A damageError says where and why a file of frames stops being readable.
+type damageError struct {
+	Offset int64  // from the start of the file, magic included
+	Reason string // "truncated frame", "checksum mismatch", ...
+	// Torn is true when the damage is a frame cut short by the end of the
+	// file: what a crash during a write leaves.
+	Torn bool
+}
+
+func (e *damageError) Error() string {
+	return fmt.Sprintf("offset %d: %s", e.Offset, e.Reason)
+}
+
+// nextFrame decodes the frame at the start of data. It returns the payload
+// and the frame's whole length, or a damage error with Offset relative to
+// data.
+func nextFrame(data []byte) (payload []byte, n int, err *damageError) {
+	if len(data) < frameHeader {
+		return nil, 0, &damageError{Reason: fmt.Sprintf("truncated frame header (%d of %d bytes)", len(data), frameHeader), Torn: true}
+	}
+	length := binary.LittleEndian.Uint32(data[0:4])
+	if length > maxFramePayload {
+		return nil, 0, &damageError{Reason: fmt.Sprintf("frame length %d exceeds %d", length, maxFramePayload)}
+	}
+	if int64(length) > int64(len(data)-frameHeader) {
+		return nil, 0, &damageError{Reason: fmt.Sprintf("truncated frame (%d of %d payload bytes)", len(data)-frameHeader, length), Torn: true}
+	}
+	payload = data[frameHeader : frameHeader+int(length)]
+	want := binary.LittleEndian.Uint32(data[4:8])
+	if got := crc32.Update(crc32.Checksum(data[0:4], castagnoli), castagnoli, payload); got != want {
+		return nil, 0, &damageError{Reason: fmt.Sprintf("checksum mismatch (crc32c %08x, header says %08x)", got, want)}
+	}
+	return payload, frameHeader + int(length), nil
+}
+
+// scanFrames calls fn for each frame of a file's content, magic included.
+// It stops at the first damaged frame, or at the first frame fn rejects,
+// and returns the offset just past the last frame accepted along with the
+// damage. fn's payload is only valid during the call.
+func scanFrames(data []byte, magic string, fn func(off int64, payload []byte) error) (end int64, damage *damageError) {
+	if len(data) < len(magic) {
+		return 0, &damageError{Reason: fmt.Sprintf("truncated file header (%d of %d bytes)", len(data), len(magic)), Torn: true}
+	}
+	if string(data[:len(magic)]) != magic {
+		return 0, &damageError{Reason: fmt.Sprintf("bad file header %q, want %q", data[:len(magic)], magic)}
+	}
+	off := len(magic)
+	for off < len(data) {
+		payload, n, derr := nextFrame(data[off:])
+		if derr != nil {
+			derr.Offset = int64(off)
+			return int64(off), derr
+		}
+		if err := fn(int64(off), payload); err != nil {
+			return int64(off), &damageError{Offset: int64(off), Reason: err.Error()}
+		}
+		off += n
+	}
+	return int64(off), nil
+}
+
+// countFrames counts the intact frames in data, which follows damage: it
+// steps over a frame whose checksum fails but whose length fits, so that the
+// log can say how many whole records went with the damaged one.
+func countFrames(data []byte) (intact int) {
+	for len(data) >= frameHeader {
+		_, n, derr := nextFrame(data)
+		if derr != nil {
+			length := int64(binary.LittleEndian.Uint32(data[0:4]))
+			if derr.Torn || length > int64(len(data)-frameHeader) {
+				return intact
+			}
+			n = frameHeader + int(length)
+		} else {
+			intact++
+		}
+		data = data[n:]
+	}
+	return intact
+}

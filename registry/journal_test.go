@@ -1,0 +1,453 @@
+package registry
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// mustOpen opens a registry on dir, logging into the test's log.
+func mustOpen(tb testing.TB, dir string, opts Options) *Registry {
+	tb.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, nil))
+	}
+	r, err := Open(dir, opts)
+	if err != nil {
+		tb.Fatalf("Open(%s): %v", dir, err)
+	}
+	return r
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// logBuffer collects log lines for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func echoInstance(i int) Instance {
+	return Instance{Service: "echo", Host: fmt.Sprintf("h%d", i), Port: uint16(1000 + i%60000), TXT: map[string]string{"n": strconv.Itoa(i)}}
+}
+
+func hostFor(i int) *Host {
+	return &Host{Name: fmt.Sprintf("h%d", i), Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}, Auto: true}
+}
+
+// dump is the registry's content as text, for comparisons.
+func dump(s *Snapshot) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "serial %d\n", s.Serial())
+	for inst := range s.All() {
+		fmt.Fprintf(&b, "%+v %+v\n", *inst, inst.Check)
+	}
+	for h := range s.Hosts() {
+		fmt.Fprintf(&b, "%+v\n", *h)
+	}
+	for t := range s.Types() {
+		fmt.Fprintf(&b, "%+v\n", t)
+	}
+	return b.String()
+}
+
+func TestOpenRestore(t *testing.T) {
+	for _, seg := range []int64{0, 2048} { // 2048: many segments and checkpoints
+		t.Run(fmt.Sprintf("segment=%d", seg), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			r := mustOpen(t, dir, Options{Serial: 100, SegmentSize: seg})
+			var ids []string
+			for i := range 50 {
+				ids = append(ids, mustRegister(t, r, echoInstance(i), hostFor(i)))
+			}
+			for _, id := range ids[:10] {
+				if err := r.Deregister(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := r.SetHealth(ids[20], Critical); err != nil {
+				t.Fatal(err)
+			}
+			want := dump(r.Snapshot())
+			serial := r.Snapshot().Serial()
+			if serial != 100+50+10+1 {
+				t.Errorf("serial = %d", serial)
+			}
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+			if _, err := r.Register(echoInstance(99), nil); !errors.Is(err, ErrClosed) {
+				t.Errorf("Register after Close: %v", err)
+			}
+			if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("data directory mode: %v %v", fi.Mode(), err)
+			}
+
+			r = mustOpen(t, dir, Options{Serial: 5})
+			defer r.Close()
+			if got := dump(r.Snapshot()); got != want {
+				t.Errorf("restored registry differs:\n got %s\nwant %s", got, want)
+			}
+			sets, ok := r.History(serial - 3)
+			if !ok || len(sets) != 3 || sets[2].Serial != serial {
+				t.Errorf("History(serial-3) = %d sets, %v", len(sets), ok)
+			}
+			id := mustRegister(t, r, echoInstance(200), nil)
+			if r.Snapshot().Serial() != serial+1 {
+				t.Errorf("serial after restart = %d, want %d", r.Snapshot().Serial(), serial+1)
+			}
+			if _, ok := r.Snapshot().Instance(id); !ok {
+				t.Error("write after restore lost")
+			}
+		})
+	}
+}
+
+func TestHistory(t *testing.T) {
+	r := New(10)
+	id := mustRegister(t, r, Instance{Service: "echo", Host: "a", Port: 7}, &Host{Name: "a", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Auto: true})
+	mustRegister(t, r, Instance{Service: "echo", Host: "a", Port: 7, Weight: 5}, nil)
+	if err := r.Deregister(id); err != nil {
+		t.Fatal(err)
+	}
+	sets, ok := r.History(10)
+	if !ok || len(sets) != 3 {
+		t.Fatalf("History(10) = %d sets, %v", len(sets), ok)
+	}
+	if sets[0].Prev != 10 || sets[0].Serial != 11 || sets[2].Serial != 13 {
+		t.Errorf("serials: %+v", sets)
+	}
+	// set 1 replaced the instance: the old row rides along.
+	c := sets[1].Changes[0]
+	if c.OldInstance == nil || c.OldInstance.Weight != 0 || c.Instance.Weight != 5 {
+		t.Errorf("replacement change = %+v", c)
+	}
+	// set 2 deleted it and collected its automatic host.
+	if len(sets[2].Changes) != 2 || !sets[2].Changes[0].Delete || sets[2].Changes[0].OldInstance == nil ||
+		!sets[2].Changes[1].Delete || sets[2].Changes[1].OldHost == nil {
+		t.Errorf("delete changes = %+v", sets[2].Changes)
+	}
+	if sets, ok := r.History(13); !ok || len(sets) != 0 {
+		t.Errorf("History(current) = %v, %v", sets, ok)
+	}
+	if _, ok := r.History(9); ok {
+		t.Error("History reaches before the first change")
+	}
+
+	small := newRegistry(Options{HistorySize: 2})
+	small.snap.Store(New(1).Snapshot())
+	small.db = New(1).db
+	for i := range 5 {
+		mustRegister(t, small, echoInstance(i), nil)
+	}
+	if _, ok := small.History(small.Snapshot().Serial() - 3); ok {
+		t.Error("history longer than HistorySize")
+	}
+	if sets, ok := small.History(small.Snapshot().Serial() - 2); !ok || len(sets) != 2 {
+		t.Errorf("History(serial-2) = %d, %v", len(sets), ok)
+	}
+}
+
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LockOwner(dir); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("LockOwner on a fresh dir: %v", err)
+	}
+	r := mustOpen(t, dir, Options{})
+	_, err := Open(dir, Options{})
+	var le *LockedError
+	if !errors.As(err, &le) || le.PID != os.Getpid() || !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v", err)
+	}
+	if want := fmt.Sprintf("data directory %s is in use by pid %d", dir, os.Getpid()); err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+	if pid, err := LockOwner(dir); err != nil || pid != os.Getpid() {
+		t.Errorf("LockOwner = %d, %v", pid, err)
+	}
+	r.Close()
+	if _, err := LockOwner(dir); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("LockOwner after Close: %v", err)
+	}
+	mustOpen(t, dir, Options{}).Close()
+}
+
+func TestGroupCommit(t *testing.T) {
+	r := mustOpen(t, t.TempDir(), Options{})
+	defer r.Close()
+	const writers, each = 16, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := r.Register(echoInstance(w*each+i), nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	for range r.Snapshot().All() {
+		n++
+	}
+	if n != writers*each {
+		t.Errorf("%d instances, want %d", n, writers*each)
+	}
+	r.j.mu.Lock()
+	syncs, records := r.j.syncs, r.j.seq
+	r.j.mu.Unlock()
+	t.Logf("%d records in %d fsyncs", records, syncs)
+	if syncs >= records {
+		t.Errorf("no group commit: %d fsyncs for %d records", syncs, records)
+	}
+}
+
+func TestBulkIsOneFsync(t *testing.T) {
+	r := mustOpen(t, t.TempDir(), Options{})
+	defer r.Close()
+	r.j.mu.Lock()
+	before := r.j.syncs
+	r.j.mu.Unlock()
+	if _, err := r.Update(func(tx *Tx) error {
+		for i := range 5000 {
+			if _, err := tx.PutInstance(echoInstance(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.j.mu.Lock()
+	defer r.j.mu.Unlock()
+	if got := r.j.syncs - before; got != 1 {
+		t.Errorf("bulk update took %d fsyncs", got)
+	}
+}
+
+// writeJournal makes a data directory holding n registrations in one
+// segment and returns it with the offsets where each record starts.
+func writeJournal(t *testing.T, n int) (dir string, offsets []int64, size int64) {
+	dir = t.TempDir()
+	r := mustOpen(t, dir, Options{Serial: 1})
+	for i := range n {
+		r.j.mu.Lock()
+		offsets = append(offsets, r.j.size)
+		r.j.mu.Unlock()
+		mustRegister(t, r, echoInstance(i), nil)
+	}
+	r.Close()
+	fi, err := os.Stat(filepath.Join(dir, segmentName(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, offsets, fi.Size()
+}
+
+func copyDir(t *testing.T, from string) string {
+	to := t.TempDir()
+	ents, _ := os.ReadDir(from)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(to, e.Name()), b, 0o600)
+	}
+	return to
+}
+
+func countInstances(s *Snapshot) int {
+	n := 0
+	for range s.All() {
+		n++
+	}
+	return n
+}
+
+func TestTruncatedJournal(t *testing.T) {
+	const n = 5
+	src, offsets, size := writeJournal(t, n)
+	last := offsets[n-1]
+	for cut := last; cut < size; cut++ {
+		dir := copyDir(t, src)
+		seg := filepath.Join(dir, segmentName(1))
+		if err := os.Truncate(seg, cut); err != nil {
+			t.Fatal(err)
+		}
+		var logs logBuffer
+		r, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		if got := countInstances(r.Snapshot()); got != n-1 {
+			t.Errorf("cut at %d: %d instances, want %d", cut, got, n-1)
+		}
+		if s := r.Snapshot().Serial(); cut > last && s <= 1+n-1 {
+			t.Errorf("cut at %d: serial %d did not move past the dropped record", cut, s)
+		}
+		if cut > last {
+			want := fmt.Sprintf("offset=%d bytes=%d", last, cut-last)
+			if !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "file="+seg) {
+				t.Errorf("cut at %d: log does not say %q:\n%s", cut, want, logs.String())
+			}
+		}
+		// The next write lands after the last whole record and survives.
+		mustRegister(t, r, echoInstance(100), nil)
+		r.Close()
+		r = mustOpen(t, dir, Options{})
+		if got := countInstances(r.Snapshot()); got != n {
+			t.Errorf("cut at %d: after a write and a restart, %d instances, want %d", cut, got, n)
+		}
+		r.Close()
+	}
+}
+
+func TestCorruptJournal(t *testing.T) {
+	const n = 6
+	src, offsets, _ := writeJournal(t, n)
+	for _, at := range []int64{offsets[3], offsets[3] + 3, offsets[3] + 20} {
+		dir := copyDir(t, src)
+		seg := filepath.Join(dir, segmentName(1))
+		b, _ := os.ReadFile(seg)
+		b[at] ^= 0x55
+		os.WriteFile(seg, b, 0o600)
+		var logs logBuffer
+		r, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatalf("flip at %d: %v", at, err)
+		}
+		if got := countInstances(r.Snapshot()); got != 3 {
+			t.Errorf("flip at %d: %d instances, want the 3 before the damage", at, got)
+		}
+		want := fmt.Sprintf("offset=%d bytes=%d", offsets[3], int64(len(b))-offsets[3])
+		if !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "level=ERROR") {
+			t.Errorf("flip at %d: log does not say %q at error level:\n%s", at, want, logs.String())
+		}
+		if at == offsets[3]+20 && !strings.Contains(logs.String(), `records="1 damaged + 2 intact after it"`) {
+			t.Errorf("log does not count the intact records dropped:\n%s", logs.String())
+		}
+		if kept, err := os.ReadFile(seg + ".damaged"); err != nil || !bytes.Equal(kept, b[offsets[3]:]) {
+			t.Errorf("dropped bytes not kept aside: %v", err)
+		}
+		r.Close()
+	}
+}
+
+func TestCorruptCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	r := mustOpen(t, dir, Options{SegmentSize: 512})
+	for i := range 20 {
+		mustRegister(t, r, echoInstance(i), nil)
+	}
+	r.Close()
+	cp := filepath.Join(dir, "checkpoint")
+	b, err := os.ReadFile(cp)
+	if err != nil {
+		t.Fatalf("no checkpoint written: %v", err)
+	}
+	b[len(b)/2] ^= 1
+	os.WriteFile(cp, b, 0o600)
+	_, err = Open(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "checkpoint "+cp+" is damaged") || !strings.Contains(err.Error(), "refusing to start") {
+		t.Errorf("Open with a damaged checkpoint: %v", err)
+	}
+}
+
+// TestKill9 runs a child that registers instances and acknowledges each on
+// stdout after Register returns, kills it with SIGKILL mid-stream, and
+// checks that every acknowledged registration survived.
+func TestKill9(t *testing.T) {
+	if dir := os.Getenv("ANNUAIRE_REGISTRY_CHILD"); dir != "" {
+		r, err := Open(dir, Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		for i := range 200 {
+			id, err := r.Register(echoInstance(i), hostFor(i))
+			if err != nil {
+				fmt.Println("error", err)
+				os.Exit(1)
+			}
+			fmt.Printf("ack %s %d\n", id, r.Snapshot().Serial())
+		}
+		select {} // wait for the kill
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(exe, "-test.run=^TestKill9$")
+	cmd.Env = append(os.Environ(), "ANNUAIRE_REGISTRY_CHILD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	var serial uint64
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 3 && f[0] == "ack" {
+			acked[f[1]] = true
+			serial, _ = strconv.ParseUint(f[2], 10, 32)
+		} else if f[0] == "error" {
+			t.Fatal(sc.Text())
+		}
+		if len(acked) == 120 {
+			cmd.Process.Signal(syscall.SIGKILL)
+			break
+		}
+	}
+	cmd.Wait()
+	r := mustOpen(t, dir, Options{})
+	defer r.Close()
+	s := r.Snapshot()
+	for id := range acked {
+		if _, ok := s.Instance(id); !ok {
+			t.Errorf("acknowledged %s lost", id)
+		}
+	}
+	if uint64(s.Serial()) < serial {
+		t.Errorf("serial went back from %d to %d", serial, s.Serial())
+	}
+	t.Logf("%d acknowledged, %d restored, serial %d (last acknowledged %d)", len(acked), countInstances(s), s.Serial(), serial)
+}
