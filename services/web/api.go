@@ -1,0 +1,211 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/annuaire/annuaire/registry"
+)
+
+// errorBody is the shape of every API error.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{"encoding the answer: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{msg})
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; allowed: "+allow)
+	}
+}
+
+// authorized lets a request through only with "Authorization: Bearer
+// TOKEN" (RFC 6750 section 2.1). The comparison takes the same time
+// whatever the guess, so the token cannot be found a byte at a time.
+func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		const scheme = "bearer "
+		h := r.Header.Get("Authorization")
+		challenge := `Bearer realm="annuaire"`
+		msg := "this request needs Authorization: Bearer TOKEN (the token is in the data directory's token file)"
+		if len(h) > len(scheme) && strings.EqualFold(h[:len(scheme)], scheme) {
+			got := strings.TrimSpace(h[len(scheme):])
+			if s.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1 {
+				next(w, r)
+				return
+			}
+			// RFC 6750 section 3.1.
+			challenge += `, error="invalid_token"`
+			msg = "wrong token"
+		}
+		if s.Token == "" {
+			msg = "writes are disabled: the server has no token"
+		}
+		s.logger().Warn("web: refused write", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", msg)
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeError(w, http.StatusUnauthorized, msg)
+	}
+}
+
+func withHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setPageHeaders(w)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// setPageHeaders keeps the page to its own files: no inline script, no
+// framing, nothing fetched elsewhere.
+func setPageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
+func (s *Server) page(static fs.FS) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := fs.ReadFile(static, "index.html")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		setPageHeaders(w)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(b)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	snap := s.Registry.Snapshot()
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "zone": s.zone(), "serial": snap.Serial()})
+}
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.views(s.Registry.Snapshot()))
+}
+
+func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
+	snap := s.Registry.Snapshot()
+	inst, ok := snap.Instance(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no instance with id "+quote(r.PathValue("id")))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(snap, inst))
+}
+
+func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.Registry.Deregister(id); err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "no instance with id "+quote(id))
+			return
+		}
+		s.logger().Error("web: deregister", "id", id, "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.logger().Info("web: deregistered", "id", id, "remote", r.RemoteAddr)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if s.Health == nil {
+		writeError(w, http.StatusNotFound, "heartbeats are not accepted by this server")
+		return
+	}
+	if _, ok := s.Registry.Snapshot().Instance(id); !ok {
+		writeError(w, http.StatusNotFound, "no instance with id "+quote(id))
+		return
+	}
+	if err := s.Health(id); err != nil {
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			writeError(w, http.StatusNotFound, err.Error())
+		case errors.Is(err, registry.ErrInvalid):
+			writeError(w, http.StatusBadRequest, err.Error())
+		default:
+			// Typically an instance without a ttl check: the request is
+			// well formed but does not fit the instance's state.
+			writeError(w, http.StatusConflict, err.Error())
+		}
+		return
+	}
+	snap := s.Registry.Snapshot()
+	inst, ok := snap.Instance(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no instance with id "+quote(id))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(snap, inst))
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimSpace(r.URL.Query().Get("name"))
+	switch {
+	case name == "":
+		writeError(w, http.StatusBadRequest, "missing query parameter name: /api/lookup?name=echo")
+		return
+	case len(name) > 255:
+		writeError(w, http.StatusBadRequest, "name: longer than 255 bytes (RFC 1035 section 3.1)")
+		return
+	case s.Lookup == nil:
+		writeError(w, http.StatusServiceUnavailable, "lookups are not available on this server")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	trace, err := s.Lookup(ctx, name)
+	if trace == nil {
+		if err == nil {
+			err = errors.New("the lookup returned no trace")
+		}
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	// A failed lookup is still a trace worth drawing: its error is inside.
+	writeJSON(w, http.StatusOK, trace)
+}
+
+func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
+	var v any
+	if s.Messages != nil {
+		v = s.Messages()
+	}
+	// A nil slice of any type marshals to null; the page wants a list.
+	if b, err := json.Marshal(v); err == nil && string(b) == "null" {
+		v = []any{}
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,63 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// keepAlive is how often an idle event stream sends a comment, so that
+// proxies keep it open and a vanished client is noticed.
+const keepAlive = 15 * time.Second
+
+// events streams the directory as Server-Sent Events (WHATWG HTML, section
+// 9.2): one "services" event with the whole list now, and another each time
+// the registry changes. The registry's change channel wakes it: no polling.
+// It ends when the client goes away or the server shuts down.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// The server's write timeout is for ordinary answers; this one lasts.
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+		writeError(w, http.StatusInternalServerError, "streaming not supported: "+err.Error())
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	tick := time.NewTicker(keepAlive)
+	defer tick.Stop()
+	for {
+		snap := s.Registry.Snapshot()
+		b, err := json.Marshal(s.views(snap))
+		if err != nil {
+			return
+		}
+		// id lets a reconnecting browser say where it was; the whole list
+		// is sent again anyway, which is simpler than replaying changes.
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: services\ndata: %s\n\n", snap.Serial(), b); err != nil {
+			return
+		}
+		if rc.Flush() != nil {
+			return
+		}
+		changed := snap.Changed()
+		for waiting := true; waiting; {
+			select {
+			case <-changed:
+				waiting = false
+			case <-tick.C:
+				if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+					return
+				}
+			case <-r.Context().Done():
+				return
+			case <-s.closing:
+				return
+			}
+		}
+	}
+}

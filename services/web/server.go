@@ -1,0 +1,233 @@
+// Package web serves the directory over HTTP: a page that draws the chain
+// name → DNS record → host → address → port → process for every registered
+// service, and the JSON API that reads and changes the registry.
+//
+// Reads are open to anyone who can reach the listener; writes (register,
+// deregister, heartbeat) need the bearer token. The page is embedded in the
+// binary and loads nothing from the network.
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/annuaire/annuaire/registry"
+)
+
+// Defaults for the zero values of Server's fields.
+const (
+	DefaultZone         = "svc.internal."
+	DefaultMaxBody      = 64 << 10 // bytes; a registration is a few hundred
+	DefaultDrainTimeout = 5 * time.Second
+	MaxAddresses        = 32 // per registration: more is a mistake, not a host
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// Server is the web service. Set its fields before the first call to
+// Handler or Serve; it must not be copied after that.
+type Server struct {
+	// Registry is the directory shown and changed. Required.
+	Registry *registry.Registry
+
+	// Zone is the DNS zone the registry's names live in, used to write the
+	// records a client sees. Empty means DefaultZone.
+	Zone string
+
+	// Token is the bearer token that writes must present. Empty means every
+	// write is refused with 401: an API without a key must not be open.
+	Token string
+
+	// Lookup runs a name through the client's chain and returns its trace,
+	// which must marshal to JSON. Nil means /api/lookup answers 503.
+	Lookup func(ctx context.Context, name string) (any, error)
+
+	// Messages returns the mail received by the hosted mail service, for
+	// /api/messages and the page. Nil means no messages.
+	Messages func() any
+
+	// Health records a heartbeat for a ttl check. Nil means heartbeats are
+	// not accepted (404).
+	Health func(id string) error
+
+	// Logger receives one line per write and per refused request. Nil
+	// means nothing is logged.
+	Logger *slog.Logger
+
+	// MaxBody caps request bodies in bytes; larger ones get 413. Zero
+	// means DefaultMaxBody.
+	MaxBody int64
+
+	// DrainTimeout is how long Serve lets requests in flight finish once
+	// its context ends. Zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
+	initOnce sync.Once
+	handler  http.Handler
+	hs       *http.Server
+	closing  chan struct{} // closed when Shutdown starts: event streams end
+	stopped  chan struct{} // closed when Shutdown has returned
+	stopOnce sync.Once
+	stopErr  error
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.closing = make(chan struct{})
+		s.stopped = make(chan struct{})
+		s.handler = s.routes()
+		s.hs = &http.Server{
+			Handler: s.handler,
+			// A slow client must not hold a connection forever; the event
+			// stream clears its own write deadline.
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn),
+		}
+	})
+}
+
+// Handler returns the routes, for tests and for embedding in another server.
+func (s *Server) Handler() http.Handler {
+	s.init()
+	return s.handler
+}
+
+// Serve answers HTTP on ln until ctx ends or Shutdown is called, then
+// drains the requests in flight (for at most DrainTimeout when ctx ended)
+// and returns nil. It closes ln. Any other error is the listener's.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.init()
+	served := make(chan struct{})
+	defer close(served)
+	go func() {
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), s.drainTimeout())
+			defer cancel()
+			s.Shutdown(dctx)
+		case <-s.closing:
+		case <-served:
+		}
+	}()
+	err := s.hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-s.stopped // http.Server.Serve returns before the drain ends
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, ends event streams, and waits for
+// requests in flight to finish or for ctx to end, after which it closes the
+// remaining connections. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.stopOnce.Do(func() {
+		close(s.closing)
+		err := s.hs.Shutdown(ctx)
+		if err != nil {
+			s.hs.Close()
+		}
+		s.stopErr = err
+		close(s.stopped)
+	})
+	select {
+	case <-s.stopped:
+		return s.stopErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	static, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		panic(err) // the embedded tree is part of the build
+	}
+	files := http.FileServerFS(static)
+
+	mux.HandleFunc("GET /{$}", s.page(static))
+	mux.Handle("GET /static/", withHeaders(http.StripPrefix("/static/", files)))
+	mux.HandleFunc("GET /healthz", s.healthz)
+
+	mux.HandleFunc("GET /api/services", s.listServices)
+	mux.HandleFunc("POST /api/services", s.authorized(s.register))
+	mux.HandleFunc("GET /api/services/{id}", s.getService)
+	mux.HandleFunc("DELETE /api/services/{id}", s.authorized(s.deregister))
+	mux.HandleFunc("PUT /api/services/{id}/heartbeat", s.authorized(s.heartbeat))
+	mux.HandleFunc("GET /api/events", s.events)
+	mux.HandleFunc("GET /api/lookup", s.lookup)
+	mux.HandleFunc("GET /api/messages", s.messages)
+
+	// The same paths without a method are less specific than the ones
+	// above (net/http ServeMux precedence), so they catch only the other
+	// methods: 405 with Allow, in JSON like every API error.
+	for path, allow := range map[string]string{
+		"/api/services":                "GET, HEAD, POST",
+		"/api/services/{id}":           "GET, HEAD, DELETE",
+		"/api/services/{id}/heartbeat": "PUT",
+		"/api/events":                  "GET, HEAD",
+		"/api/lookup":                  "GET, HEAD",
+		"/api/messages":                "GET, HEAD",
+		"/healthz":                     "GET, HEAD",
+	} {
+		mux.HandleFunc(path, methodNotAllowed(allow))
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+func (s *Server) zone() string {
+	z := s.Zone
+	if z == "" {
+		z = DefaultZone
+	}
+	if !strings.HasSuffix(z, ".") {
+		z += "."
+	}
+	return strings.ToLower(z)
+}
+
+func (s *Server) maxBody() int64 {
+	if s.MaxBody <= 0 {
+		return DefaultMaxBody
+	}
+	return s.MaxBody
+}
+
+func (s *Server) drainTimeout() time.Duration {
+	if s.DrainTimeout <= 0 {
+		return DefaultDrainTimeout
+	}
+	return s.DrainTimeout
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func (s *Server) catalog() *registry.Catalog {
+	if s.Registry.Catalog != nil {
+		return s.Registry.Catalog
+	}
+	return registry.DefaultCatalog()
+}

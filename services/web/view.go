@@ -1,0 +1,111 @@
+package web
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/annuaire/annuaire/registry"
+)
+
+// serviceView is one instance as the API and the page show it: the
+// registry's row, the host's addresses, and the chain a client follows.
+type serviceView struct {
+	registry.Instance
+	Addresses []string `json:"addresses"`
+	Chain     chain    `json:"chain"`
+}
+
+// chain is the path from a symbolic name to the process, computed from the
+// registry the way the DNS server answers: no DNS is sent to build it.
+type chain struct {
+	Name      string   `json:"name"`      // what the user types: "echo"
+	Question  string   `json:"question"`  // "_echo._tcp.svc.internal. SRV"
+	SRV       string   `json:"srv"`       // the record, without TTL and class
+	Target    string   `json:"target"`    // "h-127-0-0-1.svc.internal."
+	Records   []string `json:"records"`   // the target's A/AAAA records
+	Port      uint16   `json:"port"`      // picks the process on the host
+	Endpoints []string `json:"endpoints"` // address:port, what connect(2) gets
+	Process   string   `json:"process"`   // who answers there
+	InDNS     bool     `json:"in_dns"`    // false while the instance is unhealthy
+}
+
+func (s *Server) views(snap *registry.Snapshot) []serviceView {
+	out := []serviceView{}
+	for inst := range snap.All() {
+		out = append(out, s.view(snap, inst))
+	}
+	slices.SortStableFunc(out, func(a, b serviceView) int {
+		return strings.Compare(a.Service+"/"+a.Proto+"/"+a.ID, b.Service+"/"+b.Proto+"/"+b.ID)
+	})
+	return out
+}
+
+func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) serviceView {
+	zone := s.zone()
+	target := inst.Host + "." + zone
+	v := serviceView{Instance: *inst, Addresses: []string{}}
+	if v.TXT == nil {
+		v.TXT = map[string]string{}
+	}
+	c := chain{
+		Name:      inst.Service,
+		Question:  "_" + inst.Service + "._" + inst.Proto + "." + zone + " SRV",
+		SRV:       fmt.Sprintf("_%s._%s.%s SRV %d %d %d %s", inst.Service, inst.Proto, zone, inst.Priority, inst.Weight, inst.Port, target),
+		Target:    target,
+		Records:   []string{},
+		Port:      inst.Port,
+		Endpoints: []string{},
+		InDNS:     inst.Healthy(),
+	}
+	if h, ok := snap.Host(inst.Host); ok {
+		for _, a := range h.Addrs {
+			rr := "A"
+			if a.Is6() {
+				rr = "AAAA"
+			}
+			v.Addresses = append(v.Addresses, a.String())
+			c.Records = append(c.Records, fmt.Sprintf("%s %s %s", target, rr, a))
+			c.Endpoints = append(c.Endpoints, netip.AddrPortFrom(a, inst.Port).String())
+		}
+	}
+	c.Process = process(s.catalog(), inst)
+	v.Chain = c
+	return v
+}
+
+// process says who is listening at the end of the chain, in the course's
+// terms: the port number designates one process on the host.
+func process(cat *registry.Catalog, inst *registry.Instance) string {
+	desc := inst.Service + " server"
+	if wk, ok := cat.ByPort(inst.Port, inst.Proto); ok && wk.Name == inst.Service {
+		desc += " on its well-known port"
+	}
+	return fmt.Sprintf("%s, listening on port %d/%s", desc, inst.Port, inst.Proto)
+}
+
+// hostForAddr names a host after its address, "h-127-0-0-1" or
+// "h-2001-db8--1", so that a registration with only an address gets a
+// stable SRV target that reads as what it is.
+func hostForAddr(a netip.Addr) string {
+	r := strings.NewReplacer(".", "-", ":", "-")
+	return "h-" + r.Replace(a.Unmap().WithZone("").String())
+}
+
+// remoteAddr is the IP a request came from.
+func remoteAddr(hostport string) (netip.Addr, bool) {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		h = hostport
+	}
+	a, err := netip.ParseAddr(h)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
