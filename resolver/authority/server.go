@@ -48,6 +48,12 @@ type Server struct {
 	// wait in the listen backlog until a slot frees. Zero means 1000.
 	MaxTCPConns int
 
+	// Keys may sign RFC 2136 updates (TSIG, RFC 8945); see ParseTSIGKey.
+	// With none, every UPDATE is REFUSED.
+	Keys []TSIGKey
+
+	recent recentUpdates // answers to recent updates, for retransmissions
+
 	once sync.Once
 	z    *zone // set by once
 
@@ -93,6 +99,9 @@ func (s *Server) run(ctx context.Context, srv *dns.Server, network string, addr 
 	srv.WriteTimeout = orDefault(s.WriteTimeout, 2*time.Second)
 	idle := orDefault(s.IdleTimeout, 10*time.Second)
 	srv.IdleTimeout = func() time.Duration { return idle }
+	if len(s.Keys) > 0 {
+		srv.TsigProvider = keyring(s.Keys) // miekg verifies, update.go decides
+	}
 	started := make(chan struct{})
 	srv.NotifyStartedFunc = func() { close(started) }
 

@@ -161,13 +161,13 @@ func (kr keyring) Verify(msg []byte, t *dns.TSIG) error {
 	return nil
 }
 
-// checkTSIG answers a request whose TSIG did not verify, as RFC 8945
-// section 5.2 says, and returns false; it returns true, writing nothing,
-// when r is signed by one of keys, and when r is unsigned (the caller
-// decides what unsigned requests may do). An answer it writes to a
-// verified request that is merely late (BADTIME) is signed; answers about a
-// key or MAC are not (section 5.3.2).
-func checkTSIG(w dns.ResponseWriter, r *dns.Msg) (ok bool, why string) {
+// checkTSIG answers a request whose TSIG does not verify, as RFC 8945
+// section 5.2 says, and returns what it answered; it returns nil, writing
+// nothing, when r is signed by a known key, and when r is unsigned (the
+// caller decides what unsigned requests may do). Its answer to a verified
+// but late request (BADTIME) is signed; answers about the key or the MAC
+// are not (section 5.3.2).
+func checkTSIG(w dns.ResponseWriter, r *dns.Msg) *rcodeError {
 	t := r.IsTsig()
 	n := 0
 	for _, rr := range r.Extra {
@@ -180,17 +180,16 @@ func checkTSIG(w dns.ResponseWriter, r *dns.Msg) (ok bool, why string) {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeFormatError)
 		w.WriteMsg(m)
-		return false, "TSIG is not the last record of the message"
+		return &rcodeError{dns.RcodeFormatError, "TSIG is not the last record of the message"}
 	}
 	if t == nil {
-		return true, ""
+		return nil
 	}
 	err := w.TsigStatus()
 	if err == nil {
-		return true, ""
+		return nil
 	}
 	m := new(dns.Msg)
-	m.SetRcode(r, dns.RcodeNotAuth)
 	var code uint16
 	switch {
 	case errors.Is(err, errBadKey):
@@ -204,8 +203,9 @@ func checkTSIG(w dns.ResponseWriter, r *dns.Msg) (ok bool, why string) {
 		// section 5.2.2.1 drops the message with FORMERR.
 		m.SetRcode(r, dns.RcodeFormatError)
 		w.WriteMsg(m)
-		return false, err.Error()
+		return &rcodeError{dns.RcodeFormatError, err.Error()}
 	}
+	m.SetRcode(r, dns.RcodeNotAuth)
 	m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, int64(t.TimeSigned))
 	rt := m.Extra[len(m.Extra)-1].(*dns.TSIG)
 	rt.Error = code
@@ -218,7 +218,7 @@ func checkTSIG(w dns.ResponseWriter, r *dns.Msg) (ok bool, why string) {
 	// miekg's writer leaves the MAC out for BADKEY and BADSIG and signs the
 	// rest with the request's MAC (section 5.3).
 	w.WriteMsg(m)
-	return false, dns.RcodeToString[int(code)]
+	return &rcodeError{dns.RcodeNotAuth, "TSIG " + dns.RcodeToString[int(code)] + " for key " + t.Hdr.Name}
 }
 
 // signReply makes w sign m with the key that signed the request r, if any
