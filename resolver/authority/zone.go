@@ -46,7 +46,7 @@ func newZone(origin, ns string) *zone {
 		origin = DefaultZone
 	}
 	origin = dns.CanonicalName(origin)
-	labels, ok := wireLabels(origin)
+	labels, ok := rawLabels(origin)
 	if !ok {
 		// An invalid zone name can never match a question; every query
 		// is then REFUSED, which is what a misconfigured server should say.
@@ -86,7 +86,7 @@ func (z *zone) negativeSOA(snap *registry.Snapshot) *dns.SOA {
 // relative splits a question name into its labels below the origin,
 // unescaped, leftmost first. ok is false when the name is not in the zone.
 func (z *zone) relative(qname string) (rel []string, ok bool) {
-	labels, ok := wireLabels(qname)
+	labels, ok := rawLabels(qname)
 	if !ok || len(labels) < len(z.labels) {
 		return nil, false
 	}
@@ -437,7 +437,7 @@ func (z *zone) reverse(snap *registry.Snapshot, qname string, qtype uint16) (rrs
 // ip6.arpa name (RFC 3596 section 2.5) into an address. Partial names
 // (0.127.in-addr.arpa.) are not addresses.
 func reverseAddr(qname string) (netip.Addr, bool) {
-	labels, ok := wireLabels(qname)
+	labels, ok := rawLabels(qname)
 	if !ok {
 		return netip.Addr{}, false
 	}
@@ -472,12 +472,6 @@ func reverseAddr(qname string) (netip.Addr, bool) {
 		return netip.AddrFrom16(b), true
 	}
 	return netip.Addr{}, false
-}
-
-func isReverse(labels []string) bool {
-	n := len(labels)
-	return n >= 2 && equalFoldASCII(labels[n-1], "arpa") &&
-		(equalFoldASCII(labels[n-2], "in-addr") || equalFoldASCII(labels[n-2], "ip6"))
 }
 
 // Records returns every record of the zone, as AXFR carries it and as
@@ -570,12 +564,12 @@ func sortRRs(rrs []dns.RR) {
 }
 
 // Name helpers. miekg/dns keeps names in presentation form, with escapes
-// (\. \032 \195); the registry keeps them raw. wireLabels and escapeLabel
+// (\. \032 \195); the registry keeps them raw. rawLabels and escapeLabel
 // convert between the two.
 
-// wireLabels returns the raw labels of a presentation-form name, leftmost
+// rawLabels returns the raw labels of a presentation-form name, leftmost
 // first; ok is false if the name is not a valid domain name.
-func wireLabels(name string) (labels []string, ok bool) {
+func rawLabels(name string) (labels []string, ok bool) {
 	var buf [256]byte
 	n, err := dns.PackDomainName(dns.Fqdn(name), buf[:], 0, nil, false)
 	if err != nil {
