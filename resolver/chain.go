@@ -1,0 +1,205 @@
+package resolver
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A Chain is what a lookup did and found: every step from the name to the
+// addresses and ports, and the candidates a dial tries, in order. It
+// marshals to the JSON the web page and the console render. A Chain
+// returned by Lookup is the caller's, but its Answers slices are shared
+// with the cache and must not be modified.
+type Chain struct {
+	Name       string      `json:"name"`    // as the caller gave it
+	Service    string      `json:"service"` // canonical service name: mail → smtp
+	Proto      string      `json:"proto"`   // tcp or udp
+	Zone       string      `json:"zone"`    // fully qualified
+	Steps      []Step      `json:"steps"`
+	Candidates []Candidate `json:"candidates"`
+	Error      string      `json:"error"` // "" when the chain succeeded
+}
+
+// A Step is one step of the chain: a DNS question and its answer, a
+// catalog look-up, or a connection attempt.
+type Step struct {
+	// Step is one of normalize, srv, mx, address, well-known, connect.
+	Step string `json:"step"`
+	// Question is the DNS question ("_echo._tcp.svc.internal. SRV"), the
+	// catalog entry looked up, or the address:port connected to.
+	Question string `json:"question"`
+	Server   string `json:"server"`
+	// Answers are the records found, in zone-file form with their TTLs,
+	// or what the step concluded.
+	Answers    []string `json:"answers"`
+	Rcode      string   `json:"rcode"`
+	Cached     bool     `json:"cached"`
+	DurationUS int64    `json:"duration_us"`
+	// Skipped says why no query was sent, when none was.
+	Skipped string `json:"skipped"`
+	Error   string `json:"error"`
+}
+
+// A Candidate is one address:port a dial tries, in the order it tries them.
+type Candidate struct {
+	Host     string `json:"host"`    // the SRV or MX target, or the name looked up
+	Address  string `json:"address"` // an IP address; "" when the system resolves Host at connect
+	Port     uint16 `json:"port"`
+	Priority uint16 `json:"priority"` // SRV priority or MX preference
+	Weight   uint16 `json:"weight"`
+}
+
+// HostPort is the candidate's address and port, as net.Dial takes them.
+func (c Candidate) HostPort() string {
+	if c.Address == "" {
+		return net.JoinHostPort(strings.TrimSuffix(c.Host, "."), strconv.Itoa(int(c.Port)))
+	}
+	return net.JoinHostPort(c.Address, strconv.Itoa(int(c.Port)))
+}
+
+// outcome summarises a step in a few words: its answers' data, its rcode
+// or its error.
+func (s Step) outcome() string {
+	switch {
+	case s.Error != "":
+		return s.Error
+	case s.Rcode != "" && s.Rcode != "NOERROR":
+		return s.Rcode
+	case len(s.Answers) == 0 && s.Rcode == "NOERROR":
+		return "NODATA"
+	}
+	data := make([]string, len(s.Answers))
+	for i, a := range s.Answers {
+		data[i] = rdata(a)
+	}
+	return strings.Join(data, ", ")
+}
+
+// rdata strips the owner, TTL, class and type from a record in zone-file
+// form: "box.svc.internal. 10 IN A 127.0.0.1" → "127.0.0.1".
+func rdata(rr string) string {
+	f := strings.SplitN(rr, " ", 5)
+	if len(f) < 5 {
+		return rr
+	}
+	return f[4]
+}
+
+// ttl returns the TTL of a record in zone-file form, or "".
+func ttl(rr string) string {
+	f := strings.SplitN(rr, " ", 3)
+	if len(f) < 3 {
+		return ""
+	}
+	return f[1]
+}
+
+// Text renders the chain for a reader of the course: the name, one line per
+// step with what was asked and found, then the whole chain on one line
+// ending with the ADDRESS:PORT a dial connects to first:
+//
+//	echo: service echo over tcp in zone svc.internal.
+//	  srv      _echo._tcp.svc.internal. SRV → 0 0 7007 box.svc.internal.   ttl 10, 127.0.0.1:1053, 312µs
+//	  address  box.svc.internal. A → 127.0.0.1   ttl 10, from the SRV answer's additional section
+//	echo → _echo._tcp.svc.internal. SRV 0 0 7007 box.svc.internal. → box.svc.internal. A 127.0.0.1 → 127.0.0.1:7007
+//
+// DNS gives the address, the port picks the process.
+func (c *Chain) Text() string {
+	var b strings.Builder
+	for _, s := range c.Steps {
+		if s.Step == "normalize" {
+			fmt.Fprintf(&b, "%s: %s\n", c.Name, strings.Join(s.Answers, "; "))
+			continue
+		}
+		fmt.Fprintf(&b, "  %-10s %s → %s", s.Step, s.Question, s.outcome())
+		var notes []string
+		if len(s.Answers) > 0 && s.Error == "" && (s.Step == "srv" || s.Step == "mx" || s.Step == "address") {
+			notes = append(notes, "ttl "+ttl(s.Answers[0]))
+		}
+		switch {
+		case s.Skipped != "":
+			notes = append(notes, s.Skipped)
+		case s.Cached:
+			notes = append(notes, "cached")
+		case s.Server != "":
+			notes = append(notes, s.Server, fmtDuration(s.DurationUS))
+		case s.Step == "connect":
+			notes = append(notes, fmtDuration(s.DurationUS))
+		}
+		if len(notes) > 0 {
+			b.WriteString("   (" + strings.Join(notes, ", ") + ")")
+		}
+		b.WriteByte('\n')
+	}
+	if len(c.Candidates) > 1 {
+		b.WriteString("  candidates, in the order a dial tries them:")
+		for _, cd := range c.Candidates {
+			b.WriteString(" " + cd.HostPort())
+		}
+		b.WriteByte('\n')
+	}
+	if c.Error != "" {
+		fmt.Fprintf(&b, "%s → failed: %s\n", c.Name, c.Error)
+		return b.String()
+	}
+	b.WriteString(c.Summary())
+	b.WriteByte('\n')
+	return b.String()
+}
+
+// Summary is the chain on one line, from the name to the first candidate:
+// name → SRV → host → address → ADDRESS:PORT.
+func (c *Chain) Summary() string {
+	if len(c.Candidates) == 0 {
+		return c.Name + " → ?"
+	}
+	first := c.Candidates[0]
+	parts := []string{c.Name}
+	var target, address, port bool
+	for _, s := range c.Steps {
+		if s.Error != "" {
+			continue
+		}
+		for _, a := range s.Answers {
+			switch {
+			case !target && (s.Step == "srv" || s.Step == "mx") && pointsAt(a, first):
+				target = true
+				parts = append(parts, owner(a)+" "+typeOf(a)+" "+rdata(a))
+			case !address && s.Step == "address" && strings.EqualFold(owner(a), first.Host) && rdata(a) == first.Address:
+				address = true
+				parts = append(parts, owner(a)+" "+typeOf(a)+" "+first.Address)
+			case !port && s.Step == "well-known":
+				port = true
+				parts = append(parts, "port "+a)
+			}
+		}
+	}
+	return strings.Join(append(parts, first.HostPort()), " → ")
+}
+
+// pointsAt reports whether an SRV or MX record in zone-file form names
+// the candidate's host (and, for SRV, its port).
+func pointsAt(rr string, cd Candidate) bool {
+	f := strings.Fields(rdata(rr))
+	if len(f) == 0 || !strings.EqualFold(f[len(f)-1], cd.Host) {
+		return false
+	}
+	return typeOf(rr) != "SRV" || len(f) == 4 && f[2] == strconv.Itoa(int(cd.Port))
+}
+
+func owner(rr string) string { return strings.SplitN(rr, " ", 2)[0] }
+
+func typeOf(rr string) string {
+	f := strings.SplitN(rr, " ", 5)
+	if len(f) < 5 {
+		return ""
+	}
+	return f[3]
+}
+
+func fmtDuration(us int64) string {
+	return time.Duration(us * int64(time.Microsecond)).String()
+}
