@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -51,6 +52,19 @@ type Server struct {
 	// Keys may sign RFC 2136 updates (TSIG, RFC 8945); see ParseTSIGKey.
 	// With none, every UPDATE is REFUSED.
 	Keys []TSIGKey
+
+	// AllowTransfer lists the networks that may AXFR and IXFR the zone
+	// without a TSIG key; nil means only requests signed with one of Keys.
+	AllowTransfer []netip.Prefix
+
+	// Notify lists the secondaries (HOST:PORT) that RunNotify tells of
+	// every change (RFC 1996).
+	Notify []string
+
+	// Metrics, if not nil, counts requests, transfers and notifies.
+	Metrics *Metrics
+
+	xfr transferState // zone versions sent to secondaries, for IXFR
 
 	recent recentUpdates // answers to recent updates, for retransmissions
 
@@ -202,6 +216,8 @@ func (s *Server) zone() *zone {
 
 // ServeDNS dispatches a request by opcode; it makes Server a dns.Handler.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	w, done := s.Metrics.observe(w, r)
+	defer done()
 	switch r.Opcode {
 	case dns.OpcodeQuery:
 		if len(r.Question) == 1 && (r.Question[0].Qtype == dns.TypeAXFR || r.Question[0].Qtype == dns.TypeIXFR) {

@@ -1,10 +1,328 @@
 package authority
 
-import "github.com/miekg/dns"
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
 
-// transfer answers AXFR and IXFR. (Being written: see the transfer task.)
+	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/registry"
+)
+
+// Transfer limits.
+const (
+	// xfrChunk bounds the uncompressed size of the records put in one
+	// transfer message, far below the 65535-byte ceiling of a DNS message
+	// over TCP (RFC 1035 section 4.2.2) so that header, question and TSIG
+	// always fit too.
+	xfrChunk = 32 << 10
+
+	// xfrKeep is how many zone versions are kept to answer IXFR. Keeping a
+	// memdb snapshot costs only the radix-tree nodes changed since, so the
+	// bound is on the count, not the zone size.
+	xfrKeep = 64
+)
+
+// transferState remembers the zone versions recently sent to secondaries,
+// so that IXFR can send the difference from the version a secondary holds.
+//
+// A secondary only ever holds a version it was sent by a transfer, so
+// remembering what each transfer sent is enough. After a restart nothing is
+// remembered and secondaries get one full transfer (RFC 1995 section 4).
+type transferState struct {
+	mu    sync.Mutex // guards snaps
+	snaps []*registry.Snapshot
+}
+
+// remember keeps snap as a version a secondary may hold.
+func (t *transferState) remember(snap *registry.Snapshot) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	serial := snap.Serial()
+	for _, s := range t.snaps {
+		if s.Serial() == serial {
+			return
+		}
+	}
+	t.snaps = append(t.snaps, snap)
+	if len(t.snaps) > xfrKeep {
+		t.snaps = append(t.snaps[:0:0], t.snaps[len(t.snaps)-xfrKeep:]...)
+	}
+}
+
+// version returns the remembered snapshot with the given serial.
+func (t *transferState) version(serial uint32) (*registry.Snapshot, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.snaps {
+		if s.Serial() == serial {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// transfer answers AXFR (RFC 5936) and IXFR (RFC 1995) for the zone.
 func (s *Server) transfer(w dns.ResponseWriter, r *dns.Msg) {
+	start := time.Now()
+	q := r.Question[0]
+	kind := dns.TypeToString[q.Qtype]
+	client := remoteAddr(w)
+	log := s.logger().With("client", client.String(), "type", kind)
+
+	if err := checkTSIG(w, r); err != nil {
+		// A signature that does not verify gets the answer RFC 8945
+		// section 5.2 prescribes, which checkTSIG wrote.
+		log.Warn("zone transfer refused", "reason", err.why)
+		s.Metrics.transfer(kind, "refused")
+		return
+	}
+	key, ok := s.transferAllowed(w, r, client)
+	if key != "" {
+		log = log.With("key", key)
+	}
+	if !ok {
+		log.Warn("zone transfer refused", "reason", "no valid TSIG key and source not in --allow-transfer")
+		s.Metrics.transfer(kind, "refused")
+		s.xfrError(w, r, dns.RcodeRefused)
+		return
+	}
+	if !strings.EqualFold(q.Name, s.zone().origin) || (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) {
+		// RFC 5936 section 2.2.1: NOTAUTH for a zone the server does not
+		// serve.
+		log.Warn("zone transfer refused", "zone", q.Name, "reason", "not this zone")
+		s.Metrics.transfer(kind, "refused")
+		s.xfrError(w, r, dns.RcodeNotAuth)
+		return
+	}
+	udp := isUDP(w)
+	if udp && q.Qtype == dns.TypeAXFR {
+		// RFC 5936 section 4.2 leaves AXFR over UDP undefined; it gets
+		// FORMERR, as from BIND.
+		s.Metrics.transfer(kind, "refused")
+		s.xfrError(w, r, dns.RcodeFormatError)
+		return
+	}
+
+	snap := s.Registry.Snapshot()
+	cur := snap.Serial()
+	rrs := s.Records(snap)
+	if len(rrs) == 0 {
+		s.Metrics.transfer(kind, "error")
+		s.xfrError(w, r, dns.RcodeServerFailure)
+		return
+	}
+	soa := rrs[0]
+	s.xfr.remember(snap)
+
+	var (
+		out  []dns.RR
+		mode string
+	)
+	if q.Qtype == dns.TypeIXFR {
+		old, ok := ixfrSerial(r)
+		if !ok {
+			// RFC 1995 section 3: the query carries the client's SOA in
+			// the authority section.
+			s.Metrics.transfer(kind, "error")
+			s.xfrError(w, r, dns.RcodeFormatError)
+			return
+		}
+		log = log.With("from_serial", old)
+		if !serialLess(old, cur) {
+			// RFC 1995 section 2: up to date (or ahead, after a serial
+			// reset): one SOA tells the client there is nothing to do.
+			out, mode = []dns.RR{soa}, "uptodate"
+		} else if oldSnap, ok := s.xfr.version(old); ok {
+			out, mode = ixfrRecords(s.Records(oldSnap), rrs), "incremental"
+		} else {
+			// The history does not reach back: the whole zone, in AXFR
+			// form (RFC 1995 section 4).
+			out, mode = axfrRecords(rrs), "full"
+		}
+		if udp && len(out) > 1 && !fitsUDP(r, out) {
+			// RFC 1995 section 2: over UDP, a reply that does not fit is
+			// one SOA, and the client retries over TCP.
+			out, mode = []dns.RR{soa}, "tcp-needed"
+		}
+	} else {
+		out, mode = axfrRecords(rrs), "full"
+	}
+
+	msgs, err := s.writeTransfer(w, r, out)
+	if err != nil {
+		log.Error("zone transfer failed", "serial", cur, "mode", mode, "records", len(out), "messages", msgs, "duration", time.Since(start), "err", err)
+		s.Metrics.transfer(kind, "error")
+		return
+	}
+	log.Info("zone transfer", "serial", cur, "mode", mode, "records", len(out), "messages", msgs, "duration", time.Since(start))
+	s.Metrics.transfer(kind, mode)
+}
+
+// transferAllowed reports whether the client may transfer the zone, and
+// the TSIG key it signed with, if any. miekg's dns.Server has already
+// checked the signature against Server.Keys (the keyring of tsig.go):
+// w.TsigStatus() is its verdict.
+func (s *Server) transferAllowed(w dns.ResponseWriter, r *dns.Msg, client netip.AddrPort) (key string, ok bool) {
+	if t := r.IsTsig(); t != nil {
+		if w.TsigStatus() != nil {
+			return t.Hdr.Name, false
+		}
+		for _, k := range s.Keys {
+			if strings.EqualFold(dns.Fqdn(k.Name), t.Hdr.Name) {
+				return t.Hdr.Name, true
+			}
+		}
+		return t.Hdr.Name, false
+	}
+	addr := client.Addr().Unmap()
+	for _, p := range s.AllowTransfer {
+		if p.Contains(addr) {
+			return "", true
+		}
+	}
+	return "", false
+}
+
+// writeTransfer sends rrs in as many messages as needed, the question in
+// each (RFC 5936 section 2.2.1 allows it), and returns how many it sent.
+// When the request was signed, every message is (RFC 8945 section 5.3.1):
+// miekg's ResponseWriter chains each MAC to the previous one once
+// TsigTimersOnly is set, as dns.Transfer.Out does.
+func (s *Server) writeTransfer(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) (int, error) {
+	tsig := r.IsTsig()
+	n := 0
+	for len(rrs) > 0 {
+		size, i := 0, 0
+		for i < len(rrs) && (i == 0 || size+dns.Len(rrs[i]) <= xfrChunk) {
+			size += dns.Len(rrs[i])
+			i++
+		}
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		m.Compress = true
+		m.Answer = rrs[:i]
+		rrs = rrs[i:]
+		if tsig != nil {
+			m.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
+		}
+		if err := w.WriteMsg(m); err != nil {
+			return n, err
+		}
+		n++
+		w.TsigTimersOnly(true)
+	}
+	return n, nil
+}
+
+// xfrError answers a transfer request with rcode alone, signed when the
+// request was validly signed.
+func (s *Server) xfrError(w dns.ResponseWriter, r *dns.Msg, rcode int) {
 	m := new(dns.Msg)
-	m.SetRcode(r, dns.RcodeRefused)
+	m.SetRcode(r, rcode)
+	if t := r.IsTsig(); t != nil && w.TsigStatus() == nil {
+		m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, time.Now().Unix())
+	}
 	w.WriteMsg(m)
+}
+
+// axfrRecords is the zone as AXFR sends it: SOA first and last (RFC 5936
+// section 2.2).
+func axfrRecords(zone []dns.RR) []dns.RR {
+	out := make([]dns.RR, 0, len(zone)+1)
+	out = append(out, zone...)
+	return append(out, zone[0])
+}
+
+// ixfrRecords is one difference sequence from old to cur, the condensed
+// form RFC 1995 section 5 allows: current SOA, old SOA, deleted records,
+// current SOA, added records, current SOA. Both zones start with their SOA.
+func ixfrRecords(old, cur []dns.RR) []dns.RR {
+	del, add := diffRecords(old[1:], cur[1:])
+	out := make([]dns.RR, 0, len(del)+len(add)+4)
+	out = append(out, cur[0], old[0])
+	out = append(out, del...)
+	out = append(out, cur[0])
+	out = append(out, add...)
+	return append(out, cur[0])
+}
+
+// diffRecords returns the records of old missing from cur, and those of cur
+// missing from old. Records compare by presentation form, so a changed TTL
+// is a deletion and an addition, as a secondary must see it.
+func diffRecords(old, cur []dns.RR) (del, add []dns.RR) {
+	count := make(map[string]int, len(old))
+	for _, rr := range old {
+		count[rr.String()]++
+	}
+	for _, rr := range cur {
+		k := rr.String()
+		if count[k] > 0 {
+			count[k]--
+			continue
+		}
+		add = append(add, rr)
+	}
+	for _, rr := range old {
+		k := rr.String()
+		if count[k] > 0 {
+			count[k]--
+			del = append(del, rr)
+		}
+	}
+	return del, add
+}
+
+// ixfrSerial is the serial of the SOA an IXFR query carries in its
+// authority section.
+func ixfrSerial(r *dns.Msg) (uint32, bool) {
+	for _, rr := range r.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return soa.Serial, true
+		}
+	}
+	return 0, false
+}
+
+// serialLess compares serials with RFC 1982 arithmetic.
+func serialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
+
+// fitsUDP reports whether rrs fit the UDP payload size the client offered.
+func fitsUDP(r *dns.Msg, rrs []dns.RR) bool {
+	size := dns.MinMsgSize
+	if o := r.IsEdns0(); o != nil && int(o.UDPSize()) > size {
+		size = int(o.UDPSize())
+	}
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Compress = true
+	m.Answer = rrs
+	room := 0
+	if r.IsTsig() != nil {
+		room = 100 // a TSIG record with a SHA-512 MAC and a long key name
+	}
+	if r.IsEdns0() != nil {
+		room += 11
+	}
+	return m.Len()+room <= size
+}
+
+func remoteAddr(w dns.ResponseWriter) netip.AddrPort {
+	switch a := w.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(w.RemoteAddr().String())
+	return ap
+}
+
+func isUDP(w dns.ResponseWriter) bool {
+	_, ok := w.RemoteAddr().(*net.UDPAddr)
+	return ok
 }

@@ -1,0 +1,222 @@
+package authority
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/annuaire/annuaire/registry"
+)
+
+// Metrics counts what one annuaire does, in Prometheus form, in a
+// prometheus.Registry of its own: two servers in one process (as in tests)
+// never share counters. A nil *Metrics counts nothing, so every hook may be
+// called unconditionally.
+type Metrics struct {
+	reg       *prometheus.Registry
+	queries   *prometheus.CounterVec   // qtype, rcode
+	latency   *prometheus.HistogramVec // transport
+	truncated prometheus.Counter
+	updates   *prometheus.CounterVec // result
+	transfers *prometheus.CounterVec // type, result
+	notifies  *prometheus.CounterVec // result
+	conns     *prometheus.CounterVec // service
+	open      *prometheus.GaugeVec   // service
+}
+
+// NewMetrics returns the metrics of a server answering from r. The size of
+// the registry and the health of its instances are read from a snapshot at
+// each scrape, so they cost nothing between scrapes.
+func NewMetrics(r *registry.Registry) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_requests_total",
+			Help: "DNS requests answered, by question type and response code (rcode \"none\" when no answer was sent).",
+		}, []string{"qtype", "rcode"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "annuaire_dns_response_duration_seconds",
+			Help:    "Time from reading a DNS request to having written its answer.",
+			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16), // 25µs to 0.8s
+		}, []string{"transport"}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "annuaire_dns_truncated_total",
+			Help: "UDP answers sent with TC=1 because they did not fit.",
+		}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_updates_total",
+			Help: "RFC 2136 UPDATE requests, by result (accepted or refused).",
+		}, []string{"result"}),
+		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_transfers_total",
+			Help: "Zone transfers, by type (AXFR, IXFR) and result (full, incremental, uptodate, tcp-needed, refused, error).",
+		}, []string{"type", "result"}),
+		notifies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_notifies_total",
+			Help: "NOTIFY messages sent to secondaries, by result (acked, declined, failed).",
+		}, []string{"result"}),
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_connections_total",
+			Help: "Connections accepted by the hosted services, by service.",
+		}, []string{"service"}),
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "annuaire_connections_open",
+			Help: "Connections the hosted services hold open now, by service.",
+		}, []string{"service"}),
+	}
+	m.reg.MustRegister(m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies, m.conns, m.open,
+		registryCollector{r},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format, for GET /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// ConnOpened counts a connection accepted by a hosted service ("echo",
+// "web"); ConnClosed must follow when it closes.
+func (m *Metrics) ConnOpened(service string) {
+	if m == nil {
+		return
+	}
+	m.conns.WithLabelValues(service).Inc()
+	m.open.WithLabelValues(service).Inc()
+}
+
+// ConnClosed counts the end of a connection counted by ConnOpened.
+func (m *Metrics) ConnClosed(service string) {
+	if m == nil {
+		return
+	}
+	m.open.WithLabelValues(service).Dec()
+}
+
+func (m *Metrics) transfer(kind, result string) {
+	if m == nil {
+		return
+	}
+	m.transfers.WithLabelValues(kind, result).Inc()
+}
+
+func (m *Metrics) notify(result string) {
+	if m == nil {
+		return
+	}
+	m.notifies.WithLabelValues(result).Inc()
+}
+
+// observe wraps w to count the request r when the returned func is called,
+// after ServeDNS has answered. It costs one small allocation per request.
+func (m *Metrics) observe(w dns.ResponseWriter, r *dns.Msg) (dns.ResponseWriter, func()) {
+	if m == nil {
+		return w, func() {}
+	}
+	o := &observedWriter{ResponseWriter: w, start: time.Now()}
+	return o, func() { m.record(o, r) }
+}
+
+func (m *Metrics) record(o *observedWriter, r *dns.Msg) {
+	transport := "udp"
+	if o.tcp() {
+		transport = "tcp"
+	}
+	m.latency.WithLabelValues(transport).Observe(time.Since(o.start).Seconds())
+	qtype := "none"
+	if len(r.Question) > 0 {
+		var ok bool
+		// Known names only: a label per arbitrary number would let any
+		// client grow the series without bound.
+		if qtype, ok = dns.TypeToString[r.Question[0].Qtype]; !ok {
+			qtype = "other"
+		}
+	}
+	rcode := "none"
+	if o.written {
+		if rcode = dns.RcodeToString[o.rcode]; rcode == "" {
+			rcode = "other"
+		}
+	}
+	m.queries.WithLabelValues(qtype, rcode).Inc()
+	if o.truncated {
+		m.truncated.Inc()
+	}
+	if r.Opcode == dns.OpcodeUpdate {
+		result := "refused"
+		if o.written && o.rcode == dns.RcodeSuccess {
+			result = "accepted"
+		}
+		m.updates.WithLabelValues(result).Inc()
+	}
+}
+
+// observedWriter remembers the rcode and TC bit of the first message
+// written: the answer, or the first message of a transfer.
+type observedWriter struct {
+	dns.ResponseWriter
+	start     time.Time
+	written   bool
+	rcode     int
+	truncated bool
+}
+
+func (o *observedWriter) WriteMsg(msg *dns.Msg) error {
+	if !o.written {
+		o.written, o.rcode, o.truncated = true, msg.Rcode, msg.Truncated
+	}
+	return o.ResponseWriter.WriteMsg(msg)
+}
+
+func (o *observedWriter) Write(b []byte) (int, error) {
+	if !o.written && len(b) >= 4 {
+		o.written, o.rcode, o.truncated = true, int(b[3]&0xF), b[2]&0x2 != 0
+	}
+	return o.ResponseWriter.Write(b)
+}
+
+func (o *observedWriter) tcp() bool { return !isUDP(o.ResponseWriter) }
+
+// registryCollector reports the registry's size and health from a snapshot
+// taken at scrape time.
+type registryCollector struct{ r *registry.Registry }
+
+var (
+	descSerial    = prometheus.NewDesc("annuaire_zone_serial", "The zone's SOA serial.", nil, nil)
+	descInstances = prometheus.NewDesc("annuaire_registry_instances", "Registered service instances, by health state.", []string{"health"}, nil)
+	descHosts     = prometheus.NewDesc("annuaire_registry_hosts", "Host names in the zone.", nil, nil)
+	descTypes     = prometheus.NewDesc("annuaire_registry_service_types", "Service types (_service._proto) with at least one instance.", nil, nil)
+)
+
+func (c registryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descSerial
+	ch <- descInstances
+	ch <- descHosts
+	ch <- descTypes
+}
+
+func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.r.Snapshot()
+	// The types table keeps per-type counts, so health costs one row per
+	// service type, not per instance.
+	types, total, healthy := 0, 0, 0
+	for t := range snap.Types() {
+		types++
+		total += t.Instances
+		healthy += t.Healthy
+	}
+	hosts := 0
+	for range snap.Hosts() {
+		hosts++
+	}
+	ch <- prometheus.MustNewConstMetric(descSerial, prometheus.GaugeValue, float64(snap.Serial()))
+	ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(healthy), string(registry.Passing))
+	ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(total-healthy), string(registry.Critical))
+	ch <- prometheus.MustNewConstMetric(descHosts, prometheus.GaugeValue, float64(hosts))
+	ch <- prometheus.MustNewConstMetric(descTypes, prometheus.GaugeValue, float64(types))
+}
