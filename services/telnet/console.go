@@ -1,0 +1,196 @@
+package telnet
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// aLongTimeAgo is a deadline in the past, which makes a blocked read return
+// at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// conn is one console session.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	ctx    context.Context // ends with Serve's context or a forced close
+	cancel context.CancelFunc
+	nvt    nvt
+
+	mu   sync.Mutex // guards idle and the read deadline while idle
+	idle bool       // waiting for a line, so Shutdown may interrupt
+}
+
+// wake interrupts a session waiting for a line so it can say goodbye; a
+// command that runs is left to finish.
+func (c *conn) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle {
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// startIdle marks the session as waiting for a line; it returns false if
+// the server is closing. Checking the flag and setting idle under mu pairs
+// with wake: either Shutdown sees idle, or this sees closing.
+func (c *conn) startIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.srv.closing.Load() {
+		return false
+	}
+	c.idle = true
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.idleTimeout()))
+	return true
+}
+
+// endIdle marks a line as received; it returns false if the server is
+// closing, in which case the line is not run.
+func (c *conn) endIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = false
+	return !c.srv.closing.Load()
+}
+
+func (s *Server) idleTimeout() time.Duration { return orDuration(s.IdleTimeout, 5*time.Minute) }
+
+const goodbyeShutdown = "annuaire is shutting down. Goodbye."
+
+func (c *conn) serve() {
+	s := c.srv
+	c.nvt = nvt{r: bufio.NewReaderSize(c.nc, 1024), w: bufio.NewWriterSize(c.nc, 4096), flush: c.flush}
+	banner := s.Banner
+	if banner == "" {
+		banner = defaultBanner(c.nc.LocalAddr())
+	}
+	if c.print(banner) != nil {
+		return
+	}
+	for {
+		if !c.startIdle() {
+			c.print("\n" + goodbyeShutdown)
+			return
+		}
+		if c.prompt() != nil {
+			return
+		}
+		line, err := c.nvt.readLine(orInt(s.MaxLine, 1024))
+		if !c.endIdle() {
+			c.print("\n" + goodbyeShutdown)
+			return
+		}
+		var ne net.Error
+		switch {
+		case errors.Is(err, errLineTooLong):
+			err = c.print(fmt.Sprintf("line too long (at most %d bytes)", orInt(s.MaxLine, 1024)))
+		case errors.Is(err, errInterrupt):
+			err = c.print("") // as a shell does on ^C: drop the line, new prompt
+		case errors.As(err, &ne) && ne.Timeout():
+			c.print(fmt.Sprintf("\nidle for %s, closing. Goodbye.", s.idleTimeout()))
+			return
+		case err != nil:
+			return // the client went away
+		default:
+			var quit bool
+			quit, err = c.run(line)
+			if quit {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// defaultBanner says what the client reached and how: the course's chain.
+func defaultBanner(local net.Addr) string {
+	return fmt.Sprintf(`annuaire console at %s: the telnet service (port 23 by convention).
+You reached it by the chain: name (telnet) -> DNS (_telnet._tcp SRV) -> host -> address -> port -> this process.
+Type "help" for the commands, "quit" to leave.`, local)
+}
+
+const help = `Commands:
+  help          this text
+  list          the directory: every service with its address and port
+  lookup NAME   follow NAME through the chain name -> address -> port
+  quit          close the connection`
+
+// run runs one command line; quit says the session is over.
+func (c *conn) run(line string) (quit bool, err error) {
+	s := c.srv
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return false, nil
+	}
+	s.commands.Add(1)
+	switch strings.ToLower(f[0]) {
+	case "help", "?":
+		return false, c.print(help)
+	case "list", "ls":
+		if len(f) != 1 {
+			return false, c.print("usage: list")
+		}
+		if s.List == nil {
+			return false, c.print("list: not available (this console has no directory attached)")
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, orDuration(s.CommandTimeout, 10*time.Second))
+		defer cancel()
+		out, err := s.List(ctx)
+		if err != nil {
+			return false, c.print("list: " + err.Error())
+		}
+		return false, c.print(out)
+	case "lookup":
+		if len(f) != 2 {
+			return false, c.print("usage: lookup NAME   (for example: lookup echo)")
+		}
+		if s.Lookup == nil {
+			return false, c.print("lookup: not available (this console has no resolver attached)")
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, orDuration(s.CommandTimeout, 10*time.Second))
+		defer cancel()
+		out, err := s.Lookup(ctx, f[1])
+		if err != nil {
+			return false, c.print("lookup " + f[1] + ": " + err.Error())
+		}
+		return false, c.print(out)
+	case "quit", "exit", "logout", "bye":
+		c.print("Goodbye.")
+		return true, nil
+	default:
+		return false, c.print(fmt.Sprintf("unknown command %q: type help", f[0]))
+	}
+}
+
+// print writes text as NVT lines, adding the final line end.
+func (c *conn) print(text string) error {
+	text = strings.TrimRight(text, "\r\n")
+	c.nvt.w.WriteString(nvtText(text + "\n"))
+	return c.flush()
+}
+
+func (c *conn) prompt() error {
+	p := c.srv.Prompt
+	if p == "" {
+		p = "annuaire> "
+	}
+	c.nvt.w.WriteString(nvtText(p))
+	return c.flush()
+}
+
+func (c *conn) flush() error {
+	c.nc.SetWriteDeadline(time.Now().Add(orDuration(c.srv.WriteTimeout, 30*time.Second)))
+	if err := c.nvt.w.Flush(); err != nil {
+		return fmt.Errorf("telnet: write to %s: %w", c.nc.RemoteAddr(), err)
+	}
+	return nil
+}
