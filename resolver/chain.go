@@ -150,13 +150,23 @@ func (c *Chain) Text() string {
 	return b.String()
 }
 
-// Summary is the chain on one line, from the name to the first candidate:
-// name → SRV → host → address → ADDRESS:PORT.
+// Summary is the chain on one line, from the name to the candidate a dial
+// connected to, or else the first one: name → SRV → host → address →
+// ADDRESS:PORT.
 func (c *Chain) Summary() string {
 	if len(c.Candidates) == 0 {
 		return c.Name + " → ?"
 	}
 	first := c.Candidates[0]
+	for _, s := range c.Steps {
+		if s.Step == "connect" && s.Error == "" {
+			for _, cd := range c.Candidates {
+				if cd.HostPort() == s.Question {
+					first = cd
+				}
+			}
+		}
+	}
 	parts := []string{c.Name}
 	var target, address, port bool
 	for _, s := range c.Steps {
