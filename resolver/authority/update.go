@@ -45,6 +45,9 @@ import (
 //     to the zone): REFUSED otherwise.
 //   - Removing a host's last address removes the host; SRV records that
 //     target it stay, as RFC 2136 leaves them.
+//   - S.Z, for a service S, shows the addresses of S's instances and those
+//     of a host named S, if any: an update may add to and delete from that
+//     host, not delete the instances' addresses there.
 //   - Prerequisites are checked against the zone as queries see it (the
 //     same code answers both): unhealthy instances are not in it.
 //   - TTL 0 means the registry's default TTL.
@@ -448,8 +451,10 @@ func (v *view) apply(rr dns.RR, u *updateLog) error {
 	if o.kind == nameServices {
 		return refused("%s: DNS-SD enumeration is derived from the registry's instances", what)
 	}
-	if o.kind == nameHost && (t == dns.TypeA || t == dns.TypeAAAA || t == dns.TypeANY) && v.derivedAddrs(o.host) {
-		return refused("%s: %s's addresses are those of its instances; update _%s._tcp instead", what, h.Name, o.host)
+	if o.kind == nameHost && h.Class != dns.ClassINET && (t == dns.TypeA || t == dns.TypeAAAA || t == dns.TypeANY) && v.derivedAddrs(o.host) {
+		// Adding creates a host of that name, whose addresses the zone
+		// shows with the service's; but the service's own cannot go.
+		return refused("%s: the addresses of service %s are those of its instances; delete from _%s._tcp instead", what, o.host, o.host)
 	}
 	switch h.Class {
 	case dns.ClassINET:
