@@ -22,12 +22,17 @@ import (
 )
 
 func main() {
+	os.Exit(mainExit())
+}
+
+// mainExit is main without the exit, so that tests can run the real
+// command in a child process of the test binary.
+func mainExit() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	err := Run(ctx, e, os.Args[1:])
-	stop()
-	os.Exit(exitCode(e, err))
+	return exitCode(e, err)
 }
 
 // env is what a command may touch of the outside world, so that tests can
@@ -58,6 +63,10 @@ func Run(ctx context.Context, e *env, args []string) error {
 		return runServe(ctx, e, rest)
 	case "stop":
 		return runStop(ctx, e, rest)
+	case "lookup":
+		return runLookup(ctx, e, rest)
+	case "dial":
+		return runDial(ctx, e, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return nil
@@ -74,6 +83,8 @@ Usage: annuaire COMMAND [flags] [args]
 Commands:
   serve      run the registry, its DNS server and the hosted services
   stop       stop the annuaire that runs on a data directory
+  lookup     show the chain from a name to its address:port (name → SRV → host → address → port)
+  dial       connect to a service by name and relay stdin/stdout, like nc
 
 Run "annuaire COMMAND -h" for a command's flags.
 `

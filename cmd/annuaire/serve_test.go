@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary be the annuaire command: the end-to-end
+// tests start it as a child process, exactly as a user would, and process
+// mode's echo children re-execute it too.
+func TestMain(m *testing.M) {
+	if os.Getenv("ANNUAIRE_TEST_MAIN") == "1" {
+		os.Exit(mainExit())
+	}
+	os.Exit(m.Run())
+}
+
+// needTool returns the path of an external client, skipping the test when
+// it is missing, except in CI where a missing tool is a broken install.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+// annuaire is a running "annuaire serve" child process.
+type annuaire struct {
+	cmd    *exec.Cmd
+	data   string
+	dns    string // 127.0.0.1:port
+	web    string
+	echo   string // from the "echo ... → 127.0.0.1:port" line
+	stdout *syncBuffer
+	stderr *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func command(t *testing.T, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "ANNUAIRE_TEST_MAIN=1")
+	return cmd
+}
+
+var (
+	reDNS  = regexp.MustCompile(`(?m)^dns\s+\S+ served on (\S+) `)
+	reWeb  = regexp.MustCompile(`(?m)^web\s+http://(\S+)/`)
+	reEcho = regexp.MustCompile(`(?m)^echo\s+_echo\._tcp\.\S+ SRV → \S+ → (\S+)$`)
+)
+
+// startServe runs "annuaire serve" on :0 ports and waits until it prints
+// its web line, the last one it prints at start.
+func startServe(t *testing.T, extra ...string) *annuaire {
+	t.Helper()
+	a := &annuaire{data: t.TempDir(), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	args := append([]string{"serve", "--dns", "127.0.0.1:0", "--web", "127.0.0.1:0", "--echo", "127.0.0.1:0",
+		"--mail", "127.0.0.1:0", "--telnet", "127.0.0.1:0", "--data", a.data, "--hostname", "box"}, extra...)
+	a.cmd = command(t, args...)
+	a.cmd.Stdout, a.cmd.Stderr = a.stdout, a.stderr
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.exited <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		a.cmd.Process.Kill()
+		<-a.exited
+		if t.Failed() {
+			t.Logf("serve stdout:\n%s\nserve stderr:\n%s", a.stdout, a.stderr)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for !reWeb.MatchString(a.stdout.String()) {
+		select {
+		case err := <-a.exited:
+			a.exited <- err
+			t.Fatalf("serve exited at start: %v\n%s%s", err, a.stdout, a.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s%s", a.stdout, a.stderr)
+		}
+	}
+	out := a.stdout.String()
+	a.dns = reDNS.FindStringSubmatch(out)[1]
+	a.web = reWeb.FindStringSubmatch(out)[1]
+	if m := reEcho.FindStringSubmatch(out); m != nil {
+		a.echo = m[1]
+	}
+	return a
+}
+
+// waitExit waits for the process to exit and returns its exit code.
+func (a *annuaire) waitExit(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case err := <-a.exited:
+		a.exited <- err
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(within):
+		t.Fatalf("annuaire still running after %v", within)
+		return -1
+	}
+}
+
+func dig(t *testing.T, server string, args ...string) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(server)
+	all := append([]string{"@" + host, "-p", port, "+time=2", "+tries=1"}, args...)
+	out, err := exec.Command(needTool(t, "dig"), all...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %v: %v\n%s", all, err, out)
+	}
+	return string(out)
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	needTool(t, "dig")
+	a := startServe(t)
+	if a.echo == "" {
+		t.Fatalf("no echo line in:\n%s", a.stdout)
+	}
+	_, echoPort, _ := net.SplitHostPort(a.echo)
+
+	t.Run("dig SRV echo", func(t *testing.T) {
+		out := dig(t, a.dns, "+norec", "_echo._tcp.svc.internal.", "SRV")
+		for _, want := range []string{"status: NOERROR", " aa", "SRV\t0 0 " + echoPort + " box.svc.internal.", "box.svc.internal.\t"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("missing %q in:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("dig SOA NS over TCP", func(t *testing.T) {
+		out := dig(t, a.dns, "+tcp", "+norec", "svc.internal.", "NS")
+		if !strings.Contains(out, "NS\tns.svc.internal.") || !strings.Contains(out, "ns.svc.internal.") {
+			t.Errorf("NS answer:\n%s", out)
+		}
+	})
+	t.Run("dig -x", func(t *testing.T) {
+		out := dig(t, a.dns, "-x", "127.0.0.1")
+		if !strings.Contains(out, "PTR\tbox.svc.internal.") {
+			t.Errorf("PTR answer:\n%s", out)
+		}
+	})
+	t.Run("echo a line", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", a.echo, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "bonjour\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || line != "bonjour\n" {
+			t.Errorf("echo = %q, %v", line, err)
+		}
+	})
+	t.Run("echo 1 MiB", func(t *testing.T) {
+		payload := make([]byte, 1<<20)
+		rand.Read(payload)
+		c, err := net.DialTimeout("tcp", a.echo, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		go func() {
+			c.Write(payload)
+			c.(*net.TCPConn).CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Errorf("echoed %d bytes (err %v), want the same %d bytes", len(got), err, len(payload))
+		}
+	})
+	t.Run("web lists echo", func(t *testing.T) {
+		resp, err := http.Get("http://" + a.web + "/api/services")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var list []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+			t.Fatalf("/api/services is not a JSON array: %v", err)
+		}
+		found := false
+		for _, s := range list {
+			if s["name"] == "echo" && fmt.Sprint(s["port"]) == echoPort {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("echo:%s not in /api/services: %v", echoPort, list)
+		}
+		page, err := http.Get("http://" + a.web + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(page.Body)
+		page.Body.Close()
+		if !strings.Contains(string(body), "annuaire") {
+			t.Errorf("page does not name annuaire")
+		}
+	})
+
+	// SIGTERM: exit 0 within 10 s, and the ports are closed.
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if code := a.waitExit(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d\n%s", code, a.stderr)
+	}
+	for _, addr := range []string{a.dns, a.web, a.echo} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after exit", addr)
+		}
+	}
+}
+
+func TestStopCommand(t *testing.T) {
+	a := startServe(t)
+	out, err := command(t, "stop", "--data", a.data).CombinedOutput()
+	if err != nil {
+		t.Fatalf("annuaire stop: %v\n%s", err, out)
+	}
+	if code := a.waitExit(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit code after stop = %d", code)
+	}
+	if c, err := net.DialTimeout("tcp", a.web, time.Second); err == nil {
+		c.Close()
+		t.Errorf("web port still open after stop")
+	}
+}
+
+func TestServePortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cmd := command(t, "serve", "--dns", "127.0.0.1:0", "--web", busy.Addr().String(), "--echo", "127.0.0.1:0",
+		"--mail", "", "--telnet", "", "--data", t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit = %v, want 1\n%s", err, stderr.String())
+	}
+	want := "--web " + busy.Addr().String() + ": address already in use"
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	}
+}
+
+func TestServeBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--no-such-flag"},
+		{"serve", "--zone", "bad..zone"},
+		{"serve", "--echo-mode", "threads"},
+		{"frobnicate"},
+	} {
+		var stdout, stderr bytes.Buffer
+		e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
+		err := Run(context.Background(), e, args)
+		if code := exitCode(e, err); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (err %v)", args, code, err)
+		}
+		if !strings.Contains(stderr.String(), "Usage") && !strings.Contains(stderr.String(), "usage") {
+			t.Errorf("%v: no usage message in %q", args, stderr.String())
+		}
+	}
+}
