@@ -25,19 +25,17 @@
   // box draws one link of the chain; values are lines of text.
   function box(kind, label, values, meta, extra) {
     const vs = (Array.isArray(values) ? values : [values]).filter((v) => v !== undefined && v !== null && v !== "");
-    return el("li", { class: "box " + kind + (extra ? " " + extra : "") },
+    return el("div", { class: "box " + kind + (extra ? " " + extra : "") },
       el("span", { class: "label" }, label),
       vs.length ? vs.map((v) => el("span", { class: "value mono" }, v)) : el("span", { class: "value meta" }, "—"),
       meta ? el("span", { class: "meta" }, meta) : null);
   }
 
+  // chainList joins boxes with arrows; each arrow stays with the box it
+  // points to, so a wrapped line starts with "→ box", never ends with "→".
   function chainList(boxes) {
-    const ol = el("ol", { class: "chain" });
-    boxes.forEach((b, i) => {
-      if (i > 0) ol.append(el("li", { class: "arrow", "aria-hidden": "true" }, "→"));
-      ol.append(b);
-    });
-    return ol;
+    return el("ol", { class: "chain" }, boxes.map((b, i) =>
+      el("li", { class: "step" }, i > 0 ? el("span", { class: "arrow", "aria-hidden": "true" }, "→") : null, b)));
   }
 
   function badge(text, kind) {
