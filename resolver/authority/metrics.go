@@ -69,7 +69,7 @@ func NewMetrics(r *registry.Registry) *Metrics {
 		}, []string{"service"}),
 	}
 	m.reg.MustRegister(m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies, m.conns, m.open,
-		registryCollector{r},
+		newRegistryCollector(r),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -184,20 +184,26 @@ func (o *observedWriter) tcp() bool { return !isUDP(o.ResponseWriter) }
 
 // registryCollector reports the registry's size and health from a snapshot
 // taken at scrape time.
-type registryCollector struct{ r *registry.Registry }
+type registryCollector struct {
+	r                               *registry.Registry
+	serial, instances, hosts, types *prometheus.Desc
+}
 
-var (
-	descSerial    = prometheus.NewDesc("annuaire_zone_serial", "The zone's SOA serial.", nil, nil)
-	descInstances = prometheus.NewDesc("annuaire_registry_instances", "Registered service instances, by health state.", []string{"health"}, nil)
-	descHosts     = prometheus.NewDesc("annuaire_registry_hosts", "Host names in the zone.", nil, nil)
-	descTypes     = prometheus.NewDesc("annuaire_registry_service_types", "Service types (_service._proto) with at least one instance.", nil, nil)
-)
+func newRegistryCollector(r *registry.Registry) registryCollector {
+	return registryCollector{
+		r:         r,
+		serial:    prometheus.NewDesc("annuaire_zone_serial", "The zone's SOA serial.", nil, nil),
+		instances: prometheus.NewDesc("annuaire_registry_instances", "Registered service instances, by health state.", []string{"health"}, nil),
+		hosts:     prometheus.NewDesc("annuaire_registry_hosts", "Host names in the zone.", nil, nil),
+		types:     prometheus.NewDesc("annuaire_registry_service_types", "Service types (_service._proto) with at least one instance.", nil, nil),
+	}
+}
 
 func (c registryCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descSerial
-	ch <- descInstances
-	ch <- descHosts
-	ch <- descTypes
+	ch <- c.serial
+	ch <- c.instances
+	ch <- c.hosts
+	ch <- c.types
 }
 
 func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -214,9 +220,9 @@ func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
 	for range snap.Hosts() {
 		hosts++
 	}
-	ch <- prometheus.MustNewConstMetric(descSerial, prometheus.GaugeValue, float64(snap.Serial()))
-	ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(healthy), string(registry.Passing))
-	ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(total-healthy), string(registry.Critical))
-	ch <- prometheus.MustNewConstMetric(descHosts, prometheus.GaugeValue, float64(hosts))
-	ch <- prometheus.MustNewConstMetric(descTypes, prometheus.GaugeValue, float64(types))
+	ch <- prometheus.MustNewConstMetric(c.serial, prometheus.GaugeValue, float64(snap.Serial()))
+	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(healthy), string(registry.Passing))
+	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(total-healthy), string(registry.Critical))
+	ch <- prometheus.MustNewConstMetric(c.hosts, prometheus.GaugeValue, float64(hosts))
+	ch <- prometheus.MustNewConstMetric(c.types, prometheus.GaugeValue, float64(types))
 }
