@@ -16,6 +16,9 @@ import (
 // division: the number is always 0 and the records come in list order,
 // which the initial shuffle made random.
 func orderSRV(srvs []*dns.SRV, intN func(int) int) []*dns.SRV {
+	if len(srvs) == 1 {
+		return srvs
+	}
 	out := make([]*dns.SRV, 0, len(srvs))
 	rest := slices.Clone(srvs)
 	// "Arrange all SRV RRs (that have not been ordered yet) in any order":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,9 +17,9 @@ type answer struct {
 	question string // "_echo._tcp.svc.internal. SRV", for steps and errors
 	server   string // who answered, or who was asked last
 	rcode    int
-	records  []dns.RR // answer-section records of the type asked
-	extra    []dns.RR // additional-section A and AAAA records (RFC 2782 "Additional data")
-	text     []string // the whole answer section in zone-file form
+	records  []dns.RR    // answer-section records of the type asked
+	extra    []hostAddrs // additional-section addresses by host (RFC 2782 "Additional data")
+	text     []string    // the whole answer section in zone-file form
 	rtt      time.Duration
 	expires  time.Time
 	err      error // wraps ErrServerUnreachable; never cached
@@ -30,6 +31,13 @@ const maxTTL = 24 * time.Hour
 // maxEntries bounds the cache; beyond it expired entries are swept first,
 // then arbitrary ones.
 const maxEntries = 4096
+
+// hostAddrs are one host's addresses from an additional section.
+type hostAddrs struct {
+	name            string
+	v6, v4, addrs   []string // addrs: IPv6 first, as RFC 8305 section 4 sorts them
+	textA, textAAAA []string // the records in zone-file form
+}
 
 type qkey struct {
 	name  string // lowercase, fully qualified
@@ -181,10 +189,37 @@ func (a *answer) fill(in *dns.Msg, qtype uint16) {
 			ttl, first = rr.Header().Ttl, false
 		}
 	}
+	// The additional section is read once here, so that a cached answer
+	// gives its targets' addresses without parsing or formatting.
 	for _, rr := range in.Extra {
-		if t := rr.Header().Rrtype; t == dns.TypeA || t == dns.TypeAAAA {
-			a.extra = append(a.extra, rr)
+		var ip, typ string
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip, typ = rr.A.String(), "A"
+		case *dns.AAAA:
+			ip, typ = rr.AAAA.String(), "AAAA"
+		default:
+			continue
 		}
+		i := slices.IndexFunc(a.extra, func(h hostAddrs) bool { return strings.EqualFold(h.name, rr.Header().Name) })
+		if i < 0 {
+			a.extra = append(a.extra, hostAddrs{name: rr.Header().Name})
+			i = len(a.extra) - 1
+		}
+		h := &a.extra[i]
+		if slices.Contains(h.v6, ip) || slices.Contains(h.v4, ip) {
+			continue
+		}
+		text := strings.ReplaceAll(rr.String(), "\t", " ")
+		if typ == "A" {
+			h.v4, h.textA = append(h.v4, ip), append(h.textA, text)
+		} else {
+			h.v6, h.textAAAA = append(h.v6, ip), append(h.textAAAA, text)
+		}
+	}
+	for i := range a.extra {
+		h := &a.extra[i]
+		h.addrs = append(slices.Clip(h.v6), h.v4...)
 	}
 	if len(a.records) == 0 {
 		// Negative answer: cacheable only with the SOA (RFC 2308 section 5),

@@ -2,11 +2,11 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,7 +155,9 @@ func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, er
 	}
 
 	host, portStr, hasPort := name, "", false
-	if h, p, err := net.SplitHostPort(name); err == nil {
+	if !strings.Contains(name, ":") {
+		// not host:port; SplitHostPort's error would cost an allocation
+	} else if h, p, err := net.SplitHostPort(name); err == nil {
 		host, portStr, hasPort = h, p, true
 	} else if h, proto, ok := strings.Cut(name, "/"); ok && (proto == "tcp" || proto == "udp") {
 		host, c.Proto = h, proto
@@ -171,7 +173,11 @@ func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, er
 	}
 
 	// IP literals and names outside the zone: straight to connect.
-	if ip, err := netip.ParseAddr(host); err == nil || !r.inZone(host) {
+	ip, err := netip.Addr{}, errors.ErrUnsupported
+	if looksLikeIP(host) {
+		ip, err = netip.ParseAddr(host)
+	}
+	if err == nil || !r.inZone(host) {
 		if port == 0 {
 			return fail("normalize", "", fmt.Errorf("%s is not a service name in %s, and no port was given: %w", host, r.zone, ErrNoSuchService))
 		}
@@ -361,31 +367,19 @@ func (e *stepError) Unwrap() error { return e.err }
 // answer's additional section) when it has any for host, else by asking
 // AAAA and A, both at once. It fails only when the server could not be
 // asked; a host without addresses gives none.
-func (r *Resolver) addresses(ctx context.Context, c *Chain, host string, extra []dns.RR) ([]string, *stepError) {
-	var v6, v4 []string
-	var t6, t4 []string
-	for i, rr := range extra {
-		if !strings.EqualFold(rr.Header().Name, host) || slices.ContainsFunc(extra[:i], func(x dns.RR) bool { return dns.IsDuplicate(x, rr) }) {
+func (r *Resolver) addresses(ctx context.Context, c *Chain, host string, extra []hostAddrs) ([]string, *stepError) {
+	for _, h := range extra {
+		if !strings.EqualFold(h.name, host) {
 			continue
 		}
-		switch rr := rr.(type) {
-		case *dns.AAAA:
-			v6 = append(v6, rr.AAAA.String())
-			t6 = append(t6, strings.ReplaceAll(rr.String(), "\t", " "))
-		case *dns.A:
-			v4 = append(v4, rr.A.String())
-			t4 = append(t4, strings.ReplaceAll(rr.String(), "\t", " "))
-		}
-	}
-	if len(v6)+len(v4) > 0 {
 		const why = "no query: the address came in the answer's additional section"
-		if len(t6) > 0 {
-			c.Steps = append(c.Steps, Step{Step: "address", Question: host + " AAAA", Answers: t6, Rcode: "NOERROR", Skipped: why})
+		if len(h.textAAAA) > 0 {
+			c.Steps = append(c.Steps, Step{Step: "address", Question: host + " AAAA", Answers: h.textAAAA, Rcode: "NOERROR", Skipped: why})
 		}
-		if len(t4) > 0 {
-			c.Steps = append(c.Steps, Step{Step: "address", Question: host + " A", Answers: t4, Rcode: "NOERROR", Skipped: why})
+		if len(h.textA) > 0 {
+			c.Steps = append(c.Steps, Step{Step: "address", Question: host + " A", Answers: h.textA, Rcode: "NOERROR", Skipped: why})
 		}
-		return append(v6, v4...), nil
+		return h.addrs, nil
 	}
 
 	// Ask A and AAAA at once, unless both are cached.
@@ -407,6 +401,7 @@ func (r *Resolver) addresses(ctx context.Context, c *Chain, host string, extra [
 	if a6.err == nil && len(a6.records) > 0 || a4.err != nil || a6.err != nil {
 		c.Steps = append(c.Steps, s6) // a NODATA AAAA is noise for the reader
 	}
+	var v6, v4 []string
 	for _, rr := range a6.records {
 		v6 = append(v6, rr.(*dns.AAAA).AAAA.String())
 	}
@@ -421,6 +416,12 @@ func (r *Resolver) addresses(ctx context.Context, c *Chain, host string, extra [
 		}
 	}
 	return append(v6, v4...), nil
+}
+
+// looksLikeIP is a cheap test before netip.ParseAddr, whose error for
+// every service name would be an allocation on the warm path.
+func looksLikeIP(s string) bool {
+	return s != "" && (s[0] >= '0' && s[0] <= '9' || strings.Contains(s, ":"))
 }
 
 func (r *Resolver) cached(name string, qtype uint16) bool {
