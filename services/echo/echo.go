@@ -216,14 +216,17 @@ func (s *Server) initLocked() {
 	}
 }
 
-func (s *Server) isClosedLocked() bool {
+// closed reports whether c is closed, without waiting.
+func closed(c <-chan struct{}) bool {
 	select {
-	case <-s.drainCh:
+	case <-c:
 		return true
 	default:
 		return false
 	}
 }
+
+func (s *Server) isClosedLocked() bool { return closed(s.drainCh) }
 
 // channels returns the channels closed when the drain starts and when it
 // is cut short.
@@ -236,12 +239,7 @@ func (s *Server) channels() (drain, force <-chan struct{}) {
 
 func (s *Server) draining() bool {
 	d, _ := s.channels()
-	select {
-	case <-d:
-		return true
-	default:
-		return false
-	}
+	return closed(d)
 }
 
 func (s *Server) closedErr() error {
@@ -285,10 +283,8 @@ func (s *Server) drain() {
 func (s *Server) force() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	select {
-	case <-s.forceCh:
+	if closed(s.forceCh) {
 		return
-	default:
 	}
 	close(s.forceCh)
 	for c := range s.tracked {

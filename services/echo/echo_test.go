@@ -353,9 +353,7 @@ func TestHold(t *testing.T) {
 func TestSlowReader(t *testing.T) {
 	forModes(t, []string{"concurrent", "process", "poll"}, func(t *testing.T, mode string) {
 		ts := start(t, mode, 0)
-		hog := dial(t, ts.addr)
-		go hog.Write(make([]byte, 16<<20)) // blocks once every buffer is full; ends at cleanup
-		time.Sleep(300 * time.Millisecond)
+		stallingClient(t, ts.addr)
 		c := dial(t, ts.addr)
 		c.SetDeadline(time.Now().Add(3 * time.Second))
 		roundTrip(t, c, "still served\n")

@@ -55,15 +55,14 @@ func (s *Server) servePoll(ln net.Listener) error {
 	drain, force := s.channels()
 	events := make([]unix.EpollEvent, 128)
 	for {
-		select {
-		case <-force:
+		if closed(force) {
 			return net.ErrClosed
-		case <-drain:
+		}
+		if closed(drain) {
 			p.stopAccepting()
 			if len(p.conns) == 0 {
 				return net.ErrClosed
 			}
-		default:
 		}
 		n, err := unix.EpollWait(p.ep, events, p.timeout()) // select.select(...)
 		if err != nil {
