@@ -224,6 +224,14 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			s.transfer(w, r)
 			return
 		}
+		if r.IsTsig() != nil && len(s.Keys) > 0 {
+			// A signed query gets a signed answer (RFC 8945 section 5.3):
+			// nsupdate signs the SOA query that finds the zone.
+			if checkTSIG(w, r) != nil {
+				return
+			}
+			w = &signingWriter{w, r}
+		}
 		s.query(w, r)
 	case dns.OpcodeUpdate:
 		s.update(w, r)

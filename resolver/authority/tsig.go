@@ -206,19 +206,29 @@ func checkTSIG(w dns.ResponseWriter, r *dns.Msg) *rcodeError {
 		return &rcodeError{dns.RcodeFormatError, err.Error()}
 	}
 	m.SetRcode(r, dns.RcodeNotAuth)
-	m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, int64(t.TimeSigned))
-	rt := m.Extra[len(m.Extra)-1].(*dns.TSIG)
-	rt.Error = code
+	now := uint64(time.Now().Unix()) & (1<<48 - 1)
+	why := &rcodeError{dns.RcodeNotAuth, "TSIG " + dns.RcodeToString[int(code)] + " for key " + t.Hdr.Name}
 	if code == dns.RcodeBadTime {
-		// Section 5.2.3: signed, with the client's Time Signed and the
-		// server's clock in Other Data so the client can verify it anyway.
-		rt.OtherLen = 6
-		rt.OtherData = fmt.Sprintf("%012x", uint64(time.Now().Unix())&(1<<48-1))
+		// Section 5.2.3: signed by the writer with the request's MAC,
+		// with the client's Time Signed and the server's clock in Other
+		// Data so that the client can verify it anyway.
+		m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, int64(t.TimeSigned))
+		rt := m.Extra[len(m.Extra)-1].(*dns.TSIG)
+		rt.Error, rt.OtherLen, rt.OtherData = code, 6, fmt.Sprintf("%012x", now)
+		w.WriteMsg(m)
+		return why
 	}
-	// miekg's writer leaves the MAC out for BADKEY and BADSIG and signs the
-	// rest with the request's MAC (section 5.3).
-	w.WriteMsg(m)
-	return &rcodeError{dns.RcodeNotAuth, "TSIG " + dns.RcodeToString[int(code)] + " for key " + t.Hdr.Name}
+	// Section 5.3.2: unsigned, MAC empty. Written here rather than by
+	// miekg's writer, which would zero Time Signed: BIND's nsupdate reads
+	// that as clock skew instead of reporting the error.
+	m.Extra = append(m.Extra, &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: t.Algorithm, TimeSigned: now, Fudge: t.Fudge, OrigId: r.Id, Error: code,
+	})
+	if buf, err := m.Pack(); err == nil {
+		w.Write(buf)
+	}
+	return why
 }
 
 // signReply makes w sign m with the key that signed the request r, if any
@@ -227,4 +237,18 @@ func signReply(m, r *dns.Msg) {
 	if t := r.IsTsig(); t != nil {
 		m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
 	}
+}
+
+// A signingWriter signs every answer it writes with the key of the request
+// it answers, unless the answer already carries a TSIG.
+type signingWriter struct {
+	dns.ResponseWriter
+	req *dns.Msg
+}
+
+func (w *signingWriter) WriteMsg(m *dns.Msg) error {
+	if m.IsTsig() == nil {
+		signReply(m, w.req)
+	}
+	return w.ResponseWriter.WriteMsg(m)
 }

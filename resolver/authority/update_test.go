@@ -10,6 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -490,5 +493,86 @@ func TestUpdateTCPMany(t *testing.T) {
 	st, ok := reg.Snapshot().Type("tcp", "many")
 	if !ok || st.Instances != n {
 		t.Errorf("_many._tcp has %d instances, want %d", st.Instances, n)
+	}
+}
+
+// TestNsupdate drives the real nsupdate (bind9-dnsutils), with -y over UDP
+// and a key file over TCP, and checks the registry and dig.
+func TestNsupdate(t *testing.T) {
+	nsupdate := needTool(t, "nsupdate")
+	key := TSIGKey{Algorithm: dns.HmacSHA256, Name: "ddns-key.", Secret: "bnN1cGRhdGUgdGVzdCBrZXkgLSAzMiBieXRlcyE="}
+	reg := newTestRegistry(t)
+	addr := newUpdateServer(t, reg, key)
+	host, port, _ := net.SplitHostPort(addr)
+	run := func(args []string, script string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(nsupdate, append([]string{"-t", "5", "-u", "1"}, args...)...)
+		cmd.Stdin = strings.NewReader("server " + host + " " + port + "\n" + script + "send\n")
+		out, err := cmd.CombinedOutput()
+		t.Logf("nsupdate %s\n%s", strings.Join(args, " "), out)
+		return string(out), err
+	}
+	serial := reg.Snapshot().Serial()
+
+	// Without a key, and with a wrong secret: refused, nothing changes.
+	add := "zone svc.internal.\nupdate add _ftp._tcp.svc.internal. 60 SRV 0 5 2121 files.svc.internal.\nupdate add files.svc.internal. 60 A 192.0.2.21\n"
+	if out, err := run(nil, add); err == nil || !strings.Contains(out, "REFUSED") {
+		t.Errorf("unsigned: %v, want REFUSED", err)
+	}
+	if out, err := run([]string{"-y", "hmac-sha256:ddns-key:d3Jvbmcgc2VjcmV0"}, add); err == nil || !strings.Contains(strings.ToLower(out), "tsig") {
+		t.Errorf("wrong secret: %v, want a TSIG error", err)
+	}
+	if got := reg.Snapshot().Serial(); got != serial {
+		t.Fatalf("refused updates changed the serial: %d → %d", serial, got)
+	}
+
+	// With the key on the command line, over UDP.
+	if _, err := run([]string{"-y", "hmac-sha256:ddns-key:" + key.Secret}, add); err != nil {
+		t.Fatalf("nsupdate -y: %v", err)
+	}
+	inst, ok := reg.Snapshot().Instance("ftp-tcp-files-2121")
+	if !ok || inst.Port != 2121 || inst.Weight != 5 || inst.TTL != 60 {
+		t.Fatalf("instance after nsupdate: %+v, %v", inst, ok)
+	}
+	if got := hostAddrs(reg, "files"); got != "192.0.2.21" {
+		t.Fatalf("host files: %s", got)
+	}
+	if dig, err := exec.LookPath("dig"); err == nil {
+		out, err := exec.Command(dig, "@"+host, "-p", port, "+short", "_ftp._tcp.svc.internal.", "SRV").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "0 5 2121 files.svc.internal." {
+			t.Errorf("dig SRV: %q, %v", out, err)
+		}
+		out, err = exec.Command(dig, "@"+host, "-p", port, "+short", "files.svc.internal.", "A").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "192.0.2.21" {
+			t.Errorf("dig A: %q, %v", out, err)
+		}
+	}
+
+	// With a key file, over TCP (-v), letting nsupdate find the zone
+	// itself (an SOA query), and a DNS-SD instance with TXT.
+	keyFile := filepath.Join(t.TempDir(), "ddns.key")
+	conf := "key \"ddns-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"" + key.Secret + "\";\n};\n"
+	if err := os.WriteFile(keyFile, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := "update add Files\\032Two._ftp._tcp.svc.internal. 60 SRV 0 0 2122 files.svc.internal.\n" +
+		"update add Files\\032Two._ftp._tcp.svc.internal. 60 TXT \"path=/pub\" \"anon\"\n"
+	if _, err := run([]string{"-v", "-k", keyFile}, script); err != nil {
+		t.Fatalf("nsupdate -k -v: %v", err)
+	}
+	if inst, ok := reg.Snapshot().ByLabel("tcp", "ftp", "Files Two"); !ok || inst.TXT["path"] != "/pub" {
+		t.Fatalf("DNS-SD instance after nsupdate: %+v, %v", inst, ok)
+	}
+
+	// update delete removes.
+	del := "zone svc.internal.\nupdate delete _ftp._tcp.svc.internal. SRV\nupdate delete files.svc.internal.\n"
+	if _, err := run([]string{"-v", "-k", keyFile}, del); err != nil {
+		t.Fatalf("nsupdate delete: %v", err)
+	}
+	if _, ok := reg.Snapshot().Type("tcp", "ftp"); ok {
+		t.Errorf("_ftp._tcp still has instances")
+	}
+	if got := hostAddrs(reg, "files"); got != "<none>" {
+		t.Errorf("host files after delete: %s", got)
 	}
 }
