@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+
+	"github.com/annuaire/annuaire/resolver"
+)
+
+// resolverFlags adds --server and --zone, with their defaults from the
+// environment, and returns the Resolver they configure once parsed.
+func resolverFlags(e *env, fs *flag.FlagSet) *resolver.Resolver {
+	r := new(resolver.Resolver)
+	server := e.getenv("ANNUAIRE_SERVER")
+	if server == "" {
+		server = "127.0.0.1:1053"
+	}
+	zone := e.getenv("ANNUAIRE_ZONE")
+	if zone == "" {
+		zone = "svc.internal"
+	}
+	fs.StringVar(&r.Server, "server", server, `DNS server to ask, host:port (env ANNUAIRE_SERVER; "" for the resolvers of /etc/resolv.conf)`)
+	fs.StringVar(&r.Zone, "zone", zone, "zone the service names live in (env ANNUAIRE_ZONE)")
+	return r
+}
+
+// nameArg returns the one NAME argument, or a usage error.
+func nameArg(fs *flag.FlagSet) (string, error) {
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return "", usageError{fmt.Errorf("%s: want one NAME, got %d arguments", fs.Name(), fs.NArg())}
+	}
+	return fs.Arg(0), nil
+}
+
+// runLookup prints the chain from a name to its address:port, one step per
+// line, the last line ending with the ADDRESS:PORT a dial would try first:
+//
+//	$ annuaire lookup echo
+//	echo: service echo over tcp in zone svc.internal.
+//	  srv        _echo._tcp.svc.internal. SRV → 0 0 7007 box.svc.internal.   (ttl 10, 127.0.0.1:1053, 312µs)
+//	  address    box.svc.internal. A → 127.0.0.1   (ttl 10, no query: the address came in the answer's additional section)
+//	echo → _echo._tcp.svc.internal. SRV 0 0 7007 box.svc.internal. → box.svc.internal. A 127.0.0.1 → 127.0.0.1:7007
+func runLookup(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "lookup", "[--server HOST:PORT] [--zone ZONE] [--json] NAME")
+	r := resolverFlags(e, fs)
+	asJSON := fs.Bool("json", false, "print the chain as JSON, for programs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	name, err := nameArg(fs)
+	if err != nil {
+		return err
+	}
+	c, err := r.Lookup(ctx, name)
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if jerr := enc.Encode(c); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	fmt.Fprint(e.stdout, c.Text())
+	return err
+}
