@@ -65,12 +65,12 @@ func requestEDNS(r *dns.Msg, tcp bool) (edns, int) {
 			return e, dns.RcodeFormatError
 		}
 		opt = o
+		e.present = true
+		e.do = opt.Do()
 	}
 	if opt == nil {
 		return e, dns.RcodeSuccess
 	}
-	e.present = true
-	e.do = opt.Do()
 	if opt.Hdr.Name != "." {
 		return e, dns.RcodeFormatError
 	}

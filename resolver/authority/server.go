@@ -122,6 +122,7 @@ func (s *Server) run(ctx context.Context, srv *dns.Server, network string, addr 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		closeSocket(srv) // as net/http does: the socket was given to us
 		return ErrServerClosed
 	}
 	if s.quit == nil {
@@ -165,6 +166,15 @@ func (s *Server) run(ctx context.Context, srv *dns.Server, network string, addr 
 	srv.ShutdownContext(drain) // closes the socket; an expired drain only cuts the wait
 	<-done
 	return s.stopErr()
+}
+
+func closeSocket(srv *dns.Server) {
+	if srv.Listener != nil {
+		srv.Listener.Close()
+	}
+	if srv.PacketConn != nil {
+		srv.PacketConn.Close()
+	}
 }
 
 func (s *Server) stopErr() error {
