@@ -142,7 +142,10 @@ func (c *Chain) Text() string {
 		b.WriteByte('\n')
 	}
 	if c.Error != "" {
-		fmt.Fprintf(&b, "%s → failed: %s\n", c.Name, c.Error)
+		// The steps are listed above: only the conclusion, the last part
+		// of the error, is left to say.
+		msg := c.Error[strings.LastIndex(c.Error, "; ")+1:]
+		fmt.Fprintf(&b, "%s → failed: %s\n", c.Name, strings.TrimSpace(strings.TrimPrefix(msg, c.Name+":")))
 		return b.String()
 	}
 	b.WriteString(c.Summary())

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -98,7 +99,12 @@ func (r *Resolver) dial(ctx context.Context, network string, c *Chain, trace boo
 		}
 		i = j
 	}
-	err := errors.Join(d.errs...)
+	// One line, "connect A: refused; connect B: timeout", each wrapped.
+	args := make([]any, len(d.errs))
+	for i, e := range d.errs {
+		args[i] = e
+	}
+	err := fmt.Errorf(strings.TrimSuffix(strings.Repeat("%w; ", len(args)), "; "), args...)
 	if len(d.errs) == 0 {
 		err = fmt.Errorf("no %s address among the candidates: %w", network, ErrNoHost)
 	}
