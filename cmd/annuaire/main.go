@@ -6,6 +6,7 @@
 //
 //	annuaire serve     run the directory, its DNS server and hosted services
 //	annuaire stop      stop the annuaire that runs on a data directory
+//	annuaire export    print the zone as a master file, from DIR or by AXFR
 //
 // Run "annuaire COMMAND -h" for a command's flags.
 package main
@@ -67,6 +68,8 @@ func Run(ctx context.Context, e *env, args []string) error {
 		return runLookup(ctx, e, rest)
 	case "dial":
 		return runDial(ctx, e, rest)
+	case "export":
+		return runExport(ctx, e, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return nil
@@ -85,6 +88,7 @@ Commands:
   stop       stop the annuaire that runs on a data directory
   lookup     show the chain from a name to its address:port (name → SRV → host → address → port)
   dial       connect to a service by name and relay stdin/stdout, like nc
+  export     print the zone as a master file (RFC 1035), from a data directory or by AXFR
 
 Run "annuaire COMMAND -h" for a command's flags.
 `

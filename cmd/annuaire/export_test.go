@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/annuaire/annuaire/registry"
+	"github.com/annuaire/annuaire/resolver/authority"
+)
+
+const exportKey = "hmac-sha256:xfr:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+
+// exportRegistry fills reg as annuaire serve would: the NS host and an
+// echo instance.
+func exportRegistry(t *testing.T, reg *registry.Registry) {
+	t.Helper()
+	_, err := reg.Update(func(tx *registry.Tx) error {
+		if err := tx.PutHost(registry.Host{Name: "ns", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}); err != nil {
+			return err
+		}
+		if err := tx.PutHost(registry.Host{Name: "host", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Auto: true}); err != nil {
+			return err
+		}
+		_, err := tx.PutInstance(registry.Instance{Service: "echo", Host: "host", Port: 7007, Label: "My echo"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exportRun runs "annuaire export args..." in-process.
+func exportRun(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	err = Run(context.Background(), e, append([]string{"export"}, args...))
+	return out.String(), errb.String(), err
+}
+
+// checkZone runs named-checkzone on a master file, when it is installed.
+func checkZone(t *testing.T, text string) {
+	t.Helper()
+	path, err := exec.LookPath("named-checkzone")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("named-checkzone is required under CI: %v", err)
+		}
+		t.Logf("named-checkzone not installed: %v", err)
+		return
+	}
+	file := filepath.Join(t.TempDir(), "zone")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(path, "svc.internal", file).CombinedOutput(); err != nil {
+		t.Errorf("named-checkzone: %v\n%s\n%s", err, out, text)
+	}
+}
+
+func checkExport(t *testing.T, out string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	if len(lines) < 4 || lines[1] != "$ORIGIN svc.internal." || !strings.HasPrefix(lines[2], "$TTL ") || !strings.Contains(lines[3], "\tSOA\t") {
+		t.Errorf("export does not start with $ORIGIN, $TTL and the SOA:\n%s", out)
+	}
+	for _, want := range []string{"_echo._tcp.svc.internal.\t10\tIN\tSRV\t0 0 7007 host.svc.internal.", `My\ echo._echo._tcp.svc.internal.`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("export lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "\tSOA\t") != 1 {
+		t.Errorf("export has %d SOA records, want 1", strings.Count(out, "\tSOA\t"))
+	}
+	checkZone(t, out)
+}
+
+func TestExportServer(t *testing.T) {
+	reg := registry.New(1)
+	exportRegistry(t, reg)
+	key, err := authority.ParseTSIGKey(exportKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &authority.Server{Registry: reg, Keys: []authority.TSIGKey{key}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	t.Run("OK", func(t *testing.T) {
+		out, stderr, err := exportRun(t, "--server", ln.Addr().String(), "--tsig", exportKey)
+		if err != nil {
+			t.Fatalf("export: %v\n%s", err, stderr)
+		}
+		checkExport(t, out)
+	})
+	t.Run("ErrNoKey", func(t *testing.T) {
+		if _, _, err := exportRun(t, "--server", ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "REFUSED") {
+			t.Fatalf("export without a key: %v, want REFUSED", err)
+		}
+	})
+}
+
+func TestExportData(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := registry.Open(dir, registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exportRegistry(t, reg)
+
+	t.Run("ErrInUse", func(t *testing.T) {
+		_, _, err := exportRun(t, "--data", dir)
+		if !errors.Is(err, registry.ErrLocked) || !strings.Contains(err.Error(), "--server") {
+			t.Fatalf("export of a directory in use: %v, want ErrLocked and a hint to use --server", err)
+		}
+	})
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("OK", func(t *testing.T) {
+		out, stderr, err := exportRun(t, "--data", dir)
+		if err != nil {
+			t.Fatalf("export: %v\n%s", err, stderr)
+		}
+		checkExport(t, out)
+	})
+	t.Run("ErrNoDir", func(t *testing.T) {
+		if _, _, err := exportRun(t, "--data", filepath.Join(dir, "missing")); err == nil {
+			t.Fatal("export of a missing directory succeeded")
+		}
+	})
+	t.Run("ErrUsage", func(t *testing.T) {
+		_, _, err := exportRun(t, "--data", dir, "--server", "127.0.0.1:1")
+		var u usageError
+		if !errors.As(err, &u) {
+			t.Fatalf("--data with --server: %v, want a usage error", err)
+		}
+	})
+}
