@@ -43,6 +43,9 @@ type Options struct {
 // {"prev":0,"serial":1}. Dropped bytes / minFrame bounds the serials lost.
 const minFrame = frameHeader + 21
 
+// restoreBatch is how many rows Open restores per memdb transaction.
+const restoreBatch = 1000
+
 // Open opens, or creates with mode 0700, the data directory dir, locks it
 // (see LockOwner), restores the registry from its checkpoint and journal,
 // and returns a registry whose every Update is durable before it returns.
@@ -99,9 +102,17 @@ func (j *journal) restore(initial uint32) error {
 	start := time.Now()
 	r := j.r
 	os.Remove(filepath.Join(j.dir, "checkpoint.tmp")) // an interrupted checkpoint
-	txn := r.db.Txn(true)
-	defer txn.Abort()
-	tx := &Tx{Snapshot: Snapshot{txn: txn}}
+	// Restore commits every restoreBatch rows: nothing is published until
+	// the end, and smaller transactions keep go-memdb's bookkeeping of
+	// modified nodes, and the garbage it makes, small.
+	tx := &Tx{Snapshot: Snapshot{txn: r.db.Txn(true)}}
+	defer func() { tx.txn.Abort() }()
+	tx.onReplay = func() {
+		if tx.replayed++; tx.replayed%restoreBatch == 0 {
+			tx.txn.Commit()
+			tx.txn = r.db.Txn(true)
+		}
+	}
 
 	serial, first := initial, uint64(1)
 	if serial == 0 {
@@ -156,24 +167,10 @@ func (j *journal) restore(initial uint32) error {
 			return fmt.Errorf("registry: %w", err)
 		}
 		end, damage := scanFrames(data, journalMagic, func(off int64, payload []byte) error {
-			if !chained {
-				var head ChangeSet
-				if json.Unmarshal(payload, &head) == nil {
-					serial = head.Prev
-				}
-				chained = true
-			}
-			cs, err := decodeChangeSet(payload, serial)
-			if err != nil {
+			if err := r.replayRecord(tx, payload, &serial, !chained); err != nil {
 				return err
 			}
-			for _, c := range cs.Changes {
-				if err := tx.replay(c); err != nil {
-					return err
-				}
-			}
-			serial = cs.Serial
-			r.remember(cs)
+			chained = true
 			records++
 			return nil
 		})
@@ -190,10 +187,10 @@ func (j *journal) restore(initial uint32) error {
 		break
 	}
 
-	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
+	if err := tx.txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
 		return fmt.Errorf("registry: restore serial: %w", err)
 	}
-	txn.Commit()
+	tx.txn.Commit()
 
 	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(cur)), os.O_WRONLY|os.O_APPEND, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
@@ -311,6 +308,29 @@ func (j *journal) dropSegment(path string) int64 {
 	return int64(len(data))
 }
 
+// replayRecord applies one journal record to tx and the history. The
+// record must follow *serial, unless first, when it sets the base.
+func (r *Registry) replayRecord(tx *Tx, payload []byte, serial *uint32, first bool) error {
+	if first {
+		var head ChangeSet
+		if json.Unmarshal(payload, &head) == nil {
+			*serial = head.Prev
+		}
+	}
+	cs, err := decodeChangeSet(payload, *serial)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs.Changes {
+		if err := tx.replay(c); err != nil {
+			return err
+		}
+	}
+	*serial = cs.Serial
+	r.remember(cs)
+	return nil
+}
+
 // decodeChangeSet decodes and checks one journal record, which must follow
 // serial.
 func decodeChangeSet(payload []byte, serial uint32) (ChangeSet, error) {
@@ -359,6 +379,9 @@ func checkChange(c Change) error {
 // types table) follow; host collection does not run, since the journal
 // holds its deletes. Deleting a row that is not there is a no-op.
 func (tx *Tx) replay(c Change) error {
+	if tx.onReplay != nil {
+		tx.onReplay()
+	}
 	switch {
 	case c.Instance != nil:
 		if old, ok := tx.Instance(c.Instance.ID); ok {

@@ -487,6 +487,10 @@ func rows[T any](txn *memdb.Txn, table, index string, args ...any) iter.Seq[*T] 
 type Tx struct {
 	Snapshot
 	changes []Change
+
+	// Used by Open only: called before each replayed row, to commit in batches.
+	onReplay func()
+	replayed int
 }
 
 // PutInstance validates inst, fills in its defaults and inserts or replaces
