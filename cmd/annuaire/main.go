@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/annuaire/annuaire/services/echo"
 )
 
 func main() {
@@ -64,6 +66,8 @@ func Run(ctx context.Context, e *env, args []string) error {
 		return runServe(ctx, e, rest)
 	case "stop":
 		return runStop(ctx, e, rest)
+	case "echo-child": // hidden: process mode's exécutant, re-executed by the echo server
+		return echo.RunChild(ctx, rest)
 	case "lookup":
 		return runLookup(ctx, e, rest)
 	case "dial":
