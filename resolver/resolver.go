@@ -155,10 +155,11 @@ func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, er
 	}
 
 	host, portStr, hasPort := name, "", false
-	if !strings.Contains(name, ":") {
-		// not host:port; SplitHostPort's error would cost an allocation
-	} else if h, p, err := net.SplitHostPort(name); err == nil {
-		host, portStr, hasPort = h, p, true
+	// Testing for ":" first spares the warm path SplitHostPort's error.
+	if strings.Contains(name, ":") {
+		if h, p, err := net.SplitHostPort(name); err == nil {
+			host, portStr, hasPort = h, p, true
+		}
 	} else if h, proto, ok := strings.Cut(name, "/"); ok && (proto == "tcp" || proto == "udp") {
 		host, c.Proto = h, proto
 	}

@@ -447,3 +447,45 @@ func roundTrip(t *testing.T, conn net.Conn) {
 		t.Fatalf("echo: %q, %v", buf, err)
 	}
 }
+
+func TestDialUDP(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 512)
+		n, from, err := pc.ReadFrom(buf)
+		if err == nil {
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	_, r := newTest(t, fmt.Sprintf(`$ORIGIN svc.internal.
+$TTL 60
+@ IN SOA ns hostmaster 1 3600 600 86400 30
+box IN A 127.0.0.1
+_echo._udp IN SRV 0 0 %d box
+`, pc.LocalAddr().(*net.UDPAddr).Port))
+	conn, err := r.Dial(t.Context(), "udp", "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, conn)
+	c, err := r.Lookup(t.Context(), "echo/udp")
+	if err != nil || c.Proto != "udp" || c.Steps[1].Question != "_echo._udp.svc.internal. SRV" {
+		t.Errorf("echo/udp: %v\n%s", err, c.Text())
+	}
+}
+
+// TestSystemResolver: with Server "", the servers come from resolv.conf.
+func TestSystemResolver(t *testing.T) {
+	var r Resolver
+	r.init()
+	if len(r.servers) == 0 || r.zone != DefaultZone {
+		t.Errorf("servers %v zone %q", r.servers, r.zone)
+	}
+	if _, _, err := net.SplitHostPort(r.servers[0]); err != nil {
+		t.Errorf("server %q: %v", r.servers[0], err)
+	}
+}
