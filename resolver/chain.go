@@ -97,14 +97,15 @@ func ttl(rr string) string {
 	return f[1]
 }
 
-// Text renders the chain for a reader of the course: the name, one line per
-// step with what was asked and found, then the whole chain on one line
-// ending with the ADDRESS:PORT a dial connects to first:
+// Text renders the chain for a reader of the course: what the name was
+// read as, one line per step with the question asked and what was found,
+// then the whole chain on one line ending with the ADDRESS:PORT a dial
+// connects to (or tries first):
 //
 //	echo: service echo over tcp in zone svc.internal.
-//	  srv      _echo._tcp.svc.internal. SRV → 0 0 7007 box.svc.internal.   ttl 10, 127.0.0.1:1053, 312µs
-//	  address  box.svc.internal. A → 127.0.0.1   ttl 10, from the SRV answer's additional section
-//	echo → _echo._tcp.svc.internal. SRV 0 0 7007 box.svc.internal. → box.svc.internal. A 127.0.0.1 → 127.0.0.1:7007
+//	  srv        _echo._tcp.svc.internal. SRV → 0 0 39401 vm.svc.internal.   (ttl 10, 127.0.0.1:1053, 3.978ms)
+//	  address    vm.svc.internal. A → 127.0.0.1   (ttl 10, no query: the address came in the answer's additional section)
+//	echo → _echo._tcp.svc.internal. SRV 0 0 39401 vm.svc.internal. → vm.svc.internal. A 127.0.0.1 → 127.0.0.1:39401
 //
 // DNS gives the address, the port picks the process.
 func (c *Chain) Text() string {

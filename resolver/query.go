@@ -104,7 +104,6 @@ func (r *Resolver) query(ctx context.Context, kind, name string, qtype uint16) (
 				return a, nil // a flight that just ended filled it
 			}
 		}
-		r.queries.Add(1)
 		a := r.exchange(context.WithoutCancel(ctx), name, qtype)
 		if !r.NoCache {
 			r.cache.put(k, a, time.Now())

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -62,9 +61,8 @@ type Resolver struct {
 	servers []string
 	catalog *registry.Catalog
 
-	cache   cache
-	flight  singleflight.Group
-	queries atomic.Int64 // questions sent, for tests
+	cache  cache
+	flight singleflight.Group
 
 	// intN returns a uniform number in [0, n); nil means math/rand/v2.
 	// Tests set it for reproducible SRV ordering.
@@ -188,7 +186,9 @@ func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, er
 			cd.Host, cd.Address = "", ip.Unmap().String()
 			why = "an IP address and a port: nothing to resolve"
 		}
-		c.Service = portStr
+		if wk, ok := r.catalog.ByPort(port, c.Proto); ok {
+			c.Service = wk.Name // what the port conventionally picks
+		}
 		c.Steps = append(c.Steps, Step{Step: "normalize", Question: name, Answers: []string{why}, Skipped: why})
 		c.Candidates = append(c.Candidates, cd)
 		return c, nil
