@@ -75,8 +75,12 @@ func TestCheckTCP(t *testing.T) {
 		Check: &Check{Type: "tcp", Target: addr, Interval: every(200 * time.Millisecond)}}, nil)
 	healthy := mustRegister(t, r, Instance{Service: "echo", Host: "b", Port: 7}, nil)
 	waitHealth(t, r, id, Critical, 3*time.Second)
-	if !strings.Contains(logs.String(), "id="+id+" from=passing to=critical") {
-		t.Errorf("transition not logged:\n%s", logs.String())
+	// The line is logged just after the update that waitHealth saw.
+	for deadline := time.Now().Add(3 * time.Second); !strings.Contains(logs.String(), "id="+id+" from=passing to=critical"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("transition not logged:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	ln, err = net.Listen("tcp", addr)
