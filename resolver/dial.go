@@ -121,6 +121,9 @@ func (r *Resolver) dial(ctx context.Context, network string, c *Chain, trace boo
 // dialHost connects to one host's addresses: IPv6 ones first, IPv4 ones
 // racing them after FallbackDelay (RFC 8305 section 5).
 func (d *dialer) dialHost(ctx context.Context, cands []Candidate) (net.Conn, error) {
+	if oneFamily(cands, d.network) {
+		return d.dialSerial(ctx, cands) // the common case: nothing to race, nothing to sort
+	}
 	var primary, fallback []Candidate
 	for _, cd := range cands {
 		if cd.Address == "" { // a host:port outside the zone: the system resolves it
@@ -196,6 +199,30 @@ func (d *dialer) dialHost(ctx context.Context, cands []Candidate) (net.Conn, err
 			}
 		}
 	}
+}
+
+// oneFamily reports whether every candidate is an IP address of the
+// same family, one that network allows.
+func oneFamily(cands []Candidate, network string) bool {
+	var v4, v6 int
+	for _, cd := range cands {
+		ip, err := netip.ParseAddr(cd.Address)
+		if err != nil {
+			return false
+		}
+		if ip.Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	switch network[len(network)-1] {
+	case '4':
+		return v6 == 0
+	case '6':
+		return v4 == 0
+	}
+	return v4 == 0 || v6 == 0
 }
 
 // dialSerial tries addresses one after the other, each for DialTimeout.
