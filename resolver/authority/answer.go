@@ -39,7 +39,7 @@ func (s *Server) answer(snap *registry.Snapshot, q question) *dns.Msg {
 	m.Response = true
 	m.Question = []dns.Question{q.Question}
 
-	var extra [][]dns.RR
+	var extra func() [][]dns.RR
 	rel, inZone := z.relative(q.Name)
 	switch {
 	case !inZone:
@@ -81,7 +81,7 @@ func (s *Server) answer(snap *registry.Snapshot, q question) *dns.Msg {
 			m.Ns = []dns.RR{z.negativeSOA(snap)} // NODATA, RFC 2308 section 2.2
 		default:
 			m.Answer = rrs
-			extra = z.additional(snap, &add)
+			extra = func() [][]dns.RR { return z.additional(snap, &add) }
 		}
 	}
 	fit(m, extra, q.edns)
@@ -112,36 +112,40 @@ func (z *zone) additional(snap *registry.Snapshot, add *additions) [][]dns.RR {
 // time, and without setting TC; if the answer and authority sections do not
 // fit, TC is set and they are left out entirely, so that no client mistakes
 // part of an RRset for the whole of it. The OPT record stays in every case
-// (RFC 6891 section 7).
-func fit(m *dns.Msg, extra [][]dns.RR, e edns) {
-	size := e.size
-	if size < dns.MinMsgSize {
-		size = dns.MinMsgSize
-	}
+// (RFC 6891 section 7). extra is only called when the answer fits.
+func fit(m *dns.Msg, extra func() [][]dns.RR, e edns) {
+	size := max(e.size, dns.MinMsgSize)
 	var opt []dns.RR
 	if e.present {
 		opt = []dns.RR{responseOPT(e)}
 	}
-	// build puts the first n additional RRsets in, then the OPT record,
-	// last, where most parsers look first.
-	build := func(n int) {
-		m.Extra = m.Extra[:0]
-		for _, set := range extra[:n] {
-			m.Extra = append(m.Extra, set...)
-		}
-		m.Extra = append(m.Extra, opt...)
-	}
-	build(len(extra))
-	if m.Len() <= size {
-		return
-	}
-	build(0)
-	if m.Len() > size {
+	m.Extra = opt
+	// Every record takes at least 12 bytes (a compressed owner and the
+	// fixed fields): a large RRset is known not to fit without packing it.
+	const minRR = 12
+	if 12+minRR*(len(m.Answer)+len(m.Ns)) > size || m.Len() > size {
 		m.Truncated = true
 		m.Answer, m.Ns = nil, nil
 		return
 	}
-	for n := 1; n <= len(extra); n++ {
+	if extra == nil {
+		return
+	}
+	sets := extra()
+	// build puts the first n additional RRsets in, then the OPT record,
+	// last, where most parsers look first.
+	build := func(n int) {
+		m.Extra = nil // never m.Extra[:0]: it may share opt's array
+		for _, set := range sets[:n] {
+			m.Extra = append(m.Extra, set...)
+		}
+		m.Extra = append(m.Extra, opt...)
+	}
+	build(len(sets))
+	if m.Len() <= size {
+		return
+	}
+	for n := 1; n <= len(sets); n++ {
 		build(n)
 		if m.Len() > size {
 			build(n - 1)

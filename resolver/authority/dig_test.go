@@ -148,6 +148,7 @@ func TestRFC8906(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.section, func(t *testing.T) {
+			t.Parallel()
 			r := dig(t, addr, strings.Fields(tt.args)...)
 			w := tt.want
 			if r.status != w.status {
@@ -238,6 +239,7 @@ func TestDig(t *testing.T) {
 	for _, tt := range tests {
 		for _, transport := range []string{"+notcp", "+tcp"} {
 			t.Run(tt.name+" "+transport, func(t *testing.T) {
+				t.Parallel()
 				r := dig(t, addr, append([]string{"+norec", transport}, strings.Fields(tt.args)...)...)
 				if r.status != tt.status {
 					t.Errorf("status %s, want %s", r.status, tt.status)
