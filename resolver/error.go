@@ -46,7 +46,8 @@ func (e *LookupError) Error() string {
 	b.WriteString(": ")
 	if e.Chain != nil {
 		for _, s := range e.Chain.Steps {
-			if s.Question == "" || s.Step == "normalize" || s.Step == "well-known" || s.Step == "connect" {
+			if s.Question == "" || s.Step == "normalize" || s.Step == "well-known" || s.Step == "connect" ||
+				e.Err != nil && s.Error == e.Err.Error() { // said once, at the end
 				continue
 			}
 			b.WriteString(s.Question)

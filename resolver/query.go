@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -125,14 +127,14 @@ func (a *answer) step(kind string, cached bool) Step {
 	if s.Answers == nil {
 		s.Answers = []string{}
 	}
+	if !cached {
+		s.DurationUS = a.rtt.Microseconds()
+	}
 	if a.err != nil {
 		s.Error = a.err.Error()
 		return s
 	}
 	s.Rcode = dns.RcodeToString[a.rcode]
-	if !cached {
-		s.DurationUS = a.rtt.Microseconds()
-	}
 	return s
 }
 
@@ -157,7 +159,7 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) *ans
 		}
 		a.rtt = time.Since(start)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", srv, err))
+			errs = append(errs, fmt.Errorf("%s: %w", srv, brief(err, c.Timeout)))
 			continue
 		}
 		if in.Rcode != dns.RcodeSuccess && in.Rcode != dns.RcodeNameError {
@@ -169,6 +171,23 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) *ans
 	}
 	a.err = fmt.Errorf("%w: %w", ErrServerUnreachable, errors.Join(errs...))
 	return a
+}
+
+// brief shortens a network error to what a reader needs, keeping it
+// for errors.Is: "read udp 127.0.0.1:37928->127.0.0.1:9: read: connection
+// refused" becomes "connection refused".
+func brief(err error, timeout time.Duration) error {
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		return err
+	}
+	if op.Timeout() {
+		return fmt.Errorf("no answer within %v: %w", timeout, os.ErrDeadlineExceeded)
+	}
+	if sc, ok := op.Err.(*os.SyscallError); ok {
+		return sc.Err
+	}
+	return op.Err
 }
 
 // fill keeps what the chain needs from a response and computes how long
