@@ -58,13 +58,13 @@ func (s *Server) update(w dns.ResponseWriter, r *dns.Msg) {
 	u := &updateLog{client: w.RemoteAddr().String(), zone: origin}
 	defer func() { s.logUpdate(u) }()
 
-	if err := checkTSIG(w, r); err != nil {
-		u.rcode, u.why = err.rcode, err.why
-		return
-	}
 	t := r.IsTsig()
 	if t != nil {
 		u.key = dns.CanonicalName(t.Hdr.Name)
+	}
+	if err := checkTSIG(w, r); err != nil {
+		u.rcode, u.why = err.rcode, err.why
+		return
 	}
 	reply := func(rcode int) {
 		u.rcode = rcode
@@ -102,7 +102,11 @@ func (s *Server) update(w dns.ResponseWriter, r *dns.Msg) {
 	// nsupdate resends an unanswered UDP update unchanged: its MAC is the
 	// same. Answer a copy as the first was answered instead of applying it
 	// twice, so that a retry of "prereq nxdomain X; add X" still says
-	// NOERROR, and a replayed copy changes nothing.
+	// NOERROR, and a replayed copy changes nothing; older copies get
+	// BADTIME. RFC 8945 section 5.2.3's SHOULD, BADTIME for a Time Signed
+	// earlier than the last one seen from the key, is not done: clients
+	// sharing a key sign out of order across a second boundary, and would
+	// be refused for nothing.
 	e, first := s.recent.claim(u.key+" "+t.MAC, time.Duration(t.Fudge)*time.Second)
 	if !first {
 		u.why = "retransmission: answered as the first copy was"

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -425,6 +426,55 @@ func rawExchangeBytes(addr string, buf []byte) ([]byte, error) {
 	return out[:n], err
 }
 
+// TestUpdateLog checks the one log line of an update.
+func TestUpdateLog(t *testing.T) {
+	buf := &logLines{}
+	reg := newTestRegistry(t)
+	addr := startServer(t, &Server{Registry: reg, Keys: []TSIGKey{updKey}, Logger: slog.New(slog.NewTextHandler(buf, nil))})
+	exchange(t, addr, "udp", updKey, updateMsg(t, testZone, "files 60 IN A 192.0.2.1", "del b 0 IN A 127.0.0.2"))
+	exchange(t, addr, "udp", TSIGKey{}, updateMsg(t, testZone, "files 60 IN A 192.0.2.1"))
+	var lines []string
+	// The line is written once the answer is sent: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); len(lines) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		lines = lines[:0]
+		for l := range strings.Lines(buf.String()) {
+			if strings.Contains(l, `msg="dns update"`) {
+				lines = append(lines, l)
+			}
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("want 2 update lines, got:\n%s", buf.String())
+	}
+	for i, want := range [][]string{
+		{"key=ddns-key.", "client=127.0.0.1:", "zone=svc.internal.", "added=1", "removed=1", "rcode=NOERROR", "serial="},
+		{`key=""`, "rcode=REFUSED", "reason=unsigned"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("line %d %q lacks %q", i, lines[i], w)
+			}
+		}
+	}
+}
+
+type logLines struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (lb *logLines) Write(p []byte) (int, error) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.b.Write(p)
+}
+
+func (lb *logLines) String() string {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.b.String()
+}
+
 // TestUpdateRetransmit sends one signed update twice, as nsupdate does when
 // an answer is lost: the copy is answered as the first, and not applied
 // again.
@@ -501,8 +551,12 @@ func TestUpdateTCPMany(t *testing.T) {
 func TestNsupdate(t *testing.T) {
 	nsupdate := needTool(t, "nsupdate")
 	key := TSIGKey{Algorithm: dns.HmacSHA256, Name: "ddns-key.", Secret: "bnN1cGRhdGUgdGVzdCBrZXkgLSAzMiBieXRlcyE="}
+	md5Key, err := ParseTSIGKey("old-key:" + key.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := newTestRegistry(t)
-	addr := newUpdateServer(t, reg, key)
+	addr := newUpdateServer(t, reg, key, md5Key)
 	host, port, _ := net.SplitHostPort(addr)
 	run := func(args []string, script string) (string, error) {
 		t.Helper()
@@ -562,6 +616,13 @@ func TestNsupdate(t *testing.T) {
 	}
 	if inst, ok := reg.Snapshot().ByLabel("tcp", "ftp", "Files Two"); !ok || inst.TXT["path"] != "/pub" {
 		t.Fatalf("DNS-SD instance after nsupdate: %+v, %v", inst, ok)
+	}
+
+	// nsupdate -y NAME:SECRET means hmac-md5, as ParseTSIGKey reads it.
+	if _, err := run([]string{"-y", "old-key:" + key.Secret}, "zone svc.internal.\nupdate add md5.svc.internal. 60 A 192.0.2.5\n"); err != nil {
+		t.Errorf("nsupdate -y NAME:SECRET (hmac-md5): %v", err)
+	} else if got := hostAddrs(reg, "md5"); got != "192.0.2.5" {
+		t.Errorf("host md5: %s", got)
 	}
 
 	// update delete removes.
