@@ -1,5 +1,20 @@
 // Package authority is annuaire's authoritative DNS server: it answers for
 // one zone, over UDP and TCP, from a registry snapshot.
+//
+// For each healthy instance of service S over protocol P on host H, the
+// zone Z holds:
+//
+//	Z                          SOA, NS, and MX from the instances of _smtp._tcp
+//	H.Z                        A, AAAA (every registered host)
+//	S.Z                        A, AAAA: the hosts of S's healthy instances
+//	_S._P.Z                    SRV (RFC 2782), PTR (DNS-SD browsing, RFC 6763)
+//	<instance>._S._P.Z         SRV, TXT
+//	_services._dns-sd._udp.Z   PTR _S._P.Z, one per service type
+//
+// and the reverse (PTR) name of every registered address. Each answer is
+// built from one snapshot when the query comes: nothing is cached, and a
+// change is visible to the next query. A service whose instances all fail
+// their checks keeps its names, which answer NODATA: never a dead address.
 package authority
 
 import (
