@@ -35,28 +35,28 @@ func xfrTool(t *testing.T, name string) string {
 	return path
 }
 
-// lockedBuffer is a bytes.Buffer that a server's logger and the test may
+// xfrLogBuffer is a bytes.Buffer that a server's logger and the test may
 // use at once.
-type lockedBuffer struct {
+type xfrLogBuffer struct {
 	mu sync.Mutex // guards b
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *xfrLogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *xfrLogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
-// freePort returns a loopback port free for both UDP and TCP, for a
+// xfrFreePort returns a loopback port free for both UDP and TCP, for a
 // program that must be told its port before it starts.
-func freePort(t *testing.T) int {
+func xfrFreePort(t *testing.T) int {
 	t.Helper()
 	for range 20 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -127,9 +127,9 @@ func TestKnotSecondary(t *testing.T) {
 	}
 	xfrRegister(t, reg, "echo", 7007, "host", "127.0.0.1")
 
-	knotPort := freePort(t)
+	knotPort := xfrFreePort(t)
 	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
-	logs := new(lockedBuffer)
+	logs := new(xfrLogBuffer)
 	s := &Server{
 		Registry: reg,
 		Keys:     []TSIGKey{xfrKey},
@@ -149,7 +149,7 @@ func TestKnotSecondary(t *testing.T) {
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	knotLog := new(lockedBuffer)
+	knotLog := new(xfrLogBuffer)
 	cmd := exec.Command(knotd, "-c", confPath)
 	cmd.Stdout, cmd.Stderr = knotLog, knotLog
 	if err := cmd.Start(); err != nil {
