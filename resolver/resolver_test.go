@@ -1,14 +1,18 @@
 package resolver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -489,3 +493,37 @@ func TestSystemResolver(t *testing.T) {
 		t.Errorf("server %q: %v", r.servers[0], err)
 	}
 }
+
+// TestChainJSON pins the JSON the web page and the console render, field
+// by field, against testdata/echo.chain.json (run with -update to rewrite).
+func TestChainJSON(t *testing.T) {
+	s, r := newTest(t, fmt.Sprintf(testZone, 7007, 7007))
+	c, err := r.Lookup(t.Context(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Steps { // what varies from run to run
+		c.Steps[i].DurationUS = 0
+		if c.Steps[i].Server == s.Addr {
+			c.Steps[i].Server = "127.0.0.1:1053"
+		}
+	}
+	got, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	golden := filepath.Join("testdata", "echo.chain.json")
+	if *update {
+		os.WriteFile(golden, got, 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("chain JSON differs from %s:\n%s", golden, got)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata")
