@@ -295,6 +295,10 @@ func TestDigTruncation(t *testing.T) {
 	if !r.flag("tc") || len(r.answer) != 0 || !r.opt {
 		t.Errorf("UDP: flags %v, %d answers, OPT %v: want tc, no answer, OPT", r.flags, len(r.answer), r.opt)
 	}
+	r = dig(t, addr, "+norec", "+ignore", "+bufsize=512", "_big._tcp.svc.internal", "SRV")
+	if !r.flag("tc") || len(r.answer) != 0 || !r.opt {
+		t.Errorf("UDP 512: flags %v, %d answers, OPT %v: want tc, no answer, OPT", r.flags, len(r.answer), r.opt)
+	}
 	r = dig(t, addr, "+norec", "+ignore", "+noedns", "_big._tcp.svc.internal", "SRV")
 	if !r.flag("tc") || len(r.answer) != 0 || r.opt {
 		t.Errorf("UDP without EDNS: flags %v, %d answers, OPT %v: want tc, no answer, no OPT", r.flags, len(r.answer), r.opt)
