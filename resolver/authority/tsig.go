@@ -185,10 +185,14 @@ func checkTSIG(w dns.ResponseWriter, r *dns.Msg) *rcodeError {
 	if t == nil {
 		return nil
 	}
-	err := w.TsigStatus()
-	if err == nil {
-		return nil
+	if err := w.TsigStatus(); err != nil {
+		return tsigError(w, r, t, err)
 	}
+	return nil
+}
+
+// tsigError answers r, signed with t, whose verification failed with err.
+func tsigError(w dns.ResponseWriter, r *dns.Msg, t *dns.TSIG, err error) *rcodeError {
 	m := new(dns.Msg)
 	var code uint16
 	switch {

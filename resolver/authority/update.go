@@ -74,6 +74,11 @@ func (s *Server) update(w dns.ResponseWriter, r *dns.Msg) {
 		w.WriteMsg(m)
 	}
 	switch {
+	case len(s.Keys) == 0 && t != nil:
+		// No key is known: BADKEY (RFC 8945 section 5.2.1).
+		err := tsigError(w, r, t, errBadKey)
+		u.rcode, u.why = err.rcode, "no TSIG key configured: updates are disabled"
+		return
 	case len(s.Keys) == 0:
 		u.why = "no TSIG key configured: updates are disabled"
 		reply(dns.RcodeRefused)
@@ -215,7 +220,7 @@ type owner struct {
 	name           string // as in the message
 	service, proto string // nameType, nameInstance
 	label          string // nameInstance: the raw label, any bytes
-	rel            []string
+	rel            []string // the labels below the origin, raw
 	host           string // nameHost: relative, lowercase
 }
 

@@ -278,7 +278,8 @@ func TestUpdateAuth(t *testing.T) {
 	}{
 		{name: "OK", keys: []TSIGKey{updKey}, sign: updKey, signed: true},
 		{name: "OK md5", keys: []TSIGKey{updKey, md5Key}, sign: md5Key, signed: true},
-		{name: "no keys configured", sign: updKey, rcode: dns.RcodeRefused},
+		{name: "no keys configured", sign: updKey, rcode: dns.RcodeNotAuth, tsigErr: dns.RcodeBadKey},
+		{name: "no keys configured, unsigned", rcode: dns.RcodeRefused},
 		{name: "unsigned", keys: []TSIGKey{updKey}, rcode: dns.RcodeRefused},
 		{name: "unknown key", keys: []TSIGKey{updKey}, sign: TSIGKey{dns.HmacSHA256, "other.", updKey.Secret}, rcode: dns.RcodeNotAuth, tsigErr: dns.RcodeBadKey},
 		{name: "wrong algorithm", keys: []TSIGKey{updKey}, sign: TSIGKey{dns.HmacSHA512, updKey.Name, updKey.Secret}, rcode: dns.RcodeNotAuth, tsigErr: dns.RcodeBadKey},
