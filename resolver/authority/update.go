@@ -217,11 +217,11 @@ const (
 // An owner is a name in the zone, taken apart.
 type owner struct {
 	kind           int
-	name           string // as in the message
-	service, proto string // nameType, nameInstance
-	label          string // nameInstance: the raw label, any bytes
+	name           string   // as in the message
+	service, proto string   // nameType, nameInstance
+	label          string   // nameInstance: the raw label, any bytes
 	rel            []string // the labels below the origin, raw
-	host           string // nameHost: relative, lowercase
+	host           string   // nameHost: relative, lowercase
 }
 
 // parseOwner takes name apart, or reports that it is not in the zone.
