@@ -53,7 +53,7 @@ func NewMetrics(r *registry.Registry) *Metrics {
 		}, []string{"result"}),
 		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "annuaire_dns_transfers_total",
-			Help: "Zone transfers, by type (AXFR, IXFR) and result (full, incremental, uptodate, tcp-needed, refused, error).",
+			Help: "Zone transfers, by type (AXFR, IXFR) and result (full, incremental, incremental-history, uptodate, tcp-needed, refused, error).",
 		}, []string{"type", "result"}),
 		notifies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "annuaire_dns_notifies_total",

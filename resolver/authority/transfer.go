@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -30,8 +31,10 @@ const (
 // so that IXFR can send the difference from the version a secondary holds.
 //
 // A secondary only ever holds a version it was sent by a transfer, so
-// remembering what each transfer sent is enough. After a restart nothing is
-// remembered and secondaries get one full transfer (RFC 1995 section 4).
+// remembering what each transfer sent is enough while the process lives.
+// After a restart, rewind rebuilds older versions from the registry's
+// durable history; beyond it, secondaries get the whole zone (RFC 1995
+// section 4).
 type transferState struct {
 	mu    sync.Mutex // guards snaps
 	snaps []*registry.Snapshot
@@ -63,6 +66,67 @@ func (t *transferState) version(serial uint32) (*registry.Snapshot, bool) {
 		}
 	}
 	return nil, false
+}
+
+// rewind rebuilds the registry as it was at serial from, by undoing the
+// change sets of snap's history on an in-memory copy of snap. Undoing goes
+// newest row first, through the same Tx methods, so every intermediate
+// state is one the registry went through; host collection may delete a
+// host before the undo of its creation does, hence the ErrNotFound that
+// undo forgives. The copy costs as much as rendering the zone, which an
+// IXFR does anyway.
+func rewind(snap *registry.Snapshot, from uint32) (*registry.Snapshot, bool) {
+	sets, ok := snap.History(from)
+	if !ok || len(sets) == 0 {
+		return nil, false
+	}
+	old := registry.New(from)
+	_, err := old.Update(func(tx *registry.Tx) error {
+		for h := range snap.Hosts() {
+			if err := tx.PutHost(*h); err != nil {
+				return err
+			}
+		}
+		for inst := range snap.All() {
+			if _, err := tx.PutInstance(*inst); err != nil {
+				return err
+			}
+		}
+		for i := len(sets) - 1; i >= 0; i-- {
+			for j := len(sets[i].Changes) - 1; j >= 0; j-- {
+				if err := undo(tx, sets[i].Changes[j]); err != nil && !errors.Is(err, registry.ErrNotFound) {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false
+	}
+	return old.Snapshot(), true
+}
+
+// undo reverts one change in tx.
+func undo(tx *registry.Tx, c registry.Change) error {
+	switch {
+	case c.Instance != nil && c.OldInstance != nil: // replaced or deleted
+		_, err := tx.PutInstance(*c.OldInstance)
+		return err
+	case c.Instance != nil: // added
+		return tx.DeleteInstance(c.Instance.ID)
+	case c.OldHost != nil: // replaced or deleted
+		return tx.PutHost(*c.OldHost)
+	default: // added
+		return tx.DeleteHost(c.Host.Name)
+	}
+}
+
+// withSerial returns zone with its SOA (the first record) set to serial.
+func withSerial(zone []dns.RR, serial uint32) []dns.RR {
+	soa := dns.Copy(zone[0]).(*dns.SOA)
+	soa.Serial = serial
+	return append([]dns.RR{soa}, zone[1:]...)
 }
 
 // transfer answers AXFR (RFC 5936) and IXFR (RFC 1995) for the zone.
@@ -138,6 +202,10 @@ func (s *Server) transfer(w dns.ResponseWriter, r *dns.Msg) {
 			out, mode = []dns.RR{soa}, "uptodate"
 		} else if oldSnap, ok := s.xfr.version(old); ok {
 			out, mode = ixfrRecords(s.Records(oldSnap), rrs), "incremental"
+		} else if oldSnap, ok := rewind(snap, old); ok {
+			// A version this process never sent (it restarted since):
+			// rebuilt from the registry's durable history.
+			out, mode = ixfrRecords(withSerial(s.Records(oldSnap), old), rrs), "incremental-history"
 		} else {
 			// The history does not reach back: the whole zone, in AXFR
 			// form (RFC 1995 section 4).

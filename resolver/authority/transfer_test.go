@@ -320,7 +320,8 @@ func TestIXFR(t *testing.T) {
 		}
 	})
 	t.Run("UnknownSerial", func(t *testing.T) {
-		rrs, err := xfr(t, addr, dns.TypeIXFR, old-1, &xfrKey)
+		// A serial before the registry began: no history reaches it.
+		rrs, err := xfr(t, addr, dns.TypeIXFR, old-1000, &xfrKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,5 +372,93 @@ func TestSerialLess(t *testing.T) {
 		if got := serialLess(c.a, c.b); got != c.want {
 			t.Errorf("serialLess(%d, %d) = %v", c.a, c.b, got)
 		}
+	}
+}
+
+// TestRewind checks that the zone rebuilt from the registry's history for
+// every past serial is exactly the zone that was served at that serial,
+// and that a server that never sent a version (after a restart) still
+// answers IXFR with differences.
+func TestRewind(t *testing.T) {
+	reg := registry.New(1000)
+	s := &Server{Registry: reg}
+	var snaps []*registry.Snapshot
+	step := func(fn func(tx *registry.Tx) error) {
+		t.Helper()
+		snaps = append(snaps, reg.Snapshot())
+		if _, err := reg.Update(fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := func(s string) []netip.Addr { return []netip.Addr{netip.MustParseAddr(s)} }
+	echo := registry.Instance{ID: "e1", Service: "echo", Host: "a", Port: 7, TXT: map[string]string{"v": "1"}}
+	step(func(tx *registry.Tx) error {
+		if err := tx.PutHost(registry.Host{Name: "a", Addrs: addr("10.0.0.1"), Auto: true}); err != nil {
+			return err
+		}
+		_, err := tx.PutInstance(echo)
+		return err
+	})
+	step(func(tx *registry.Tx) error {
+		_, err := tx.PutInstance(registry.Instance{ID: "e2", Service: "echo", Host: "a", Port: 8})
+		return err
+	})
+	step(func(tx *registry.Tx) error { return tx.SetHealth("e1", registry.Critical) })
+	step(func(tx *registry.Tx) error {
+		// Moves e1 to a new host: the old automatic host stays for e2.
+		if err := tx.PutHost(registry.Host{Name: "b", Addrs: addr("::2"), Auto: true}); err != nil {
+			return err
+		}
+		moved := echo
+		moved.Host, moved.TXT = "b", map[string]string{"v": "2"}
+		_, err := tx.PutInstance(moved)
+		return err
+	})
+	step(func(tx *registry.Tx) error { return tx.DeleteInstance("e2") }) // takes host a with it
+	step(func(tx *registry.Tx) error {
+		return tx.PutHost(registry.Host{Name: "static", Addrs: addr("10.0.0.9")})
+	})
+	step(func(tx *registry.Tx) error {
+		return tx.PutHost(registry.Host{Name: "static", Addrs: addr("10.0.0.10"), TTL: 30})
+	})
+	step(func(tx *registry.Tx) error {
+		_, err := tx.PutInstance(registry.Instance{ID: "m", Service: "smtp", Host: "static", Port: 25})
+		return err
+	})
+	step(func(tx *registry.Tx) error { return tx.DeleteHost("static") })
+	step(func(tx *registry.Tx) error { return tx.DeleteInstance("e1") })
+	step(func(tx *registry.Tx) error {
+		if err := tx.PutHost(registry.Host{Name: "a", Addrs: addr("10.0.0.3"), Auto: true}); err != nil {
+			return err
+		}
+		_, err := tx.PutInstance(registry.Instance{ID: "e1", Service: "echo", Host: "a", Port: 7, Label: "Back again"})
+		return err
+	})
+	cur := reg.Snapshot()
+	for _, old := range snaps {
+		back, ok := rewind(cur, old.Serial())
+		if !ok {
+			t.Fatalf("no history back to serial %d", old.Serial())
+		}
+		got := withSerial(s.Records(back), old.Serial())
+		if want := s.Records(old); !slices.Equal(xfrStrings(got), xfrStrings(want)) {
+			t.Errorf("zone rewound to serial %d =\n%q\nwant\n%q", old.Serial(), xfrStrings(got), xfrStrings(want))
+		}
+	}
+
+	// Over the network, from a server that never sent the old version.
+	s2 := &Server{Registry: reg, Keys: []TSIGKey{xfrKey}}
+	srvAddr := startXfr(t, s2)
+	first := snaps[0]
+	rrs, err := xfr(t, srvAddr, dns.TypeIXFR, first.Serial(), &xfrKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rrs[1].(*dns.SOA); !ok {
+		t.Fatal("IXFR after a restart came in AXFR form")
+	}
+	zone := s.Records(first)[1:]
+	if got, want := xfrStrings(applyIXFR(t, zone, rrs)), xfrStrings(s.Records(cur)[1:]); !slices.Equal(got, want) {
+		t.Errorf("old zone + IXFR = %q\nwant %q", got, want)
 	}
 }
