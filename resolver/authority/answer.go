@@ -61,7 +61,7 @@ func (s *Server) answer(snap *registry.Snapshot, q question) *dns.Msg {
 		m.Authoritative = true
 		qtype := q.Qtype
 		if qtype == dns.TypeANY && !q.tcp {
-			// RFC 8482 section 4.2: over UDP, one RRset of the name, the
+			// RFC 8482 section 4.1: over UDP, one RRset of the name, the
 			// one of lowest type number, never an amplifier. Over TCP the
 			// whole node (section 4.4 allows transports to differ).
 			all, _ := z.lookup(snap, rel, q.Name, dns.TypeANY, nil)

@@ -241,6 +241,9 @@ func (s *Server) zone() *zone {
 
 // ServeDNS dispatches a request by opcode; it makes Server a dns.Handler.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	if r.Response {
+		return // accept drops these already; this guards direct callers
+	}
 	w, done := s.Metrics.observe(w, r)
 	defer done()
 	switch r.Opcode {
