@@ -112,7 +112,7 @@ zone:
     storage: "%[2]s"
     zonefile-sync: -1
     zonefile-load: none
-    journal-content: changes
+    journal-content: all
 `
 
 // TestKnotSecondary runs Knot as a secondary of annuaire: it loads the zone
