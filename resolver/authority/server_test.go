@@ -374,3 +374,19 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("%d server goroutines left, %d before:\n%s", n, before, stacks)
 	}
 }
+
+// TestTCPConnCap: connections beyond MaxTCPConns wait for a slot, which
+// idle ones free after ReadTimeout; the server never runs out of sockets.
+func TestTCPConnCap(t *testing.T) {
+	addr := startServer(t, &Server{Registry: newTestRegistry(t), Zone: testZone, MaxTCPConns: 2, ReadTimeout: 300 * time.Millisecond})
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	tc := queryTests["SOA"]
+	tc.tcp = true
+	tc.check(t, queryOver(t, "tcp", addr, tc.request())) // within the client's 3 s
+}
