@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/registry"
 )
 
 // TestRecordsMatchQueries checks that Records is the zone the queries
@@ -140,5 +142,53 @@ func TestReverseAddr(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestChangesVisible: every answer comes from a fresh snapshot, so a
+// change shows in the next query, with the serial bumped.
+func TestChangesVisible(t *testing.T) {
+	s := &Server{Registry: newTestRegistry(t), Zone: testZone}
+	ask := func(name string, qtype uint16) *dns.Msg {
+		r := new(dns.Msg)
+		r.SetQuestion(name, qtype)
+		return s.respond(r, false)
+	}
+	serial := func(m *dns.Msg) uint32 {
+		for _, rr := range append(m.Answer, m.Ns...) {
+			if soa, ok := rr.(*dns.SOA); ok {
+				return soa.Serial
+			}
+		}
+		t.Fatalf("no SOA in %v", m)
+		return 0
+	}
+	before := serial(ask("svc.internal.", dns.TypeSOA))
+	id, err := s.Registry.Register(registry.Instance{Service: "ftp", Host: "a", Port: 2121}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := ask("_ftp._tcp.svc.internal.", dns.TypeSRV); len(m.Answer) != 1 {
+		t.Errorf("new instance not answered: %v", m)
+	}
+	if after := serial(ask("svc.internal.", dns.TypeSOA)); after != before+1 {
+		t.Errorf("serial %d after one change from %d", after, before)
+	}
+	if err := s.Registry.SetHealth(id, registry.Critical); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"_ftp._tcp.svc.internal.", dns.TypeSRV}, {"_ftp._tcp.svc.internal.", dns.TypePTR}, {"ftp.svc.internal.", dns.TypeA}} {
+		if m := ask(q.name, q.qtype); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 || len(m.Ns) != 1 {
+			t.Errorf("%s %s of a failing instance: want NODATA, got %v", q.name, dns.TypeToString[q.qtype], m)
+		}
+	}
+	if err := s.Registry.Deregister(id); err != nil {
+		t.Fatal(err)
+	}
+	if m := ask("_ftp._tcp.svc.internal.", dns.TypeSRV); m.Rcode != dns.RcodeNameError {
+		t.Errorf("deregistered type: want NXDOMAIN, got %v", m)
 	}
 }
