@@ -182,6 +182,10 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	trace, err := s.Lookup(ctx, name)
+	// A nil *Chain in an interface is not == nil; what it marshals to is.
+	if b, merr := json.Marshal(trace); merr == nil && string(b) == "null" {
+		trace = nil
+	}
 	if trace == nil {
 		if err == nil {
 			err = errors.New("the lookup returned no trace")

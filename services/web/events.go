@@ -11,6 +11,10 @@ import (
 // proxies keep it open and a vanished client is noticed.
 const keepAlive = 15 * time.Second
 
+// coalesceDelay is how long the event stream waits after a change for more
+// changes before it sends the list again.
+const coalesceDelay = 100 * time.Millisecond
+
 // events streams the directory as Server-Sent Events (WHATWG HTML, section
 // 9.2): one "services" event with the whole list now, and another each time
 // the registry changes. The registry's change channel wakes it: no polling.
@@ -27,9 +31,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
 
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
+	coalesce := time.NewTimer(coalesceDelay)
+	defer coalesce.Stop()
 	for {
 		snap := s.Registry.Snapshot()
 		b, err := json.Marshal(s.views(snap))
@@ -49,6 +58,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-changed:
 				waiting = false
+				// A burst of registrations makes one event, not hundreds.
+				coalesce.Reset(coalesceDelay)
+				select {
+				case <-coalesce.C:
+				case <-r.Context().Done():
+					return
+				case <-s.closing:
+					return
+				}
 			case <-tick.C:
 				if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
 					return

@@ -432,7 +432,7 @@ func fakeTrace(name string) map[string]any {
 				"answers": []string{"_echo._tcp.svc.internal. 10 IN SRV 0 0 7007 h-127-0-0-1.svc.internal."}},
 			{"step": "address", "question": "h-127-0-0-1.svc.internal. A", "server": "127.0.0.1:1053", "rcode": "NOERROR", "cached": true,
 				"answers": []string{"h-127-0-0-1.svc.internal. 10 IN A 127.0.0.1"}},
-			{"step": "well-known", "question": "echo", "skipped": true},
+			{"step": "well-known", "question": "echo", "skipped": "the SRV record gave the port"},
 			{"step": "connect", "question": "127.0.0.1:7007", "duration_us": 95},
 		},
 		"candidates": []map[string]any{{"host": "h-127-0-0-1.svc.internal.", "address": "127.0.0.1", "port": 7007, "priority": 0, "weight": 0}},
@@ -445,6 +445,10 @@ func TestLookup(t *testing.T) {
 		gotName = name
 		if name == "broken" {
 			return nil, errors.New("resolver: no server answered")
+		}
+		if name == "typednil" {
+			var c *struct{ Name string }
+			return c, errors.New("resolver: server unreachable")
 		}
 		if name == "nothing" {
 			return map[string]any{"name": name, "error": "no such service"}, errors.New("no such service")
@@ -463,6 +467,9 @@ func TestLookup(t *testing.T) {
 	}
 	if r := call(t, "GET", base+"/api/lookup?name=nothing", "", ""); r.status != 200 || !strings.Contains(string(r.body), "no such service") {
 		t.Errorf("failed lookup with trace: %d %s", r.status, r.body)
+	}
+	if r := call(t, "GET", base+"/api/lookup?name=typednil", "", ""); r.status != 502 || !strings.Contains(r.errorText(), "unreachable") {
+		t.Errorf("nil trace in an interface: %d %s", r.status, r.body)
 	}
 	if r := call(t, "GET", base+"/api/lookup?name=broken", "", ""); r.status != 502 || !strings.Contains(r.errorText(), "no server answered") {
 		t.Errorf("failed lookup without trace: %d %s", r.status, r.body)

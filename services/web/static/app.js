@@ -153,7 +153,7 @@
       const meta = [];
       if (s.server) meta.push("asked " + s.server);
       if (s.rcode) meta.push(s.rcode);
-      if (s.duration_us !== undefined && s.duration_us !== null) meta.push(s.duration_us + " µs");
+      if (s.duration_us) meta.push(s.duration_us + " µs");
       const b = box(s.error ? "error" : kind, label,
         [s.question].concat(s.answers && s.answers.length ? s.answers : []),
         meta.join(" · "), s.skipped ? "skipped" : "");
@@ -210,7 +210,8 @@
       let to = pick(m, "to", "To", "rcpt", "recipients");
       if (Array.isArray(to)) to = to.join(", ");
       const subject = pick(m, "subject", "Subject");
-      const when = pick(m, "received", "time", "date", "Received");
+      let when = pick(m, "received", "time", "date", "Received");
+      if (when && !isNaN(Date.parse(when))) when = new Date(when).toLocaleString();
       const body = pick(m, "body", "data", "Data", "text");
       return el("li", null,
         el("div", null, el("b", null, subject || "(no subject)")),
