@@ -4,11 +4,17 @@ import (
 	"net"
 
 	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/registry"
 )
 
 // query answers a standard query (opcode QUERY, RFC 1035 section 4.1).
 func (s *Server) query(w dns.ResponseWriter, r *dns.Msg) {
-	if m := s.respond(r, isTCP(w)); m != nil {
+	tcp := isTCP(w)
+	if _, signed := w.(*signingWriter); !signed && s.writeCached(w, r, tcp) {
+		return
+	}
+	if m := s.respond(r, tcp); m != nil {
 		w.WriteMsg(m)
 	}
 }
@@ -17,6 +23,12 @@ func (s *Server) query(w dns.ResponseWriter, r *dns.Msg) {
 // fresh snapshot, or an error. It knows nothing of sockets: tcp only says
 // how large the response may be.
 func (s *Server) respond(r *dns.Msg, tcp bool) *dns.Msg {
+	return s.respondFrom(s.Registry.Snapshot(), r, tcp)
+}
+
+// respondFrom is respond from a given snapshot: the wire cache builds its
+// entries from the snapshot it is keyed on.
+func (s *Server) respondFrom(snap *registry.Snapshot, r *dns.Msg, tcp bool) *dns.Msg {
 	e, rcode := requestEDNS(r, tcp)
 	if rcode != dns.RcodeSuccess {
 		return errorReply(r, e, rcode)
@@ -42,7 +54,7 @@ func (s *Server) respond(r *dns.Msg, tcp bool) *dns.Msg {
 		// Meta-types we do not implement (RFC 6895 section 3.1).
 		return errorReply(r, e, dns.RcodeNotImplemented)
 	}
-	m := s.answer(s.Registry.Snapshot(), question{Question: q, edns: e, tcp: tcp})
+	m := s.answer(snap, question{Question: q, edns: e, tcp: tcp})
 	copyHeader(m, r)
 	return m
 }

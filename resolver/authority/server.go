@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -83,6 +84,8 @@ type Server struct {
 
 	recent recentUpdates // answers to recent updates, for retransmissions
 
+	wire atomic.Pointer[wireCache] // packed answers of the newest snapshot seen (wirecache.go)
+
 	once sync.Once
 	z    *zone // set by once
 
@@ -114,7 +117,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // ServePacket answers DNS over UDP on pc until ctx is done or Shutdown is
 // called, then closes pc.
+//
+// On a *net.UDPConn (on Linux), plain queries are answered by the batched
+// loop of udp_linux.go from the wire cache, and every other datagram by
+// the full path.
 func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
+	if l := s.packetLoop(pc); l != nil {
+		l.start()
+		err := s.run(ctx, &dns.Server{PacketConn: l.slow, Net: "udp"}, "udp", pc.LocalAddr())
+		l.slow.Close() // run has closed it, unless it never started
+		l.wg.Wait()
+		return err
+	}
 	return s.run(ctx, &dns.Server{PacketConn: pc, Net: "udp"}, "udp", pc.LocalAddr())
 }
 

@@ -1,0 +1,376 @@
+package authority
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/annuaire/annuaire/registry"
+)
+
+// The wire cache holds packed answers, built once per registry snapshot.
+// An answer is a pure function of (snapshot, question, EDNS shape,
+// transport) — see question in answer.go — so a packed answer can be sent
+// again to any request with the same key once its ID, its RD and CD bits
+// and the case of its question name are patched in. The cache is derived
+// data: memdb stays the only store, and a new snapshot simply gets a new,
+// empty cache that fills as questions come (no rebuild of the zone).
+//
+// Only plain queries take it: one question, opcode QUERY, no TSIG, no
+// record but an OPT with version 0 and no unknown option. Everything else
+// goes the full miekg/dns way, as does any request whose key is not
+// cached yet and whose name is not in lowercase (a 0x20-randomised name).
+
+// Bounds of one snapshot's cache: past either, it starts again empty, so
+// that a flood of random names costs CPU, never memory.
+const (
+	wireCacheEntries = 1 << 16
+	wireCacheBytes   = 32 << 20
+)
+
+// A wireCache holds the packed answers of one snapshot.
+type wireCache struct {
+	snap *registry.Snapshot
+
+	mu    sync.RWMutex // guards the fields below
+	m     map[string]*wireEntry
+	bytes int
+}
+
+// A wireEntry is one packed answer, ready to copy.
+type wireEntry struct {
+	msg []byte
+	// caseFree says the answer's bytes do not depend on the case of the
+	// question name beyond the question itself: no other name in it is
+	// compressed into a suffix of the question name (miekg/dns compresses
+	// case-sensitively). Then a mixed-case request may be answered from
+	// it by copying its name in.
+	caseFree bool
+
+	// What metrics count, resolved once.
+	queries   prometheus.Counter // nil without metrics
+	truncated bool
+}
+
+// wireQuery is what the hot path reads of a request: header, question and
+// OPT record, without allocating.
+type wireQuery struct {
+	name      []byte // the question name in wire form, as asked (a slice of the request)
+	upper     bool   // name holds an ASCII capital letter
+	qtype     uint16
+	qclass    uint16
+	edns      edns
+	hasRD     bool
+	hasCD     bool
+	requestID uint16
+}
+
+// maxKey is the longest cache key: a name, type, class and EDNS shape.
+const maxKey = 255 + 2 + 2 + 1 + 2
+
+// parseWire reads a request that the wire cache may answer. ok is false
+// for anything else, which then takes the full path: the parse is strict
+// so that two requests with one key are the same question to miekg/dns.
+func parseWire(b []byte, tcp bool) (q wireQuery, ok bool) {
+	const hdr = 12
+	if len(b) < hdr+5 {
+		return q, false
+	}
+	flags := binary.BigEndian.Uint16(b[2:])
+	if flags&(1<<15) != 0 || (flags>>11)&0xF != dns.OpcodeQuery {
+		return q, false
+	}
+	if binary.BigEndian.Uint16(b[4:]) != 1 || binary.BigEndian.Uint16(b[6:]) != 0 || binary.BigEndian.Uint16(b[8:]) != 0 {
+		return q, false
+	}
+	arcount := binary.BigEndian.Uint16(b[10:])
+	if arcount > 1 {
+		return q, false
+	}
+	// The name: plain labels, no compression pointer (legal but never
+	// seen in a question), at most 255 bytes (RFC 1035 section 3.1).
+	off := hdr
+	for {
+		if off >= len(b) {
+			return q, false
+		}
+		l := int(b[off])
+		if l == 0 {
+			off++
+			break
+		}
+		if l > 63 || off+1+l > len(b) {
+			return q, false
+		}
+		for _, c := range b[off+1 : off+1+l] {
+			if 'A' <= c && c <= 'Z' {
+				q.upper = true
+			}
+		}
+		off += 1 + l
+	}
+	if off-hdr > 255 || off+4 > len(b) {
+		return q, false
+	}
+	q.name = b[hdr:off]
+	q.qtype = binary.BigEndian.Uint16(b[off:])
+	q.qclass = binary.BigEndian.Uint16(b[off+2:])
+	off += 4
+	switch q.qtype {
+	case dns.TypeOPT, dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB, dns.TypeTKEY, dns.TypeTSIG:
+		return q, false // transfers, and the errors respond gives: rare
+	}
+	q.requestID = binary.BigEndian.Uint16(b)
+	q.hasRD = flags&(1<<8) != 0
+	q.hasCD = flags&(1<<4) != 0
+	q.edns = edns{size: dns.MinMsgSize}
+	if tcp {
+		q.edns.size = dns.MaxMsgSize
+	}
+	if arcount == 0 {
+		return q, off == len(b)
+	}
+	// The OPT record (RFC 6891 section 6.1.2): owner root, type OPT,
+	// class the UDP size, TTL extended rcode, version, DO and Z.
+	if off+11 > len(b) || b[off] != 0 || binary.BigEndian.Uint16(b[off+1:]) != dns.TypeOPT {
+		return q, false
+	}
+	size := int(binary.BigEndian.Uint16(b[off+3:]))
+	version := b[off+6]
+	do := b[off+7]&0x80 != 0
+	rdlen := int(binary.BigEndian.Uint16(b[off+9:]))
+	off += 11
+	if version != 0 || off+rdlen != len(b) {
+		return q, false // BADVERS, trailing bytes: the full path says what
+	}
+	// Options are ignored (RFC 6891 section 6.1.2), but miekg/dns rejects
+	// some malformed ones as FORMERR: only let through those it never
+	// rejects (NSID, COOKIE, PADDING).
+	for o := off; o < len(b); {
+		if o+4 > len(b) {
+			return q, false
+		}
+		code := binary.BigEndian.Uint16(b[o:])
+		n := int(binary.BigEndian.Uint16(b[o+2:]))
+		if o+4+n > len(b) {
+			return q, false
+		}
+		switch code {
+		case dns.EDNS0NSID, dns.EDNS0COOKIE, dns.EDNS0PADDING:
+		default:
+			return q, false
+		}
+		o += 4 + n
+	}
+	q.edns.present = true
+	q.edns.do = do
+	if !tcp {
+		q.edns.size = min(max(size, dns.MinMsgSize), maxUDPSize)
+	}
+	return q, true
+}
+
+// key writes q's cache key into buf: the lowercased name, type, class and
+// the EDNS shape, which with the transport is all an answer depends on.
+func (q *wireQuery) key(buf *[maxKey]byte, tcp bool) []byte {
+	n := copy(buf[:], q.name)
+	for i := range n {
+		if c := buf[i]; 'A' <= c && c <= 'Z' {
+			buf[i] = c + 'a' - 'A' // length bytes are at most 63: never touched
+		}
+	}
+	k := buf[:n]
+	k = binary.BigEndian.AppendUint16(k, q.qtype)
+	k = binary.BigEndian.AppendUint16(k, q.qclass)
+	var shape byte
+	if tcp {
+		shape |= 1
+	}
+	if q.edns.present {
+		shape |= 2
+	}
+	if q.edns.do {
+		shape |= 4
+	}
+	k = append(k, shape)
+	return binary.BigEndian.AppendUint16(k, uint16(q.edns.size))
+}
+
+// cache returns the wire cache of snap, replacing the cache of an older
+// snapshot.
+func (s *Server) cache(snap *registry.Snapshot) *wireCache {
+	c := s.wire.Load()
+	if c != nil && c.snap == snap {
+		return c
+	}
+	nc := &wireCache{snap: snap, m: make(map[string]*wireEntry)}
+	if s.wire.CompareAndSwap(c, nc) {
+		return nc
+	}
+	// Another reader got there first, with this snapshot or another; a
+	// cache of the wrong snapshot is never used, so answer uncached.
+	if c = s.wire.Load(); c != nil && c.snap == snap {
+		return c
+	}
+	return nc
+}
+
+func (c *wireCache) get(key []byte) *wireEntry {
+	c.mu.RLock()
+	e := c.m[string(key)] // no allocation: the compiler reads key in place
+	c.mu.RUnlock()
+	return e
+}
+
+func (c *wireCache) put(key []byte, e *wireEntry) {
+	c.mu.Lock()
+	if len(c.m) >= wireCacheEntries || c.bytes+len(e.msg) > wireCacheBytes {
+		clear(c.m)
+		c.bytes = 0
+	}
+	if _, ok := c.m[string(key)]; !ok {
+		c.m[string(key)] = e
+		c.bytes += len(e.msg) + len(key)
+	}
+	c.mu.Unlock()
+}
+
+// answerWire writes the response to req into out and returns its length,
+// with what metrics count of it. n is 0 when req must take the full path:
+// it is not a plain query, out is too small, or its answer is not cached
+// and cannot be cached from it.
+func (s *Server) answerWire(req, out []byte, tcp bool) (n int, e *wireEntry) {
+	q, e := s.lookupWire(req, tcp)
+	if e == nil || len(e.msg) > len(out) {
+		return 0, nil
+	}
+	return q.patch(out, e), e
+}
+
+// lookupWire returns the cached answer to req, caching it first if need
+// be; nil means req must take the full path.
+func (s *Server) lookupWire(req []byte, tcp bool) (wireQuery, *wireEntry) {
+	q, ok := parseWire(req, tcp)
+	if !ok {
+		return q, nil
+	}
+	snap := s.Registry.Snapshot()
+	c := s.cache(snap)
+	var kb [maxKey]byte
+	key := q.key(&kb, tcp)
+	e := c.get(key)
+	if e == nil {
+		if q.upper {
+			return q, nil // built from a lowercase request only: see caseFree
+		}
+		if e = s.buildEntry(snap, req, tcp); e == nil {
+			return q, nil
+		}
+		c.put(key, e)
+	}
+	if q.upper && !e.caseFree {
+		return q, nil
+	}
+	return q, e
+}
+
+// patch copies e's answer into out, which must be large enough, as the
+// answer to q, and returns its length.
+func (q *wireQuery) patch(out []byte, e *wireEntry) int {
+	n := copy(out, e.msg)
+	binary.BigEndian.PutUint16(out, q.requestID)
+	// copyHeader's rule: RD and CD come from the request.
+	out[2] = out[2]&^1 | b2u(q.hasRD)
+	out[3] = out[3]&^0x10 | b2u(q.hasCD)<<4
+	copy(out[12:], q.name) // 0x20: the name as asked
+	return n
+}
+
+func b2u(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// buildEntry answers req by the full path, from snap, and packs it. It
+// returns nil if req is not what parseWire took it for.
+func (s *Server) buildEntry(snap *registry.Snapshot, req []byte, tcp bool) *wireEntry {
+	r := new(dns.Msg)
+	if err := r.Unpack(req); err != nil || len(r.Question) != 1 || r.IsTsig() != nil {
+		return nil
+	}
+	msg, ok := s.packAnswer(snap, r, tcp)
+	if !ok {
+		return nil
+	}
+	// The same question in capitals: if only the question's bytes differ,
+	// no name was compressed into a suffix of the question name.
+	r.Question[0].Name = upperASCII(r.Question[0].Name)
+	upper, ok := s.packAnswer(snap, r, tcp)
+	e := &wireEntry{msg: msg, caseFree: ok && len(upper) == len(msg)}
+	if e.caseFree {
+		qlen := len(msg) // the question name ends at its first zero byte after 12
+		for i := 12; i < len(msg); i++ {
+			if msg[i] == 0 {
+				qlen = i + 1
+				break
+			}
+		}
+		e.caseFree = string(upper[qlen:]) == string(msg[qlen:]) && string(upper[:12]) == string(msg[:12])
+	}
+	e.truncated = msg[2]&0x2 != 0
+	if m := s.Metrics; m != nil {
+		qtype, ok := dns.TypeToString[r.Question[0].Qtype]
+		if !ok {
+			qtype = "other"
+		}
+		rcode := dns.RcodeToString[int(msg[3]&0xF)]
+		if rcode == "" {
+			rcode = "other"
+		}
+		e.queries = m.queries.WithLabelValues(qtype, rcode)
+	}
+	return e
+}
+
+// packAnswer is what query writes for r: respond, then pack.
+func (s *Server) packAnswer(snap *registry.Snapshot, r *dns.Msg, tcp bool) ([]byte, bool) {
+	m := s.respondFrom(snap, r, tcp)
+	b, err := m.Pack()
+	return b, err == nil
+}
+
+func upperASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// writeCached answers a query that miekg/dns has already unpacked (TCP)
+// from the wire cache; false means it did not, and the caller answers.
+func (s *Server) writeCached(w dns.ResponseWriter, r *dns.Msg, tcp bool) bool {
+	if len(r.Question) != 1 || len(r.Answer)+len(r.Ns) != 0 || len(r.Extra) > 1 {
+		return false
+	}
+	// Re-pack the request: cheap beside an answer, and it gives the one
+	// key for both transports.
+	req, err := r.Pack()
+	if err != nil {
+		return false
+	}
+	q, e := s.lookupWire(req, tcp)
+	if e == nil {
+		return false
+	}
+	// The observed writer of metrics reads rcode and TC from the bytes.
+	out := make([]byte, len(e.msg))
+	w.Write(out[:q.patch(out, e)])
+	return true
+}
