@@ -4,9 +4,14 @@
 //
 // Usage:
 //
-//	annuaire serve     run the directory, its DNS server and hosted services
-//	annuaire stop      stop the annuaire that runs on a data directory
-//	annuaire export    print the zone as a master file, from DIR or by AXFR
+//	annuaire serve       run the directory, its DNS server and hosted services
+//	annuaire stop        stop the annuaire that runs on a data directory
+//	annuaire lookup      show the chain from a name to its address:port
+//	annuaire dial        connect to a service by name, like nc
+//	annuaire register    add a service instance through the HTTP API
+//	annuaire deregister  remove instances through the HTTP API
+//	annuaire list        list the registered services
+//	annuaire export      print the zone as a master file, from DIR or by AXFR
 //
 // Run "annuaire COMMAND -h" for a command's flags.
 package main
@@ -72,6 +77,12 @@ func Run(ctx context.Context, e *env, args []string) error {
 		return runLookup(ctx, e, rest)
 	case "dial":
 		return runDial(ctx, e, rest)
+	case "register":
+		return runRegister(ctx, e, rest)
+	case "deregister":
+		return runDeregister(ctx, e, rest)
+	case "list":
+		return runList(ctx, e, rest)
 	case "export":
 		return runExport(ctx, e, rest)
 	case "help", "-h", "-help", "--help":
@@ -92,6 +103,9 @@ Commands:
   stop       stop the annuaire that runs on a data directory
   lookup     show the chain from a name to its address:port (name → SRV → host → address → port)
   dial       connect to a service by name and relay stdin/stdout, like nc
+  register   add a service instance through the HTTP API; prints its id
+  deregister remove an instance by id, or a service's instances by name
+  list       list the registered services: name, host, address, port, health
   export     print the zone as a master file (RFC 1035), from a data directory or by AXFR
 
 Run "annuaire COMMAND -h" for a command's flags.

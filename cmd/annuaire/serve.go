@@ -172,7 +172,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		Lookup:   func(ctx context.Context, name string) (any, error) { return lookup.Lookup(ctx, name) },
 		Messages: func() any { return mailServer.Messages() },
 		Health:   checker.Heartbeat,
+		Metrics:  metrics.Handler(),
 	}
+	metrics.WatchConns("web", webServer.Stats)
+	metrics.WatchConns("echo", func() (int64, int64) { st := echoServer.Stats(); return st.Accepted, st.Active })
+	metrics.WatchConns("mail", func() (int64, int64) { st := mailServer.Stats(); return st.Accepted, st.Active })
+	metrics.WatchConns("telnet", func() (int64, int64) { st := telnetServer.Stats(); return st.Accepted, st.Active })
 
 	hosts := newHostNamer(f)
 	var self []registry.Instance

@@ -245,6 +245,38 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics count queries", func(t *testing.T) {
+		scrape := func() string {
+			resp, err := http.Get("http://" + a.web + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return string(b)
+		}
+		count := regexp.MustCompile(`(?m)^annuaire_dns_requests_total\{qtype="TXT",rcode="NOERROR"\} (\d+)$`)
+		before := 0
+		if m := count.FindStringSubmatch(scrape()); m != nil {
+			fmt.Sscan(m[1], &before)
+		}
+		for range 5 {
+			dig(t, a.dns, "box-"+echoPort+"._echo._tcp.svc.internal.", "TXT")
+		}
+		body := scrape()
+		m := count.FindStringSubmatch(body)
+		after := 0
+		if m != nil {
+			fmt.Sscan(m[1], &after)
+		}
+		if after < before+5 {
+			t.Errorf("TXT queries counted %d → %d after 5 digs", before, after)
+		}
+		if !strings.Contains(body, `annuaire_connections_total{service="echo"}`) {
+			t.Errorf("no echo connection counter in /metrics")
+		}
+	})
+
 	// SIGTERM: exit 0 within 10 s, and the ports are closed.
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	if code := a.waitExit(t, 10*time.Second); code != 0 {

@@ -2,6 +2,7 @@ package authority
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -24,8 +25,7 @@ type Metrics struct {
 	updates   *prometheus.CounterVec // result
 	transfers *prometheus.CounterVec // type, result
 	notifies  *prometheus.CounterVec // result
-	conns     *prometheus.CounterVec // service
-	open      *prometheus.GaugeVec   // service
+	conns     *connCollector
 }
 
 // NewMetrics returns the metrics of a server answering from r. The size of
@@ -59,16 +59,14 @@ func NewMetrics(r *registry.Registry) *Metrics {
 			Name: "annuaire_dns_notifies_total",
 			Help: "NOTIFY messages sent to secondaries, by result (acked, declined, failed).",
 		}, []string{"result"}),
-		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "annuaire_connections_total",
-			Help: "Connections accepted by the hosted services, by service.",
-		}, []string{"service"}),
-		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "annuaire_connections_open",
-			Help: "Connections the hosted services hold open now, by service.",
-		}, []string{"service"}),
+		conns: &connCollector{
+			total: prometheus.NewDesc("annuaire_connections_total",
+				"Connections accepted by the hosted services, by service.", []string{"service"}, nil),
+			open: prometheus.NewDesc("annuaire_connections_open",
+				"Connections the hosted services hold open now, by service.", []string{"service"}, nil),
+		},
 	}
-	m.reg.MustRegister(m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies, m.conns, m.open,
+	m.reg.MustRegister(m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies, m.conns,
 		newRegistryCollector(r),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -80,22 +78,14 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// ConnOpened counts a connection accepted by a hosted service ("echo",
-// "web"); ConnClosed must follow when it closes.
-func (m *Metrics) ConnOpened(service string) {
+// WatchConns publishes a hosted service's connection counts ("echo",
+// "web"), read from stats at each scrape: the service keeps its own
+// counters and pays nothing per connection for metrics.
+func (m *Metrics) WatchConns(service string, stats func() (accepted, open int64)) {
 	if m == nil {
 		return
 	}
-	m.conns.WithLabelValues(service).Inc()
-	m.open.WithLabelValues(service).Inc()
-}
-
-// ConnClosed counts the end of a connection counted by ConnOpened.
-func (m *Metrics) ConnClosed(service string) {
-	if m == nil {
-		return
-	}
-	m.open.WithLabelValues(service).Dec()
+	m.conns.add(service, stats)
 }
 
 func (m *Metrics) transfer(kind, result string) {
@@ -225,4 +215,40 @@ func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(total-healthy), string(registry.Critical))
 	ch <- prometheus.MustNewConstMetric(c.hosts, prometheus.GaugeValue, float64(hosts))
 	ch <- prometheus.MustNewConstMetric(c.types, prometheus.GaugeValue, float64(types))
+}
+
+// connCollector reads the hosted services' own connection counters at
+// scrape time.
+type connCollector struct {
+	total, open *prometheus.Desc
+
+	mu       sync.Mutex // guards services
+	services []connStats
+}
+
+type connStats struct {
+	service string
+	stats   func() (accepted, open int64)
+}
+
+func (c *connCollector) add(service string, stats func() (accepted, open int64)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.services = append(c.services, connStats{service, stats})
+}
+
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.total
+	ch <- c.open
+}
+
+func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	services := append([]connStats(nil), c.services...)
+	c.mu.Unlock()
+	for _, s := range services {
+		accepted, open := s.stats()
+		ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(accepted), s.service)
+		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(open), s.service)
+	}
 }

@@ -40,7 +40,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	xfr(t, addr, dns.TypeAXFR, 0, nil)
-	m.ConnOpened("echo")
+	m.WatchConns("echo", func() (int64, int64) { return 3, 1 })
 
 	scrape := func() string {
 		rec := httptest.NewRecorder()
@@ -66,6 +66,7 @@ func TestMetrics(t *testing.T) {
 		`annuaire_registry_hosts 1`,
 		`annuaire_registry_service_types 1`,
 		`annuaire_connections_open{service="echo"} 1`,
+		`annuaire_connections_total{service="echo"} 3`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {

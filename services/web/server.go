@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/annuaire/annuaire/registry"
@@ -71,6 +72,11 @@ type Server struct {
 	// its context ends. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
 
+	// Metrics, if set, is served at GET /metrics (Prometheus text format).
+	Metrics http.Handler
+
+	accepted, open atomic.Int64 // connections, counted by ConnState
+
 	initOnce sync.Once
 	handler  http.Handler
 	hs       *http.Server
@@ -95,8 +101,25 @@ func (s *Server) init() {
 			IdleTimeout:       60 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn),
+			ConnState:         s.countConn,
 		}
 	})
+}
+
+// Stats returns how many connections the server accepted and how many are
+// open now.
+func (s *Server) Stats() (accepted, open int64) {
+	return s.accepted.Load(), s.open.Load()
+}
+
+func (s *Server) countConn(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.accepted.Add(1)
+		s.open.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.open.Add(-1)
+	}
 }
 
 // Handler returns the routes, for tests and for embedding in another server.
@@ -172,6 +195,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /api/lookup", s.lookup)
 	mux.HandleFunc("GET /api/messages", s.messages)
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
 
 	// The same paths without a method are less specific than the ones
 	// above (net/http ServeMux precedence), so they catch only the other
