@@ -89,7 +89,13 @@ var (
 // its web line, the last one it prints at start.
 func startServe(t *testing.T, extra ...string) *annuaire {
 	t.Helper()
-	a := &annuaire{data: t.TempDir(), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	return startServeOn(t, t.TempDir(), extra...)
+}
+
+// startServeOn is startServe on a given data directory.
+func startServeOn(t *testing.T, data string, extra ...string) *annuaire {
+	t.Helper()
+	a := &annuaire{data: data, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	args := append([]string{"serve", "--dns", "127.0.0.1:0", "--web", "127.0.0.1:0", "--echo", "127.0.0.1:0",
 		"--mail", "127.0.0.1:0", "--telnet", "127.0.0.1:0", "--data", a.data, "--hostname", "box"}, extra...)
 	a.cmd = command(t, args...)
@@ -341,6 +347,80 @@ func TestServeBadFlags(t *testing.T) {
 		}
 		if !strings.Contains(stderr.String(), "Usage") && !strings.Contains(stderr.String(), "usage") {
 			t.Errorf("%v: no usage message in %q", args, stderr.String())
+		}
+	}
+}
+
+// TestKill9LosesNothingAcknowledged registers 200 instances through the
+// API, kills the server with SIGKILL, restarts it on the same data
+// directory and finds every acknowledged instance, in the API and in DNS.
+func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	a := startServe(t)
+	token, err := os.ReadFile(a.data + "/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		acked []string
+	)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 200; i += 8 {
+				body := fmt.Sprintf(`{"name":"svc%d","port":%d,"addresses":["127.0.1.%d"]}`, i, 10000+i, i%250+1)
+				req, _ := http.NewRequest("POST", "http://"+a.web+"/api/services", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var out struct{ ID string }
+				json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					t.Errorf("POST %s: %s", body, resp.Status)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, out.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(acked) != 200 {
+		t.Fatalf("%d registrations acknowledged, want 200", len(acked))
+	}
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	a.waitExit(t, 10*time.Second)
+
+	b := startServeOn(t, a.data)
+	resp, err := http.Get("http://" + b.web + "/api/services")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, s := range list {
+		have[s.ID] = true
+	}
+	for _, id := range acked {
+		if !have[id] {
+			t.Errorf("acknowledged %s is gone after kill -9", id)
+		}
+	}
+	if _, err := exec.LookPath("dig"); err == nil {
+		out := dig(t, b.dns, "+short", "_svc199._tcp.svc.internal.", "SRV")
+		if !strings.Contains(out, "10199") {
+			t.Errorf("_svc199._tcp not in DNS after restart: %q", out)
 		}
 	}
 }
