@@ -119,7 +119,8 @@ func (s *Server) Stats() Stats {
 // send back what it has read. Serve then returns once its connections are
 // done — or closed, when Shutdown's own context ends — with nil after ctx
 // ended and ErrServerClosed after Shutdown. Ending ctx drains the whole
-// server, as Shutdown with a context that never ends.
+// server, as Shutdown with a context that never ends: a client that stops
+// reading then holds Serve up to IdleTimeout, which Shutdown can cut.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer ln.Close()
 	var serve func(net.Listener) error
