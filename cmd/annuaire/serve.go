@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -201,10 +202,15 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 
+	// Every server runs until it is shut down explicitly, in order, below;
+	// gctx only tells that it is time: a signal, or one server failing.
 	g, gctx := errgroup.WithContext(ctx)
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	var stopping atomic.Bool
 	serve := func(name string, fn func(context.Context) error) {
 		g.Go(func() error {
-			if err := fn(gctx); err != nil && !errors.Is(err, context.Canceled) {
+			if err := fn(runCtx); err != nil && !stopping.Load() {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			return nil
@@ -261,13 +267,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	logger.Info("annuaire serving", "zone", zone, "dns", l.dnsUDP.LocalAddr().String(), "web", l.web.Addr().String(), "data", f.data)
 
 	<-gctx.Done()
+	stopping.Store(true)
 	runErr := context.Cause(gctx)
 	if ctx.Err() != nil {
 		runErr = nil // a signal: the normal way to stop
 	}
 
-	// Deregister first, so that DNS stops handing out what is going away,
-	// then give connections in flight the drain period.
+	// Deregister first, so that DNS stops handing out what is going away;
+	// secondaries get the NOTIFY and a short while to transfer it before
+	// the DNS server closes, or they would hand out dead services until
+	// their SOA refresh. Then connections in flight get the drain period.
 	for _, inst := range self {
 		if err := reg.Deregister(inst.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {
 			logger.Warn("deregister", "id", inst.ID, "err", err)
@@ -275,11 +284,18 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), f.drain)
 	defer cancel()
+	if len(f.notify) > 0 && runErr == nil {
+		select {
+		case <-time.After(min(2*time.Second, f.drain)):
+		case <-drainCtx.Done():
+		}
+	}
 	for _, s := range []interface{ Shutdown(context.Context) error }{dnsServer, webServer, echoServer, mailServer, telnetServer} {
 		if err := s.Shutdown(drainCtx); err != nil {
 			logger.Warn("shutdown", "err", err)
 		}
 	}
+	stopRun() // the health checker and the NOTIFY loop
 	if err := g.Wait(); err != nil && runErr == nil {
 		runErr = err
 	}
