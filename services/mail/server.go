@@ -18,17 +18,17 @@ package mail
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/annuaire/annuaire/services/tcpserver"
 )
 
 // Server receives mail over SMTP. Its zero value is ready to use; the
-// exported fields are read when a connection starts and must not change
-// while the server runs.
+// exported fields must not change once Serve or Shutdown has been called.
 type Server struct {
 	// Hostname names the server in the greeting and replies; "" means
 	// "annuaire".
@@ -76,15 +76,12 @@ type Server struct {
 	// nil means slog.Default().
 	Logger *slog.Logger
 
-	closing atomic.Bool // set once by Shutdown; read without mu by sessions
-
-	mu        sync.Mutex // guards the fields below
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
+	once sync.Once        // sets up tcp from the fields above
+	tcp  tcpserver.Server // the connections
 
 	store store
 
-	accepted, rejected, active, delivered atomic.Int64
+	delivered atomic.Int64
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -100,12 +97,8 @@ type Stats struct {
 
 // Stats returns the server's counters; it is safe for concurrent use.
 func (s *Server) Stats() Stats {
-	return Stats{
-		Accepted:  s.accepted.Load(),
-		Rejected:  s.rejected.Load(),
-		Active:    s.active.Load(),
-		Delivered: s.delivered.Load(),
-	}
+	st := s.tcp.Stats()
+	return Stats{Accepted: st.Accepted, Rejected: st.Rejected, Active: st.Active, Delivered: s.delivered.Load()}
 }
 
 // Serve accepts SMTP sessions on ln until ctx ends or Shutdown is called.
@@ -113,64 +106,7 @@ func (s *Server) Stats() Stats {
 // finish, and returns nil; after Shutdown it returns ErrServerClosed.
 // ln is closed when Serve returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if !s.addListener(ln) {
-		ln.Close()
-		return ErrServerClosed
-	}
-	defer s.removeListener(ln)
-
-	// The watcher turns ctx's end into a Shutdown, and Serve waits for it so
-	// that its caller knows the sessions are gone when Serve returns.
-	serveDone := make(chan struct{})
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		select {
-		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orDuration(s.ShutdownTimeout, 5*time.Second))
-			defer cancel()
-			s.Shutdown(sctx)
-		case <-serveDone:
-		}
-	}()
-	defer func() { close(serveDone); <-watchDone }()
-
-	var delay time.Duration // backoff after temporary accept errors, as net/http
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn("mail: accept", "addr", ln.Addr().String(), "err", err, "retry", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("mail: accept on %s: %w", ln.Addr(), err)
-		}
-		delay = 0
-		c := &conn{srv: s, nc: nc}
-		if !s.addConn(c) {
-			s.rejected.Add(1)
-			// A fresh socket's send buffer is empty, so this write does not
-			// block the accept loop; the deadline is for safety.
-			nc.SetWriteDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(nc, "421 %s Too many connections, try again later\r\n", s.hostname())
-			nc.Close()
-			continue
-		}
-		s.accepted.Add(1)
-		go func() {
-			defer s.removeConn(c)
-			c.serve()
-		}()
-	}
+	return s.conns().Serve(ctx, ln)
 }
 
 // Shutdown stops the server: it closes the listeners, tells every session
@@ -179,84 +115,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // end, after which the remaining connections are closed and ctx's error is
 // returned. It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	var errs []error
-	for ln := range s.listeners {
-		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, fmt.Errorf("mail: close %s: %w", ln.Addr(), err))
-		}
-		delete(s.listeners, ln)
-	}
-	for c := range s.conns {
-		c.wake()
-	}
-	s.mu.Unlock()
-
-	// Poll as net/http does: sessions end on their own schedule.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		if n == 0 {
-			return errors.Join(errs...)
-		}
-		select {
-		case <-ctx.Done():
-			s.mu.Lock()
-			for c := range s.conns {
-				c.nc.Close()
-			}
-			s.mu.Unlock()
-			return errors.Join(append(errs, fmt.Errorf("mail: shutdown: %w", ctx.Err()))...)
-		case <-tick.C:
-		}
-	}
+	return s.conns().Shutdown(ctx)
 }
 
-func (s *Server) addListener(ln net.Listener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
-	}
-	s.listeners[ln] = struct{}{}
-	return true
-}
-
-func (s *Server) removeListener(ln net.Listener) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ln.Close()
-	delete(s.listeners, ln)
-}
-
-// addConn registers c unless the server is closing or full.
-func (s *Server) addConn(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() || len(s.conns) >= orInt(s.MaxConns, 100) {
-		return false
-	}
-	if s.conns == nil {
-		s.conns = make(map[*conn]struct{})
-	}
-	s.conns[c] = struct{}{}
-	s.active.Add(1)
-	return true
-}
-
-func (s *Server) removeConn(c *conn) {
-	c.nc.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, c)
-	s.active.Add(-1)
+// conns sets up the connection server on first use; Stats reads its
+// counters without it, so a scrape before Serve fixes no setting.
+func (s *Server) conns() *tcpserver.Server {
+	s.once.Do(func() {
+		s.tcp.Name = "mail"
+		s.tcp.MaxConns = orInt(s.MaxConns, 100)
+		s.tcp.Refusal = "421 " + s.hostname() + " Too many connections, try again later\r\n"
+		s.tcp.ErrClosed = ErrServerClosed
+		s.tcp.ShutdownTimeout = s.ShutdownTimeout
+		s.tcp.Logger = s.Logger
+		s.tcp.Handle = func(tc *tcpserver.Conn) { (&conn{srv: s, nc: tc}).serve() }
+	})
+	return &s.tcp
 }
 
 func (s *Server) hostname() string {

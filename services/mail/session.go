@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/annuaire/annuaire/services/tcpserver"
 )
 
 // maxCommandLine is RFC 5321 section 4.5.3.1.4's limit on a command line,
@@ -16,19 +17,12 @@ const maxCommandLine = 512
 
 var errLineTooLong = errors.New("line too long")
 
-// aLongTimeAgo is a deadline in the past, which makes a blocked read return
-// at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // conn is one SMTP session.
 type conn struct {
 	srv *Server
-	nc  net.Conn
+	nc  *tcpserver.Conn
 	r   *bufio.Reader
 	w   *bufio.Writer
-
-	mu   sync.Mutex // guards idle and the read deadline while idle
-	idle bool       // waiting for a command, so Shutdown may interrupt
 
 	line   []byte // reused by readLine
 	errors int    // error replies so far
@@ -38,39 +32,6 @@ type conn struct {
 	inTx  bool   // MAIL accepted
 	from  string
 	rcpts []string
-}
-
-// wake interrupts a session that waits for a command, so it can say 421
-// and close; a session in the middle of a message is left to finish it.
-func (c *conn) wake() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idle {
-		c.nc.SetReadDeadline(aLongTimeAgo)
-	}
-}
-
-// startIdle marks the session as waiting for a command; it returns false
-// if the server is closing. Checking the flag and setting idle under mu
-// pairs with wake: either Shutdown sees idle, or this sees closing.
-func (c *conn) startIdle() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.srv.closing.Load() {
-		return false
-	}
-	c.idle = true
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.idleTimeout()))
-	return true
-}
-
-// endIdle marks a command as received; it returns false if the server is
-// closing, in which case the command is not run.
-func (c *conn) endIdle() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.idle = false
-	return !c.srv.closing.Load()
 }
 
 func (s *Server) idleTimeout() time.Duration { return orDuration(s.IdleTimeout, 5*time.Minute) }
@@ -84,12 +45,12 @@ func (c *conn) serve() {
 		return
 	}
 	for {
-		if !c.startIdle() {
+		if !c.nc.StartIdle(s.idleTimeout()) {
 			c.reply(421, host+" Service shutting down, closing transmission channel")
 			return
 		}
 		line, err := c.readLine()
-		if !c.endIdle() {
+		if !c.nc.EndIdle() {
 			c.reply(421, host+" Service shutting down, closing transmission channel")
 			return
 		}

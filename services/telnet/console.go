@@ -7,57 +7,16 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"time"
-)
 
-// aLongTimeAgo is a deadline in the past, which makes a blocked read return
-// at once.
-var aLongTimeAgo = time.Unix(1, 0)
+	"github.com/annuaire/annuaire/services/tcpserver"
+)
 
 // conn is one console session.
 type conn struct {
-	srv    *Server
-	nc     net.Conn
-	ctx    context.Context // ends with Serve's context or a forced close
-	cancel context.CancelFunc
-	nvt    nvt
-
-	mu   sync.Mutex // guards idle and the read deadline while idle
-	idle bool       // waiting for a line, so Shutdown may interrupt
-}
-
-// wake interrupts a session waiting for a line so it can say goodbye; a
-// command that runs is left to finish.
-func (c *conn) wake() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idle {
-		c.nc.SetReadDeadline(aLongTimeAgo)
-	}
-}
-
-// startIdle marks the session as waiting for a line; it returns false if
-// the server is closing. Checking the flag and setting idle under mu pairs
-// with wake: either Shutdown sees idle, or this sees closing.
-func (c *conn) startIdle() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.srv.closing.Load() {
-		return false
-	}
-	c.idle = true
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.idleTimeout()))
-	return true
-}
-
-// endIdle marks a line as received; it returns false if the server is
-// closing, in which case the line is not run.
-func (c *conn) endIdle() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.idle = false
-	return !c.srv.closing.Load()
+	srv *Server
+	nc  *tcpserver.Conn // its Context ends with Serve's context or a forced close
+	nvt nvt
 }
 
 func (s *Server) idleTimeout() time.Duration { return orDuration(s.IdleTimeout, 5*time.Minute) }
@@ -75,7 +34,7 @@ func (c *conn) serve() {
 		return
 	}
 	for {
-		if !c.startIdle() {
+		if !c.nc.StartIdle(s.idleTimeout()) {
 			c.print("\n" + goodbyeShutdown)
 			return
 		}
@@ -83,7 +42,7 @@ func (c *conn) serve() {
 			return
 		}
 		line, err := c.nvt.readLine(orInt(s.MaxLine, 1024))
-		if !c.endIdle() {
+		if !c.nc.EndIdle() {
 			c.print("\n" + goodbyeShutdown)
 			return
 		}
@@ -142,7 +101,7 @@ func (c *conn) run(line string) (quit bool, err error) {
 		if s.List == nil {
 			return false, c.print("list: not available (this console has no directory attached)")
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, orDuration(s.CommandTimeout, 10*time.Second))
+		ctx, cancel := context.WithTimeout(c.nc.Context(), orDuration(s.CommandTimeout, 10*time.Second))
 		defer cancel()
 		out, err := s.List(ctx)
 		if err != nil {
@@ -156,7 +115,7 @@ func (c *conn) run(line string) (quit bool, err error) {
 		if s.Lookup == nil {
 			return false, c.print("lookup: not available (this console has no resolver attached)")
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, orDuration(s.CommandTimeout, 10*time.Second))
+		ctx, cancel := context.WithTimeout(c.nc.Context(), orDuration(s.CommandTimeout, 10*time.Second))
 		defer cancel()
 		out, err := s.Lookup(ctx, f[1])
 		if err != nil {

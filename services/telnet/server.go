@@ -15,17 +15,18 @@ package telnet
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/annuaire/annuaire/services/tcpserver"
 )
 
 // Server is the console. Its zero value works (answering "not available" to
-// list and lookup); the exported fields are read when a connection starts
-// and must not change while the server runs.
+// list and lookup); the exported fields must not change once Serve or
+// Shutdown has been called.
 type Server struct {
 	// List returns the directory listing for the list command; nil makes
 	// list say it is not available.
@@ -65,16 +66,14 @@ type Server struct {
 	// context ends; zero means 5 seconds.
 	ShutdownTimeout time.Duration
 
-	// Logger gets a line per notable error; nil means slog.Default().
+	// Logger gets a line per temporary accept error; nil means
+	// slog.Default().
 	Logger *slog.Logger
 
-	closing atomic.Bool // set once by Shutdown; read without mu by sessions
+	once sync.Once        // sets up tcp from the fields above
+	tcp  tcpserver.Server // the connections
 
-	mu        sync.Mutex // guards the fields below
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-
-	accepted, rejected, active, commands atomic.Int64
+	commands atomic.Int64
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -90,12 +89,8 @@ type Stats struct {
 
 // Stats returns the server's counters; it is safe for concurrent use.
 func (s *Server) Stats() Stats {
-	return Stats{
-		Accepted: s.accepted.Load(),
-		Rejected: s.rejected.Load(),
-		Active:   s.active.Load(),
-		Commands: s.commands.Load(),
-	}
+	st := s.tcp.Stats()
+	return Stats{Accepted: st.Accepted, Rejected: st.Rejected, Active: st.Active, Commands: s.commands.Load()}
 }
 
 // Serve accepts console sessions on ln until ctx ends or Shutdown is called.
@@ -103,66 +98,7 @@ func (s *Server) Stats() Stats {
 // finish, and returns nil; after Shutdown it returns ErrServerClosed.
 // ln is closed when Serve returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if !s.addListener(ln) {
-		ln.Close()
-		return ErrServerClosed
-	}
-	defer s.removeListener(ln)
-
-	// The watcher turns ctx's end into a Shutdown, and Serve waits for it so
-	// that its caller knows the sessions are gone when Serve returns.
-	serveDone := make(chan struct{})
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		select {
-		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orDuration(s.ShutdownTimeout, 5*time.Second))
-			defer cancel()
-			s.Shutdown(sctx)
-		case <-serveDone:
-		}
-	}()
-	defer func() { close(serveDone); <-watchDone }()
-
-	var delay time.Duration // backoff after temporary accept errors, as net/http
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn("telnet: accept", "addr", ln.Addr().String(), "err", err, "retry", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("telnet: accept on %s: %w", ln.Addr(), err)
-		}
-		delay = 0
-		cctx, cancel := context.WithCancel(ctx)
-		c := &conn{srv: s, nc: nc, ctx: cctx, cancel: cancel}
-		if !s.addConn(c) {
-			cancel()
-			s.rejected.Add(1)
-			// A fresh socket's send buffer is empty, so this write does not
-			// block the accept loop; the deadline is for safety.
-			nc.SetWriteDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(nc, "annuaire console: too many connections, try again later\r\n")
-			nc.Close()
-			continue
-		}
-		s.accepted.Add(1)
-		go func() {
-			defer s.removeConn(c)
-			c.serve()
-		}()
-	}
+	return s.conns().Serve(ctx, ln)
 }
 
 // Shutdown stops the server: it closes the listeners, tells every session
@@ -171,93 +107,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // end, after which the remaining connections are closed and ctx's error is
 // returned. It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	var errs []error
-	for ln := range s.listeners {
-		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, fmt.Errorf("telnet: close %s: %w", ln.Addr(), err))
-		}
-		delete(s.listeners, ln)
-	}
-	for c := range s.conns {
-		c.wake()
-	}
-	s.mu.Unlock()
-
-	// Poll as net/http does: sessions end on their own schedule.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		if n == 0 {
-			return errors.Join(errs...)
-		}
-		select {
-		case <-ctx.Done():
-			s.mu.Lock()
-			for c := range s.conns {
-				c.cancel()
-				c.nc.Close()
-			}
-			s.mu.Unlock()
-			return errors.Join(append(errs, fmt.Errorf("telnet: shutdown: %w", ctx.Err()))...)
-		case <-tick.C:
-		}
-	}
+	return s.conns().Shutdown(ctx)
 }
 
-func (s *Server) addListener(ln net.Listener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
-	}
-	s.listeners[ln] = struct{}{}
-	return true
-}
-
-func (s *Server) removeListener(ln net.Listener) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ln.Close()
-	delete(s.listeners, ln)
-}
-
-// addConn registers c unless the server is closing or full.
-func (s *Server) addConn(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() || len(s.conns) >= orInt(s.MaxConns, 50) {
-		return false
-	}
-	if s.conns == nil {
-		s.conns = make(map[*conn]struct{})
-	}
-	s.conns[c] = struct{}{}
-	s.active.Add(1)
-	return true
-}
-
-func (s *Server) removeConn(c *conn) {
-	c.cancel()
-	c.nc.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, c)
-	s.active.Add(-1)
-}
-
-func (s *Server) logger() *slog.Logger {
-	if s.Logger == nil {
-		return slog.Default()
-	}
-	return s.Logger
+// conns sets up the connection server on first use; Stats reads its
+// counters without it, so a scrape before Serve fixes no setting.
+func (s *Server) conns() *tcpserver.Server {
+	s.once.Do(func() {
+		s.tcp.Name = "telnet"
+		s.tcp.MaxConns = orInt(s.MaxConns, 50)
+		s.tcp.Refusal = "annuaire console: too many connections, try again later\r\n"
+		s.tcp.ErrClosed = ErrServerClosed
+		s.tcp.ShutdownTimeout = s.ShutdownTimeout
+		s.tcp.Logger = s.Logger
+		s.tcp.Handle = func(tc *tcpserver.Conn) { (&conn{srv: s, nc: tc}).serve() }
+	})
+	return &s.tcp
 }
 
 func orInt(v, def int) int {
