@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/annuaire/annuaire/registry"
+	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/resolver/authority"
 	"github.com/chromedp/chromedp"
 )
 
@@ -39,12 +42,13 @@ func TestBrowser(t *testing.T) {
 
 	reg := registry.New(1)
 	lo := netip.MustParseAddr("127.0.0.1")
+	served := map[string]string{"served-by": "annuaire", "pid": "4242"}
 	for _, r := range []struct {
 		inst registry.Instance
 		addr netip.Addr
 	}{
-		{registry.Instance{Service: "echo", Proto: "tcp", Host: "h-127-0-0-1", Port: 7007}, lo},
-		{registry.Instance{Service: "echo", Proto: "udp", Host: "h-127-0-0-1", Port: 7007}, lo},
+		{registry.Instance{Service: "echo", Proto: "tcp", Host: "h-127-0-0-1", Port: 7007, TXT: served}, lo},
+		{registry.Instance{Service: "echo", Proto: "udp", Host: "h-127-0-0-1", Port: 7007, TXT: served}, lo},
 		{registry.Instance{Service: "smtp", Proto: "tcp", Host: "h-127-0-0-1", Port: 2525, Check: &registry.Check{Type: "tcp", Target: "127.0.0.1:2525", Interval: registry.Duration(time.Second)}}, lo},
 		{registry.Instance{Service: "telnet", Proto: "tcp", Host: "lab-2", Port: 2323, Health: registry.Critical}, netip.MustParseAddr("192.0.2.23")},
 	} {
@@ -53,10 +57,17 @@ func TestBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The chains come from the client's own Lookup asking annuaire's own
+	// DNS server about this registry, as `annuaire serve` wires them: the
+	// page draws what `annuaire lookup NAME --json` prints.
+	dnsAddr := startAuthority(t, reg)
+	cached := &resolver.Resolver{Server: dnsAddr}
+	fresh := &resolver.Resolver{Server: dnsAddr, NoCache: true}
 	s := &Server{
-		Registry: reg,
-		Token:    testToken,
-		Lookup:   func(ctx context.Context, name string) (any, error) { return fakeTrace(name), nil },
+		Registry:    reg,
+		Token:       testToken,
+		Lookup:      func(ctx context.Context, name string) (any, error) { return cached.Lookup(ctx, name) },
+		ChainLookup: func(ctx context.Context, name string) (any, error) { return fresh.Lookup(ctx, name) },
 		Messages: func() any {
 			return []map[string]any{{"from": "student@lab.example", "to": []string{"teacher@svc.internal"}, "subject": "TP sockets", "body": "Hello from swaks"}}
 		},
@@ -84,28 +95,85 @@ func TestBrowser(t *testing.T) {
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	defer cancelBrowser()
 
-	const echoCard = `article.service[data-id="echo-tcp-h-127-0-0-1-7007"]`
+	const (
+		echoCard  = `article.service[data-type="_echo._tcp"]`
+		echoChain = echoCard + ` ol.chain`
+	)
 	if err := chromedp.Do(bctx,
 		chromedp.EmulateViewport(1200, 900),
 		chromedp.Navigate(base+"/"),
-		chromedp.WaitVisible(echoCard),
+		chromedp.WaitVisible(echoCard+` tr[data-id="echo-tcp-h-127-0-0-1-7007"]`),
+		chromedp.WaitVisible(echoChain+` .box.proc`),
 	); err != nil {
 		t.Fatalf("loading the page: %v", err)
 	}
-	text, err := chromedp.Run(bctx, chromedp.Text(echoCard))
+	// The directory's row, from the registry.
+	text, err := chromedp.Run(bctx, chromedp.Text(echoCard+` table.instances`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"echo", "7007", "127.0.0.1", "_echo._tcp.svc.internal. SRV 0 0 7007 h-127-0-0-1.svc.internal.", "passing"} {
+	for _, want := range []string{"h-127-0-0-1", "127.0.0.1", "7007", "passing"} {
 		if !strings.Contains(text, want) {
-			t.Errorf("echo's card lacks %q:\n%s", want, text)
+			t.Errorf("echo's directory rows lack %q:\n%s", want, text)
 		}
 	}
+	// The picture, from the Lookup: the SRV question asked of the real
+	// server, its answer with the TTL, the address and the port it gave,
+	// and the process the registry says serves there.
+	text, err = chromedp.Run(bctx, chromedp.Text(echoChain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"_echo._tcp.svc.internal. SRV",
+		"0 0 7007 h-127-0-0-1.svc.internal.",
+		"asked " + dnsAddr,
+		"NOERROR",
+		"ttl 10",
+		"h-127-0-0-1.svc.internal. A",
+		"127.0.0.1",
+		"7007",
+		"annuaire echo (pid 4242)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("echo's chain lacks %q:\n%s", want, text)
+		}
+	}
+	// echo/udp is its own chain, looked up as `annuaire lookup echo/udp`.
+	text, err = chromedp.Run(bctx, chromedp.Text(`article.service[data-type="_echo._udp"] ol.chain`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "_echo._udp.svc.internal. SRV") {
+		t.Errorf("echo/udp's chain lacks its SRV question:\n%s", text)
+	}
+	// telnet's only instance is critical: DNS leaves it out, the Lookup
+	// fails, and the picture ends at the failing step, in red, with its
+	// rcode.
+	text, err = chromedp.Run(bctx, chromedp.Text(`article.service[data-type="_telnet._tcp"] ol.chain .box.error`))
+	if err != nil {
+		t.Fatalf("telnet's failing step: %v", err)
+	}
+	if !strings.Contains(text, "NODATA") {
+		t.Errorf("telnet's failing step lacks its rcode:\n%s", text)
+	}
 
-	// A registration through the API shows up without a reload.
+	// A registration through the API shows up without a reload, with a
+	// chain the Lookup found after the change.
 	register(t, base, `{"name":"http","port":8080,"addresses":["127.0.0.1"]}`)
-	if err := chromedp.Do(bctx, chromedp.WaitVisible(`article.service[data-id="http-tcp-h-127-0-0-1-8080"]`)); err != nil {
+	const httpCard = `article.service[data-type="_http._tcp"]`
+	if err := chromedp.Do(bctx,
+		chromedp.WaitVisible(httpCard+` tr[data-id="http-tcp-h-127-0-0-1-8080"]`),
+		chromedp.WaitVisible(httpCard+` ol.chain .box.proc`),
+	); err != nil {
 		t.Fatalf("the new service did not appear: %v", err)
+	}
+	text, err = chromedp.Run(bctx, chromedp.Text(httpCard+` ol.chain`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "_http._tcp.svc.internal. SRV") || !strings.Contains(text, "8080") {
+		t.Errorf("http's chain:\n%s", text)
 	}
 
 	if err := chromedp.Do(bctx,
@@ -120,7 +188,7 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"SRV query", "_echo._tcp.svc.internal. 10 IN SRV 0 0 7007", "address query", "cached", "127.0.0.1", "7007"} {
+	for _, want := range []string{"SRV query", "_echo._tcp.svc.internal. SRV", "0 0 7007 h-127-0-0-1.svc.internal.", "ttl 10", "address query", "127.0.0.1", "7007"} {
 		// Text is innerText: labels come out as CSS capitalises them.
 		if !strings.Contains(strings.ToLower(text), strings.ToLower(want)) {
 			t.Errorf("lookup result lacks %q:\n%s", want, text)
@@ -172,4 +240,23 @@ func TestBrowser(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(artifacts, "web-phone.png"), shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startAuthority serves reg over DNS (UDP) on a loopback port and returns
+// its address; the server stops when the test ends.
+func startAuthority(t testing.TB, reg *registry.Registry) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &authority.Server{Registry: reg}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServePacket(context.Background(), pc) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-done
+	})
+	// The socket is bound: questions wait in it until ServePacket reads.
+	return pc.LocalAddr().String()
 }

@@ -17,7 +17,8 @@ const coalesceDelay = 100 * time.Millisecond
 
 // events streams the directory as Server-Sent Events (WHATWG HTML, section
 // 9.2): one "services" event with the whole list now, and another each time
-// the registry changes. The registry's change channel wakes it: no polling.
+// the registry changes, each followed by a "chains" event with the chain of
+// every service type as Lookup finds it (see Server.ChainLookup). The registry's change channel wakes it: no polling.
 // It ends when the client goes away or the server shuts down.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
@@ -52,6 +53,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if rc.Flush() != nil {
 			return
+		}
+		// Then the chains, one Lookup per service type, shared with every
+		// other stream: the directory shows at once, the pictures follow.
+		if set := s.chains(snap); set != nil {
+			b, err := json.Marshal(set)
+			if err != nil {
+				return
+			}
+			if _, err := fmt.Fprintf(w, "event: chains\ndata: %s\n\n", b); err != nil || rc.Flush() != nil {
+				return
+			}
 		}
 		changed := snap.Changed()
 		for waiting := true; waiting; {

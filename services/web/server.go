@@ -1,6 +1,8 @@
-// Package web serves the directory over HTTP: a page that draws the chain
-// name → DNS record → host → address → port → process for every registered
-// service, and the JSON API that reads and changes the registry.
+// Package web serves the directory over HTTP: a page that lists the
+// registered instances and draws, for every service type, the chain name →
+// DNS record → host → address → port → process as the client's own Lookup
+// finds it (chains.go), and the JSON API that reads and changes the
+// registry.
 //
 // Reads are open to anyone who can reach the listener; writes (register,
 // deregister, heartbeat) need the bearer token. The page is embedded in the
@@ -52,6 +54,13 @@ type Server struct {
 	// which must marshal to JSON. Nil means /api/lookup answers 503.
 	Lookup func(ctx context.Context, name string) (any, error)
 
+	// ChainLookup runs each service type's name through the client's
+	// chain to draw it on the page, once per type per registry change. It
+	// should not answer from a cache: the page re-runs it when the
+	// registry changes, and a cached answer would show the old chain for
+	// up to its TTL. Nil means Lookup, whose cached steps the page marks.
+	ChainLookup func(ctx context.Context, name string) (any, error)
+
 	// Messages returns the mail received by the hosted mail service, for
 	// /api/messages and the page. Nil means no messages.
 	Messages func() any
@@ -84,6 +93,8 @@ type Server struct {
 	stopped  chan struct{} // closed when Shutdown has returned
 	stopOnce sync.Once
 	stopErr  error
+
+	chainCache chainCache
 }
 
 func (s *Server) init() {
@@ -194,6 +205,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT /api/services/{id}/heartbeat", s.authorized(s.heartbeat))
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /api/lookup", s.lookup)
+	mux.HandleFunc("GET /api/chains", s.listChains)
 	mux.HandleFunc("GET /api/messages", s.messages)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
@@ -208,6 +220,7 @@ func (s *Server) routes() http.Handler {
 		"/api/services/{id}/heartbeat": "PUT",
 		"/api/events":                  "GET, HEAD",
 		"/api/lookup":                  "GET, HEAD",
+		"/api/chains":                  "GET, HEAD",
 		"/api/messages":                "GET, HEAD",
 		"/healthz":                     "GET, HEAD",
 	} {

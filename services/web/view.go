@@ -20,7 +20,9 @@ type serviceView struct {
 }
 
 // chain is the path from a symbolic name to the process, computed from the
-// registry the way the DNS server answers: no DNS is sent to build it.
+// registry the way the DNS server answers: no DNS is sent to build it. It
+// tells an API client (`annuaire register`) what its registration put in
+// DNS; the page draws the real Lookup's chain instead (chains.go).
 type chain struct {
 	Name      string   `json:"name"`      // what the user types: "echo"
 	Question  string   `json:"question"`  // "_echo._tcp.svc.internal. SRV"

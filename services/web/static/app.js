@@ -42,49 +42,171 @@
     return el("span", { class: "badge " + (kind || text) }, text);
   }
 
-  // ---- the directory ----
+  // ---- the chain picture, from a Lookup's trace ----
 
-  function renderServices(list) {
+  // The fields of a record in zone-file form: owner ttl class type rdata.
+  function rr(text) {
+    const f = String(text).split(" ");
+    return { owner: f[0], ttl: f[1], type: f[3], data: f.slice(4).join(" ") };
+  }
+
+  // missed says how a DNS step found nothing: its rcode, NODATA for an
+  // empty NOERROR answer, or its error; "" when it found records.
+  function missed(s) {
+    if (s.error) return s.rcode || "error";
+    if (s.rcode && s.rcode !== "NOERROR") return s.rcode;
+    if (s.rcode === "NOERROR" && !(s.answers || []).length) return "NODATA";
+    return "";
+  }
+
+  function stepMeta(s) {
+    const meta = [];
+    if (s.server) meta.push("asked " + s.server);
+    if (s.rcode) meta.push(s.rcode);
+    const ans = s.answers || [];
+    if (ans.length && rr(ans[0]).ttl) meta.push("ttl " + rr(ans[0]).ttl);
+    if (s.duration_us) meta.push(s.duration_us >= 1000 ? (s.duration_us / 1000).toFixed(1) + " ms" : s.duration_us + " µs");
+    return meta.join(" · ");
+  }
+
+  const queryLabels = { srv: "SRV query", mx: "MX query", address: "address query" };
+
+  // chainBoxes draws a trace (resolver.Chain JSON) as the chain name → DNS
+  // record → host → address → port → process. procs, when given, are the
+  // registry's processes at the candidates. A failed lookup ends at its
+  // failing steps, in red, with their rcodes.
+  function chainBoxes(t, procs) {
+    const failed = !!t.error;
+    const steps = (t.steps || []).filter((s) => s.step !== "connect");
+    const cands = t.candidates || [];
+    const boxes = [];
+    const norm = steps.find((s) => s.step === "normalize");
+    boxes.push(box("name", "name", t.name, norm && norm.answers ? norm.answers[0] : "symbolic name"));
+    let hostShown = false;
+    let portFrom = "";
+    let via = ""; // the record that named the host: SRV or MX
+    for (const s of steps) {
+      if (s.step === "normalize") continue;
+      const miss = missed(s);
+      if (s.step === "well-known") {
+        if (!portFrom) portFrom = "well-known port, from the IANA catalog built in";
+        if (failed) boxes.push(box("port", "well-known port", (s.answers || []).concat([s.question]), s.skipped));
+        continue;
+      }
+      if (s.step === "address" && !hostShown && cands.length) {
+        hostShown = true;
+        const hosts = [...new Set(cands.map((c) => c.host))];
+        boxes.push(box("host", "host", hosts, via ? "the " + via + " target" : "the name itself"));
+      }
+      const kind = s.step === "address" ? "addr" : "dns";
+      const values = [s.question].concat(miss ? [miss] : (s.answers || []).map((a) => rr(a).data));
+      const b = box(miss ? (failed ? "error" : "miss") : kind, queryLabels[s.step] || s.step, values, stepMeta(s));
+      if (s.cached) b.append(el("span", { class: "meta" }, badge("cached", "cached"), " answered from the resolver's cache"));
+      if (s.skipped) b.append(el("span", { class: "meta" }, s.skipped));
+      if (s.error) b.append(el("span", { class: "meta err" }, s.error));
+      if (!miss && (s.step === "srv" || s.step === "mx")) {
+        via = s.step.toUpperCase();
+        if (!portFrom) portFrom = s.step === "srv" ? "from the SRV record" : "the mail port";
+      }
+      boxes.push(b);
+    }
+    if (failed) {
+      // The error names every step; its last part is the conclusion.
+      const msg = t.error.slice(t.error.lastIndexOf("; ") + 1).replace(new RegExp("^\\s*" + (t.name || "").replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + ":\\s*"), "").trim();
+      boxes.push(box("error", "no process", "not reachable", msg));
+      return boxes;
+    }
+    if (cands.length) {
+      boxes.push(box("port", "port", [...new Set(cands.map((c) => String(c.port)))], (portFrom || "given") + " · picks the process"));
+    }
+    if (procs) {
+      boxes.push(procs.length
+        ? box("proc", "process", procs.map((p) => p.process), procs.map((p) => (p.instance ? p.instance + " at " : "") + p.endpoint).join(", "))
+        : box("proc", "process", "not in the registry", "the chain points where no registered instance is"));
+    }
+    return boxes;
+  }
+
+  // ---- the directory: one card per service type ----
+
+  let services = null; // the registry's instances, from the "services" event
+  let chains = null;   // the Lookups, from the "chains" event
+
+  function renderAll() {
+    if (!services) return;
     const root = $("services");
+    const list = services;
     $("count").textContent = "(" + list.length + (list.length === 1 ? " instance)" : " instances)");
     if (!list.length) {
       root.replaceChildren(el("p", { class: "empty" }, "No service is registered. Try: annuaire register echo 7007"));
       return;
     }
-    root.replaceChildren(...list.map(renderService));
+    const types = new Map();
+    for (const s of list) {
+      const k = "_" + s.name + "._" + s.proto;
+      if (!types.has(k)) types.set(k, []);
+      types.get(k).push(s);
+    }
+    const byType = new Map(((chains && chains.chains) || []).map((c) => [c.type, c]));
+    const cards = [...types.keys()].sort().map((k) => renderType(k, types.get(k), byType.get(k)));
+    if (chains && chains.omitted) cards.push(el("p", { class: "note" }, chains.omitted + " more service types are listed without a chain: the page looks up at most " + chains.chains.length + "."));
+    root.replaceChildren(...cards);
   }
 
-  function renderService(s) {
-    const c = s.chain || {};
-    const addrs = s.addresses || [];
-    const healthy = s.health !== "critical";
-    const boxes = [
-      box("name", "name", c.name, "symbolic name"),
-      box("dns", "DNS record", c.srv, "SRV priority weight port target"),
-      box("host", "host", c.target, "the SRV target"),
-      box("addr", "address", addrs, (c.records || []).length ? "from its A/AAAA records" : "no A/AAAA record"),
-      box("port", "port", String(c.port), s.proto.toUpperCase() + " port: picks the process"),
-      box("proc", "process", c.process, null),
-    ];
-    const ends = c.endpoints || [];
-    const card = el("article", { class: "service" + (healthy ? "" : " critical"), "data-id": s.id },
-      el("h3", null, s.name, el("span", { class: "type mono" }, "_" + s.name + "._" + s.proto), badge(s.health || "passing")),
-      el("ul", { class: "facts" },
-        el("li", null, el("b", null, "protocol"), s.proto),
-        el("li", null, el("b", null, "host"), s.host),
-        el("li", null, el("b", null, "address"), addrs.length ? addrs.join(", ") : "none"),
-        el("li", null, el("b", null, "port"), String(s.port)),
-        el("li", null, el("b", null, "priority/weight"), s.priority + "/" + s.weight),
-        s.check ? el("li", null, el("b", null, "check"), s.check.type + (s.check.target ? " " + s.check.target : "") + " every " + s.check.interval) : null,
-        el("li", null, el("b", null, "id"), el("span", { class: "mono" }, s.id))),
-      chainList(boxes));
-    if (!healthy) card.append(el("p", { class: "note" }, "Critical: DNS leaves this instance out of its answers until its check passes again."));
-    if (ends.length) {
-      const [host, port] = splitEndpoint(ends[0]);
-      card.append(el("p", { class: "try" }, "Try it: ", el("code", null, (s.proto === "udp" ? "nc -u " : "nc ") + host + " " + port)));
+  function renderType(type, insts, tc) {
+    const first = insts[0];
+    const passing = insts.filter((s) => s.health !== "critical").length;
+    const lookupName = first.name + (first.proto === "tcp" ? "" : "/" + first.proto);
+    const card = el("article", { class: "service" + (passing ? "" : " critical"), "data-type": type },
+      el("h3", null, first.name, el("span", { class: "type mono" }, type),
+        badge(passing + "/" + insts.length + " passing", passing ? "passing" : "critical")));
+
+    // The picture: the client's Lookup, as `annuaire lookup NAME` runs it.
+    if (tc && tc.trace) {
+      card.append(chainList(chainBoxes(tc.trace, tc.processes || [])));
+    } else if (tc) {
+      card.append(el("p", { class: "err" }, "lookup " + lookupName + ": " + tc.error));
+    } else {
+      card.append(el("p", { class: "empty" }, chains ? "looking up " + lookupName + "…" : "waiting for the lookups…"));
+    }
+    if (tc && chains) {
+      const when = new Date(chains.at);
+      card.append(el("p", { class: "age meta" },
+        "Chain from ", el("code", null, "annuaire lookup " + lookupName), " at ", when.toLocaleTimeString(),
+        " (serial " + chains.serial + "), ",
+        chains.fresh ? "asked DNS afresh, no cache" : "answers may come from the resolver's cache, up to their TTL old"));
+    }
+
+    // The directory: what the registry holds for this type.
+    const head = ["instance", "host", "address", "port", "health", "prio/weight", "check", "id"];
+    card.append(el("table", { class: "instances" },
+      el("thead", null, el("tr", null, head.map((h) => el("th", null, h)))),
+      el("tbody", null, insts.map((s) => {
+        const addrs = s.addresses || [];
+        const cells = [
+          el("span", { class: "mono" }, s.instance || ""),
+          el("span", { class: "mono" }, s.host),
+          el("span", { class: "mono" }, addrs.length ? addrs.join(", ") : "none"),
+          String(s.port),
+          badge(s.health || "passing"),
+          s.priority + "/" + s.weight,
+          s.check ? s.check.type + (s.check.target ? " " + s.check.target : "") + " every " + s.check.interval : "—",
+          el("span", { class: "mono" }, s.id),
+        ];
+        return el("tr", { "data-id": s.id, class: s.health === "critical" ? "critical" : null },
+          cells.map((c, i) => el("td", { "data-label": head[i] }, c)));
+      }))));
+    if (insts.length > passing) card.append(el("p", { class: "note" }, "Critical: DNS leaves an instance out of its answers until its check passes again."));
+    const proc = tc && (tc.processes || [])[0];
+    if (proc) {
+      const [host, port] = splitEndpoint(proc.endpoint);
+      card.append(el("p", { class: "try" }, "Try it: ", el("code", null, (first.proto === "udp" ? "nc -u " : "nc ") + host + " " + port)));
     }
     return card;
   }
+
+  function renderServices(list) { services = list; renderAll(); }
+  function renderChains(set) { chains = set; renderAll(); }
 
   function splitEndpoint(ep) {
     const i = ep.lastIndexOf(":");
@@ -106,6 +228,8 @@
     fetch("/api/services", { cache: "no-store" })
       .then((r) => r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)))
       .then((list) => { renderServices(list); setStatus("live (polling every 2 s)", "live"); })
+      .then(() => fetch("/api/chains", { cache: "no-store" }))
+      .then((r) => r.ok ? r.json().then(renderChains) : null)
       .catch((e) => setStatus("cannot reach the server: " + e.message, "down"))
       .finally(() => { pollTimer = setTimeout(poll, 2000); });
   }
@@ -121,6 +245,7 @@
       setStatus("live: the page follows the registry as it changes", "live");
       loadMessages();
     });
+    es.addEventListener("chains", (ev) => renderChains(JSON.parse(ev.data)));
     es.onerror = () => {
       failures++;
       setStatus("connection lost, reconnecting…", "down");
@@ -133,36 +258,13 @@
 
   // ---- the lookup box ----
 
-  const stepNames = {
-    normalize: ["name", "name"],
-    srv: ["dns", "SRV query"],
-    mx: ["dns", "MX query"],
-    address: ["addr", "address query"],
-    "well-known": ["port", "well-known port"],
-    connect: ["proc", "connect"],
-  };
-
   function renderTrace(t) {
     const out = [];
     const head = el("p", null, "Name ", el("code", null, t.name || ""));
     if (t.service) head.append(" → service ", el("code", null, t.service + (t.proto ? "/" + t.proto : "")));
     if (t.zone) head.append(" in zone ", el("code", null, t.zone));
     out.push(head);
-    const steps = (t.steps || []).map((s) => {
-      const [kind, label] = stepNames[s.step] || ["dns", s.step || "step"];
-      const meta = [];
-      if (s.server) meta.push("asked " + s.server);
-      if (s.rcode) meta.push(s.rcode);
-      if (s.duration_us) meta.push(s.duration_us + " µs");
-      const b = box(s.error ? "error" : kind, label,
-        [s.question].concat(s.answers && s.answers.length ? s.answers : []),
-        meta.join(" · "), s.skipped ? "skipped" : "");
-      if (s.cached) b.append(el("span", { class: "meta" }, badge("cached", "cached")));
-      if (s.skipped) b.append(el("span", { class: "meta" }, badge("skipped", "skipped"), typeof s.skipped === "string" ? " " + s.skipped : ""));
-      if (s.error) b.append(el("span", { class: "meta err" }, s.error));
-      return b;
-    });
-    if (steps.length) out.push(chainList(steps));
+    out.push(chainList(chainBoxes(t, null)));
     const cands = t.candidates || [];
     if (cands.length) {
       out.push(el("table", { class: "candidates" },
