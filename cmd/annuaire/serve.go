@@ -156,7 +156,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	checker := &registry.Checker{Registry: reg, Logger: logger}
 	lookup := &resolver.Resolver{Server: l.dnsUDP.LocalAddr().String(), Zone: zone}
 	echoServer := &echo.Server{Mode: f.echoMode, Logger: logger}
-	mailServer := &mail.Server{Logger: logger}
+	hosts := newHostNamer(f)
+	// The greeting names the host the zone's MX points at.
+	mailServer := &mail.Server{Logger: logger, Hostname: hosts.base + "." + strings.TrimSuffix(zone, ".")}
 	telnetServer := &telnet.Server{
 		Logger: logger,
 		List:   func(ctx context.Context) (string, error) { return directoryText(reg.Snapshot(), zone), nil },
@@ -187,7 +189,6 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	metrics.WatchConns("mail", func() (int64, int64) { st := mailServer.Stats(); return st.Accepted, st.Active })
 	metrics.WatchConns("telnet", func() (int64, int64) { st := telnetServer.Stats(); return st.Accepted, st.Active })
 
-	hosts := newHostNamer(f)
 	var self []registry.Instance
 	publish := func(service, proto string, addr net.Addr, check *registry.Check) error {
 		ip, port, err := hosts.advertise(addr)
