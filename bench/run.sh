@@ -138,29 +138,35 @@ queries() {
 	} }' >"$WORK/queries"
 }
 
-# perf PORT MODE PIDS: one dnsperf run; prints "qps cpu-share lost".
+# perf PORT MODE PID: one dnsperf run; prints "qps server-CPU-share lost
+# dnsperf-CPU-share load": the CPU shares say which side saturated, the
+# load average what else ran on the machine.
 perf() {
-	local port=$1 mode=$2; shift 2
-	local before after out qps lost t0 t1
-	before=$(cputicks $(tree "$1")); t0=$(date +%s.%N)
-	out=$(taskset -c "$PERF_CPU" dnsperf -s 127.0.0.1 -p "$port" -m "$mode" -d "$WORK/queries" \
-		-l "$SECS" -c 8 -T 1 -q 500 2>&1)
-	after=$(cputicks $(tree "$1")); t1=$(date +%s.%N)
+	local port=$1 mode=$2 pid=$3
+	local before after out qps lost t0 t1 hz ptick load
+	hz=$(getconf CLK_TCK)
+	load=$(cut -d' ' -f1 /proc/loadavg)
+	before=$(cputicks $(tree "$pid")); t0=$(date +%s.%N)
+	# the shell's cutime+cstime after wait is dnsperf's CPU time
+	out=$(taskset -c "$PERF_CPU" sh -c 'dnsperf "$@"; s=$(cat /proc/$$/stat); echo "STAT ${s##*) }"' sh \
+		-s 127.0.0.1 -p "$port" -m "$mode" -d "$WORK/queries" -l "$SECS" -c 8 -T 1 -q 500 2>&1)
+	after=$(cputicks $(tree "$pid")); t1=$(date +%s.%N)
 	qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
 	lost=$(awk '/Queries lost/ {print $3}' <<<"$out")
-	echo "$qps $(awk -v a="$before" -v b="$after" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
-		'BEGIN { printf "%.3f", (b - a) / hz / (t1 - t0) }') ${lost:-0}"
+	ptick=$(awk '/^STAT/ {print $15 + $16}' <<<"$out")
+	awk -v q="$qps" -v a="$before" -v b="$after" -v p="$ptick" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v l="${lost:-0}" -v load="$load" \
+		'BEGIN { printf "%s %.3f %s %.3f %s\n", q, (b - a) / hz / (t1 - t0), l, p / hz / (t1 - t0), load }'
 }
 
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 # bench NAME PORT PID: RUNS runs of UDP then TCP, medians into globals.
-declare -A UDP CPS TCP LOST RSS
+declare -A UDP CPS TCP LOST RSS SCPU PCPU TSCPU TPCPU
 measure() {
 	local name=$1 port=$2 pid=$3 i r
 	for i in $(seq "$RUNS"); do
 		r=$(perf "$port" udp "$pid")
-		echo "  $name udp run $i: $r (q/s, server CPU share, lost)" >&2
+		echo "  $name udp run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load)" >&2
 		echo "$r" >>"$WORK/$name.udp"
 		r=$(perf "$port" tcp "$pid")
 		echo "  $name tcp run $i: $r" >&2
@@ -174,19 +180,24 @@ summarise() { # name
 	CPS[$n]=$(awk '$2 > 0 {print $1 / $2}' "$WORK/$n.udp" | median)
 	TCP[$n]=$(awk '{print $1}' "$WORK/$n.tcp" | median)
 	LOST[$n]=$(awk '{s += $3} END {print s + 0}' "$WORK/$n.udp")
+	SCPU[$n]=$(awk '{print $2}' "$WORK/$n.udp" | median)
+	PCPU[$n]=$(awk '{print $4}' "$WORK/$n.udp" | median)
+	TSCPU[$n]=$(awk '{print $2}' "$WORK/$n.tcp" | median)
+	TPCPU[$n]=$(awk '{print $4}' "$WORK/$n.tcp" | median)
 }
 
 row() { # label name
-	printf '| %-28s | %10.0f | %10.0f | %10.0f | %6s |\n' "$1" "${UDP[$2]}" "${CPS[$2]}" "${TCP[$2]}" "${LOST[$2]}"
+	printf '| %-28s | %10.0f | %10.0f | %10.0f | %6s | %.2f / %.2f | %.2f / %.2f |\n' "$1" "${UDP[$2]}" "${CPS[$2]}" "${TCP[$2]}" "${LOST[$2]}" \
+		"${SCPU[$2]}" "${PCPU[$2]}" "${TSCPU[$2]}" "${TPCPU[$2]}"
 }
 
 header() {
-	echo "| server (server on CPU $SERVER_CPU, dnsperf on CPU $PERF_CPU; medians of $RUNS × ${SECS}s) | UDP q/s | q per server CPU-s | TCP q/s | UDP lost |"
-	echo "|---|---|---|---|---|"
+	echo "| server (server on CPU $SERVER_CPU, dnsperf on CPU $PERF_CPU; medians of $RUNS × ${SECS}s) | UDP q/s | q per server CPU-s | TCP q/s | UDP lost | UDP CPU share server / dnsperf | TCP CPU share server / dnsperf |"
+	echo "|---|---|---|---|---|---|---|"
 }
 
 ratio() { # name-a name-b
-	printf '| %-28s | %10.2f | %10.2f | %10.2f | |\n' "ratio $1/$2" \
+	printf '| %-28s | %10.2f | %10.2f | %10.2f | | | |\n' "ratio $1/$2" \
 		"$(awk -v a="${UDP[$1]}" -v b="${UDP[$2]}" 'BEGIN {print a / b}')" \
 		"$(awk -v a="${CPS[$1]}" -v b="${CPS[$2]}" 'BEGIN {print a / b}')" \
 		"$(awk -v a="${TCP[$1]}" -v b="${TCP[$2]}" 'BEGIN {print a / b}')"
