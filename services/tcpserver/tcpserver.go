@@ -4,6 +4,7 @@
 package tcpserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -118,7 +119,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn(s.name()+": accept", "addr", ln.Addr().String(), "err", err, "retry", delay)
+				cmp.Or(s.Logger, slog.Default()).Warn(s.name()+": accept", "addr", ln.Addr().String(), "err", err, "retry", delay)
 				time.Sleep(delay)
 				continue
 			}
@@ -239,23 +240,6 @@ func (s *Server) removeConn(c *Conn) {
 	s.active.Add(-1)
 }
 
-func (s *Server) errClosed() error {
-	if s.ErrClosed == nil {
-		return ErrServerClosed
-	}
-	return s.ErrClosed
-}
+func (s *Server) errClosed() error { return cmp.Or(s.ErrClosed, ErrServerClosed) }
 
-func (s *Server) name() string {
-	if s.Name == "" {
-		return "tcpserver"
-	}
-	return s.Name
-}
-
-func (s *Server) logger() *slog.Logger {
-	if s.Logger == nil {
-		return slog.Default()
-	}
-	return s.Logger
-}
+func (s *Server) name() string { return cmp.Or(s.Name, "tcpserver") }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -63,50 +64,76 @@ func (p *lines) serve(c *Conn) {
 	}
 }
 
-// start serves s on a fresh loopback port; the server stops when the test
-// ends.
-func start(t *testing.T, s *Server) string {
+// harness serves a lines protocol on a Server and remembers Serve's
+// result; Serve's context ends with the test.
+type harness struct {
+	t      *testing.T
+	addr   string
+	stop   context.CancelFunc // ends Serve's context
+	served chan error
+	once   sync.Once // takes Serve's result from served into result
+	result error
+}
+
+// serve runs s with p's protocol on a fresh loopback port.
+func serve(t *testing.T, p *lines, s *Server) *harness {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, p, s, ln)
+}
+
+func serveOn(t *testing.T, p *lines, s *Server, ln net.Listener) *harness {
+	s.Handle = p.serve
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	h := &harness{t: t, addr: ln.Addr().String(), stop: cancel, served: make(chan error, 1)}
+	go func() { h.served <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); h.wait() })
+	return h
 }
 
+// wait returns what Serve returned, once it has.
+func (h *harness) wait() error {
+	h.once.Do(func() { h.result = <-h.served })
+	return h.result
+}
+
+// client is one connection to a server under test.
 type client struct {
-	t  *testing.T
-	nc net.Conn
-	r  *bufio.Reader
+	net.Conn
+	t *testing.T
+	r *bufio.Reader
 }
 
-func dial(t *testing.T, addr string) *client {
-	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+func newClient(t *testing.T, nc net.Conn) *client {
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	return &client{t: t, nc: nc, r: bufio.NewReader(nc)}
+	return &client{Conn: nc, t: t, r: bufio.NewReader(nc)}
+}
+
+func (h *harness) connect() *client {
+	h.t.Helper()
+	nc, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return newClient(h.t, nc)
 }
 
 // do sends line and checks the answer.
 func (c *client) do(line, want string) {
 	c.t.Helper()
-	if _, err := io.WriteString(c.nc, line+"\n"); err != nil {
+	c.send(line)
+	c.expect(want)
+}
+
+func (c *client) send(line string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
 		c.t.Fatal(err)
 	}
-	c.expect(want)
 }
 
 func (c *client) expect(want string) {
@@ -117,64 +144,58 @@ func (c *client) expect(want string) {
 	}
 }
 
-func (c *client) expectEOF() {
+// expectEnd checks that the server sends nothing more and closes.
+func (c *client) expectEnd() {
 	c.t.Helper()
-	if got, err := c.r.ReadString('\n'); err != io.EOF {
-		c.t.Fatalf("want EOF, got %q, %v", got, err)
+	if rest, err := io.ReadAll(c.r); len(rest) > 0 || err != nil {
+		c.t.Fatalf("want the end, got %q, %v", rest, err)
 	}
 }
 
-func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
 func TestServe(t *testing.T) {
-	p := newLines()
-	s := &Server{Handle: p.serve, Logger: quiet()}
-	addr := start(t, s)
-	c1, c2 := dial(t, addr), dial(t, addr)
+	s := &Server{}
+	h := serve(t, newLines(), s)
+	c1, c2 := h.connect(), h.connect()
 	c1.do("one", "ok one")
 	c2.do("two", "ok two")
 	c1.do("three", "ok three")
 	if st := s.Stats(); st != (Stats{Accepted: 2, Active: 2}) {
 		t.Errorf("stats %+v", st)
 	}
-	c1.nc.Close()
+	c1.Close()
 	waitActive(t, s, 1)
 }
 
 func TestIdleTimeout(t *testing.T) {
 	p := newLines()
 	p.idleTimeout = 50 * time.Millisecond
-	c := dial(t, start(t, &Server{Handle: p.serve, Logger: quiet()}))
+	c := serve(t, p, &Server{}).connect()
 	c.expect("bye")
-	c.expectEOF()
+	c.expectEnd()
 }
 
 // TestMaxConns: a connection beyond the cap gets the refusal and is
 // closed, and the slot is free again once a session ends.
 func TestMaxConns(t *testing.T) {
-	p := newLines()
-	s := &Server{Handle: p.serve, MaxConns: 1, Refusal: "busy\r\n", Logger: quiet()}
-	addr := start(t, s)
-	c1 := dial(t, addr)
+	s := &Server{MaxConns: 1, Refusal: "busy\r\n"}
+	h := serve(t, newLines(), s)
+	c1 := h.connect()
 	c1.do("a", "ok a")
-	c2 := dial(t, addr)
-	if b, err := io.ReadAll(c2.r); string(b) != "busy\r\n" || err != nil {
+	if b, err := io.ReadAll(h.connect().r); string(b) != "busy\r\n" || err != nil {
 		t.Errorf("refused client got %q, %v", b, err)
 	}
-	c1.nc.Close()
+	c1.Close()
 	waitActive(t, s, 0)
-	c3 := dial(t, addr)
-	c3.do("c", "ok c")
+	h.connect().do("c", "ok c")
 	if st := s.Stats(); st != (Stats{Accepted: 2, Rejected: 1, Active: 1}) {
 		t.Errorf("stats %+v", st)
 	}
 }
 
 func TestMaxConnsSilent(t *testing.T) {
-	p := newLines()
-	addr := start(t, &Server{Handle: p.serve, MaxConns: 1, Logger: quiet()})
-	dial(t, addr).do("a", "ok a")
-	dial(t, addr).expectEOF()
+	h := serve(t, newLines(), &Server{MaxConns: 1})
+	h.connect().do("a", "ok a")
+	h.connect().expectEnd()
 }
 
 // TestShutdown: an idle session is woken and says bye, a busy one finishes
@@ -182,20 +203,13 @@ func TestMaxConnsSilent(t *testing.T) {
 // ErrServerClosed, and so does any later Serve.
 func TestShutdown(t *testing.T) {
 	p := newLines()
-	s := &Server{Handle: p.serve, Logger: quiet()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(context.Background(), ln) }()
-	addr := ln.Addr().String()
-
-	idle := dial(t, addr)
+	s := &Server{}
+	h := serve(t, p, s)
+	idle := h.connect()
 	idle.do("x", "ok x")
-	busy := dial(t, addr)
+	busy := h.connect()
 	busy.do("y", "ok y")
-	io.WriteString(busy.nc, "wait\n")
+	busy.send("wait")
 	<-p.entered
 
 	shut := make(chan error, 1)
@@ -205,7 +219,7 @@ func TestShutdown(t *testing.T) {
 		shut <- s.Shutdown(ctx)
 	}()
 	idle.expect("bye")
-	idle.expectEOF()
+	idle.expectEnd()
 	select {
 	case err := <-shut:
 		t.Fatalf("Shutdown returned %v with a request in flight", err)
@@ -214,11 +228,11 @@ func TestShutdown(t *testing.T) {
 	close(p.release)
 	busy.expect("ok wait")
 	busy.expect("bye")
-	busy.expectEOF()
+	busy.expectEnd()
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
+	if err := h.wait(); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
 	}
 	if st := s.Stats(); st != (Stats{Accepted: 2}) {
@@ -227,33 +241,26 @@ func TestShutdown(t *testing.T) {
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown: %v", err)
 	}
-	if _, err := net.Dial("tcp", addr); err == nil {
+	if _, err := net.Dial("tcp", h.addr); err == nil {
 		t.Error("listener still open")
 	}
-	ln2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Serve(context.Background(), ln2); !errors.Is(err, ErrServerClosed) {
+	again := serve(t, p, s)
+	if err := again.wait(); !errors.Is(err, ErrServerClosed) {
 		t.Errorf("Serve after Shutdown: %v", err)
 	}
-	if _, err := ln2.Accept(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Serve after Shutdown left its listener open: %v", err)
+	if _, err := net.Dial("tcp", again.addr); err == nil {
+		t.Error("Serve after Shutdown left its listener open")
 	}
 }
 
 // TestErrClosed: Serve after Shutdown returns the caller's sentinel.
 func TestErrClosed(t *testing.T) {
 	errMine := errors.New("mine: server closed")
-	s := &Server{Handle: newLines().serve, ErrClosed: errMine}
+	s := &Server{ErrClosed: errMine}
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Serve(context.Background(), ln); err != errMine {
+	if err := serve(t, newLines(), s).wait(); err != errMine {
 		t.Errorf("Serve: %v", err)
 	}
 }
@@ -262,10 +269,10 @@ func TestErrClosed(t *testing.T) {
 // context cancelled, when Shutdown's context ends.
 func TestShutdownDeadline(t *testing.T) {
 	p := newLines()
-	s := &Server{Handle: p.serve, Name: "lines", Logger: quiet()}
-	c := dial(t, start(t, s))
+	s := &Server{Name: "lines"}
+	c := serve(t, p, s).connect()
 	ctx := <-p.contexts
-	io.WriteString(c.nc, "wait\n")
+	c.send("wait")
 	<-p.entered
 	defer close(p.release)
 
@@ -275,7 +282,7 @@ func TestShutdownDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "lines: shutdown: ") {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	c.expectEOF()
+	c.expectEnd()
 	if ctx.Err() == nil {
 		t.Error("connection's context not cancelled")
 	}
@@ -285,21 +292,14 @@ func TestShutdownDeadline(t *testing.T) {
 // idle sessions are woken, and Serve returns nil after they are gone.
 func TestServeContext(t *testing.T) {
 	p := newLines()
-	s := &Server{Handle: p.serve, Logger: quiet()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
-	c := dial(t, ln.Addr().String())
-	c.do("x", "ok x")
+	s := &Server{}
+	h := serve(t, p, s)
+	c := h.connect()
 	cctx := <-p.contexts
-	cancel()
+	h.stop()
 	c.expect("bye")
-	c.expectEOF()
-	if err := <-served; err != nil {
+	c.expectEnd()
+	if err := h.wait(); err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
 	if cctx.Err() == nil {
@@ -314,23 +314,16 @@ func TestServeContext(t *testing.T) {
 // finish gets ShutdownTimeout, then is closed and Serve returns.
 func TestShutdownTimeout(t *testing.T) {
 	p := newLines()
-	s := &Server{Handle: p.serve, ShutdownTimeout: 50 * time.Millisecond, Logger: quiet()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
-	c := dial(t, ln.Addr().String())
-	io.WriteString(c.nc, "wait\n")
+	h := serve(t, p, &Server{ShutdownTimeout: 50 * time.Millisecond})
+	c := h.connect()
+	c.send("wait")
 	<-p.entered
 	defer close(p.release)
-	cancel()
-	if err := <-served; err != nil {
+	h.stop()
+	if err := h.wait(); err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	c.expectEOF()
+	c.expectEnd()
 }
 
 // timeoutError is what a listener returns when it runs out of file
@@ -383,27 +376,16 @@ func (l *fakeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0
 // timeout errors, and logs each.
 func TestTemporaryAcceptError(t *testing.T) {
 	var logged strings.Builder
-	p := newLines()
-	s := &Server{Handle: p.serve, Name: "lines", Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 	ln := newFakeListener(timeoutError{}, timeoutError{}, timeoutError{})
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
+	h := serveOn(t, newLines(), &Server{Name: "lines", Logger: slog.New(slog.NewTextHandler(&logged, nil))}, ln)
 
-	server, client := net.Pipe()
+	server, pipe := net.Pipe()
 	ln.conns <- server
-	defer client.Close()
-	go io.WriteString(client, "hello\n")
-	r := bufio.NewReader(client)
-	if got, err := r.ReadString('\n'); got != "ok hello\n" || err != nil {
-		t.Errorf("got %q, %v", got, err)
-	}
-	cancel()
-	// A pipe's writes wait for the reader, so take the session's goodbye.
-	if got, err := r.ReadString('\n'); got != "bye\n" || err != nil {
-		t.Errorf("got %q, %v", got, err)
-	}
-	if err := <-served; err != nil {
+	c := newClient(t, pipe)
+	c.do("hello", "ok hello")
+	h.stop()
+	c.expect("bye") // a pipe's writes wait for the reader
+	if err := h.wait(); err != nil {
 		t.Errorf("Serve: %v", err)
 	}
 	if n := strings.Count(logged.String(), "lines: accept"); n != 3 {
@@ -414,9 +396,8 @@ func TestTemporaryAcceptError(t *testing.T) {
 // TestAcceptError: any other accept error ends Serve, naming the address.
 func TestAcceptError(t *testing.T) {
 	broken := errors.New("broken")
-	s := &Server{Handle: newLines().serve, Name: "lines"}
 	ln := newFakeListener(broken)
-	err := s.Serve(context.Background(), ln)
+	err := serveOn(t, newLines(), &Server{Name: "lines"}, ln).wait()
 	if !errors.Is(err, broken) || err.Error() != "lines: accept on 192.0.2.1:25: broken" {
 		t.Errorf("Serve: %v", err)
 	}
