@@ -126,6 +126,13 @@ func (s *Server) update(w dns.ResponseWriter, r *dns.Msg) {
 // apply runs the prerequisite checks and the update in one registry
 // transaction and returns the RCODE to answer.
 func (s *Server) apply(r *dns.Msg, origin string, u *updateLog) int {
+	// A 64 KiB TCP message holds a few thousand records; one update
+	// rewriting that much of the registry is a mistake or an attack, and
+	// it would hold the registry's write lock while it ran.
+	if n := len(r.Answer) + len(r.Ns); n > maxUpdateRecords {
+		u.why = fmt.Sprintf("%d prerequisite and update records, more than %d", n, maxUpdateRecords)
+		return dns.RcodeRefused
+	}
 	v := &view{z: s.zone(), origin: origin}
 	serial, err := s.Registry.Update(func(tx *registry.Tx) error {
 		v.tx = tx
@@ -159,6 +166,9 @@ func (s *Server) apply(r *dns.Msg, origin string, u *updateLog) int {
 		return dns.RcodeServerFailure
 	}
 }
+
+// maxUpdateRecords caps the records of one UPDATE message.
+const maxUpdateRecords = 1000
 
 // An updateLog gathers what the one log line of an update says.
 type updateLog struct {

@@ -256,6 +256,28 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+// TestUpdateTooManyRecords: an update past maxUpdateRecords is refused
+// whole, over TCP where it fits in one message.
+func TestUpdateTooManyRecords(t *testing.T) {
+	reg := newTestRegistry(t)
+	addr := newUpdateServer(t, reg, updKey)
+	serial := reg.Snapshot().Serial()
+	lines := make([]string, maxUpdateRecords+1)
+	for i := range lines {
+		lines[i] = fmt.Sprintf("many 60 IN A 10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+	}
+	r, err := exchange(t, addr, "tcp", updKey, updateMsg(t, testZone, lines...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rcode != dns.RcodeRefused {
+		t.Fatalf("rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	if got := hostAddrs(reg, "many"); got != "<none>" || reg.Snapshot().Serial() != serial {
+		t.Errorf("a refused update wrote: host many = %s", got)
+	}
+}
+
 func cmpOr(a, b string) string {
 	if a != "" {
 		return a
