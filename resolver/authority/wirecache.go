@@ -3,6 +3,7 @@ package authority
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,17 +43,25 @@ type wireCache struct {
 // A wireEntry is one packed answer, ready to copy.
 type wireEntry struct {
 	msg []byte
-	// caseFree says the answer's bytes do not depend on the case of the
-	// question name beyond the question itself: no other name in it is
-	// compressed into a suffix of the question name (miekg/dns compresses
-	// case-sensitively). Then a mixed-case request may be answered from
-	// it by copying its name in.
-	caseFree bool
+	// caseFree says whether the answer's bytes depend on the case of the
+	// question name beyond the question itself (caseUnknown, caseFree or
+	// caseBound). They do when another name in it is compressed into a
+	// suffix of the question name: miekg/dns compresses case-sensitively.
+	// If not, a mixed-case request may be answered from the entry by
+	// copying its name in. Learnt from the first mixed-case request.
+	caseFree atomic.Int32
 
 	// What metrics count, resolved once.
 	queries   prometheus.Counter // nil without metrics
 	truncated bool
 }
+
+// States of wireEntry.caseFree.
+const (
+	caseUnknown = iota
+	caseFree
+	caseBound
+)
 
 // wireQuery is what the hot path reads of a request: header, question and
 // OPT record, without allocating.
@@ -270,7 +279,7 @@ func (s *Server) lookupWire(req []byte, tcp bool) (wireQuery, *wireEntry) {
 		}
 		c.put(key, e)
 	}
-	if q.upper && !e.caseFree {
+	if q.upper && !s.caseFree(snap, e, req, tcp) {
 		return q, nil
 	}
 	return q, e
@@ -306,21 +315,7 @@ func (s *Server) buildEntry(snap *registry.Snapshot, req []byte, tcp bool) *wire
 	if !ok {
 		return nil
 	}
-	// The same question in capitals: if only the question's bytes differ,
-	// no name was compressed into a suffix of the question name.
-	r.Question[0].Name = upperASCII(r.Question[0].Name)
-	upper, ok := s.packAnswer(snap, r, tcp)
-	e := &wireEntry{msg: msg, caseFree: ok && len(upper) == len(msg)}
-	if e.caseFree {
-		qlen := len(msg) // the question name ends at its first zero byte after 12
-		for i := 12; i < len(msg); i++ {
-			if msg[i] == 0 {
-				qlen = i + 1
-				break
-			}
-		}
-		e.caseFree = string(upper[qlen:]) == string(msg[qlen:]) && string(upper[:12]) == string(msg[:12])
-	}
+	e := &wireEntry{msg: msg}
 	e.truncated = msg[2]&0x2 != 0
 	if m := s.Metrics; m != nil {
 		qtype, ok := dns.TypeToString[r.Question[0].Qtype]
@@ -336,21 +331,49 @@ func (s *Server) buildEntry(snap *registry.Snapshot, req []byte, tcp bool) *wire
 	return e
 }
 
+// caseFree reports whether e, built from a lowercase request, is the
+// answer to req, the same question in another case, once req's name is
+// copied in. The first time, it answers req by the full path and
+// compares: if only the question's bytes (and ID, RD, CD) differ, no name
+// was compressed into a suffix of the question name, whatever its case.
+func (s *Server) caseFree(snap *registry.Snapshot, e *wireEntry, req []byte, tcp bool) bool {
+	switch e.caseFree.Load() {
+	case caseFree:
+		return true
+	case caseBound:
+		return false
+	}
+	state := int32(caseBound)
+	r := new(dns.Msg)
+	if r.Unpack(req) == nil && len(r.Question) == 1 {
+		if other, ok := s.packAnswer(snap, r, tcp); ok && len(other) == len(e.msg) {
+			qend := wireNameEnd(e.msg)
+			if string(other[qend:]) == string(e.msg[qend:]) && string(other[4:12]) == string(e.msg[4:12]) &&
+				other[2]&^1 == e.msg[2]&^1 && other[3]&^0x10 == e.msg[3]&^0x10 {
+				state = caseFree
+			}
+		}
+	}
+	e.caseFree.Store(state)
+	return state == caseFree
+}
+
+// wireNameEnd returns the offset just past the question name of a packed
+// message, which starts at 12 and is never compressed.
+func wireNameEnd(msg []byte) int {
+	for i := 12; i < len(msg); i += int(msg[i]) + 1 {
+		if msg[i] == 0 {
+			return i + 1
+		}
+	}
+	return len(msg)
+}
+
 // packAnswer is what query writes for r: respond, then pack.
 func (s *Server) packAnswer(snap *registry.Snapshot, r *dns.Msg, tcp bool) ([]byte, bool) {
 	m := s.respondFrom(snap, r, tcp)
 	b, err := m.Pack()
 	return b, err == nil
-}
-
-func upperASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - ('a' - 'A')
-		}
-	}
-	return string(b)
 }
 
 // writeCached answers a query that miekg/dns has already unpacked (TCP)

@@ -207,3 +207,13 @@ func TestWireParseRejects(t *testing.T) {
 		}
 	}
 }
+
+func upperASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
+}
