@@ -155,6 +155,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	checker := &registry.Checker{Registry: reg, Logger: logger}
 	lookup := &resolver.Resolver{Server: l.dnsUDP.LocalAddr().String(), Zone: zone}
+	// The page re-runs one lookup per service type when the registry
+	// changes; a resolver without cache makes its pictures the zone as it
+	// is now, not as it was up to a TTL (10 s) ago.
+	fresh := &resolver.Resolver{Server: lookup.Server, Zone: zone, NoCache: true}
 	echoServer := &echo.Server{Mode: f.echoMode, Logger: logger}
 	hosts := newHostNamer(f)
 	// The greeting names the host the zone's MX points at.
@@ -173,13 +177,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	webServer := &web.Server{
 		Registry: reg, Zone: zone, Token: token, Logger: logger,
 		Lookup: func(ctx context.Context, name string) (any, error) { return lookup.Lookup(ctx, name) },
-		// The page re-runs one lookup per service type when the registry
-		// changes; a resolver without cache makes its pictures the zone as
-		// it is now, not as it was up to a TTL (10 s) ago.
-		ChainLookup: func() func(context.Context, string) (any, error) {
-			fresh := &resolver.Resolver{Server: lookup.Server, Zone: zone, NoCache: true}
-			return func(ctx context.Context, name string) (any, error) { return fresh.Lookup(ctx, name) }
-		}(),
+		ChainLookup: func(ctx context.Context, name string) (any, error) { return fresh.Lookup(ctx, name) },
 		Messages: func() any { return mailServer.Messages() },
 		Health:   checker.Heartbeat,
 		Metrics:  metrics.Handler(),
