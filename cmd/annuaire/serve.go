@@ -176,11 +176,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	webServer := &web.Server{
 		Registry: reg, Zone: zone, Token: token, Logger: logger,
-		Lookup: func(ctx context.Context, name string) (any, error) { return lookup.Lookup(ctx, name) },
+		Lookup:      func(ctx context.Context, name string) (any, error) { return lookup.Lookup(ctx, name) },
 		ChainLookup: func(ctx context.Context, name string) (any, error) { return fresh.Lookup(ctx, name) },
-		Messages: func() any { return mailServer.Messages() },
-		Health:   checker.Heartbeat,
-		Metrics:  metrics.Handler(),
+		Messages:    func() any { return mailServer.Messages() },
+		Health:      checker.Heartbeat,
+		Metrics:     metrics.Handler(),
 	}
 	metrics.WatchConns("web", webServer.Stats)
 	metrics.WatchConns("echo", func() (int64, int64) { st := echoServer.Stats(); return st.Accepted, st.Active })
