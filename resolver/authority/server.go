@@ -114,7 +114,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// Buffered (tcp.go): pipelined queries and their answers take one
 	// system call per burst rather than three per query.
-	bl := bufferedListener{Listener: netutil.LimitListener(ln, limit), writeTimeout: orDefault(s.WriteTimeout, 2*time.Second)}
+	bl := bufferedListener{Listener: netutil.LimitListener(ln, limit), s: s,
+		writeTimeout: orDefault(s.WriteTimeout, 2*time.Second), idleTimeout: orDefault(s.IdleTimeout, 10*time.Second)}
 	return s.run(ctx, &dns.Server{Listener: bl, Net: "tcp"}, "tcp", ln.Addr())
 }
 

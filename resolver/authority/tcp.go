@@ -2,6 +2,7 @@ package authority
 
 import (
 	"bufio"
+	"encoding/binary"
 	"net"
 	"sync"
 	"time"
@@ -20,7 +21,9 @@ const tcpBuffer = 16 << 10
 // bufferedListener hands out buffered connections.
 type bufferedListener struct {
 	net.Listener
+	s            *Server       // answers plain queries from the wire cache
 	writeTimeout time.Duration // bounds each write of held answers
+	idleTimeout  time.Duration // between queries the connection answers itself
 }
 
 func (l bufferedListener) Accept() (net.Conn, error) {
@@ -28,7 +31,7 @@ func (l bufferedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bufferedConn{Conn: c, timeout: l.writeTimeout}
+	b := &bufferedConn{Conn: c, s: l.s, timeout: l.writeTimeout, idle: l.idleTimeout}
 	b.r = bufio.NewReaderSize(flushingReader{b}, tcpBuffer)
 	return b, nil
 }
@@ -38,14 +41,113 @@ func (l bufferedListener) Accept() (net.Conn, error) {
 type bufferedConn struct {
 	net.Conn
 	r       *bufio.Reader // reads through flushingReader
+	s       *Server
 	timeout time.Duration
+	idle    time.Duration
+
+	// Read's state: bytes of a request for miekg/dns, and how many more
+	// bytes pass through unparsed (a request too large to hold).
+	pending []byte
+	hold    []byte
+	raw     int
+
+	dmu       sync.Mutex // guards the fields below
+	shut      bool       // a deadline in the past was set: Shutdown's
+	renewNext bool       // a request was answered here since miekg set the deadline
 
 	mu   sync.Mutex // guards the fields below: a handler may write from another goroutine
 	w    []byte     // answers not yet written
 	werr error      // the first failed write: later ones fail too
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read gives miekg/dns the requests the wire cache cannot answer; plain
+// queries are answered here, their answers held with the others. Answers
+// keep the order of the requests: miekg asks for the next request only
+// once it has answered the last.
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		if c.s == nil {
+			return c.r.Read(p)
+		}
+		if c.raw > 0 {
+			n, err := c.r.Read(p[:min(len(p), c.raw)])
+			c.raw -= n
+			return n, err
+		}
+		hdr, err := c.r.Peek(2)
+		if err != nil {
+			c.raw = 1 << 30 // the stream ends: let miekg see how
+			continue
+		}
+		size := 2 + int(binary.BigEndian.Uint16(hdr))
+		req, err := c.r.Peek(size)
+		if err != nil {
+			c.raw = size // larger than the buffer, or cut short
+			continue
+		}
+		if c.answer(req[2:]) {
+			c.r.Discard(size)
+			c.dmu.Lock()
+			c.renewNext = true // the next read waits for a new request
+			c.dmu.Unlock()
+			continue
+		}
+		c.hold = append(c.hold[:0], req...)
+		c.r.Discard(size)
+		c.pending = c.hold
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+// answer holds the cached answer to req, if there is one.
+func (c *bufferedConn) answer(req []byte) bool {
+	q, e := c.s.lookupWire(req, true)
+	if e == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.werr != nil {
+		return true // the connection is dead: nothing more will be sent
+	}
+	at := len(c.w)
+	c.w = binary.BigEndian.AppendUint16(c.w, uint16(len(e.msg)))
+	c.w = append(c.w, e.msg...)
+	q.patch(c.w[at+2:], e)
+	if e.queries != nil {
+		e.queries.Inc()
+		c.s.Metrics.latency.WithLabelValues("tcp").Observe(0) // answered as read
+	}
+	if len(c.w) >= tcpBuffer {
+		c.flushLocked()
+	}
+	return true
+}
+
+// SetReadDeadline marks a deadline in the past (miekg's Shutdown) so that
+// the connection's own loop no longer renews it.
+func (c *bufferedConn) SetReadDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if !t.IsZero() && !t.After(time.Now()) {
+		c.shut = true
+	}
+	c.renewNext = false
+	return c.Conn.SetReadDeadline(t)
+}
+
+// renew gives the next request the idle timeout, as miekg does after
+// each request it reads itself, once a request was answered here.
+func (c *bufferedConn) renew() {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if c.renewNext && !c.shut && c.idle > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	c.renewNext = false
+}
 
 func (c *bufferedConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -97,5 +199,6 @@ func (f flushingReader) Read(p []byte) (int, error) {
 	if err := f.c.flush(); err != nil {
 		return 0, err
 	}
+	f.c.renew()
 	return f.c.Conn.Read(p)
 }

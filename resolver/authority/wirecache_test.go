@@ -3,6 +3,7 @@ package authority
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -216,4 +217,53 @@ func upperASCII(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// TestTCPPipelined: queries sent in one burst on one connection, some
+// answered from the cache inside the connection and some by miekg/dns
+// (two questions: FORMERR), come back in order, each as the full path
+// would answer it.
+func TestTCPPipelined(t *testing.T) {
+	s := wireTestServer(t)
+	addr := startServer(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var burst []byte
+	var want [][]byte
+	for i, r := range wireRequests()[:300] {
+		if i%7 == 3 {
+			r.Question = append(r.Question, r.Question[0]) // full path
+		}
+		b, err := r.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		burst = append(burst, byte(len(b)>>8), byte(len(b)))
+		burst = append(burst, b...)
+		w, err := s.respond(r, true).Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, w)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		got := make([]byte, int(l[0])<<8|int(l[1]))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if !bytes.Equal(got, w) {
+			t.Fatalf("answer %d differs", i)
+		}
+	}
 }
