@@ -4,6 +4,8 @@
 #
 #   bench/run.sh                 # side by side: 3 alternating runs each, UDP and TCP
 #   bench/run.sh scale           # annuaire at 100 / 100k / 1M instances, NSD on the base zone
+#   bench/run.sh echo            # echo beside socat and ncat (bench/echo.sh)
+#   bench/run.sh web             # web beside nginx, with wrk (bench/web.sh)
 #
 # Environment: RUNS (3), SECS (10 per run), SERVER_CPU (0), PERF_CPU (1),
 # ANNUAIRE (a prebuilt binary; default: build from this tree), SIZES
@@ -11,6 +13,7 @@
 set -euo pipefail
 
 MODE=${1:-side}
+case $MODE in echo | web) exec "$(dirname "$0")/$MODE.sh" ;; esac
 RUNS=${RUNS:-3}
 SECS=${SECS:-10}
 SERVER_CPU=${SERVER_CPU:-0}
