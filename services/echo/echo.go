@@ -137,7 +137,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("echo: unknown mode %q (want concurrent, iterative, process or poll)", s.Mode)
 	}
 	if !s.startServing(ln, nil) {
-		return ErrServerClosed
+		// Already stopped: by Shutdown (ErrServerClosed), or by the end of
+		// a context (nil), possibly this one before this call got here.
+		return s.closedErr()
 	}
 	defer s.serving.Done()
 	defer s.forget(ln, nil)

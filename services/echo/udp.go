@@ -13,7 +13,7 @@ import (
 func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
 	defer pc.Close()
 	if !s.startServing(nil, pc) {
-		return ErrServerClosed
+		return s.closedErr() // as in Serve
 	}
 	defer s.serving.Done()
 	defer s.forget(nil, pc)
