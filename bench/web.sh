@@ -61,7 +61,11 @@ http {
 	access_log off;
 	types { text/html html; text/plain txt; }
 	default_type text/plain;
+	# nginx's usual static-file tuning: one segment for header and body,
+	# no open(2)/fstat(2) per request
 	sendfile on;
+	tcp_nopush on;
+	open_file_cache max=16 inactive=60s;
 	client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp; fastcgi_temp_path $WORK/tmp;
 	uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
 	server {
@@ -74,7 +78,7 @@ CONF
 mkdir -p "$WORK/tmp"
 taskset -c "$SERVER_CPU" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/nginx-error.log" &
 PIDS+=($!)
-for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT_N/healthz" && break; sleep 0.1; done
+waithttp $PORT_N
 PAGE=$(wc -c <"$WORK/www/index.html"); HZ=$(wc -c <"$WORK/www/healthz")
 echo "machine: $(nproc) CPUs, $(uname -r); $("$NGINX" -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -c1-40); GET / = $PAGE bytes, /healthz = $HZ bytes" >&2
 
