@@ -105,10 +105,11 @@ func (j *journal) restore(initial uint32) error {
 	// Restore commits every restoreBatch rows: nothing is published until
 	// the end, and smaller transactions keep go-memdb's bookkeeping of
 	// modified nodes, and the garbage it makes, small.
-	tx := &Tx{Snapshot: Snapshot{txn: r.db.Txn(true)}}
+	tx := newTx(r.db.Txn(true))
 	defer func() { tx.txn.Abort() }()
 	tx.onReplay = func() {
 		if tx.replayed++; tx.replayed%restoreBatch == 0 {
+			tx.flushTypes() // an error is kept and returned by the last flush
 			tx.txn.Commit()
 			tx.txn = r.db.Txn(true)
 		}
@@ -187,6 +188,9 @@ func (j *journal) restore(initial uint32) error {
 		break
 	}
 
+	if err := tx.flushTypes(); err != nil {
+		return err
+	}
 	if err := tx.txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
 		return fmt.Errorf("registry: restore serial: %w", err)
 	}

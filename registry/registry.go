@@ -183,6 +183,14 @@ func newRegistry(opts Options) *Registry {
 		// The schema is a constant of this package and is tested.
 		panic(err)
 	}
+	// Readers learn of changes from Snapshot.changed, never from memdb's
+	// watch channels. A snapshot of the database is a MemDB that does not
+	// track mutations: a commit then skips collecting and closing the
+	// channel of every node it replaced, and a transaction of more than
+	// 8,192 modified nodes skips go-immutable-radix's "slow notify", a walk
+	// of the whole old and new tree of every index (seconds per commit at
+	// a million instances).
+	db = db.Snapshot()
 	r := &Registry{Catalog: DefaultCatalog(), db: db, log: opts.Logger}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -220,7 +228,7 @@ func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
 		}
 	}
 	txn := r.db.Txn(true)
-	tx := &Tx{Snapshot: Snapshot{txn: txn}}
+	tx := newTx(txn)
 	serial, err := r.updateLocked(txn, tx, fn)
 	if err != nil || len(tx.changes) == 0 {
 		txn.Abort()
@@ -269,6 +277,9 @@ func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
 // updateLocked runs fn and returns the serial the update will have.
 func (r *Registry) updateLocked(txn *memdb.Txn, tx *Tx, fn func(*Tx) error) (uint32, error) {
 	if err := fn(tx); err != nil {
+		return 0, err
+	}
+	if err := tx.flushTypes(); err != nil {
 		return 0, err
 	}
 	serial := tx.Serial()
@@ -348,6 +359,7 @@ type Snapshot struct {
 	txn     *memdb.Txn
 	changed chan struct{} // closed when the next snapshot is published
 	hist    []ChangeSet   // the registry's history up to this snapshot
+	tx      *Tx           // set in a Tx's view: its type counts to write first
 }
 
 // Serial is the zone's SOA serial in this snapshot.
@@ -364,21 +376,18 @@ func (s *Snapshot) Changed() <-chan struct{} {
 	if s.changed != nil {
 		return s.changed
 	}
-	// A Tx's view: it changes with its own writes.
-	ch, _, err := s.txn.FirstWatch(tableZone, indexID, zoneRow)
-	if err != nil {
-		// Only a schema defect gets here; a closed channel makes callers
-		// take a new snapshot, which is always safe.
-		closed := make(chan struct{})
-		close(closed)
-		return closed
-	}
-	return ch
+	// A Tx's view changes with its own writes, and memdb does not track
+	// them (see newRegistry): a closed channel makes callers take a new
+	// snapshot, which is always safe.
+	closed := make(chan struct{})
+	close(closed)
+	return closed
 }
 
 // Types yields every service type with at least one instance.
 func (s *Snapshot) Types() iter.Seq[ServiceType] {
 	return func(yield func(ServiceType) bool) {
+		s.flushTypes()
 		for t := range rows[ServiceType](s.txn, tableTypes, indexID+"_prefix") {
 			if !yield(*t) {
 				return
@@ -389,6 +398,7 @@ func (s *Snapshot) Types() iter.Seq[ServiceType] {
 
 // Type returns the service type _service._proto, if it has instances.
 func (s *Snapshot) Type(proto, service string) (ServiceType, bool) {
+	s.flushTypes()
 	raw, err := s.txn.First(tableTypes, indexID, proto, service)
 	if err != nil || raw == nil {
 		return ServiceType{}, false
@@ -399,6 +409,7 @@ func (s *Snapshot) Type(proto, service string) (ServiceType, bool) {
 // HasProto reports whether any service type uses proto: whether _proto
 // exists in the zone as an empty non-terminal.
 func (s *Snapshot) HasProto(proto string) bool {
+	s.flushTypes()
 	raw, err := s.txn.First(tableTypes, indexID+"_prefix", proto)
 	return err == nil && raw != nil
 }
@@ -488,9 +499,57 @@ type Tx struct {
 	Snapshot
 	changes []Change
 
+	// types holds the type rows this Tx changed and has not written yet:
+	// a bulk Update of n instances of one type writes its row once, not n
+	// times (each write copies the row and its path in the radix tree).
+	// They are written before anything reads the types table and before
+	// the commit.
+	types    map[typeKey]*pendingType
+	typesErr error
+
 	// Used by Open only: called before each replayed row, to commit in batches.
 	onReplay func()
 	replayed int
+}
+
+type typeKey struct{ proto, service string }
+
+type pendingType struct {
+	ServiceType
+	stored bool // a row for the type is in the table
+}
+
+func newTx(txn *memdb.Txn) *Tx {
+	tx := &Tx{Snapshot: Snapshot{txn: txn}}
+	tx.Snapshot.tx = tx
+	return tx
+}
+
+func (s *Snapshot) flushTypes() {
+	if s.tx != nil && len(s.tx.types) > 0 {
+		s.tx.typesErr = errors.Join(s.tx.typesErr, s.tx.flushTypes())
+	}
+}
+
+// flushTypes writes the pending type rows. It returns the first error met
+// by this or an earlier flush.
+func (tx *Tx) flushTypes() error {
+	for _, p := range tx.types {
+		t := p.ServiceType
+		if t.Instances <= 0 {
+			if p.stored {
+				if err := tx.txn.Delete(tableTypes, &t); err != nil {
+					tx.typesErr = errors.Join(tx.typesErr, fmt.Errorf("registry: delete type _%s._%s: %w", t.Service, t.Proto, err))
+				}
+			}
+			continue
+		}
+		if err := tx.txn.Insert(tableTypes, &t); err != nil {
+			tx.typesErr = errors.Join(tx.typesErr, fmt.Errorf("registry: insert type _%s._%s: %w", t.Service, t.Proto, err))
+		}
+	}
+	clear(tx.types)
+	return tx.typesErr
 }
 
 // PutInstance validates inst, fills in its defaults and inserts or replaces
@@ -604,26 +663,29 @@ func (tx *Tx) collectHost(name string) error {
 	return tx.DeleteHost(name)
 }
 
-// countType keeps the types table in step with the instances table.
+// countType keeps the types table in step with the instances table; the
+// row is written by flushTypes.
 func (tx *Tx) countType(inst *Instance, delta int) error {
-	t, ok := tx.Type(inst.Proto, inst.Service)
-	if !ok {
-		t = ServiceType{Proto: inst.Proto, Service: inst.Service}
-	}
-	t.Instances += delta
-	if inst.Healthy() {
-		t.Healthy += delta
-	}
-	if t.Instances <= 0 {
-		if ok {
-			if err := tx.txn.Delete(tableTypes, &t); err != nil {
-				return fmt.Errorf("registry: delete type _%s._%s: %w", t.Service, t.Proto, err)
-			}
+	// Rows are stored lowercased (fillInstance), so the key is exact.
+	k := typeKey{inst.Proto, inst.Service}
+	p := tx.types[k]
+	if p == nil {
+		p = &pendingType{ServiceType: ServiceType{Proto: inst.Proto, Service: inst.Service}}
+		raw, err := tx.txn.First(tableTypes, indexID, inst.Proto, inst.Service)
+		if err != nil {
+			return fmt.Errorf("registry: type _%s._%s: %w", inst.Service, inst.Proto, err)
 		}
-		return nil
+		if raw != nil {
+			p.ServiceType, p.stored = *raw.(*ServiceType), true
+		}
+		if tx.types == nil {
+			tx.types = make(map[typeKey]*pendingType)
+		}
+		tx.types[k] = p
 	}
-	if err := tx.txn.Insert(tableTypes, &t); err != nil {
-		return fmt.Errorf("registry: insert type _%s._%s: %w", t.Service, t.Proto, err)
+	p.Instances += delta
+	if inst.Healthy() {
+		p.Healthy += delta
 	}
 	return nil
 }
