@@ -396,10 +396,7 @@ func (tx *Tx) replay(c Change) error {
 		if c.Delete {
 			return nil
 		}
-		if err := tx.txn.Insert(tableInstances, c.Instance); err != nil {
-			return fmt.Errorf("insert %s: %w", c.Instance.ID, err)
-		}
-		return tx.countType(c.Instance, +1)
+		return tx.insertInstance(c.Instance)
 	case c.Delete:
 		if old, ok := tx.Host(c.Host.Name); ok {
 			if err := tx.txn.Delete(tableHosts, old); err != nil {

@@ -424,9 +424,18 @@ func (s *Snapshot) All() iter.Seq[*Instance] {
 	return rows[Instance](s.txn, tableInstances, indexID+"_prefix", "")
 }
 
-// OnHost yields the instances whose target is host.
+// OnHost yields the instances whose target is host, ordered by ID. It
+// reads every instance: no index by host is kept, since an index entry per
+// instance costs more memory than this rarely used question is worth
+// (collecting automatic hosts uses a reference count instead).
 func (s *Snapshot) OnHost(host string) iter.Seq[*Instance] {
-	return rows[Instance](s.txn, tableInstances, indexHost, host)
+	return func(yield func(*Instance) bool) {
+		for inst := range s.All() {
+			if strings.EqualFold(inst.Host, host) && !yield(inst) {
+				return
+			}
+		}
+	}
 }
 
 // Instance returns the instance with the given ID.
@@ -505,6 +514,7 @@ type Tx struct {
 	// They are written before anything reads the types table and before
 	// the commit.
 	types    map[typeKey]*pendingType
+	hostRefs map[string]*pendingRef // the same for host reference counts
 	typesErr error
 
 	// Used by Open only: called before each replayed row, to commit in batches.
@@ -519,6 +529,19 @@ type pendingType struct {
 	stored bool // a row for the type is in the table
 }
 
+type pendingRef struct {
+	n      int
+	stored bool
+}
+
+// A hostRef counts the instances that target a host name, whether or not
+// the host exists: collectHost needs the count, and a row per host costs
+// less than an index entry per instance.
+type hostRef struct {
+	Name string // lowercased, as Instance.Host
+	N    int
+}
+
 func newTx(txn *memdb.Txn) *Tx {
 	tx := &Tx{Snapshot: Snapshot{txn: txn}}
 	tx.Snapshot.tx = tx
@@ -527,7 +550,7 @@ func newTx(txn *memdb.Txn) *Tx {
 
 func (s *Snapshot) flushTypes() {
 	if s.tx != nil && len(s.tx.types) > 0 {
-		s.tx.typesErr = errors.Join(s.tx.typesErr, s.tx.flushTypes())
+		s.tx.flushTypes() // an error is kept for Update
 	}
 }
 
@@ -549,6 +572,21 @@ func (tx *Tx) flushTypes() error {
 		}
 	}
 	clear(tx.types)
+	for name, p := range tx.hostRefs {
+		ref := hostRef{Name: name, N: p.n}
+		if ref.N <= 0 {
+			if p.stored {
+				if err := tx.txn.Delete(tableHostRefs, &ref); err != nil {
+					tx.typesErr = errors.Join(tx.typesErr, fmt.Errorf("registry: delete references to host %s: %w", name, err))
+				}
+			}
+			continue
+		}
+		if err := tx.txn.Insert(tableHostRefs, &ref); err != nil {
+			tx.typesErr = errors.Join(tx.typesErr, fmt.Errorf("registry: count references to host %s: %w", name, err))
+		}
+	}
+	clear(tx.hostRefs)
 	return tx.typesErr
 }
 
@@ -568,10 +606,7 @@ func (tx *Tx) PutInstance(inst Instance) (string, error) {
 			return "", err
 		}
 	}
-	if err := tx.txn.Insert(tableInstances, &inst); err != nil {
-		return "", fmt.Errorf("registry: insert %s: %w", inst.ID, err)
-	}
-	if err := tx.countType(&inst, +1); err != nil {
+	if err := tx.insertInstance(&inst); err != nil {
 		return "", err
 	}
 	if replacing && !strings.EqualFold(old.Host, inst.Host) {
@@ -648,7 +683,21 @@ func (tx *Tx) removeInstance(old *Instance) error {
 	if err := tx.txn.Delete(tableInstances, old); err != nil {
 		return fmt.Errorf("registry: delete %s: %w", old.ID, err)
 	}
+	if err := tx.countHost(old.Host, -1); err != nil {
+		return err
+	}
 	return tx.countType(old, -1)
+}
+
+// insertInstance inserts a filled-in row and counts it.
+func (tx *Tx) insertInstance(inst *Instance) error {
+	if err := tx.txn.Insert(tableInstances, inst); err != nil {
+		return fmt.Errorf("registry: insert %s: %w", inst.ID, err)
+	}
+	if err := tx.countHost(inst.Host, +1); err != nil {
+		return err
+	}
+	return tx.countType(inst, +1)
 }
 
 // collectHost removes an automatic host that no instance points at anymore.
@@ -657,10 +706,46 @@ func (tx *Tx) collectHost(name string) error {
 	if !ok || !h.Auto {
 		return nil
 	}
-	for range tx.OnHost(name) {
+	p, err := tx.hostRef(strings.ToLower(name))
+	if err != nil {
+		return err
+	}
+	if p.n > 0 {
 		return nil
 	}
 	return tx.DeleteHost(name)
+}
+
+// hostRef returns the pending reference count of a lowercased host name,
+// loading it from the table on first use.
+func (tx *Tx) hostRef(name string) (*pendingRef, error) {
+	if p := tx.hostRefs[name]; p != nil {
+		return p, nil
+	}
+	p := &pendingRef{}
+	raw, err := tx.txn.First(tableHostRefs, indexID, name)
+	if err != nil {
+		return nil, fmt.Errorf("registry: references to host %s: %w", name, err)
+	}
+	if raw != nil {
+		p.n, p.stored = raw.(*hostRef).N, true
+	}
+	if tx.hostRefs == nil {
+		tx.hostRefs = make(map[string]*pendingRef)
+	}
+	tx.hostRefs[name] = p
+	return p, nil
+}
+
+// countHost keeps the host reference counts in step with the instances
+// table; the row is written by flushTypes.
+func (tx *Tx) countHost(name string, delta int) error {
+	p, err := tx.hostRef(name) // Instance.Host is stored lowercased
+	if err != nil {
+		return err
+	}
+	p.n += delta
+	return nil
 }
 
 // countType keeps the types table in step with the instances table; the

@@ -14,11 +14,11 @@ const (
 	tableTypes     = "types"
 	tableHosts     = "hosts"
 	tableZone      = "zone"
+	tableHostRefs  = "hostrefs"
 
 	indexID      = "id"
 	indexService = "service" // instances by (proto, service): one SRV RRset
 	indexLabel   = "label"   // instances by (proto, service, DNS-SD instance label)
-	indexHost    = "host"    // instances by target host
 	indexRName   = "rname"   // hosts by reversed name, for empty non-terminals
 	indexAddr    = "addr"    // hosts by address, for PTR
 
@@ -31,6 +31,7 @@ func schema() *memdb.DBSchema {
 		tableTypes:     typesTable(),
 		tableHosts:     hostsTable(),
 		tableZone:      zoneTable(),
+		tableHostRefs:  hostRefsTable(),
 	}}
 }
 
@@ -62,10 +63,6 @@ func instancesTable() *memdb.TableSchema {
 					&memdb.StringFieldIndex{Field: "Service", Lowercase: true},
 					&memdb.StringFieldIndex{Field: "Label", Lowercase: true},
 				}},
-			},
-			indexHost: {
-				Name:    indexHost,
-				Indexer: &memdb.StringFieldIndex{Field: "Host", Lowercase: true},
 			},
 		},
 	}
@@ -109,6 +106,22 @@ func hostsTable() *memdb.TableSchema {
 				Name:         indexAddr,
 				AllowMissing: true,
 				Indexer:      addrIndex{},
+			},
+		},
+	}
+}
+
+// hostRefsTable counts the instances that target each host name. It
+// replaces an index of instances by host: one row per host instead of one
+// index entry per instance.
+func hostRefsTable() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: tableHostRefs,
+		Indexes: map[string]*memdb.IndexSchema{
+			indexID: {
+				Name:    indexID,
+				Unique:  true,
+				Indexer: &memdb.StringFieldIndex{Field: "Name"},
 			},
 		},
 	}
