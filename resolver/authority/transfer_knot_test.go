@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -145,31 +146,9 @@ func TestKnotSecondary(t *testing.T) {
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(knotConf, knotPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, host+"@"+port)
-	confPath := filepath.Join(dir, "knot.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	knotLog := new(xfrLogBuffer)
-	cmd := exec.Command(knotd, "-c", confPath)
-	cmd.Stdout, cmd.Stderr = knotLog, knotLog
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("knotd log:\n%s", knotLog.String())
-			t.Logf("annuaire log:\n%s", logs.String())
-		}
-	})
+	runSecondaryDaemon(t, dir, "knot.conf", conf, knotLog, func() string { return "knotd log:\n" + knotLog.String() },
+		logs.String, knotd, "-c")
 
 	ask := func(name string, qtype uint16) (*dns.Msg, error) {
 		m := new(dns.Msg)
@@ -229,4 +208,36 @@ func TestKnotSecondary(t *testing.T) {
 	if got, want := servedSerial(), reg.Snapshot().Serial(); got != want {
 		t.Errorf("Knot serves serial %d, want %d", got, want)
 	}
+}
+
+// runSecondaryDaemon writes a secondary's configuration to dir/confName and
+// runs bin with args and the configuration's path in the foreground until
+// the test ends; when the test failed, it logs the secondary's log and
+// annuaire's.
+func runSecondaryDaemon(t *testing.T, dir, confName, conf string, out io.Writer, secondaryLog, annuaireLog func() string, bin string, args ...string) {
+	t.Helper()
+	confPath := filepath.Join(dir, confName)
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append(args, confPath)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Log(secondaryLog())
+			t.Logf("annuaire log:\n%s", annuaireLog())
+		}
+	})
 }

@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,31 +68,10 @@ func TestNSDSecondary(t *testing.T) {
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(nsdConf, nsdPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, host+"@"+port)
-	confPath := filepath.Join(dir, "nsd.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nsd, "-d", "-c", confPath)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "nsd.log"))
-			t.Logf("nsd log:\n%s", log)
-			t.Logf("annuaire log:\n%s", logs.String())
-		}
-	})
+	runSecondaryDaemon(t, dir, "nsd.conf", conf, io.Discard, func() string {
+		log, _ := os.ReadFile(filepath.Join(dir, "nsd.log"))
+		return "nsd log:\n" + string(log)
+	}, logs.String, nsd, "-d", "-c")
 
 	srvPort := func(name string) (uint16, bool) {
 		m := new(dns.Msg)
