@@ -84,7 +84,7 @@ type Server struct {
 
 	recent recentUpdates // answers to recent updates, for retransmissions
 
-	wire atomic.Pointer[wireCache] // packed answers of the newest snapshot seen (wirecache.go)
+	wire atomic.Pointer[wireCache] // packed answers, carried across snapshots (wirecache.go, wirestale.go)
 
 	once sync.Once
 	z    *zone // set by once

@@ -115,7 +115,7 @@ func (c *bufferedConn) answer(req []byte) bool {
 	at := len(c.w)
 	c.w = binary.BigEndian.AppendUint16(c.w, uint16(len(e.msg)))
 	c.w = append(c.w, e.msg...)
-	q.patch(c.w[at+2:], e)
+	q.patch(c.w[at+2:], e, e.serial.Load())
 	if e.queries != nil {
 		e.queries.Inc()
 		c.s.Metrics.latency.WithLabelValues("tcp").Observe(0) // answered as read

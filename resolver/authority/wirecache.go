@@ -2,6 +2,7 @@ package authority
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -11,29 +12,32 @@ import (
 	"github.com/annuaire/annuaire/registry"
 )
 
-// The wire cache holds packed answers, built once per registry snapshot.
-// An answer is a pure function of (snapshot, question, EDNS shape,
-// transport) — see question in answer.go — so a packed answer can be sent
-// again to any request with the same key once its ID, its RD and CD bits
-// and the case of its question name are patched in. The cache is derived
-// data: memdb stays the only store, and a new snapshot simply gets a new,
-// empty cache that fills as questions come (no rebuild of the zone).
+// The wire cache holds packed answers. An answer is a pure function of
+// (snapshot, question, EDNS shape, transport) — see question in answer.go
+// — so a packed answer can be sent again to any request with the same key
+// once its ID, its RD and CD bits, the case of its question name and the
+// zone's serial are patched in. Each answer is built from one snapshot and
+// carried to the next ones while no registry change touches it
+// (wirestale.go). The cache is derived data: memdb stays the only store,
+// and an answer found stale is simply built again from the newest
+// snapshot.
 //
 // Only plain queries take it: one question, opcode QUERY, no TSIG, no
 // record but an OPT with version 0 and no unknown option. Everything else
 // goes the full miekg/dns way, as does any request whose key is not
 // cached yet and whose name is not in lowercase (a 0x20-randomised name).
 
-// Bounds of one snapshot's cache: past either, it starts again empty, so
-// that a flood of random names costs CPU, never memory.
+// Bounds of the cache: past either, it starts again empty, so that a
+// flood of random names costs CPU, never memory.
 const (
 	wireCacheEntries = 1 << 16
 	wireCacheBytes   = 32 << 20
 )
 
-// A wireCache holds the packed answers of one snapshot.
+// A wireCache holds packed answers, each valid at some recent snapshot.
 type wireCache struct {
-	snap *registry.Snapshot
+	cur    atomic.Pointer[wireView] // the snapshot answers are sent from
+	viewMu sync.Mutex               // serialises moving cur forward
 
 	mu    sync.RWMutex // guards the fields below
 	m     map[string]*wireEntry
@@ -43,6 +47,17 @@ type wireCache struct {
 // A wireEntry is one packed answer, ready to copy.
 type wireEntry struct {
 	msg []byte
+
+	// What makes it stale (wirestale.go): the serial it was last known
+	// valid at, its question name (lowercased wire form) and the names it
+	// carries (sorted), and whether it holds addresses of a service's
+	// hosts.
+	serial  atomic.Uint32
+	qname   string
+	deps    []string
+	anyHost bool
+	// serials are the offsets of the SOA serials in msg, patched on send.
+	serials []int
 	// caseFree says whether the answer's bytes depend on the case of the
 	// question name beyond the question itself (caseUnknown, caseFree or
 	// caseBound). They do when another name in it is compressed into a
@@ -207,23 +222,16 @@ func (q *wireQuery) key(buf *[maxKey]byte, tcp bool) []byte {
 	return binary.BigEndian.AppendUint16(k, uint16(q.edns.size))
 }
 
-// cache returns the wire cache of snap, replacing the cache of an older
-// snapshot.
-func (s *Server) cache(snap *registry.Snapshot) *wireCache {
+// cache returns the server's wire cache and the view to answer from.
+func (s *Server) cache() (*wireCache, *wireView) {
 	c := s.wire.Load()
-	if c != nil && c.snap == snap {
-		return c
+	if c == nil {
+		c = &wireCache{m: make(map[string]*wireEntry)}
+		if !s.wire.CompareAndSwap(nil, c) {
+			c = s.wire.Load()
+		}
 	}
-	nc := &wireCache{snap: snap, m: make(map[string]*wireEntry)}
-	if s.wire.CompareAndSwap(c, nc) {
-		return nc
-	}
-	// Another reader got there first, with this snapshot or another; a
-	// cache of the wrong snapshot is never used, so answer uncached.
-	if c = s.wire.Load(); c != nil && c.snap == snap {
-		return c
-	}
-	return nc
+	return c, c.view(s.zone(), s.Registry.Snapshot())
 }
 
 func (c *wireCache) get(key []byte) *wireEntry {
@@ -235,15 +243,25 @@ func (c *wireCache) get(key []byte) *wireEntry {
 
 func (c *wireCache) put(key []byte, e *wireEntry) {
 	c.mu.Lock()
-	if len(c.m) >= wireCacheEntries || c.bytes+len(e.msg) > wireCacheBytes {
+	if len(c.m) >= wireCacheEntries || c.bytes+e.size() > wireCacheBytes {
 		clear(c.m)
 		c.bytes = 0
 	}
-	if _, ok := c.m[string(key)]; !ok {
-		c.m[string(key)] = e
-		c.bytes += len(e.msg) + len(key)
+	if old, ok := c.m[string(key)]; ok {
+		c.bytes -= old.size() + len(key)
 	}
+	c.m[string(key)] = e // replaces a stale answer
+	c.bytes += e.size() + len(key)
 	c.mu.Unlock()
+}
+
+// size is about what e holds in memory: its answer and its names.
+func (e *wireEntry) size() int {
+	n := len(e.msg) + len(e.qname)
+	for _, d := range e.deps {
+		n += len(d) + 16
+	}
+	return n
 }
 
 // answerWire writes the response to req into out and returns its length,
@@ -255,45 +273,49 @@ func (s *Server) answerWire(req, out []byte, tcp bool) (n int, e *wireEntry) {
 	if e == nil || len(e.msg) > len(out) {
 		return 0, nil
 	}
-	return q.patch(out, e), e
+	return q.patch(out, e, e.serial.Load()), e
 }
 
 // lookupWire returns the cached answer to req, caching it first if need
-// be; nil means req must take the full path.
+// be; nil means req must take the full path. The entry returned is valid
+// at its serial, which is what its SOA serials are to be patched with.
 func (s *Server) lookupWire(req []byte, tcp bool) (wireQuery, *wireEntry) {
 	q, ok := parseWire(req, tcp)
 	if !ok {
 		return q, nil
 	}
-	snap := s.Registry.Snapshot()
-	c := s.cache(snap)
+	c, v := s.cache()
 	var kb [maxKey]byte
 	key := q.key(&kb, tcp)
 	e := c.get(key)
-	if e == nil {
+	if e == nil || !e.fresh(v) {
 		if q.upper {
 			return q, nil // built from a lowercase request only: see caseFree
 		}
-		if e = s.buildEntry(snap, req, tcp); e == nil {
+		if e = s.buildEntry(v.snap, req, tcp); e == nil {
 			return q, nil
 		}
+		e.qname = string(key[:len(q.name)])
 		c.put(key, e)
 	}
-	if q.upper && !s.caseFree(snap, e, req, tcp) {
+	if q.upper && !s.caseFree(v.snap, e, req, tcp) {
 		return q, nil
 	}
 	return q, e
 }
 
 // patch copies e's answer into out, which must be large enough, as the
-// answer to q, and returns its length.
-func (q *wireQuery) patch(out []byte, e *wireEntry) int {
+// answer to q at the given serial, and returns its length.
+func (q *wireQuery) patch(out []byte, e *wireEntry, serial uint32) int {
 	n := copy(out, e.msg)
 	binary.BigEndian.PutUint16(out, q.requestID)
 	// copyHeader's rule: RD and CD come from the request.
 	out[2] = out[2]&^1 | b2u(q.hasRD)
 	out[3] = out[3]&^0x10 | b2u(q.hasCD)<<4
 	copy(out[12:], q.name) // 0x20: the name as asked
+	for _, off := range e.serials {
+		binary.BigEndian.PutUint32(out[off:], serial)
+	}
 	return n
 }
 
@@ -311,11 +333,16 @@ func (s *Server) buildEntry(snap *registry.Snapshot, req []byte, tcp bool) *wire
 	if err := r.Unpack(req); err != nil || len(r.Question) != 1 || r.IsTsig() != nil {
 		return nil
 	}
-	msg, ok := s.packAnswer(snap, r, tcp)
-	if !ok {
+	m := s.respondFrom(snap, r, tcp)
+	msg, err := m.Pack()
+	if err != nil {
 		return nil
 	}
 	e := &wireEntry{msg: msg}
+	serial := snap.Serial()
+	e.serial.Store(serial)
+	e.serials = serialOffsets(msg, serial)
+	e.depend(s.zone(), snap, m)
 	e.truncated = msg[2]&0x2 != 0
 	if m := s.Metrics; m != nil {
 		qtype, ok := dns.TypeToString[r.Question[0].Qtype]
@@ -347,9 +374,13 @@ func (s *Server) caseFree(snap *registry.Snapshot, e *wireEntry, req []byte, tcp
 	r := new(dns.Msg)
 	if r.Unpack(req) == nil && len(r.Question) == 1 {
 		if other, ok := s.packAnswer(snap, r, tcp); ok && len(other) == len(e.msg) {
-			qend := wireNameEnd(e.msg)
-			if string(other[qend:]) == string(e.msg[qend:]) && string(other[4:12]) == string(e.msg[4:12]) &&
-				other[2]&^1 == e.msg[2]&^1 && other[3]&^0x10 == e.msg[3]&^0x10 {
+			mine := slices.Clone(e.msg) // at snap's serial, as other is
+			for _, off := range e.serials {
+				binary.BigEndian.PutUint32(mine[off:], snap.Serial())
+			}
+			qend := wireNameEnd(mine)
+			if string(other[qend:]) == string(mine[qend:]) && string(other[4:12]) == string(mine[4:12]) &&
+				other[2]&^1 == mine[2]&^1 && other[3]&^0x10 == mine[3]&^0x10 {
 				state = caseFree
 			}
 		}
@@ -394,6 +425,6 @@ func (s *Server) writeCached(w dns.ResponseWriter, r *dns.Msg, tcp bool) bool {
 	}
 	// The observed writer of metrics reads rcode and TC from the bytes.
 	out := make([]byte, len(e.msg))
-	w.Write(out[:q.patch(out, e)])
+	w.Write(out[:q.patch(out, e, e.serial.Load())])
 	return true
 }
