@@ -4,12 +4,18 @@
 #
 #   bench/run.sh                 # side by side: 3 alternating runs each, UDP and TCP
 #   bench/run.sh scale           # annuaire at 100 / 100k / 1M instances, NSD on the base zone
+#   bench/run.sh updates         # annuaire while bench/churn writes through the API, and without
 #   bench/run.sh echo            # echo beside socat and ncat (bench/echo.sh)
 #   bench/run.sh web             # web beside nginx, with wrk (bench/web.sh)
 #
 # Environment: RUNS (3), SECS (10 per run), SERVER_CPU (0), PERF_CPU (1),
 # ANNUAIRE (a prebuilt binary; default: build from this tree), SIZES
-# ("100 100000 1000000" in scale mode), PORT_A / PORT_N (15353 / 15354).
+# ("100 100000 1000000" in scale mode), SIZE (instances in updates mode,
+# 100), CHURN_RATE / CHURN_WORKERS (write requests/s and concurrency of
+# bench/churn in updates mode, 1000 / 16), PORT_A / PORT_N / PORT_W (annuaire
+# DNS / NSD / annuaire web API, 15353 / 15354 / 15355; scale mode puts its
+# k-th size on PORT_A+10k and PORT_W+10k), TMPDIR (/tmp: where the data
+# directories go).
 set -euo pipefail
 
 MODE=${1:-side}
@@ -20,10 +26,14 @@ SERVER_CPU=${SERVER_CPU:-0}
 PERF_CPU=${PERF_CPU:-1}
 PORT_A=${PORT_A:-15353}
 PORT_N=${PORT_N:-15354}
+PORT_W=${PORT_W:-15355}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mktemp -d /tmp/annuaire-bench.XXXXXX)
+# TMPDIR=/dev/shm puts the data directories on tmpfs, where the journal's
+# fsync costs nothing: a disk's fsync is part of what updates mode measures.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/annuaire-bench.XXXXXX")
 ZONE=svc.internal
 PIDS=()
+SERVERS=() # every server started, for the CPU the idle ones take during a run
 
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -37,6 +47,7 @@ need() {
 	command -v dnsperf >/dev/null || missing+=(dnsperf)
 	command -v nsd >/dev/null || missing+=(nsd)
 	command -v taskset >/dev/null || missing+=(util-linux)
+	command -v kdig >/dev/null || missing+=(knot-dnsutils)
 	if ((${#missing[@]})); then
 		echo "installing ${missing[*]}" >&2
 		sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -48,9 +59,9 @@ need() {
 cputicks() {
 	local t=0 p
 	for p in "$@"; do
-		[ -r /proc/$p/stat ] || continue
+		[ -r "/proc/$p/stat" ] || continue
 		# fields after the ")" of the command name: 14 and 15 are 12 and 13 here
-		t=$((t + $(sed 's/.*) //' /proc/$p/stat | awk '{print $12 + $13}')))
+		t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
 	done
 	echo $t
 }
@@ -77,28 +88,31 @@ build() {
 		(cd "$ROOT" && go build -o "$BIN" ./cmd/annuaire)
 	fi
 	(cd "$ROOT" && go build -o "$WORK/load" ./bench/load)
+	[ "$MODE" != updates ] || (cd "$ROOT" && go build -o "$WORK/churn" ./bench/churn)
 }
 
-# start_annuaire N: a fresh data directory with N instances, served pinned.
+# start_annuaire N [DNS-PORT [WEB-PORT]]: a fresh data directory (ADATA)
+# with N instances, served pinned; the web API on a fixed port so that
+# bench/churn can write to it, its token in ADATA/token.
 start_annuaire() {
-	local n=$1 data=$WORK/data-$1
-	rm -rf "$data"
-	"$WORK/load" -data "$data" -instances "$n" >&2
-	taskset -c "$SERVER_CPU" "$BIN" serve --data "$data" --dns 127.0.0.1:$PORT_A --web 127.0.0.1:0 \
-		--echo '' --mail '' --telnet '' --allow-transfer 127.0.0.0/8 --log-level error >"$WORK/annuaire.log" 2>&1 &
+	local n=$1 dns=${2:-$PORT_A} web=${3:-$PORT_W}
+	ADATA=$WORK/data-$n
+	rm -rf "$ADATA"
+	"$WORK/load" -data "$ADATA" -instances "$n" >&2
+	taskset -c "$SERVER_CPU" "$BIN" serve --data "$ADATA" --dns "127.0.0.1:$dns" --web "127.0.0.1:$web" \
+		--echo '' --mail '' --telnet '' --allow-transfer 127.0.0.0/8 --log-level error >"$WORK/annuaire-$n.log" 2>&1 &
 	APID=$!
 	PIDS+=("$APID")
-	waitdns $PORT_A
+	SERVERS+=("$APID")
+	waitdns "$dns"
 	# resident memory once loaded, for bytes per instance
 	ARSS=$(awk '/VmRSS/ {print $2}' /proc/$APID/status)
 }
 
-stop_annuaire() { kill "$APID"; wait "$APID" 2>/dev/null || true; }
-
-start_nsd() {
+start_nsd() { # [PORT of the annuaire whose zone NSD serves]
 	local d=$WORK/nsd
 	mkdir -p "$d"
-	"$BIN" export --server 127.0.0.1:$PORT_A >"$d/zone"
+	"$BIN" export --server "127.0.0.1:${1:-$PORT_A}" >"$d/zone"
 	cat >"$d/nsd.conf" <<EOF
 server:
 	ip-address: 127.0.0.1@$PORT_N
@@ -125,7 +139,8 @@ EOF
 	taskset -c "$SERVER_CPU" nsd -d -c "$d/nsd.conf" &
 	NPID=$!
 	PIDS+=("$NPID")
-	waitdns $PORT_N
+	SERVERS+=("$NPID")
+	waitdns "$PORT_N"
 }
 
 # queries: the mix of issue 7 over the 20-host/20-SRV zone, 1,000 lines:
@@ -141,24 +156,69 @@ queries() {
 	} }' >"$WORK/queries"
 }
 
+# idle PID: the servers other than PID and their descendants: in scale
+# mode they sit on the same CPU, and what they take is printed per run.
+idle() {
+	local p
+	for p in "${SERVERS[@]}"; do [ "$p" = "$1" ] || tree "$p"; done
+}
+
 # perf PORT MODE PID: one dnsperf run; prints "qps server-CPU-share lost
-# dnsperf-CPU-share load": the CPU shares say which side saturated, the
-# load average what else ran on the machine.
+# dnsperf-CPU-share load idle-servers-CPU-share": the CPU shares say which
+# side saturated, the load average what else ran on the machine.
 perf() {
 	local port=$1 mode=$2 pid=$3
-	local before after out qps lost t0 t1 hz ptick load
+	local before after out qps lost t0 t1 hz ptick load others ibefore iafter
 	hz=$(getconf CLK_TCK)
 	load=$(cut -d' ' -f1 /proc/loadavg)
+	others=$(idle "$pid")
+	# shellcheck disable=SC2086 # word splitting wanted: a list of PIDs
+	ibefore=$(cputicks $others)
+	# shellcheck disable=SC2046 # word splitting wanted: a list of PIDs
 	before=$(cputicks $(tree "$pid")); t0=$(date +%s.%N)
 	# the shell's cutime+cstime after wait is dnsperf's CPU time
+	# shellcheck disable=SC2016 # $@ and $$ are the inner sh's
 	out=$(taskset -c "$PERF_CPU" sh -c 'dnsperf "$@"; s=$(cat /proc/$$/stat); echo "STAT ${s##*) }"' sh \
 		-s 127.0.0.1 -p "$port" -m "$mode" -d "$WORK/queries" -l "$SECS" -c 8 -T 1 -q 500 2>&1)
+	# shellcheck disable=SC2046,SC2086
 	after=$(cputicks $(tree "$pid")); t1=$(date +%s.%N)
+	# shellcheck disable=SC2086
+	iafter=$(cputicks $others)
 	qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
 	lost=$(awk '/Queries lost/ {print $3}' <<<"$out")
 	ptick=$(awk '/^STAT/ {print $15 + $16}' <<<"$out")
 	awk -v q="$qps" -v a="$before" -v b="$after" -v p="$ptick" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v l="${lost:-0}" -v load="$load" \
-		'BEGIN { printf "%s %.3f %s %.3f %s\n", q, (b - a) / hz / (t1 - t0), l, p / hz / (t1 - t0), load }'
+		-v ia="$ibefore" -v ib="$iafter" \
+		'BEGIN { d = t1 - t0; printf "%s %.3f %s %.3f %s %.3f\n", q, (b - a) / hz / d, l, p / hz / d, load, (ib - ia) / hz / d }'
+}
+
+# churnperf PORT MODE PID: perf with bench/churn writing to annuaire's API
+# all along, on dnsperf's CPU so that the server's CPU is not shared with
+# the load; churn starts a second early so that it is at rate when dnsperf
+# starts, and stops (SIGTERM) when dnsperf ends. Prints perf's fields then
+# "writes/s write-errors p50-ms p99-ms churn-CPU-share missed-slots".
+churnperf() {
+	local r cpid c0 c1 t0 t1 hz
+	hz=$(getconf CLK_TCK)
+	# -duration only bounds a churn left behind by an interrupted run
+	taskset -c "$PERF_CPU" "$WORK/churn" -api "http://127.0.0.1:$PORT_W" -token-file "$ADATA/token" \
+		-rate "$CHURN_RATE" -workers "$CHURN_WORKERS" -duration "$((SECS + 60))s" >"$WORK/churn.out" 2>"$WORK/churn.err" &
+	cpid=$!
+	sleep 1
+	c0=$(cputicks "$cpid"); t0=$(date +%s.%N)
+	r=$(perf "$@")
+	c1=$(cputicks "$cpid"); t1=$(date +%s.%N)
+	kill -TERM "$cpid"
+	wait "$cpid" || { echo "churn failed: $(cat "$WORK/churn.err")" >&2; return 1; }
+	sed 's/^/    /' "$WORK/churn.out" "$WORK/churn.err" >&2
+	# fields of churn's line by the word after or before them
+	awk -v r="$r" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" '/^churn:/ {
+		for (i = 1; i <= NF; i++) {
+			if ($i == "errors,") e = $(i - 1); if ($i == "missed") m = $(i - 1)
+			if ($i == "p50") p50 = $(i + 1); if ($i == "p99") p99 = $(i + 1)
+		}
+		printf "%s %s %s %s %s %.3f %s\n", r, $2, e, p50, p99, (c1 - c0) / hz / (t1 - t0), m
+	}' "$WORK/churn.out"
 }
 
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -169,7 +229,7 @@ measure() {
 	local name=$1 port=$2 pid=$3 i r
 	for i in $(seq "$RUNS"); do
 		r=$(perf "$port" udp "$pid")
-		echo "  $name udp run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load)" >&2
+		echo "  $name udp run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load, idle servers CPU share)" >&2
 		echo "$r" >>"$WORK/$name.udp"
 		r=$(perf "$port" tcp "$pid")
 		echo "  $name tcp run $i: $r" >&2
@@ -206,6 +266,29 @@ ratio() { # name-a name-b
 		"$(awk -v a="${TCP[$1]}" -v b="${TCP[$2]}" 'BEGIN {print a / b}')"
 }
 
+# col FILE FIELD: the median of one field of a raw file.
+col() { awk -v f="$2" '{print $f}' "$1" | median; }
+
+# updates_table: one row per transport. The ratio is the median of the
+# ratios of each run pair (adjacent in time), steadier than a ratio of
+# medians on a drifting machine; a pair line is the quiet run's 6 fields
+# then the churn run's 12.
+updates_table() {
+	local m q c
+	echo "| annuaire, $SIZE instances (server on CPU $SERVER_CPU, dnsperf and churn on CPU $PERF_CPU; medians of $RUNS × ${SECS}s) | q/s without updates | q/s with | ratio with/without | q per server CPU-s without | with | ratio | writes/s achieved (target $CHURN_RATE) | write errors / missed slots | write p50 / p99 ms | UDP lost without / with | CPU share server / dnsperf without | with: server / dnsperf / churn |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	for m in udp tcp; do
+		q=$WORK/quiet.$m c=$WORK/churn.$m
+		printf '| %s | %.0f | %.0f | %.3f | %.0f | %.0f | %.3f | %.0f | %d / %d | %.2f / %.2f | %d / %d | %.2f / %.2f | %.2f / %.2f / %.2f |\n' "${m^^}" \
+			"$(col "$q" 1)" "$(col "$c" 1)" "$(awk '{print $7 / $1}' "$WORK/pairs.$m" | median)" \
+			"$(awk '$2 > 0 {print $1 / $2}' "$q" | median)" "$(awk '$2 > 0 {print $1 / $2}' "$c" | median)" \
+			"$(awk '$2 > 0 && $8 > 0 {print ($7 / $8) / ($1 / $2)}' "$WORK/pairs.$m" | median)" \
+			"$(col "$c" 7)" "$(awk '{s += $8} END {print s + 0}' "$c")" "$(awk '{s += $12} END {print s + 0}' "$c")" "$(col "$c" 9)" "$(col "$c" 10)" \
+			"$(awk '{s += $3} END {print s + 0}' "$q")" "$(awk '{s += $3} END {print s + 0}' "$c")" \
+			"$(col "$q" 2)" "$(col "$q" 4)" "$(col "$c" 2)" "$(col "$c" 4)" "$(col "$c" 11)"
+	done
+}
+
 need
 build
 queries
@@ -217,8 +300,8 @@ side)
 	start_nsd
 	# alternate: annuaire run, NSD run, so drift hits both alike
 	for i in $(seq "$RUNS"); do
-		RUNS=1 measure annuaire $PORT_A "$APID"
-		RUNS=1 measure nsd $PORT_N "$NPID"
+		RUNS=1 measure annuaire "$PORT_A" "$APID"
+		RUNS=1 measure nsd "$PORT_N" "$NPID"
 	done
 	summarise annuaire; summarise nsd
 	header
@@ -228,20 +311,25 @@ side)
 	;;
 scale)
 	SIZES=${SIZES:-100 100000 1000000}
-	first=""
+	# Load every size first, each on its own ports, all pinned to the
+	# server CPU; then each run measures every size once in turn, so that
+	# the machine's drift hits all sizes alike instead of one size per
+	# stretch of time. Only the queried server works; the others are idle.
+	declare -A SPID SPORT
+	first="" k=0
 	for n in $SIZES; do
 		echo "== $n instances" >&2
 		t0=$(date +%s.%N)
-		start_annuaire "$n"
+		start_annuaire "$n" $((PORT_A + 10 * k)) $((PORT_W + 10 * k))
 		echo "  loaded and serving in $(awk -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN {printf "%.1f", t1 - t0}') s, RSS $((ARSS / 1024)) MiB" >&2
-		if [ -z "$first" ]; then
-			start_nsd # the base zone: NSD's figures are the yardstick
-			measure nsd $PORT_N "$NPID"
-			first=$n
-		fi
-		measure "a$n" $PORT_A "$APID"
-		RSS[$n]=$ARSS
-		stop_annuaire
+		SPID[$n]=$APID SPORT[$n]=$((PORT_A + 10 * k)) RSS[$n]=$ARSS
+		first=${first:-$n} k=$((k + 1))
+	done
+	start_nsd "${SPORT[$first]}" # the base zone: NSD's figures are the yardstick
+	for i in $(seq "$RUNS"); do
+		echo "== run $i" >&2
+		RUNS=1 measure nsd "$PORT_N" "$NPID"
+		for n in $SIZES; do RUNS=1 measure "a$n" "${SPORT[$n]}" "${SPID[$n]}"; done
 	done
 	summarise nsd
 	header
@@ -252,13 +340,39 @@ scale)
 	done
 	for n in $SIZES; do ratio "a$n" "a$first"; done
 	echo
-	echo "| instances | annuaire RSS (MiB) | RSS growth per instance over the $first run (bytes) |"
-	echo "|---|---|---|"
+	echo "| instances | annuaire RSS loaded (MiB) | RSS after the runs (MiB) | RSS growth per instance over the $first run, loaded (bytes) |"
+	echo "|---|---|---|---|"
 	for n in $SIZES; do
-		printf '| %s | %d | %s |\n' "$n" $((RSS[$n] / 1024)) \
+		printf '| %s | %d | %d | %s |\n' "$n" $((RSS[$n] / 1024)) $(($(awk '/VmRSS/ {print $2}' "/proc/${SPID[$n]}/status") / 1024)) \
 			"$(awk -v a="${RSS[$n]}" -v b="${RSS[$first]}" -v n="$n" -v f="$first" 'BEGIN { if (n == f) print "-"; else printf "%.0f", (a - b) * 1024 / (n - f) }')"
 	done
 	;;
+updates)
+	SIZE=${SIZE:-100}
+	CHURN_RATE=${CHURN_RATE:-1000}
+	CHURN_WORKERS=${CHURN_WORKERS:-16}
+	start_annuaire "$SIZE"
+	# alternate without and with churn, so drift hits both alike
+	for i in $(seq "$RUNS"); do
+		for mode in udp tcp; do
+			r=$(perf "$PORT_A" $mode "$APID")
+			echo "  $mode without updates, run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load, idle servers)" >&2
+			echo "$r" >>"$WORK/quiet.$mode"
+			r=$(churnperf "$PORT_A" $mode "$APID")
+			echo "  $mode with updates, run $i: $r (..., writes/s, write errors, p50 ms, p99 ms, churn CPU share, missed slots)" >&2
+			echo "$r" >>"$WORK/churn.$mode"
+			paste -d' ' <(tail -1 "$WORK/quiet.$mode") <(tail -1 "$WORK/churn.$mode") >>"$WORK/pairs.$mode"
+		done
+	done
+	updates_table
+	# a write rate short of the target makes the ratios say less than
+	# the goal asks: say so (CHURN_WORKERS, or TMPDIR=/dev/shm if the
+	# disk's fsync is the limit)
+	for m in udp tcp; do
+		awk -v m="$m" -v t="$CHURN_RATE" '{s += $7; n++} END { if (s / n < .95 * t)
+			printf "note: %s: churn averaged %.0f writes/s, short of the %s asked (see missed slots)\n", m, s / n, t }' "$WORK/churn.$m" >&2
+	done
+	;;
 *)
-	echo "usage: $0 [side|scale]" >&2; exit 2 ;;
+	echo "usage: $0 [side|scale|updates|echo|web]" >&2; exit 2 ;;
 esac
