@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"net/http"
 	"strings"
 	"time"
@@ -70,34 +69,14 @@ func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// withHeaders gives what the prepared assets do not answer (directory
+// listings, redirects, 404s under /static/) the page's policy headers.
 func withHeaders(h http.Handler) http.Handler {
+	policy := policyFields()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		setPageHeaders(w)
+		setFields(w.Header(), policy)
 		h.ServeHTTP(w, r)
 	})
-}
-
-// setPageHeaders keeps the page to its own files: no inline script, no
-// framing, nothing fetched elsewhere.
-func setPageHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-}
-
-func (s *Server) page(static fs.FS) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		b, err := fs.ReadFile(static, "index.html")
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		setPageHeaders(w)
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Write(b)
-	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
