@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"slices"
 )
 
 // The journal and the checkpoint are files of frames after an 8-byte magic:
@@ -94,6 +97,51 @@ func scanFrames(data []byte, magic string, fn func(off int64, payload []byte) er
 		off += n
 	}
 	return int64(off), nil
+}
+
+// readFrames is scanFrames for a file of size bytes read as a stream, one
+// frame at a time: Open reads the checkpoint so, rather than hold all of
+// its bytes (about 150 MB at a million instances) beside the registry it
+// builds. A read error is damage too, at the frame it stopped in.
+func readFrames(r io.Reader, size int64, magic string, fn func(off int64, payload []byte) error) (end int64, damage *damageError) {
+	if size < int64(len(magic)) {
+		return 0, &damageError{Reason: fmt.Sprintf("truncated file header (%d of %d bytes)", size, len(magic)), Torn: true}
+	}
+	br := bufio.NewReaderSize(r, int(min(size, 1<<20)))
+	buf := make([]byte, len(magic), 64<<10)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return 0, &damageError{Reason: "read: " + err.Error()}
+	}
+	if string(buf) != magic {
+		return 0, &damageError{Reason: fmt.Sprintf("bad file header %q, want %q", buf, magic)}
+	}
+	off := int64(len(magic))
+	for off < size {
+		// Read the frame, or as much of it as the file holds: nextFrame
+		// tells a frame cut short or too long, and checks the CRC.
+		buf = buf[:min(size-off, frameHeader)]
+		_, err := io.ReadFull(br, buf)
+		if err == nil && len(buf) == frameHeader {
+			if length := int64(binary.LittleEndian.Uint32(buf[0:4])); length <= maxFramePayload {
+				rest := min(length, size-off-frameHeader)
+				buf = slices.Grow(buf, int(rest))[:frameHeader+rest]
+				_, err = io.ReadFull(br, buf[frameHeader:])
+			}
+		}
+		if err != nil {
+			return off, &damageError{Offset: off, Reason: "read: " + err.Error()}
+		}
+		payload, n, derr := nextFrame(buf)
+		if derr != nil {
+			derr.Offset = off
+			return off, derr
+		}
+		if err := fn(off, payload); err != nil {
+			return off, &damageError{Offset: off, Reason: err.Error()}
+		}
+		off += int64(n)
+	}
+	return off, nil
 }
 
 // countFrames counts the intact frames in data, which follows damage: it

@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -17,9 +19,8 @@ func FuzzJournal(f *testing.F) {
 	f.Add(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2,"changes":[{"delete":true,"instance":{"id":"x","name":"echo","proto":"tcp","instance":"a","host":"a","port":7}}]}`)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newRegistry(Options{Logger: slog.New(slog.DiscardHandler)})
-		txn := r.db.Txn(true)
-		defer txn.Abort()
-		tx := &Tx{Snapshot: Snapshot{txn: txn}}
+		tx := newTx(r.db)
+		defer tx.txn.Abort()
 		serial, first := uint32(0), true
 		end, damage := scanFrames(data, journalMagic, func(off int64, payload []byte) error {
 			err := r.replayRecord(tx, payload, &serial, first)
@@ -46,9 +47,9 @@ func FuzzCheckpoint(f *testing.F) {
 	f.Add([]byte(checkpointMagic))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newRegistry(Options{})
-		txn := r.db.Txn(true)
-		defer txn.Abort()
-		r.loadCheckpoint(&Tx{Snapshot: Snapshot{txn: txn}}, data)
+		tx := newTx(r.db)
+		defer tx.txn.Abort()
+		r.loadCheckpoint(tx, bytes.NewReader(data), int64(len(data)))
 	})
 }
 
@@ -84,4 +85,44 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	cp, _ := os.ReadFile(filepath.Join(dir, "checkpoint"))
 	write("FuzzCheckpoint", "checkpoint", cp)
 	write("FuzzCheckpoint", "checkpoint-cut", cp[:len(cp)-3])
+}
+
+// TestReadFramesAsScanFrames checks that reading frames from a stream, as
+// Open reads a checkpoint, accepts and rejects what scanning them in memory
+// does, at the same offsets: for every cut of a file and for a flipped byte
+// in each of its frames.
+func TestReadFramesAsScanFrames(t *testing.T) {
+	var file []byte
+	file = append(file, checkpointMagic...)
+	for i := range 5 {
+		file = appendFrame(file, []byte(fmt.Sprintf(`{"frame":%d,"pad":"%0*d"}`, i, i*300, 0)))
+	}
+	file = append(file[:len(file):len(file)], file[len(checkpointMagic):]...) // and a copy of the frames
+	var variants [][]byte
+	for n := range len(file) + 1 {
+		variants = append(variants, file[:n])
+	}
+	for off := 0; off < len(file); off += 97 {
+		v := bytes.Clone(file)
+		v[off] ^= 0x20
+		variants = append(variants, v)
+	}
+	big := bytes.Clone(file[:len(checkpointMagic)+frameHeader])
+	big[len(checkpointMagic)+3] = 0xff // a length beyond maxFramePayload
+	variants = append(variants, big)
+	for _, data := range variants {
+		var scanned, read []int64
+		wantEnd, want := scanFrames(data, checkpointMagic, func(off int64, _ []byte) error {
+			scanned = append(scanned, off)
+			return nil
+		})
+		end, got := readFrames(bytes.NewReader(data), int64(len(data)), checkpointMagic, func(off int64, _ []byte) error {
+			read = append(read, off)
+			return nil
+		})
+		if end != wantEnd || fmt.Sprint(got) != fmt.Sprint(want) || !slices.Equal(read, scanned) {
+			t.Fatalf("%d bytes: readFrames ends at %d (%v) after frames %v; scanFrames at %d (%v) after %v",
+				len(data), end, got, read, wantEnd, want, scanned)
+		}
+	}
 }

@@ -451,3 +451,94 @@ func TestKill9(t *testing.T) {
 	}
 	t.Logf("%d acknowledged, %d restored, serial %d (last acknowledged %d)", len(acked), countInstances(s), s.Serial(), serial)
 }
+
+var errAbort = errors.New("abort")
+
+// TestRestoreAcrossBatches restores more rows than one restore batch, over
+// many types and automatic hosts: the type and host counts, kept pending
+// across the batches and written at the end, must come back as they were,
+// from the journal and from a checkpoint.
+func TestRestoreAcrossBatches(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Logger: slog.New(slog.DiscardHandler)}
+	r := mustOpen(t, dir, opts)
+	const n = 3*restoreBatch + 17
+	if _, err := r.Update(func(tx *Tx) error {
+		for i := range 20 {
+			if err := tx.PutHost(*hostFor(i)); err != nil {
+				return err
+			}
+		}
+		for i := range n {
+			inst := Instance{ID: fmt.Sprintf("i%d", i), Service: fmt.Sprintf("s%d", i%37), Host: fmt.Sprintf("h%d", i%20), Port: uint16(1 + i)}
+			if _, err := tx.PutInstance(inst); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Every instance of host h3 goes in a later record, and one type loses
+	// its health.
+	if _, err := r.Update(func(tx *Tx) error {
+		for i := 3; i < n; i += 20 {
+			if err := tx.DeleteInstance(fmt.Sprintf("i%d", i)); err != nil {
+				return err
+			}
+		}
+		for i := 5; i < n; i += 37 {
+			if i%20 == 3 {
+				continue
+			}
+			if err := tx.SetHealth(fmt.Sprintf("i%d", i), Critical); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := dump(r.Snapshot())
+	if _, ok := r.Snapshot().Host("h3"); ok {
+		t.Fatal("automatic host h3 kept after its last instance went")
+	}
+	check := func(what string) {
+		t.Helper()
+		if got := dump(r.Snapshot()); got != want {
+			t.Fatalf("registry restored from %s differs:\n got %s\nwant %s", what, got, want)
+		}
+		// The host counts came back: h4 goes with its last instance, and
+		// not before.
+		if _, err := r.Update(func(tx *Tx) error {
+			last := (n-1-4)/20*20 + 4
+			for i := 4; i < last; i += 20 {
+				if err := tx.DeleteInstance(fmt.Sprintf("i%d", i)); err != nil {
+					return err
+				}
+			}
+			if _, ok := tx.Host("h4"); !ok {
+				t.Errorf("%s: host h4 collected while an instance still targets it", what)
+			}
+			if err := tx.DeleteInstance(fmt.Sprintf("i%d", last)); err != nil {
+				return err
+			}
+			if _, ok := tx.Host("h4"); ok {
+				t.Errorf("%s: host h4 kept after its last instance went", what)
+			}
+			return errAbort
+		}); !errors.Is(err, errAbort) {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	r = mustOpen(t, dir, opts)
+	check("the journal")
+	if _, err := writeCheckpoint(dir, r.Snapshot(), r.j.seg+1); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r = mustOpen(t, dir, opts)
+	defer r.Close()
+	check("a checkpoint")
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -103,15 +104,16 @@ func (j *journal) restore(initial uint32) error {
 	r := j.r
 	os.Remove(filepath.Join(j.dir, "checkpoint.tmp")) // an interrupted checkpoint
 	// Restore commits every restoreBatch rows: nothing is published until
-	// the end, and smaller transactions keep go-memdb's bookkeeping of
-	// modified nodes, and the garbage it makes, small.
-	tx := newTx(r.db.Txn(true))
+	// the end, and smaller transactions keep the Tx's record of the rows
+	// it wrote (see Tx.base) small. The type and host counts stay pending
+	// across batches and are written once, at the end: a batch in ID order
+	// touches about as many types as it has rows.
+	tx := newTx(r.db)
 	defer func() { tx.txn.Abort() }()
 	tx.onReplay = func() {
 		if tx.replayed++; tx.replayed%restoreBatch == 0 {
-			tx.flushTypes() // an error is kept and returned by the last flush
 			tx.txn.Commit()
-			tx.txn = r.db.Txn(true)
+			tx.begin(r.db)
 		}
 	}
 
@@ -120,17 +122,21 @@ func (j *journal) restore(initial uint32) error {
 		serial = uint32(time.Now().Unix())
 	}
 	cpPath := filepath.Join(j.dir, "checkpoint")
-	data, err := os.ReadFile(cpPath)
+	cp, err := os.Open(cpPath)
 	haveCheckpoint := err == nil
 	switch {
 	case haveCheckpoint:
-		hdr, err := r.loadCheckpoint(tx, data)
+		defer cp.Close()
+		st, err := cp.Stat()
+		if err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+		hdr, err := r.loadCheckpoint(tx, cp, st.Size())
 		if err != nil {
 			return fmt.Errorf("registry: checkpoint %s is damaged (%w); refusing to start rather than lose the registry: "+
 				"restore it from a backup, or move it aside to start from the journal segments alone", cpPath, err)
 		}
 		serial, first = hdr.Serial, hdr.Segment
-		data = nil
 	case !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("registry: %w", err)
 	}
@@ -415,10 +421,10 @@ func (tx *Tx) replay(c Change) error {
 // loadCheckpoint reads a whole checkpoint into tx and the history. Any
 // damage is an error: a checkpoint is written whole and renamed into place,
 // so damage means the disk, not a crash.
-func (r *Registry) loadCheckpoint(tx *Tx, data []byte) (checkpointRecord, error) {
+func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRecord, error) {
 	var hdr checkpointRecord
 	var ninst, nhosts, nsets, frames int
-	_, damage := scanFrames(data, checkpointMagic, func(off int64, payload []byte) error {
+	_, damage := readFrames(f, size, checkpointMagic, func(off int64, payload []byte) error {
 		var rec checkpointRecord
 		if err := json.Unmarshal(payload, &rec); err != nil {
 			return fmt.Errorf("undecodable record: %v", err)

@@ -227,8 +227,8 @@ func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
 			return 0, err
 		}
 	}
-	txn := r.db.Txn(true)
-	tx := newTx(txn)
+	tx := newTx(r.db)
+	txn := tx.txn
 	serial, err := r.updateLocked(txn, tx, fn)
 	if err != nil || len(tx.changes) == 0 {
 		txn.Abort()
@@ -416,7 +416,7 @@ func (s *Snapshot) HasProto(proto string) bool {
 
 // Instances yields every instance of _service._proto, healthy or not.
 func (s *Snapshot) Instances(proto, service string) iter.Seq[*Instance] {
-	return rows[Instance](s.txn, tableInstances, indexService, proto, service)
+	return rows[Instance](s.txn, tableInstances, indexLabel+"_prefix", proto, service)
 }
 
 // All yields every instance, ordered by ID.
@@ -440,6 +440,9 @@ func (s *Snapshot) OnHost(host string) iter.Seq[*Instance] {
 
 // Instance returns the instance with the given ID.
 func (s *Snapshot) Instance(id string) (*Instance, bool) {
+	if s.tx != nil {
+		return s.tx.instance(id)
+	}
 	raw, err := s.txn.First(tableInstances, indexID, id)
 	if err != nil || raw == nil {
 		return nil, false
@@ -449,6 +452,9 @@ func (s *Snapshot) Instance(id string) (*Instance, bool) {
 
 // ByLabel returns the DNS-SD instance label._service._proto.
 func (s *Snapshot) ByLabel(proto, service, label string) (*Instance, bool) {
+	if s.tx != nil {
+		return s.tx.byLabel(proto, service, label)
+	}
 	raw, err := s.txn.First(tableInstances, indexLabel, proto, service, label)
 	if err != nil || raw == nil {
 		return nil, false
@@ -508,11 +514,24 @@ type Tx struct {
 	Snapshot
 	changes []Change
 
+	// Instance and ByLabel, which every PutInstance asks, answer from the
+	// instances this Tx wrote and, for the others, from base, the registry
+	// as the Tx found it: never from the write transaction. memdb clones
+	// an index for each read in a write transaction, and the clone drops
+	// the transaction's record of the radix nodes it has already copied,
+	// so a read between two inserts made the next insert copy its whole
+	// path in every index again: most of the time, and 5 KB of garbage per
+	// instance, of a bulk Update.
+	base   *memdb.Txn
+	wrote  map[string]*Instance   // by lowercased ID; nil once deleted
+	labels map[labelKey]*Instance // the labels rows in wrote hold
+
 	// types holds the type rows this Tx changed and has not written yet:
 	// a bulk Update of n instances of one type writes its row once, not n
 	// times (each write copies the row and its path in the radix tree).
 	// They are written before anything reads the types table and before
-	// the commit.
+	// the commit (Open's restore, which commits in batches, writes them
+	// once, at the end).
 	types    map[typeKey]*pendingType
 	hostRefs map[string]*pendingRef // the same for host reference counts
 	typesErr error
@@ -523,6 +542,13 @@ type Tx struct {
 }
 
 type typeKey struct{ proto, service string }
+
+// A labelKey is what the label index compares: each field lowercased.
+type labelKey struct{ proto, service, label string }
+
+func labelKeyOf(proto, service, label string) labelKey {
+	return labelKey{strings.ToLower(proto), strings.ToLower(service), strings.ToLower(label)}
+}
 
 type pendingType struct {
 	ServiceType
@@ -542,10 +568,55 @@ type hostRef struct {
 	N    int
 }
 
-func newTx(txn *memdb.Txn) *Tx {
-	tx := &Tx{Snapshot: Snapshot{txn: txn}}
+func newTx(db *memdb.MemDB) *Tx {
+	tx := &Tx{}
 	tx.Snapshot.tx = tx
+	tx.begin(db)
 	return tx
+}
+
+// begin starts the Tx's memdb write transaction; Open calls it again after
+// committing each batch of a restore.
+func (tx *Tx) begin(db *memdb.MemDB) {
+	tx.txn = db.Txn(true)
+	tx.base = db.Txn(false) // after Txn(true): the writer lock is held
+	clear(tx.wrote)
+	clear(tx.labels)
+}
+
+// noteWrite records the row now under id: inst, or nil for a deleted one.
+func (tx *Tx) noteWrite(id string, inst *Instance) {
+	if tx.wrote == nil {
+		tx.wrote = make(map[string]*Instance)
+		tx.labels = make(map[labelKey]*Instance)
+	}
+	tx.wrote[strings.ToLower(id)] = inst
+}
+
+// instance is Instance in a Tx (see Tx.base).
+func (tx *Tx) instance(id string) (*Instance, bool) {
+	if inst, ok := tx.wrote[strings.ToLower(id)]; ok {
+		return inst, inst != nil
+	}
+	raw, err := tx.base.First(tableInstances, indexID, id)
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	return raw.(*Instance), true
+}
+
+// byLabel is ByLabel in a Tx (see Tx.base): the row this Tx gave the label,
+// else the first row of base that has it and that this Tx did not change.
+func (tx *Tx) byLabel(proto, service, label string) (*Instance, bool) {
+	if inst, ok := tx.labels[labelKeyOf(proto, service, label)]; ok {
+		return inst, true
+	}
+	for inst := range rows[Instance](tx.base, tableInstances, indexLabel, proto, service, label) {
+		if _, changed := tx.wrote[strings.ToLower(inst.ID)]; !changed {
+			return inst, true
+		}
+	}
+	return nil, false
 }
 
 func (s *Snapshot) flushTypes() {
@@ -683,6 +754,10 @@ func (tx *Tx) removeInstance(old *Instance) error {
 	if err := tx.txn.Delete(tableInstances, old); err != nil {
 		return fmt.Errorf("registry: delete %s: %w", old.ID, err)
 	}
+	tx.noteWrite(old.ID, nil)
+	if k := labelKeyOf(old.Proto, old.Service, old.Label); tx.labels[k] == old {
+		delete(tx.labels, k)
+	}
 	if err := tx.countHost(old.Host, -1); err != nil {
 		return err
 	}
@@ -694,6 +769,8 @@ func (tx *Tx) insertInstance(inst *Instance) error {
 	if err := tx.txn.Insert(tableInstances, inst); err != nil {
 		return fmt.Errorf("registry: insert %s: %w", inst.ID, err)
 	}
+	tx.noteWrite(inst.ID, inst)
+	tx.labels[labelKeyOf(inst.Proto, inst.Service, inst.Label)] = inst
 	if err := tx.countHost(inst.Host, +1); err != nil {
 		return err
 	}

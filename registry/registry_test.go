@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -184,5 +185,114 @@ func TestCatalog(t *testing.T) {
 	}
 	if _, err := ParseCatalog("echo 7"); err == nil {
 		t.Error("ParseCatalog accepted a line without a protocol")
+	}
+}
+
+// TestInstancesOfOneType checks the prefix scan of the label index that
+// answers Instances: one service type only (not "echo2" for "echo", nor
+// udp for tcp), whatever the case, in label order.
+func TestInstancesOfOneType(t *testing.T) {
+	r := New(1)
+	for _, inst := range []Instance{
+		{Service: "echo", Host: "a", Port: 1, Label: "Zed"},
+		{Service: "echo", Host: "b", Port: 2, Label: "alpha"},
+		{Service: "echo", Host: "c", Port: 3, Label: "Mid"},
+		{Service: "echo2", Host: "d", Port: 4, Label: "alpha"},
+		{Service: "echo", Proto: "udp", Host: "e", Port: 5, Label: "alpha"},
+		{Service: "ech", Host: "f", Port: 6},
+	} {
+		mustRegister(t, r, inst, nil)
+	}
+	var labels []string
+	for inst := range r.Snapshot().Instances("TCP", "Echo") {
+		labels = append(labels, inst.Label)
+	}
+	if want := []string{"alpha", "Mid", "Zed"}; !slices.Equal(labels, want) {
+		t.Errorf("Instances(tcp, echo) = %q, want %q", labels, want)
+	}
+	if n := len(collect(r.Snapshot().Instances("tcp", "ech"))); n != 1 {
+		t.Errorf("Instances(tcp, ech) = %d instances, want 1", n)
+	}
+	if n := len(collect(r.Snapshot().Instances("tcp", "nope"))); n != 0 {
+		t.Errorf("Instances(tcp, nope) = %d instances, want 0", n)
+	}
+}
+
+// TestTxReadsItsWrites checks that Instance and ByLabel inside a Tx, which
+// answer from the rows the Tx wrote and from the registry as the Tx found
+// it (see Tx.base), see every insert, replacement and delete of the Tx, and
+// that the label check of PutInstance does too.
+func TestTxReadsItsWrites(t *testing.T) {
+	r := New(1)
+	mustRegister(t, r, Instance{ID: "old", Service: "echo", Host: "a", Port: 1, Label: "L1"}, nil)
+	mustRegister(t, r, Instance{ID: "gone", Service: "echo", Host: "a", Port: 2, Label: "L2"}, nil)
+	_, err := r.Update(func(tx *Tx) error {
+		// A row of the registry before the Tx.
+		if inst, ok := tx.ByLabel("tcp", "echo", "l1"); !ok || inst.ID != "old" {
+			t.Errorf("ByLabel(l1) = %v, %v; want old", inst, ok)
+		}
+		// Relabelled in the Tx: its old label is free, its new one taken.
+		if _, err := tx.PutInstance(Instance{ID: "OLD", Service: "echo", Host: "a", Port: 1, Label: "L3"}); err != nil {
+			return err
+		}
+		if _, ok := tx.ByLabel("tcp", "echo", "L1"); ok {
+			t.Error("ByLabel finds a label its instance left in this Tx")
+		}
+		if inst, ok := tx.ByLabel("tcp", "echo", "L3"); !ok || inst.ID != "OLD" {
+			t.Errorf("ByLabel(L3) = %v, %v; want OLD", inst, ok)
+		}
+		if inst, ok := tx.Instance("old"); !ok || inst.Label != "L3" {
+			t.Errorf("Instance(old) = %v, %v; want the row relabelled L3", inst, ok)
+		}
+		if _, err := tx.PutInstance(Instance{ID: "new", Service: "echo", Host: "b", Port: 1, Label: "L1"}); err != nil {
+			t.Errorf("taking a label freed in this Tx: %v", err)
+		}
+		if _, err := tx.PutInstance(Instance{ID: "clash", Service: "echo", Host: "b", Port: 2, Label: "l3"}); err == nil {
+			t.Error("PutInstance took a label given to another instance in this Tx")
+		}
+		if _, err := tx.PutInstance(Instance{ID: "clash", Service: "echo", Host: "b", Port: 2, Label: "l2"}); err == nil {
+			t.Error("PutInstance took the label of an instance of the registry")
+		}
+		// Deleted in the Tx: gone by ID and by label, its label free.
+		if err := tx.DeleteInstance("gone"); err != nil {
+			return err
+		}
+		if _, ok := tx.Instance("GONE"); ok {
+			t.Error("Instance finds an instance deleted in this Tx")
+		}
+		if _, ok := tx.ByLabel("tcp", "echo", "L2"); ok {
+			t.Error("ByLabel finds an instance deleted in this Tx")
+		}
+		if _, err := tx.PutInstance(Instance{ID: "clash", Service: "echo", Host: "b", Port: 2, Label: "l2"}); err != nil {
+			t.Errorf("taking the label of an instance deleted in this Tx: %v", err)
+		}
+		// Written and deleted in the same Tx.
+		if _, err := tx.PutInstance(Instance{ID: "brief", Service: "echo", Host: "c", Port: 1, Label: "L4"}); err != nil {
+			return err
+		}
+		if err := tx.DeleteInstance("brief"); err != nil {
+			return err
+		}
+		if _, ok := tx.ByLabel("tcp", "echo", "L4"); ok {
+			t.Error("ByLabel finds an instance written and deleted in this Tx")
+		}
+		if err := tx.DeleteInstance("brief"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deleting twice: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Snapshot()
+	var got []string
+	for inst := range s.Instances("tcp", "echo") {
+		got = append(got, inst.ID+"="+inst.Label)
+	}
+	if want := []string{"new=L1", "clash=l2", "OLD=L3"}; !slices.Equal(got, want) {
+		t.Errorf("after the Update: %q, want %q", got, want)
+	}
+	if typ, _ := s.Type("tcp", "echo"); typ.Instances != 3 {
+		t.Errorf("type counts %d instances, want 3", typ.Instances)
 	}
 }

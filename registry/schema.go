@@ -3,6 +3,7 @@ package registry
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -16,11 +17,10 @@ const (
 	tableZone      = "zone"
 	tableHostRefs  = "hostrefs"
 
-	indexID      = "id"
-	indexService = "service" // instances by (proto, service): one SRV RRset
-	indexLabel   = "label"   // instances by (proto, service, DNS-SD instance label)
-	indexRName   = "rname"   // hosts by reversed name, for empty non-terminals
-	indexAddr    = "addr"    // hosts by address, for PTR
+	indexID    = "id"
+	indexLabel = "label" // instances by (proto, service, DNS-SD instance label)
+	indexRName = "rname" // hosts by reversed name, for empty non-terminals
+	indexAddr  = "addr"  // hosts by address, for PTR
 
 	zoneRow = "soa"
 )
@@ -38,6 +38,12 @@ func schema() *memdb.DBSchema {
 // instancesTable holds one row per registered service instance. Every index
 // answers one DNS question in O(log n): the size of the registry does not
 // change the cost of a lookup.
+//
+// Each index costs about 400 bytes per instance in go-immutable-radix (a
+// leaf and a node, each with its own watch channel, and its share of inner
+// nodes), most of what an instance costs: there are only the two indexes
+// that lookups by ID and by DNS name need. The SRV RRset of _service._proto
+// is a prefix scan of the label index, not an index of its own.
 func instancesTable() *memdb.TableSchema {
 	return &memdb.TableSchema{
 		Name: tableInstances,
@@ -45,24 +51,13 @@ func instancesTable() *memdb.TableSchema {
 			indexID: {
 				Name:    indexID,
 				Unique:  true,
-				Indexer: &memdb.StringFieldIndex{Field: "ID", Lowercase: true},
-			},
-			indexService: {
-				Name: indexService,
-				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Proto", Lowercase: true},
-					&memdb.StringFieldIndex{Field: "Service", Lowercase: true},
-				}},
+				Indexer: instanceIDIndex{},
 			},
 			indexLabel: {
 				Name: indexLabel,
 				// Not Unique: memdb does not enforce uniqueness of secondary
 				// indexes, Tx.PutInstance does.
-				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Proto", Lowercase: true},
-					&memdb.StringFieldIndex{Field: "Service", Lowercase: true},
-					&memdb.StringFieldIndex{Field: "Label", Lowercase: true},
-				}},
+				Indexer: labelIndex{},
 			},
 		},
 	}
@@ -140,6 +135,97 @@ func zoneTable() *memdb.TableSchema {
 			},
 		},
 	}
+}
+
+// instanceIDIndex indexes instances by lowercased ID. It builds the same
+// key as memdb.StringFieldIndex{Field: "ID", Lowercase: true}, without
+// reflection and in one allocation: its keys are built for every insert,
+// delete and lookup.
+type instanceIDIndex struct{}
+
+func (instanceIDIndex) FromObject(raw any) (bool, []byte, error) {
+	inst, ok := raw.(*Instance)
+	if !ok {
+		return false, nil, fmt.Errorf("id index: %T is not an *Instance", raw)
+	}
+	if inst.ID == "" {
+		return false, nil, nil
+	}
+	return true, fieldKey(nil, inst.ID), nil
+}
+
+func (instanceIDIndex) FromArgs(args ...any) ([]byte, error) {
+	s, err := oneString(args)
+	if err != nil {
+		return nil, err
+	}
+	return fieldKey(nil, s), nil
+}
+
+// PrefixFromArgs leaves the terminator off: "" finds every instance.
+func (x instanceIDIndex) PrefixFromArgs(args ...any) ([]byte, error) {
+	key, err := x.FromArgs(args...)
+	if err != nil {
+		return nil, err
+	}
+	return key[:len(key)-1], nil
+}
+
+// labelIndex indexes instances by (proto, service, label), lowercased, each
+// field ended by \x00 as memdb.CompoundIndex of StringFieldIndexes would.
+// A prefix is whole fields: (proto, service) finds the instances of
+// _service._proto, an SRV RRset, in label order. The terminator is what
+// keeps "echo" from also finding "echo2".
+type labelIndex struct{}
+
+func (labelIndex) FromObject(raw any) (bool, []byte, error) {
+	inst, ok := raw.(*Instance)
+	if !ok {
+		return false, nil, fmt.Errorf("label index: %T is not an *Instance", raw)
+	}
+	// memdb appends the ID key to the key of a non-unique index: leave room
+	// for it, so that the key stays one allocation.
+	key := make([]byte, 0, len(inst.Proto)+len(inst.Service)+len(inst.Label)+len(inst.ID)+4)
+	key = fieldKey(key, inst.Proto)
+	key = fieldKey(key, inst.Service)
+	return true, fieldKey(key, inst.Label), nil
+}
+
+func (x labelIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 3 {
+		return nil, fmt.Errorf("label index: want proto, service and label, got %d arguments", len(args))
+	}
+	return x.PrefixFromArgs(args...)
+}
+
+func (labelIndex) PrefixFromArgs(args ...any) ([]byte, error) {
+	if len(args) == 0 || len(args) > 3 {
+		return nil, fmt.Errorf("label index: want 1 to 3 arguments, got %d", len(args))
+	}
+	var key []byte
+	for _, a := range args {
+		s, ok := a.(string)
+		if !ok {
+			return nil, fmt.Errorf("label index: want string arguments, got %T", a)
+		}
+		key = fieldKey(key, s)
+	}
+	return key, nil
+}
+
+// fieldKey appends s lowercased (as strings.ToLower does) and the field
+// terminator \x00 to key.
+func fieldKey(key []byte, s string) []byte {
+	if key == nil {
+		key = make([]byte, 0, len(s)+1)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+			s = strings.ToLower(s)
+			break
+		}
+	}
+	return append(append(key, s...), 0)
 }
 
 // reversedNameIndex indexes "www.lab" as "lab.www.", so that a prefix scan

@@ -210,7 +210,7 @@ func TestDig(t *testing.T) {
 		{"MX", "svc.internal MX", "NOERROR",
 			[]string{"svc.internal. 10 IN MX 10 b.svc.internal."}, nil, []string{"b.svc.internal. 10 IN A 127.0.0.2"}},
 		{"SRV mixed case", "_Echo._TCP.Svc.Internal SRV", "NOERROR",
-			[]string{"_Echo._TCP.Svc.Internal. 10 IN SRV 10 5 7007 a.svc.internal.", "_Echo._TCP.Svc.Internal. 10 IN SRV 20 0 7008 b.svc.internal."},
+			[]string{"_Echo._TCP.Svc.Internal. 10 IN SRV 20 0 7008 b.svc.internal.", "_Echo._TCP.Svc.Internal. 10 IN SRV 10 5 7007 a.svc.internal."}, // label order
 			nil, []string{"a.svc.internal. 30 IN A 127.0.0.1", "a.svc.internal. 30 IN AAAA ::1", "b.svc.internal. 10 IN A 127.0.0.2"}},
 		{"host A", "a.svc.internal A", "NOERROR", []string{"a.svc.internal. 30 IN A 127.0.0.1"}, nil, nil},
 		{"host AAAA", "a.svc.internal AAAA", "NOERROR", []string{"a.svc.internal. 30 IN AAAA ::1"}, nil, nil},

@@ -180,12 +180,14 @@ var queryTests = map[string]testCase{
 		answer: `svc.internal. 10 IN MX 10 b.svc.internal.`,
 		extra:  `b.svc.internal. 10 IN A 127.0.0.2`},
 	"apex A is NODATA": {qname: "svc.internal.", qtype: dns.TypeA, ns: soaNeg},
+	// An RRset's records come in instance label order (b-7008 before
+	// Echo One), their targets' addresses in that order too.
 	"SRV": {qname: "_echo._tcp.svc.internal.", qtype: dns.TypeSRV,
-		answer: `_echo._tcp.svc.internal. 10 IN SRV 10 5 7007 a.svc.internal.
-		         _echo._tcp.svc.internal. 10 IN SRV 20 0 7008 b.svc.internal.`,
-		extra: `a.svc.internal. 30 IN A 127.0.0.1
-		        a.svc.internal. 30 IN AAAA ::1
-		        b.svc.internal. 10 IN A 127.0.0.2`},
+		answer: `_echo._tcp.svc.internal. 10 IN SRV 20 0 7008 b.svc.internal.
+		         _echo._tcp.svc.internal. 10 IN SRV 10 5 7007 a.svc.internal.`,
+		extra: `b.svc.internal. 10 IN A 127.0.0.2
+		        a.svc.internal. 30 IN A 127.0.0.1
+		        a.svc.internal. 30 IN AAAA ::1`},
 	"SRV mixed case": {qname: "_ECHO._Udp.svc.INTERNAL.", qtype: dns.TypeSRV,
 		answer: `_ECHO._Udp.svc.INTERNAL. 10 IN SRV 0 0 7007 a.svc.internal.`,
 		extra: `a.svc.internal. 30 IN A 127.0.0.1
@@ -202,8 +204,8 @@ var queryTests = map[string]testCase{
 	"below a host":                     {qname: "x.www.lab.svc.internal.", qtype: dns.TypeA, rcode: dns.RcodeNameError, ns: soaNeg},
 	"service A merges host and instances": {qname: "echo.svc.internal.", qtype: dns.TypeA,
 		answer: `echo.svc.internal. 10 IN A 192.0.2.7
-		         echo.svc.internal. 10 IN A 127.0.0.1
-		         echo.svc.internal. 10 IN A 127.0.0.2`},
+		         echo.svc.internal. 10 IN A 127.0.0.2
+		         echo.svc.internal. 10 IN A 127.0.0.1`},
 	"service AAAA":               {qname: "echo.svc.internal.", qtype: dns.TypeAAAA, answer: `echo.svc.internal. 10 IN AAAA ::1`},
 	"service A":                  {qname: "http.svc.internal.", qtype: dns.TypeA, answer: `http.svc.internal. 10 IN A 127.0.0.2`},
 	"no alias in DNS":            {qname: "mail.svc.internal.", qtype: dns.TypeA, rcode: dns.RcodeNameError, ns: soaNeg},
@@ -221,15 +223,15 @@ var queryTests = map[string]testCase{
 		         _services._dns-sd._udp.svc.internal. 10 IN PTR _telnet._tcp.svc.internal.
 		         _services._dns-sd._udp.svc.internal. 10 IN PTR _echo._udp.svc.internal.`},
 	"DNS-SD browse": {qname: "_echo._tcp.svc.internal.", qtype: dns.TypePTR,
-		answer: `_echo._tcp.svc.internal. 10 IN PTR Echo\ One._echo._tcp.svc.internal.
-		         _echo._tcp.svc.internal. 10 IN PTR b-7008._echo._tcp.svc.internal.`,
-		extra: `Echo\ One._echo._tcp.svc.internal. 10 IN SRV 10 5 7007 a.svc.internal.
-		        Echo\ One._echo._tcp.svc.internal. 10 IN TXT "path=/" "v=1"
-		        b-7008._echo._tcp.svc.internal. 20 IN SRV 20 0 7008 b.svc.internal.
+		answer: `_echo._tcp.svc.internal. 10 IN PTR b-7008._echo._tcp.svc.internal.
+		         _echo._tcp.svc.internal. 10 IN PTR Echo\ One._echo._tcp.svc.internal.`,
+		extra: `b-7008._echo._tcp.svc.internal. 20 IN SRV 20 0 7008 b.svc.internal.
 		        b-7008._echo._tcp.svc.internal. 20 IN TXT ""
+		        Echo\ One._echo._tcp.svc.internal. 10 IN SRV 10 5 7007 a.svc.internal.
+		        Echo\ One._echo._tcp.svc.internal. 10 IN TXT "path=/" "v=1"
+		        b.svc.internal. 10 IN A 127.0.0.2
 		        a.svc.internal. 30 IN A 127.0.0.1
-		        a.svc.internal. 30 IN AAAA ::1
-		        b.svc.internal. 10 IN A 127.0.0.2`},
+		        a.svc.internal. 30 IN AAAA ::1`},
 	"DNS-SD browse, label with a dot": {qname: "_http._tcp.svc.internal.", qtype: dns.TypePTR,
 		answer: `_http._tcp.svc.internal. 10 IN PTR My\ Web\.v2._http._tcp.svc.internal.`,
 		extra: `My\ Web\.v2._http._tcp.svc.internal. 10 IN SRV 0 0 8080 b.svc.internal.
