@@ -25,7 +25,11 @@ import (
 // keep exactly their behaviour.
 
 const (
-	batchSize = 64
+	// batchSize is the datagrams per system call. Against dnsperf, 32
+	// beat 8, 16 and 64 (282k and 279k q/s in two alternating rounds,
+	// against 276k and 269k for 16, 270k and 240k for 64): larger bursts
+	// of answers cost the client more than they save the server.
+	batchSize = 32
 	// readSize is miekg's UDPSize as run sets it: padded EDNS queries fit.
 	readSize = 4096
 	// slowQueue bounds the datagrams waiting for the full path; past it
