@@ -360,9 +360,14 @@ func (s *Server) buildEntry(snap *registry.Snapshot, req []byte, tcp bool) *wire
 
 // caseFree reports whether e, built from a lowercase request, is the
 // answer to req, the same question in another case, once req's name is
-// copied in. The first time, it answers req by the full path and
-// compares: if only the question's bytes (and ID, RD, CD) differ, no name
-// was compressed into a suffix of the question name, whatever its case.
+// copied in. miekg/dns compresses names case-sensitively, so a name of the
+// zone compressed into a suffix of the lowercase question ("svc.internal."
+// in "b.svc.internal.") is written out whole after "b.svC.internAl.", but
+// still compressed after "B.svc.internal.": whether the bytes match
+// depends on which letters are capitals. So the first time, it answers
+// the question in capitals only by the full path and compares: if only
+// the question's bytes (and ID, RD, CD) differ, no name of the zone was
+// compressed into the question, and none will be, whatever its case.
 func (s *Server) caseFree(snap *registry.Snapshot, e *wireEntry, req []byte, tcp bool) bool {
 	switch e.caseFree.Load() {
 	case caseFree:
@@ -370,6 +375,15 @@ func (s *Server) caseFree(snap *registry.Snapshot, e *wireEntry, req []byte, tcp
 	case caseBound:
 		return false
 	}
+	caps := slices.Clone(req)
+	for i := 12; i < len(caps) && caps[i] != 0; i += int(caps[i]) + 1 {
+		for j := i + 1; j <= i+int(caps[i]) && j < len(caps); j++ {
+			if c := caps[j]; 'a' <= c && c <= 'z' {
+				caps[j] = c - ('a' - 'A')
+			}
+		}
+	}
+	req = caps
 	state := int32(caseBound)
 	r := new(dns.Msg)
 	if r.Unpack(req) == nil && len(r.Question) == 1 {

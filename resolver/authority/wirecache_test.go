@@ -276,3 +276,22 @@ func TestTCPPipelined(t *testing.T) {
 		}
 	}
 }
+
+// TestWireCacheCasePatterns: whether a cached answer fits a mixed-case
+// question depends on which letters are capitals (miekg/dns compresses
+// case-sensitively), not only on the question: a first "B.svc.internal."
+// must not make the cache answer "b.svC.internAl." with a pointer into a
+// suffix that no longer matches. Found by FuzzWireCache.
+func TestWireCacheCasePatterns(t *testing.T) {
+	s := wireTestServer(t)
+	out := make([]byte, dns.MaxMsgSize)
+	for _, name := range []string{"b.svc.internal.", "B.svc.internal.", "b.svC.internAl.", "B.SVC.INTERNAL.", "nope.Svc.internal.", "nope.svc.INTERNAL."} {
+		for _, qtype := range []uint16{dns.TypeTXT, dns.TypeA, dns.TypeANY} {
+			r := new(dns.Msg)
+			r.SetQuestion(name, qtype)
+			for range 2 {
+				wireMatches(t, s, r, false, out, name)
+			}
+		}
+	}
+}
