@@ -9,6 +9,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -723,12 +724,17 @@ func (tx *Tx) SetHealth(id string, h Health) error {
 	return err
 }
 
-// PutHost validates h and inserts or replaces it.
+// PutHost validates h and inserts or replaces it; putting a host as it
+// already is writes nothing (every API registration with an address puts
+// its host again; RFC 2136 section 3.4.2.2 ignores a duplicate record too).
 func (tx *Tx) PutHost(h Host) error {
 	if err := fillHost(&h); err != nil {
 		return err
 	}
 	old, _ := tx.Host(h.Name)
+	if old != nil && old.Name == h.Name && old.TTL == h.TTL && old.Auto == h.Auto && slices.Equal(old.Addrs, h.Addrs) {
+		return nil
+	}
 	if err := tx.txn.Insert(tableHosts, &h); err != nil {
 		return fmt.Errorf("registry: insert host %s: %w", h.Name, err)
 	}

@@ -296,3 +296,27 @@ func TestTxReadsItsWrites(t *testing.T) {
 		t.Errorf("type counts %d instances, want 3", typ.Instances)
 	}
 }
+
+// TestPutHostUnchanged: putting a host as it already is writes nothing,
+// so an update made only of that keeps the serial (RFC 2136 section
+// 3.4.2.2); a real change still counts.
+func TestPutHostUnchanged(t *testing.T) {
+	r := New(7)
+	h := Host{Name: "web", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}, TTL: 30}
+	put := func(h Host) uint32 {
+		t.Helper()
+		s, err := r.Update(func(tx *Tx) error { return tx.PutHost(h) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := put(h)
+	if again := put(h); again != first {
+		t.Errorf("the same host again: serial %d -> %d", first, again)
+	}
+	h.Addrs = append(h.Addrs, netip.MustParseAddr("192.0.2.2"))
+	if moved := put(h); moved == first {
+		t.Errorf("a new address: serial still %d", moved)
+	}
+}
