@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -78,31 +79,15 @@ func nextFrame(data []byte) (payload []byte, n int, err *damageError) {
 // and returns the offset just past the last frame accepted along with the
 // damage. fn's payload is only valid during the call.
 func scanFrames(data []byte, magic string, fn func(off int64, payload []byte) error) (end int64, damage *damageError) {
-	if len(data) < len(magic) {
-		return 0, &damageError{Reason: fmt.Sprintf("truncated file header (%d of %d bytes)", len(data), len(magic)), Torn: true}
-	}
-	if string(data[:len(magic)]) != magic {
-		return 0, &damageError{Reason: fmt.Sprintf("bad file header %q, want %q", data[:len(magic)], magic)}
-	}
-	off := len(magic)
-	for off < len(data) {
-		payload, n, derr := nextFrame(data[off:])
-		if derr != nil {
-			derr.Offset = int64(off)
-			return int64(off), derr
-		}
-		if err := fn(int64(off), payload); err != nil {
-			return int64(off), &damageError{Offset: int64(off), Reason: err.Error()}
-		}
-		off += n
-	}
-	return int64(off), nil
+	return readFrames(bytes.NewReader(data), int64(len(data)), magic, fn)
 }
 
 // readFrames is scanFrames for a file of size bytes read as a stream, one
 // frame at a time: Open reads the checkpoint so, rather than hold all of
 // its bytes (about 150 MB at a million instances) beside the registry it
 // builds. A read error is damage too, at the frame it stopped in.
+// scanFrames is readFrames over bytes already in memory, so that there is
+// one reading of frames and of their damage.
 func readFrames(r io.Reader, size int64, magic string, fn func(off int64, payload []byte) error) (end int64, damage *damageError) {
 	if size < int64(len(magic)) {
 		return 0, &damageError{Reason: fmt.Sprintf("truncated file header (%d of %d bytes)", size, len(magic)), Torn: true}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzJournal feeds arbitrary segment files to the decoder and replay that
@@ -87,11 +88,11 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	write("FuzzCheckpoint", "checkpoint-cut", cp[:len(cp)-3])
 }
 
-// TestReadFramesAsScanFrames checks that reading frames from a stream, as
-// Open reads a checkpoint, accepts and rejects what scanning them in memory
-// does, at the same offsets: for every cut of a file and for a flipped byte
-// in each of its frames.
-func TestReadFramesAsScanFrames(t *testing.T) {
+// TestReadFramesShortReads checks that reading frames from a stream that
+// returns them a byte at a time, as a file may, accepts and rejects what
+// reading them from memory does, at the same offsets: for every cut of a
+// file and for a flipped byte in each of its frames.
+func TestReadFramesShortReads(t *testing.T) {
 	var file []byte
 	file = append(file, checkpointMagic...)
 	for i := range 5 {
@@ -112,16 +113,18 @@ func TestReadFramesAsScanFrames(t *testing.T) {
 	variants = append(variants, big)
 	for _, data := range variants {
 		var scanned, read []int64
+		// In memory, and through a reader that returns one byte per
+		// read, as a file may return short reads.
 		wantEnd, want := scanFrames(data, checkpointMagic, func(off int64, _ []byte) error {
 			scanned = append(scanned, off)
 			return nil
 		})
-		end, got := readFrames(bytes.NewReader(data), int64(len(data)), checkpointMagic, func(off int64, _ []byte) error {
+		end, got := readFrames(iotest.OneByteReader(bytes.NewReader(data)), int64(len(data)), checkpointMagic, func(off int64, _ []byte) error {
 			read = append(read, off)
 			return nil
 		})
 		if end != wantEnd || fmt.Sprint(got) != fmt.Sprint(want) || !slices.Equal(read, scanned) {
-			t.Fatalf("%d bytes: readFrames ends at %d (%v) after frames %v; scanFrames at %d (%v) after %v",
+			t.Fatalf("%d bytes: read one byte at a time, frames end at %d (%v) after frames %v; in memory at %d (%v) after %v",
 				len(data), end, got, read, wantEnd, want, scanned)
 		}
 	}
