@@ -375,15 +375,12 @@ func (s *Server) caseFree(snap *registry.Snapshot, e *wireEntry, req []byte, tcp
 	case caseBound:
 		return false
 	}
-	caps := slices.Clone(req)
-	for i := 12; i < len(caps) && caps[i] != 0; i += int(caps[i]) + 1 {
-		for j := i + 1; j <= i+int(caps[i]) && j < len(caps); j++ {
-			if c := caps[j]; 'a' <= c && c <= 'z' {
-				caps[j] = c - ('a' - 'A')
-			}
+	req = slices.Clone(req)
+	for i, end := 12, wireNameEnd(req); i < end; i++ { // length bytes are at most 63: never letters
+		if c := req[i]; 'a' <= c && c <= 'z' {
+			req[i] = c - ('a' - 'A')
 		}
 	}
-	req = caps
 	state := int32(caseBound)
 	r := new(dns.Msg)
 	if r.Unpack(req) == nil && len(r.Question) == 1 {

@@ -83,6 +83,8 @@ func (c *wireCache) view(z *zone, snap *registry.Snapshot) *wireView {
 			}
 			sets = []registry.ChangeSet{{Prev: v.serial, Serial: nv.serial}} // a gap
 		}
+		// Only the last wireGens are kept: listing older ones is wasted.
+		sets = sets[max(0, len(sets)-wireGens):]
 		gens := make([]wireGen, 0, len(v.gens)+len(sets))
 		gens = append(gens, v.gens...)
 		for _, cs := range sets {
@@ -279,14 +281,5 @@ func wireFromText(name string) string {
 	if err != nil {
 		return ""
 	}
-	for i := 0; i < n; {
-		l := int(buf[i])
-		for j := i + 1; j <= i+l; j++ {
-			if c := buf[j]; 'A' <= c && c <= 'Z' {
-				buf[j] = c + 'a' - 'A'
-			}
-		}
-		i += l + 1
-	}
-	return string(buf[:n])
+	return lowerASCII(string(buf[:n])) // length bytes are at most 63: never letters
 }
