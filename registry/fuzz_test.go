@@ -18,6 +18,9 @@ func FuzzJournal(f *testing.F) {
 	f.Add([]byte(journalMagic))
 	f.Add(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2,"changes":[{"host":{"name":"a","addresses":["10.0.0.1"],"ttl":5}}]}`)))
 	f.Add(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2,"changes":[{"delete":true,"instance":{"id":"x","name":"echo","proto":"tcp","instance":"a","host":"a","port":7}}]}`)))
+	// the zeros written ahead of the next frame, and a frame torn over them
+	f.Add(append(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2}`)), make([]byte, 64)...))
+	f.Add(append(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2}`))[:20], make([]byte, 64)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newRegistry(Options{Logger: slog.New(slog.DiscardHandler)})
 		tx := newTx(r.db)
@@ -30,6 +33,9 @@ func FuzzJournal(f *testing.F) {
 		})
 		if end > int64(len(data)) || (damage == nil && end != int64(len(data))) {
 			t.Fatalf("end %d of %d bytes, damage %v", end, len(data), damage)
+		}
+		if cleanEnd(data, end, damage) == nil && slices.ContainsFunc(data[end:], func(b byte) bool { return b != 0 }) {
+			t.Fatalf("a clean end at %d, but bytes other than zeros follow", end)
 		}
 		counts := map[[2]string]int{}
 		for inst := range tx.All() {

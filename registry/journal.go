@@ -55,11 +55,39 @@ type journal struct {
 	buf  []byte     // frames appended but not yet written
 	last *Snapshot  // the snapshot as of the last frame in buf
 
+	// zeroed is the file's length: past size it holds zeros written ahead
+	// (see writeSync), so that appending a frame does not grow the file.
+	zeroed int64
+
 	seq, synced   uint64 // frames appended, frames durable
 	syncing       bool   // a leader is writing
 	err           error  // set once a write or fsync failed
 	checkpointing bool
-	syncs         uint64 // fsyncs done, for benchmarks
+	syncs         uint64        // fsyncs done
+	written       uint64        // frame bytes made durable
+	syncTime      time.Duration // spent in write and fsync
+}
+
+// JournalStats are a journal's counters since the registry was opened.
+// Records per sync is what group commit achieves; SyncTime per sync is the
+// disk's latency as writers see it.
+type JournalStats struct {
+	Records  uint64        // change sets made durable
+	Syncs    uint64        // fdatasync calls
+	Bytes    uint64        // bytes of frames written
+	SyncTime time.Duration // spent writing and syncing
+}
+
+// JournalStats returns the journal's counters, and false for a registry
+// made by New, which has none.
+func (r *Registry) JournalStats() (JournalStats, bool) {
+	j := r.j
+	if j == nil {
+		return JournalStats{}, false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return JournalStats{Records: j.synced, Syncs: j.syncs, Bytes: j.written, SyncTime: j.syncTime}, true
 }
 
 func segmentName(seq uint64) string { return fmt.Sprintf("journal.%016x", seq) }
@@ -115,18 +143,23 @@ func (j *journal) wait(seq uint64) error {
 			continue
 		}
 		j.syncing = true
-		buf, snap, upto, f := j.buf, j.last, j.seq, j.f
+		buf, snap, upto, f, size, zeroed := j.buf, j.last, j.seq, j.f, j.size, j.zeroed
 		j.buf, j.last = nil, nil
 		j.mu.Unlock()
-		err := writeSync(f, buf)
+		start := time.Now()
+		zeroed, err := writeSync(f, buf, size, zeroed)
+		took := time.Since(start)
 		j.mu.Lock()
 		j.syncing = false
 		j.syncs++
+		j.syncTime += took
 		if err != nil {
 			j.err = fmt.Errorf("registry: journal %s: %w (no further writes are accepted: restart to recover from what is on disk)", f.Name(), err)
 			j.log.Error("journal write failed; refusing further writes", "file", f.Name(), "err", err)
 		} else {
 			j.size += int64(len(buf))
+			j.zeroed = zeroed
+			j.written += uint64(len(buf))
 			j.synced = upto
 			if snap != nil {
 				j.r.publish(snap)
@@ -139,25 +172,45 @@ func (j *journal) wait(seq uint64) error {
 	}
 }
 
-func writeSync(f *os.File, buf []byte) error {
-	if _, err := f.Write(buf); err != nil {
-		return err
+// zeroChunk is how far ahead of its frames a segment is filled with zeros.
+const zeroChunk = 256 << 10
+
+// writeSync writes buf at offset off of f and makes it durable. zeroed is
+// f's length, zeros from off on; writeSync returns it as it leaves it.
+//
+// A frame overwrites zeros written ahead rather than growing the file, so
+// the fdatasync after it has only data to flush. On ext4 one that also has
+// a new file size to record commits the filesystem's journal too: about
+// 40% more CPU and latency per write on this project's benchmark machine.
+// PostgreSQL zero-fills its WAL segments for the same reason. Only the
+// write that reaches past zeroed grows the file, by whole chunks of zeros,
+// once per zeroChunk bytes of frames. Readers take the zeros after the
+// last frame for the end of the journal (see cleanEnd).
+func writeSync(f *os.File, buf []byte, off, zeroed int64) (int64, error) {
+	end := off + int64(len(buf))
+	if end > zeroed {
+		grown := (end/zeroChunk + 1) * zeroChunk
+		buf = append(buf, make([]byte, grown-end)...)
+		zeroed = grown
+	}
+	if _, err := f.WriteAt(buf, off); err != nil {
+		return zeroed, err
 	}
 	// fdatasync: the data and the file's size, not its times.
-	return unix.Fdatasync(int(f.Fd()))
+	return zeroed, unix.Fdatasync(int(f.Fd()))
 }
 
 // rotate starts a new segment and writes, in the background, a checkpoint
 // of snap, which is the state at the end of the old one. Called with mu
 // held after a successful sync; a failure only delays the checkpoint.
 func (j *journal) rotate(snap *Snapshot) {
-	f, err := createSegment(j.dir, j.seg+1)
+	f, zeroed, err := createSegment(j.dir, j.seg+1)
 	if err != nil {
 		j.log.Error("cannot start a new journal segment; the current one keeps growing", "err", err)
 		return
 	}
 	old := j.f
-	j.f, j.seg, j.size = f, j.seg+1, int64(len(journalMagic))
+	j.f, j.seg, j.size, j.zeroed = f, j.seg+1, int64(len(journalMagic)), zeroed
 	if err := old.Close(); err != nil {
 		j.log.Warn("close journal segment", "file", old.Name(), "err", err)
 	}
@@ -179,23 +232,25 @@ func (j *journal) rotate(snap *Snapshot) {
 	}(j.seg)
 }
 
-// createSegment creates an empty segment durably: its magic, and its name
-// in the directory.
-func createSegment(dir string, seq uint64) (*os.File, error) {
+// createSegment creates an empty segment durably: its magic, zeros ahead
+// of the first frame, and its name in the directory. It returns the file's
+// length.
+func createSegment(dir string, seq uint64) (*os.File, int64, error) {
 	path := filepath.Join(dir, segmentName(seq))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("registry: create %s: %w", path, err)
+		return nil, 0, fmt.Errorf("registry: create %s: %w", path, err)
 	}
-	if err := writeSync(f, []byte(journalMagic)); err != nil {
+	zeroed, err := writeSync(f, []byte(journalMagic), 0, 0)
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("registry: write %s: %w", path, err)
+		return nil, 0, fmt.Errorf("registry: write %s: %w", path, err)
 	}
 	if err := syncDir(dir); err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
-	return f, nil
+	return f, zeroed, nil
 }
 
 func syncDir(dir string) error {

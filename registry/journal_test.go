@@ -259,8 +259,9 @@ func TestBulkIsOneFsync(t *testing.T) {
 }
 
 // writeJournal makes a data directory holding n registrations in one
-// segment and returns it with the offsets where each record starts.
-func writeJournal(t *testing.T, n int) (dir string, offsets []int64, size int64) {
+// segment and returns it with the offsets where each record starts and
+// where the last one ends: the zeros written ahead follow.
+func writeJournal(t *testing.T, n int) (dir string, offsets []int64, end int64) {
 	dir = t.TempDir()
 	r := mustOpen(t, dir, Options{Serial: 1})
 	for i := range n {
@@ -269,12 +270,11 @@ func writeJournal(t *testing.T, n int) (dir string, offsets []int64, size int64)
 		r.j.mu.Unlock()
 		mustRegister(t, r, echoInstance(i), nil)
 	}
+	r.j.mu.Lock()
+	end = r.j.size
+	r.j.mu.Unlock()
 	r.Close()
-	fi, err := os.Stat(filepath.Join(dir, segmentName(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir, offsets, fi.Size()
+	return dir, offsets, end
 }
 
 func copyDir(t *testing.T, from string) string {
@@ -300,9 +300,9 @@ func countInstances(s *Snapshot) int {
 
 func TestTruncatedJournal(t *testing.T) {
 	const n = 5
-	src, offsets, size := writeJournal(t, n)
+	src, offsets, end := writeJournal(t, n)
 	last := offsets[n-1]
-	for cut := last; cut < size; cut++ {
+	for cut := last; cut < end; cut++ {
 		dir := copyDir(t, src)
 		seg := filepath.Join(dir, segmentName(1))
 		if err := os.Truncate(seg, cut); err != nil {
@@ -338,7 +338,7 @@ func TestTruncatedJournal(t *testing.T) {
 
 func TestCorruptJournal(t *testing.T) {
 	const n = 6
-	src, offsets, _ := writeJournal(t, n)
+	src, offsets, end := writeJournal(t, n)
 	for _, at := range []int64{offsets[3], offsets[3] + 3, offsets[3] + 20} {
 		dir := copyDir(t, src)
 		seg := filepath.Join(dir, segmentName(1))
@@ -353,18 +353,105 @@ func TestCorruptJournal(t *testing.T) {
 		if got := countInstances(r.Snapshot()); got != 3 {
 			t.Errorf("flip at %d: %d instances, want the 3 before the damage", at, got)
 		}
-		want := fmt.Sprintf("offset=%d bytes=%d", offsets[3], int64(len(b))-offsets[3])
+		want := fmt.Sprintf("offset=%d bytes=%d", offsets[3], end-offsets[3])
 		if !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "level=ERROR") {
 			t.Errorf("flip at %d: log does not say %q at error level:\n%s", at, want, logs.String())
 		}
 		if at == offsets[3]+20 && !strings.Contains(logs.String(), `records="1 damaged + 2 intact after it"`) {
 			t.Errorf("log does not count the intact records dropped:\n%s", logs.String())
 		}
-		if kept, err := os.ReadFile(seg + ".damaged"); err != nil || !bytes.Equal(kept, b[offsets[3]:]) {
+		if kept, err := os.ReadFile(seg + ".damaged"); err != nil || !bytes.Equal(kept, b[offsets[3]:end]) {
 			t.Errorf("dropped bytes not kept aside: %v", err)
 		}
 		r.Close()
 	}
+}
+
+// TestJournalZeroTail checks the zeros written ahead of frames: writes
+// fill them without growing the file, a restart takes them for the end of
+// the journal without a word, and a frame a crash left half written over
+// them is dropped as torn, not reported as damage.
+func TestJournalZeroTail(t *testing.T) {
+	const n = 5
+	src, offsets, end := writeJournal(t, n)
+	seg := filepath.Join(src, segmentName(1))
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != zeroChunk || bytes.ContainsFunc(b[end:], func(r rune) bool { return r != 0 }) {
+		t.Fatalf("segment is %d bytes, non-zero past %d: want %d bytes, zeros after the last frame", len(b), end, zeroChunk)
+	}
+
+	t.Run("clean", func(t *testing.T) {
+		dir := copyDir(t, src)
+		var logs logBuffer
+		r := mustOpen(t, dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if got := countInstances(r.Snapshot()); got != n {
+			t.Errorf("%d instances, want %d", got, n)
+		}
+		if logs.String() != "" {
+			t.Errorf("a clean journal logged:\n%s", logs.String())
+		}
+		mustRegister(t, r, echoInstance(100), nil)
+		r.Close()
+		r = mustOpen(t, dir, Options{})
+		defer r.Close()
+		if got := countInstances(r.Snapshot()); got != n+1 {
+			t.Errorf("after a write and a restart, %d instances, want %d", got, n+1)
+		}
+		if fi, _ := os.Stat(filepath.Join(dir, segmentName(1))); fi.Size() != zeroChunk {
+			t.Errorf("segment grew to %d bytes for one more frame", fi.Size())
+		}
+	})
+
+	// A crash while the last frame was written: its first bytes are there,
+	// zeros where the rest should be.
+	last := offsets[n-1]
+	for _, kept := range []int64{3, frameHeader, frameHeader + 10, end - last - 1} {
+		t.Run(fmt.Sprintf("torn-%d", kept), func(t *testing.T) {
+			dir := copyDir(t, src)
+			seg := filepath.Join(dir, segmentName(1))
+			torn := append([]byte(nil), b...)
+			clear(torn[last+kept : end])
+			os.WriteFile(seg, torn, 0o600)
+			var logs logBuffer
+			r := mustOpen(t, dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if got := countInstances(r.Snapshot()); got != n-1 {
+				t.Errorf("%d instances, want %d", got, n-1)
+			}
+			// what is left of the frame, its own zeros aside
+			want := fmt.Sprintf("offset=%d bytes=%d", last, len(bytes.TrimRight(b[last:last+kept], "\x00")))
+			if !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("log does not say %q at warning level:\n%s", want, logs.String())
+			}
+			mustRegister(t, r, echoInstance(100), nil)
+			r.Close()
+			r = mustOpen(t, dir, Options{})
+			defer r.Close()
+			if got := countInstances(r.Snapshot()); got != n {
+				t.Errorf("after a write and a restart, %d instances, want %d", got, n)
+			}
+		})
+	}
+
+	// Bytes after the zeros are damage, not a tail.
+	t.Run("garbage-after-zeros", func(t *testing.T) {
+		dir := copyDir(t, src)
+		seg := filepath.Join(dir, segmentName(1))
+		bad := append([]byte(nil), b...)
+		bad[len(bad)-1] = 1
+		os.WriteFile(seg, bad, 0o600)
+		var logs logBuffer
+		r := mustOpen(t, dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		defer r.Close()
+		if got := countInstances(r.Snapshot()); got != n {
+			t.Errorf("%d instances, want %d", got, n)
+		}
+		if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), fmt.Sprintf("offset=%d", end)) {
+			t.Errorf("log does not report damage at %d:\n%s", end, logs.String())
+		}
+	})
 }
 
 func TestCorruptCheckpoint(t *testing.T) {

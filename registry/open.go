@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -165,7 +166,7 @@ func (j *journal) restore(initial uint32) error {
 	}
 	chained := haveCheckpoint // without a checkpoint, the first record sets the base serial
 	var records int
-	var dropped int64
+	var dropped, end int64
 	cur := first
 	for i, seg := range segs {
 		path := filepath.Join(j.dir, segmentName(seg))
@@ -173,7 +174,8 @@ func (j *journal) restore(initial uint32) error {
 		if err != nil {
 			return fmt.Errorf("registry: %w", err)
 		}
-		end, damage := scanFrames(data, journalMagic, func(off int64, payload []byte) error {
+		var damage *damageError
+		end, damage = scanFrames(data, journalMagic, func(off int64, payload []byte) error {
 			if err := r.replayRecord(tx, payload, &serial, !chained); err != nil {
 				return err
 			}
@@ -182,7 +184,7 @@ func (j *journal) restore(initial uint32) error {
 			return nil
 		})
 		cur = seg
-		if damage == nil {
+		if damage = cleanEnd(data, end, damage); damage == nil {
 			continue
 		}
 		// Everything from here on is dropped: the rest of this segment and
@@ -202,9 +204,12 @@ func (j *journal) restore(initial uint32) error {
 	}
 	tx.txn.Commit()
 
-	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(cur)), os.O_WRONLY|os.O_APPEND, 0o600)
+	// The next frame goes where the last whole one ends, over the zeros
+	// written ahead or the damage dropped.
+	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(cur)), os.O_WRONLY, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
-		f, err = createSegment(j.dir, cur)
+		f, _, err = createSegment(j.dir, cur)
+		end = int64(len(journalMagic))
 	}
 	if err != nil {
 		return fmt.Errorf("registry: open journal: %w", err)
@@ -214,7 +219,7 @@ func (j *journal) restore(initial uint32) error {
 		f.Close()
 		return fmt.Errorf("registry: %w", err)
 	}
-	j.f, j.seg, j.size = f, cur, st.Size()
+	j.f, j.seg, j.size, j.zeroed = f, cur, end, st.Size()
 	j.r.publish(&Snapshot{txn: r.db.Txn(false), hist: r.hist, changed: make(chan struct{})})
 	if !haveCheckpoint && len(segs) == 0 {
 		// A new directory: record the initial serial, which the first
@@ -267,10 +272,48 @@ func (j *journal) jumpSerial(s uint32) error {
 	return j.wait(seq)
 }
 
+// cleanEnd tells what stopped the reading of a segment at end once the
+// zeros written ahead of frames (see writeSync) are set aside: nothing when
+// only zeros follow the last whole frame, which is how every segment ends;
+// a torn frame when what is not zero ends inside the frame it starts, which
+// is what a crash while writing that frame leaves.
+func cleanEnd(data []byte, end int64, damage *damageError) *damageError {
+	if damage == nil || end < int64(len(journalMagic)) {
+		return damage
+	}
+	if !slices.ContainsFunc(data[end:], func(b byte) bool { return b != 0 }) {
+		return nil
+	}
+	rest := trimZeros(data[end:])
+	if len(rest) < frameHeader {
+		return &damageError{Offset: damage.Offset, Reason: damage.Reason + ", then zeros: cut short by a crash", Torn: true}
+	}
+	// A length that fits the file, and what is not zero within it.
+	if n := frameHeader + int64(binary.LittleEndian.Uint32(rest[0:4])); !damage.Torn && end+n <= int64(len(data)) && int64(len(rest)) <= n {
+		return &damageError{Offset: damage.Offset, Reason: damage.Reason + ", then zeros: cut short by a crash", Torn: true}
+	}
+	return damage
+}
+
+// trimZeros cuts the zeros written ahead of frames off the end of b: a
+// run of at least a frame header's length of them, which no frame holds
+// (a length's high bytes and a CRC make at most seven, and payloads are
+// JSON). A shorter run may be a frame's own and stays.
+func trimZeros(b []byte) []byte {
+	if t := bytes.TrimRight(b, "\x00"); len(b)-len(t) >= frameHeader {
+		return t
+	}
+	return b
+}
+
 // dropTail saves a segment's bytes from end on as PATH.damaged, cuts the
-// segment there and logs what went. It returns the bytes dropped.
+// segment there and logs what went. It returns the bytes dropped; the zeros
+// written ahead of frames are not counted, nor kept.
 func (j *journal) dropTail(path string, data []byte, end int64, damage *damageError) int64 {
 	tail := data[end:]
+	if end >= int64(len(journalMagic)) {
+		tail = trimZeros(tail)
+	}
 	var intact int
 	if end == 0 { // the file header itself: count what follows it
 		intact = countFrames(tail[min(len(tail), len(journalMagic)):])

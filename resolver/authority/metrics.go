@@ -177,6 +177,7 @@ func (o *observedWriter) tcp() bool { return !isUDP(o.ResponseWriter) }
 type registryCollector struct {
 	r                               *registry.Registry
 	serial, instances, hosts, types *prometheus.Desc
+	records, syncs, bytes, syncTime *prometheus.Desc // the journal's
 }
 
 func newRegistryCollector(r *registry.Registry) registryCollector {
@@ -186,6 +187,10 @@ func newRegistryCollector(r *registry.Registry) registryCollector {
 		instances: prometheus.NewDesc("annuaire_registry_instances", "Registered service instances, by health state.", []string{"health"}, nil),
 		hosts:     prometheus.NewDesc("annuaire_registry_hosts", "Host names in the zone.", nil, nil),
 		types:     prometheus.NewDesc("annuaire_registry_service_types", "Service types (_service._proto) with at least one instance.", nil, nil),
+		records:   prometheus.NewDesc("annuaire_journal_records_total", "Registry changes made durable in the journal.", nil, nil),
+		syncs:     prometheus.NewDesc("annuaire_journal_syncs_total", "fdatasync calls on the journal: fewer than records when group commit carries several changes in one.", nil, nil),
+		bytes:     prometheus.NewDesc("annuaire_journal_written_bytes_total", "Bytes of records written to the journal.", nil, nil),
+		syncTime:  prometheus.NewDesc("annuaire_journal_sync_seconds_total", "Time spent writing and syncing the journal; divided by the syncs, the disk's latency as writers see it.", nil, nil),
 	}
 }
 
@@ -194,6 +199,10 @@ func (c registryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.instances
 	ch <- c.hosts
 	ch <- c.types
+	ch <- c.records
+	ch <- c.syncs
+	ch <- c.bytes
+	ch <- c.syncTime
 }
 
 func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
@@ -215,6 +224,12 @@ func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(total-healthy), string(registry.Critical))
 	ch <- prometheus.MustNewConstMetric(c.hosts, prometheus.GaugeValue, float64(hosts))
 	ch <- prometheus.MustNewConstMetric(c.types, prometheus.GaugeValue, float64(types))
+	if st, ok := c.r.JournalStats(); ok {
+		ch <- prometheus.MustNewConstMetric(c.records, prometheus.CounterValue, float64(st.Records))
+		ch <- prometheus.MustNewConstMetric(c.syncs, prometheus.CounterValue, float64(st.Syncs))
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(st.Bytes))
+		ch <- prometheus.MustNewConstMetric(c.syncTime, prometheus.CounterValue, st.SyncTime.Seconds())
+	}
 }
 
 // connCollector reads the hosted services' own connection counters at

@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
@@ -75,6 +76,43 @@ func TestMetrics(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(body)
+	}
+}
+
+// TestJournalMetrics checks the journal's counters on a registry that has
+// one, and that one without shows none.
+func TestJournalMetrics(t *testing.T) {
+	scrape := func(m *Metrics) string {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body, _ := io.ReadAll(rec.Result().Body)
+		return string(body)
+	}
+	if body := scrape(NewMetrics(registry.New(1))); strings.Contains(body, "annuaire_journal_") {
+		t.Errorf("a registry without a journal has journal metrics:\n%s", body)
+	}
+	reg, err := registry.Open(t.TempDir(), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	for i := range 3 {
+		xfrRegister(t, reg, "echo", uint16(7000+i), "host", "127.0.0.1")
+	}
+	st, _ := reg.JournalStats()
+	if st.Records != 3 || st.Syncs < 1 || st.Syncs > 3 || st.Bytes == 0 || st.SyncTime <= 0 {
+		t.Errorf("journal stats %+v after 3 registrations one after the other", st)
+	}
+	body := scrape(NewMetrics(reg))
+	for _, want := range []string{
+		"annuaire_journal_records_total 3\n",
+		fmt.Sprintf("annuaire_journal_syncs_total %d\n", st.Syncs),
+		fmt.Sprintf("annuaire_journal_written_bytes_total %d\n", st.Bytes),
+		"annuaire_journal_sync_seconds_total ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 
