@@ -16,6 +16,20 @@
 // counted as missed rather than sent at once, so a stall (the server, or
 // this process, descheduled) never turns into a burst.
 //
+// churn runs on dnsperf's CPU, so every microsecond it spends is one the
+// DNS load does not get, and the server looks that much slower. It is
+// therefore a minimal HTTP/1.1 client rather than net/http and
+// encoding/json: each worker keeps one connection of its own (redialled
+// after an error or a "Connection: close"), sends each request with one
+// write from a buffer it reuses (the fixed part, token included, rendered
+// once; the JSON body appended by hand), reads the answer through a
+// reused bufio.Reader looking only at the status line, the headers that
+// frame the body and a registration's id, and sleeps on a timer of its
+// own. Its reads and writes are raw system calls (sock.go), which keeps
+// the runtime's sysmon thread asleep. A write allocates only the id it
+// keeps; what it still costs is mostly the kernel's: TCP, and waking up
+// for the slot and for the answer.
+//
 // The service names (churn1..churn50) and hosts (churnh1.., one per
 // worker) are not in bench/run.sh's query file: the DNS query mix is unchanged.
 //
@@ -25,18 +39,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,13 +67,13 @@ func main() {
 	live := flag.Int("live", 4, "instances each worker keeps registered at most")
 	maxLag := flag.Duration("max-lag", 50*time.Millisecond, "skip a slot taken later than this after it was due")
 	flag.Parse()
-	if err := run(*api, *tokenFile, *rate, *workers, *live, *duration, *maxLag); err != nil {
+	if err := run(os.Stdout, os.Stderr, *api, *tokenFile, *rate, *workers, *live, *duration, *maxLag); err != nil {
 		fmt.Fprintln(os.Stderr, "churn:", err)
 		os.Exit(1)
 	}
 }
 
-func run(api, tokenFile string, rate float64, workers, live int, duration, maxLag time.Duration) error {
+func run(stdout, stderr io.Writer, apiURL, tokenFile string, rate float64, workers, live int, duration, maxLag time.Duration) error {
 	if tokenFile == "" {
 		return errors.New("-token-file is required")
 	}
@@ -72,16 +84,9 @@ func run(api, tokenFile string, rate float64, workers, live int, duration, maxLa
 	if err != nil {
 		return err
 	}
-	c := &client{
-		base:  strings.TrimSuffix(api, "/"),
-		token: strings.TrimSpace(string(b)),
-		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			// one kept-alive connection per worker: no connect per write
-			MaxIdleConns:        workers,
-			MaxIdleConnsPerHost: workers,
-			IdleConnTimeout:     time.Minute,
-			DisableCompression:  true,
-		}},
+	a, err := newAPI(apiURL, strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -93,42 +98,48 @@ func run(api, tokenFile string, rate float64, workers, live int, duration, maxLa
 	}
 
 	p := &pacer{start: time.Now(), interval: time.Duration(float64(time.Second) / rate), maxLag: maxLag}
+	errs := &errorLog{}
 	ws := make([]*worker, workers)
 	var wg sync.WaitGroup
 	for i := range ws {
-		ws[i] = &worker{c: c, p: p, id: i, live: live}
+		ws[i] = newWorker(a, p, errs, i, live)
 		wg.Go(func() { ws[i].loop(ctx) })
 	}
 	wg.Wait()
 	elapsed := time.Since(p.start)
 
-	var regs, deregs, errs int
+	var regs, deregs, failed int
 	var lat []time.Duration
 	for _, w := range ws {
 		regs += w.regs
 		deregs += w.deregs
-		errs += w.errs
+		failed += w.errs
 		lat = append(lat, w.lat...)
 	}
 	slices.Sort(lat)
 	s := elapsed.Seconds()
 	// One line, fields at fixed places for bench/run.sh.
-	fmt.Printf("churn: %.1f writes/s (%.1f reg/s + %.1f dereg/s, target %.0f) over %.1f s, %d errors, %d missed slots, p50 %.2f ms, p99 %.2f ms\n",
-		float64(regs+deregs)/s, float64(regs)/s, float64(deregs)/s, rate, s, errs, p.missed.Load(),
+	fmt.Fprintf(stdout, "churn: %.1f writes/s (%.1f reg/s + %.1f dereg/s, target %.0f) over %.1f s, %d errors, %d missed slots, p50 %.2f ms, p99 %.2f ms\n",
+		float64(regs+deregs)/s, float64(regs)/s, float64(deregs)/s, rate, s, failed, p.missed.Load(),
 		ms(quantile(lat, 0.50)), ms(quantile(lat, 0.99)))
-	c.reportErrors()
+	errs.report(stderr)
 
-	// Leave the registry as it was: remove what is still registered.
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	// Leave the registry as it was: remove what is still registered, each
+	// worker's on its own connection, still open.
+	end := time.Now().Add(30 * time.Second)
 	left := 0
 	for _, w := range ws {
 		for _, id := range append(w.ids, w.stale...) {
+			deadline := time.Now().Add(requestTimeout)
+			if deadline.After(end) {
+				deadline = end
+			}
 			var se *statusError
-			if err := c.deregister(cctx, id); err != nil && !(errors.As(err, &se) && se.status == http.StatusNotFound) {
+			if err := w.conn.deregister(id, deadline); err != nil && !(errors.As(err, &se) && se.status == http.StatusNotFound) {
 				left++
 			}
 		}
+		w.conn.close()
 	}
 	if left > 0 {
 		return fmt.Errorf("%d instances could not be removed at exit", left)
@@ -145,9 +156,9 @@ type pacer struct {
 	missed   atomic.Int64
 }
 
-// wait blocks until the next slot that is not too late is due; false when
-// ctx ended first.
-func (p *pacer) wait(ctx context.Context) bool {
+// wait blocks on t, the caller's own timer, until the next slot that is
+// not too late is due; false when ctx ended first.
+func (p *pacer) wait(ctx context.Context, t *time.Timer) bool {
 	for {
 		due := p.start.Add(time.Duration(p.next.Add(1)-1) * p.interval)
 		d := time.Until(due)
@@ -158,7 +169,7 @@ func (p *pacer) wait(ctx context.Context) bool {
 		if d <= 0 {
 			return ctx.Err() == nil
 		}
-		t := time.NewTimer(d)
+		t.Reset(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -170,156 +181,89 @@ func (p *pacer) wait(ctx context.Context) bool {
 }
 
 type worker struct {
-	c     *client
-	p     *pacer
-	id    int
-	live  int
-	seq   int
-	ids   []string // registered by this worker, oldest first
-	stale []string // whose deregistration failed
+	p       *pacer
+	errors  *errorLog
+	conn    conn
+	id      int
+	live    int
+	seq     int
+	regHead []byte   // a registration's bytes up to the service name's number: the worker's own address and host
+	reg     []byte   // the registration being sent
+	ids     []string // registered by this worker, oldest first
+	stale   []string // whose deregistration failed
 
 	regs, deregs, errs int
 	lat                []time.Duration
 }
 
+// newWorker gives worker number id a host of its own, churnh<id+1>, and
+// an address in 10.250/16. annuaire names an instance
+// service-proto-host-port and each registration takes the worker's next
+// port: no two live instances share an id.
+func newWorker(a *api, p *pacer, errs *errorLog, id, live int) *worker {
+	n := id + 1
+	// The fields in encoding/json's order for a map, which is how this
+	// body used to be made: the server sees the same bytes as before.
+	head := fmt.Appendf(nil, `{"addresses":["10.250.%d.%d"],"host":"churnh%d","name":"churn`, n>>8, n&255, n)
+	return &worker{
+		p: p, errors: errs, conn: conn{api: a}, id: id, live: live,
+		regHead: head,
+		ids:     make([]string, 0, live),
+		lat:     make([]time.Duration, 0, 1024),
+	}
+}
+
 func (w *worker) loop(ctx context.Context) {
-	for w.p.wait(ctx) {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	// A request in flight when ctx ends is let finish (within
+	// requestTimeout), so that what it registered is known and removed.
+	for w.p.wait(ctx, t) {
 		t0 := time.Now()
+		deadline := t0.Add(requestTimeout)
 		var err error
 		if len(w.ids) >= w.live {
 			id := w.ids[0]
-			w.ids = w.ids[1:]
-			if err = w.c.deregister(ctx, id); err == nil {
+			w.ids = slices.Delete(w.ids, 0, 1)
+			if err = w.conn.deregister(id, deadline); err == nil {
 				w.deregs++
 			} else {
 				w.stale = append(w.stale, id) // retried at exit
 			}
 		} else {
 			var id string
-			if id, err = w.c.register(ctx, w.body()); err == nil {
+			if id, err = w.conn.register(w.next(), deadline); err == nil {
 				w.ids = append(w.ids, id)
 				w.regs++
 			}
 		}
-		if ctx.Err() != nil {
-			return // a request cut short at the end is not the server's error
-		}
 		w.lat = append(w.lat, time.Since(t0))
 		if err != nil {
 			w.errs++
-			w.c.noteError(err)
+			w.errors.note(err)
 		}
 	}
 }
 
-// body is the next registration. annuaire names an instance
-// service-proto-host-port, so each worker has a host of its own and each
-// registration the next port: no two live instances share an id.
-func (w *worker) body() []byte {
+// next is the next registration, valid until the next call: one of the
+// 50 service names, spread so that the workers do not move in step.
+func (w *worker) next() []byte {
 	w.seq++
 	k := (w.id*7919+w.seq)%names + 1
-	b, _ := json.Marshal(map[string]any{
-		"name":      fmt.Sprintf("churn%d", k),
-		"port":      10000 + w.seq%50000,
-		"host":      fmt.Sprintf("churnh%d", w.id+1),
-		"addresses": []string{fmt.Sprintf("10.250.%d.%d", (w.id+1)>>8, (w.id+1)&255)},
-		"ttl":       60,
-	})
+	b := append(w.reg[:0], w.regHead...)
+	b = strconv.AppendInt(b, int64(k), 10)
+	b = append(b, `","port":`...)
+	b = strconv.AppendInt(b, int64(10000+w.seq%50000), 10)
+	b = append(b, `,"ttl":60}`...)
+	w.reg = b
 	return b
 }
 
-type client struct {
-	base, token string
-	http        *http.Client
-
-	mu     sync.Mutex
-	errors map[string]*errorKind // by method and status, for the report
-}
-
-func (c *client) register(ctx context.Context, body []byte) (string, error) {
-	var out struct {
-		ID string `json:"id"`
-	}
-	b, err := c.do(ctx, http.MethodPost, "/api/services", body, http.StatusCreated)
-	if err != nil {
-		return "", err
-	}
-	if err := json.Unmarshal(b, &out); err != nil || out.ID == "" {
-		return "", fmt.Errorf("POST /api/services: no id in the answer %.100q", b)
-	}
-	return out.ID, nil
-}
-
-func (c *client) deregister(ctx context.Context, id string) error {
-	_, err := c.do(ctx, http.MethodDelete, "/api/services/"+url.PathEscape(id), nil, http.StatusNoContent)
-	return err
-}
-
-// do sends one request and reads the whole answer, so that the connection
-// goes back to the pool.
-func (c *client) do(ctx context.Context, method, path string, body []byte, want int) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
-	}
-	if resp.StatusCode != want {
-		msg := strings.TrimSpace(string(b))
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		return nil, &statusError{method, resp.StatusCode, msg}
-	}
-	return b, nil
-}
-
-// statusError is an answer with another status than the one wanted.
-type statusError struct {
-	method string
-	status int
-	body   string
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("%s: HTTP %d: %s", e.method, e.status, e.body)
-}
-
-// noteError counts errors by method and status, keeping one message of
-// each kind for the report.
-func (c *client) noteError(err error) {
-	kind, msg := "transport", err.Error()
-	var se *statusError
-	if errors.As(err, &se) {
-		kind = fmt.Sprintf("%s HTTP %d", se.method, se.status)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.errors == nil {
-		c.errors = map[string]*errorKind{}
-	}
-	e := c.errors[kind]
-	if e == nil {
-		e = &errorKind{example: msg}
-		c.errors[kind] = e
-	}
-	e.n++
+// errorLog counts the workers' errors by method and status, keeping one
+// message of each kind for the report.
+type errorLog struct {
+	mu    sync.Mutex
+	kinds map[string]*errorKind
 }
 
 type errorKind struct {
@@ -327,11 +271,30 @@ type errorKind struct {
 	example string
 }
 
-func (c *client) reportErrors() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for kind, e := range c.errors {
-		fmt.Fprintf(os.Stderr, "churn: %d × %s, such as: %.300s\n", e.n, kind, e.example)
+func (l *errorLog) note(err error) {
+	kind, msg := "transport", err.Error()
+	var se *statusError
+	if errors.As(err, &se) {
+		kind = fmt.Sprintf("%s HTTP %d", se.method, se.status)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kinds == nil {
+		l.kinds = map[string]*errorKind{}
+	}
+	e := l.kinds[kind]
+	if e == nil {
+		e = &errorKind{example: msg}
+		l.kinds[kind] = e
+	}
+	e.n++
+}
+
+func (l *errorLog) report(w io.Writer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for kind, e := range l.kinds {
+		fmt.Fprintf(w, "churn: %d × %s, such as: %.300s\n", e.n, kind, e.example)
 	}
 }
 
