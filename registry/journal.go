@@ -44,6 +44,7 @@ type journal struct {
 	r       *Registry
 	segMax  int64
 	lock    *os.File
+	ring    *uring         // nil: write and fdatasync in the leader's own system calls
 	wg      sync.WaitGroup // the checkpoint goroutine
 	started time.Time
 
@@ -147,7 +148,7 @@ func (j *journal) wait(seq uint64) error {
 		j.buf, j.last = nil, nil
 		j.mu.Unlock()
 		start := time.Now()
-		zeroed, err := writeSync(f, buf, size, zeroed)
+		zeroed, err := writeSync(j.ring, f, buf, size, zeroed)
 		took := time.Since(start)
 		j.mu.Lock()
 		j.syncing = false
@@ -186,12 +187,15 @@ const zeroChunk = 256 << 10
 // write that reaches past zeroed grows the file, by whole chunks of zeros,
 // once per zeroChunk bytes of frames. Readers take the zeros after the
 // last frame for the end of the journal (see cleanEnd).
-func writeSync(f *os.File, buf []byte, off, zeroed int64) (int64, error) {
+func writeSync(u *uring, f *os.File, buf []byte, off, zeroed int64) (int64, error) {
 	end := off + int64(len(buf))
 	if end > zeroed {
 		grown := (end/zeroChunk + 1) * zeroChunk
 		buf = append(buf, make([]byte, grown-end)...)
 		zeroed = grown
+	}
+	if u != nil {
+		return zeroed, u.writeSync(f, buf, off)
 	}
 	if _, err := f.WriteAt(buf, off); err != nil {
 		return zeroed, err
@@ -204,7 +208,7 @@ func writeSync(f *os.File, buf []byte, off, zeroed int64) (int64, error) {
 // of snap, which is the state at the end of the old one. Called with mu
 // held after a successful sync; a failure only delays the checkpoint.
 func (j *journal) rotate(snap *Snapshot) {
-	f, zeroed, err := createSegment(j.dir, j.seg+1)
+	f, zeroed, err := createSegment(j.ring, j.dir, j.seg+1)
 	if err != nil {
 		j.log.Error("cannot start a new journal segment; the current one keeps growing", "err", err)
 		return
@@ -235,13 +239,13 @@ func (j *journal) rotate(snap *Snapshot) {
 // createSegment creates an empty segment durably: its magic, zeros ahead
 // of the first frame, and its name in the directory. It returns the file's
 // length.
-func createSegment(dir string, seq uint64) (*os.File, int64, error) {
+func createSegment(u *uring, dir string, seq uint64) (*os.File, int64, error) {
 	path := filepath.Join(dir, segmentName(seq))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, 0, fmt.Errorf("registry: create %s: %w", path, err)
 	}
-	zeroed, err := writeSync(f, []byte(journalMagic), 0, 0)
+	zeroed, err := writeSync(u, f, []byte(journalMagic), 0, 0)
 	if err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("registry: write %s: %w", path, err)
@@ -385,6 +389,9 @@ func (j *journal) close() error {
 		err = fmt.Errorf("registry: close %s: %w", j.f.Name(), cerr)
 	}
 	j.mu.Unlock()
+	if j.ring != nil {
+		j.ring.close()
+	}
 	j.lock.Close() // closing the descriptor releases the flock
 	if errors.Is(err, ErrClosed) {
 		err = nil

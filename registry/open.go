@@ -39,6 +39,8 @@ type Options struct {
 	// SegmentSize is how many journal bytes are written before a
 	// checkpoint is taken and a new segment begun; 0 means 64 MiB.
 	SegmentSize int64
+
+	plainSync bool // tests: no io_uring even where there is one
 }
 
 // minFrame is the smallest frame a change set can take: the header and
@@ -71,7 +73,15 @@ func Open(dir string, opts Options) (*Registry, error) {
 	if j.segMax <= 0 {
 		j.segMax = 64 << 20
 	}
+	if !opts.plainSync {
+		if j.ring, err = newURing(); err != nil {
+			r.log.Info("journal: writing and syncing in blocking system calls", "reason", err)
+		}
+	}
 	if err := j.restore(opts.Serial); err != nil {
+		if j.ring != nil {
+			j.ring.close()
+		}
 		lock.Close()
 		return nil, err
 	}
@@ -208,7 +218,7 @@ func (j *journal) restore(initial uint32) error {
 	// written ahead or the damage dropped.
 	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(cur)), os.O_WRONLY, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
-		f, _, err = createSegment(j.dir, cur)
+		f, _, err = createSegment(j.ring, j.dir, cur)
 		end = int64(len(journalMagic))
 	}
 	if err != nil {
