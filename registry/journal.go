@@ -79,6 +79,11 @@ type JournalStats struct {
 	SyncTime time.Duration // spent writing and syncing
 }
 
+// SyncBlocks reports whether making an Update durable holds a thread in a
+// blocking system call for as long as the disk takes: true where io_uring
+// is missing or forbidden, false with it, and for a registry made by New.
+func (r *Registry) SyncBlocks() bool { return r.j != nil && r.j.ring == nil }
+
 // JournalStats returns the journal's counters, and false for a registry
 // made by New, which has none.
 func (r *Registry) JournalStats() (JournalStats, bool) {
