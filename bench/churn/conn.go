@@ -357,26 +357,9 @@ func readToEOF(r io.Reader) ([]byte, error) {
 	return b, err
 }
 
-// equalFold is ASCII case-insensitive equality, for header names and
-// tokens, without converting either side.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
+// equalFold is case-insensitive equality of a header's bytes and a name;
+// the conversion of a short header to a string stays on the stack.
+func equalFold(b []byte, s string) bool { return strings.EqualFold(string(b), s) }
 
 func parseDecimal(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 10 {
