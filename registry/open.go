@@ -295,14 +295,17 @@ func cleanEnd(data []byte, end int64, damage *damageError) *damageError {
 		return nil
 	}
 	rest := trimZeros(data[end:])
-	if len(rest) < frameHeader {
-		return &damageError{Offset: damage.Offset, Reason: damage.Reason + ", then zeros: cut short by a crash", Torn: true}
+	// A header cut short, or a length that fits the file with all that is
+	// not zero within it.
+	torn := len(rest) < frameHeader
+	if !torn && !damage.Torn {
+		n := frameHeader + int64(binary.LittleEndian.Uint32(rest[0:4]))
+		torn = end+n <= int64(len(data)) && int64(len(rest)) <= n
 	}
-	// A length that fits the file, and what is not zero within it.
-	if n := frameHeader + int64(binary.LittleEndian.Uint32(rest[0:4])); !damage.Torn && end+n <= int64(len(data)) && int64(len(rest)) <= n {
-		return &damageError{Offset: damage.Offset, Reason: damage.Reason + ", then zeros: cut short by a crash", Torn: true}
+	if !torn {
+		return damage
 	}
-	return damage
+	return &damageError{Offset: damage.Offset, Reason: damage.Reason + ", then zeros: cut short by a crash", Torn: true}
 }
 
 // trimZeros cuts the zeros written ahead of frames off the end of b: a
