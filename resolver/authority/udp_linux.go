@@ -225,21 +225,23 @@ func (b *batch) run() {
 				}
 			}
 		}
-		if b.nOut == 0 {
-			continue
+		if b.nOut > 0 {
+			b.sent = 0
+			if err := l.raw.Write(b.writeFn); err != nil {
+				return
+			}
 		}
-		b.sent = 0
-		if err := l.raw.Write(b.writeFn); err != nil {
-			return
-		}
-		if l.s.Metrics != nil {
-			d := time.Since(start).Seconds()
+		// A batch all for the full path yields too: its goroutines need
+		// the P.
+		now := time.Now()
+		if l.s.Metrics != nil && b.nOut > 0 {
+			d := now.Sub(start).Seconds()
 			h := l.s.Metrics.latency.WithLabelValues("udp")
 			for range b.nOut {
 				h.Observe(d)
 			}
 		}
-		b.yield()
+		b.yield(now)
 	}
 }
 
@@ -253,8 +255,7 @@ func (b *batch) run() {
 // waited alike. A sleep parks the reader and makes the P poll the
 // network. It costs a few microseconds per yieldAfter of work, and only
 // under load: a reader that finds its socket empty waits there anyway.
-func (b *batch) yield() {
-	now := time.Now()
+func (b *batch) yield(now time.Time) {
 	switch {
 	case b.waited:
 		b.waited, b.busy = false, now
