@@ -14,27 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/annuaire/annuaire/internal/testenv"
+
 	"github.com/miekg/dns"
 
 	"github.com/annuaire/annuaire/registry"
 )
-
-// needTool finds an external program: missing, it fails the test under CI
-// (which installs it) and skips it elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		path = filepath.Join("/usr/sbin", name) // not in PATH for non-root users
-		if _, serr := os.Stat(path); serr != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required under CI: %v", name, err)
-			}
-			t.Skipf("%s not installed: %v", name, err)
-		}
-	}
-	return path
-}
 
 // foreignServers are the real authoritative servers the resolver is
 // tested against: each writes its configuration for a zone file in dir
@@ -92,7 +77,7 @@ zone:
 func startForeign(t *testing.T, server int, zone string) string {
 	t.Helper()
 	fs := foreignServers[server]
-	bin := needTool(t, fs.name)
+	bin := testenv.NeedTool(t, fs.name)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "svc.internal.zone"), []byte(zone), 0o644); err != nil {
 		t.Fatal(err)

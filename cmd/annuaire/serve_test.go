@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/annuaire/annuaire/internal/testenv"
 )
 
 // TestMain lets the test binary be the annuaire command: the end-to-end
@@ -28,20 +30,6 @@ func TestMain(m *testing.M) {
 		os.Exit(mainExit())
 	}
 	os.Exit(m.Run())
-}
-
-// needTool returns the path of an external client, skipping the test when
-// it is missing, except in CI where a missing tool is a broken install.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
 }
 
 // annuaire is a running "annuaire serve" child process.
@@ -155,7 +143,7 @@ func dig(t *testing.T, server string, args ...string) string {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(server)
 	all := append([]string{"@" + host, "-p", port, "+time=2", "+tries=1"}, args...)
-	out, err := exec.Command(needTool(t, "dig"), all...).CombinedOutput()
+	out, err := exec.Command(testenv.NeedTool(t, "dig"), all...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %v: %v\n%s", all, err, out)
 	}
@@ -163,7 +151,7 @@ func dig(t *testing.T, server string, args ...string) string {
 }
 
 func TestServeEndToEnd(t *testing.T) {
-	needTool(t, "dig")
+	testenv.NeedTool(t, "dig")
 	a := startServe(t)
 	if a.echo == "" {
 		t.Fatalf("no echo line in:\n%s", a.stdout)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -32,7 +33,7 @@ var (
 // dig runs the real dig against addr and parses what it prints.
 func dig(t *testing.T, addr string, args ...string) digResult {
 	t.Helper()
-	path := needTool(t, "dig")
+	path := testenv.NeedTool(t, "dig")
 	host, port, _ := net.SplitHostPort(addr)
 	argv := append([]string{"@" + host, "-p", port, "+time=2", "+tries=2"}, args...)
 	out, err := exec.Command(path, argv...).CombinedOutput()

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -113,18 +111,4 @@ func startServer(tb testing.TB, s *Server) string {
 		}
 	})
 	return pc.LocalAddr().String()
-}
-
-// needTool finds an external tool: missing, it fails the test under CI and
-// skips it elsewhere.
-func needTool(tb testing.TB, name string) string {
-	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%s is needed: %v", name, err)
-		}
-		tb.Skipf("%s not installed", name)
-	}
-	return path
 }

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/annuaire/annuaire/internal/testenv"
+
 	"github.com/miekg/dns"
 
 	"github.com/annuaire/annuaire/registry"
@@ -572,7 +574,7 @@ func TestUpdateTCPMany(t *testing.T) {
 // TestNsupdate drives the real nsupdate (bind9-dnsutils), with -y over UDP
 // and a key file over TCP, and checks the registry and dig.
 func TestNsupdate(t *testing.T) {
-	nsupdate := needTool(t, "nsupdate")
+	nsupdate := testenv.NeedTool(t, "nsupdate")
 	key := TSIGKey{Algorithm: dns.HmacSHA256, Name: "ddns-key.", Secret: "bnN1cGRhdGUgdGVzdCBrZXkgLSAzMiBieXRlcyE="}
 	md5Key, err := ParseTSIGKey("old-key:" + key.Secret)
 	if err != nil {

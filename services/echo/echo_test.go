@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/annuaire/annuaire/internal/testenv"
 )
 
 var modes = []string{"iterative", "concurrent", "process", "poll"}
@@ -131,19 +133,6 @@ func roundTrip(t testing.TB, c net.Conn, line string) {
 	if string(got) != line {
 		t.Fatalf("echo = %q, want %q", got, line)
 	}
-}
-
-// needTool finds an external program: a failure under CI, a skip elsewhere.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
 }
 
 // forModes runs f for each mode, in parallel.
@@ -264,7 +253,7 @@ func TestFiftyClients(t *testing.T) {
 // socket down for writing at the end of its input, then waits for the
 // server to close, as CloseWrite does above.
 func TestNetcat(t *testing.T) {
-	nc := needTool(t, "nc")
+	nc := testenv.NeedTool(t, "nc")
 	forModes(t, modes, func(t *testing.T, mode string) {
 		ts := start(t, mode, 0)
 		host, port, _ := net.SplitHostPort(ts.addr)

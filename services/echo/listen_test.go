@@ -12,12 +12,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/annuaire/annuaire/internal/testenv"
 )
 
 // TestListenBacklog reads the queue size back: for a listening socket, ss
 // shows the backlog in its Send-Q column.
 func TestListenBacklog(t *testing.T) {
-	ss := needTool(t, "ss")
+	ss := testenv.NeedTool(t, "ss")
 	for _, backlog := range []int{1, 5} {
 		ln, err := Listen(context.Background(), "tcp", "127.0.0.1:0", backlog)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -628,23 +629,9 @@ func TestLoadOrCreateToken(t *testing.T) {
 	}
 }
 
-// needTool finds an external program: missing, it fails the test under CI
-// and skips it elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
-
 // TestCurl drives the API with the real curl, as the README does.
 func TestCurl(t *testing.T) {
-	curl := needTool(t, "curl")
+	curl := testenv.NeedTool(t, "curl")
 	s := &Server{Token: testToken, Registry: registry.New(1)}
 	base := startServer(t, s)
 	run := func(args ...string) (string, string) {
