@@ -3,6 +3,7 @@ package resolver
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,12 +22,31 @@ type Chain struct {
 	Steps      []Step      `json:"steps"`
 	Candidates []Candidate `json:"candidates"`
 	Error      string      `json:"error"` // "" when the chain succeeded
+
+	start time.Time // when a timed chain (a dial's trace) began; zero otherwise
+}
+
+// add appends a step. In a timed chain the step's start is counted from
+// the chain's: it began its duration before it is added.
+func (c *Chain) add(s Step) {
+	if !c.start.IsZero() {
+		s.StartUS = max(time.Since(c.start).Microseconds()-s.DurationUS, 0)
+	}
+	c.Steps = append(c.Steps, s)
+}
+
+// fail ends the chain with err, as a *LookupError.
+func (c *Chain) fail(step, server string, err error) *LookupError {
+	e := &LookupError{Name: c.Name, Step: step, Server: server, Err: err, Chain: c}
+	c.Error = e.Error()
+	return e
 }
 
 // A Step is one step of the chain: a DNS question and its answer, a
-// catalog look-up, or a connection attempt.
+// catalog look-up, something set aside, or a connection attempt.
 type Step struct {
-	// Step is one of normalize, srv, mx, address, well-known, connect.
+	// Step is one of normalize, srv, mx, address, well-known, skip
+	// (a record or additional data not used, and why), connect.
 	Step string `json:"step"`
 	// Question is the DNS question ("_echo._tcp.svc.internal. SRV"), the
 	// catalog entry looked up, or the address:port connected to.
@@ -38,6 +58,10 @@ type Step struct {
 	Rcode      string   `json:"rcode"`
 	Cached     bool     `json:"cached"`
 	DurationUS int64    `json:"duration_us"`
+	// StartUS is when the step began, in microseconds from the start of
+	// a dial (DialTrace, DialChain), so that the trace shows its attempts
+	// racing (RFC 8305); 0 in a Lookup's chain.
+	StartUS int64 `json:"start_us"`
 	// Skipped says why no query was sent, when none was.
 	Skipped string `json:"skipped"`
 	Error   string `json:"error"`
@@ -66,6 +90,8 @@ func (s Step) outcome() string {
 	switch {
 	case s.Error != "":
 		return s.Error
+	case len(s.Answers) == 0 && s.Rcode == "" && s.Skipped != "":
+		return s.Skipped
 	case s.Rcode != "" && s.Rcode != "NOERROR":
 		return s.Rcode
 	case len(s.Answers) == 0 && s.Rcode == "NOERROR":
@@ -110,17 +136,27 @@ func ttl(rr string) string {
 // DNS gives the address, the port picks the process.
 func (c *Chain) Text() string {
 	var b strings.Builder
+	// A dial's trace says when each step began, so that the race shows.
+	dialed := slices.ContainsFunc(c.Steps, func(s Step) bool { return s.Step == "connect" })
 	for _, s := range c.Steps {
 		if s.Step == "normalize" {
 			fmt.Fprintf(&b, "%s: %s\n", c.Name, strings.Join(s.Answers, "; "))
 			continue
 		}
-		fmt.Fprintf(&b, "  %-10s %s → %s", s.Step, s.Question, s.outcome())
+		outcome := s.outcome()
+		fmt.Fprintf(&b, "  %-10s %s → %s", s.Step, s.Question, outcome)
 		var notes []string
+		if dialed {
+			notes = append(notes, "at +"+fmtOffset(s.StartUS))
+		}
 		if len(s.Answers) > 0 && s.Error == "" && (s.Step == "srv" || s.Step == "mx" || s.Step == "address") {
 			notes = append(notes, "ttl "+ttl(s.Answers[0]))
 		}
 		switch {
+		case s.Skipped == outcome:
+			if s.DurationUS > 0 {
+				notes = append(notes, "waited "+fmtDuration(s.DurationUS))
+			}
 		case s.Skipped != "":
 			notes = append(notes, s.Skipped)
 		case s.Cached:
@@ -171,24 +207,27 @@ func (c *Chain) Summary() string {
 			}
 		}
 	}
-	parts := []string{c.Name}
-	var target, address, port bool
+	// The steps come in the order they ran; the line reads in the chain's.
+	var target, address, port string
 	for _, s := range c.Steps {
 		if s.Error != "" {
 			continue
 		}
 		for _, a := range s.Answers {
 			switch {
-			case !target && (s.Step == "srv" || s.Step == "mx") && pointsAt(a, first):
-				target = true
-				parts = append(parts, owner(a)+" "+typeOf(a)+" "+rdata(a))
-			case !address && s.Step == "address" && strings.EqualFold(owner(a), first.Host) && rdata(a) == first.Address:
-				address = true
-				parts = append(parts, owner(a)+" "+typeOf(a)+" "+first.Address)
-			case !port && s.Step == "well-known":
-				port = true
-				parts = append(parts, "port "+a)
+			case target == "" && (s.Step == "srv" || s.Step == "mx") && pointsAt(a, first):
+				target = owner(a) + " " + typeOf(a) + " " + rdata(a)
+			case address == "" && s.Step == "address" && strings.EqualFold(owner(a), first.Host) && rdata(a) == first.Address:
+				address = owner(a) + " " + typeOf(a) + " " + first.Address
+			case port == "" && s.Step == "well-known":
+				port = "port " + a
 			}
+		}
+	}
+	parts := []string{c.Name}
+	for _, p := range []string{target, address, port} {
+		if p != "" {
+			parts = append(parts, p)
 		}
 	}
 	return strings.Join(append(parts, first.HostPort()), " → ")
@@ -212,6 +251,16 @@ func typeOf(rr string) string {
 		return ""
 	}
 	return f[3]
+}
+
+// fmtOffset is a step's start to a tenth of a millisecond, enough to
+// see 50 ms and 250 ms delays without the noise of microseconds.
+func fmtOffset(us int64) string {
+	d := time.Duration(us) * time.Microsecond
+	if d >= time.Millisecond {
+		d = d.Round(100 * time.Microsecond)
+	}
+	return d.String()
 }
 
 func fmtDuration(us int64) string {

@@ -1,7 +1,11 @@
 package resolver
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
 	"strings"
 )
 
@@ -19,6 +23,12 @@ var (
 	// SERVFAIL or REFUSED, so nothing can be said about the name.
 	ErrServerUnreachable = errors.New("DNS server unreachable")
 
+	// ErrBadAnswer: a server answered something other than the question
+	// asked — another ID or question (RFC 5452 section 9.1), or records
+	// of a name the question does not lead to (RFC 2181 section 5.4.1).
+	// The answer was not used; nothing can be said about the name.
+	ErrBadAnswer = errors.New("bad answer")
+
 	// ErrNotAvailable: the zone says the service is decidedly not
 	// available there, with an SRV target of "." (RFC 2782) or a null MX
 	// (RFC 7505).
@@ -27,6 +37,10 @@ var (
 
 // A LookupError reports a chain that failed, as net.DNSError does for a
 // host lookup: which name, at which step, asking which server, and why.
+// It is a net.Error, so code written for net's errors works unchanged:
+//
+//	var ne net.Error
+//	if errors.As(err, &ne) && ne.Timeout() { … }
 type LookupError struct {
 	Name   string // the name as the caller gave it
 	Step   string // the step that failed: "normalize", "srv", "mx", "address", "connect"
@@ -37,6 +51,8 @@ type LookupError struct {
 	Chain *Chain
 }
 
+var _ net.Error = (*LookupError)(nil)
+
 // Error names the steps tried and what each found, e.g.
 //
 //	telnet: _telnet._tcp.svc.internal. SRV: NXDOMAIN; telnet.svc.internal. A: NXDOMAIN; well-known port 23/tcp, but no host is registered
@@ -46,7 +62,7 @@ func (e *LookupError) Error() string {
 	b.WriteString(": ")
 	if e.Chain != nil {
 		for _, s := range e.Chain.Steps {
-			if s.Question == "" || s.Step == "normalize" || s.Step == "well-known" || s.Step == "connect" ||
+			if s.Question == "" || s.Step == "normalize" || s.Step == "well-known" || s.Step == "connect" || s.Step == "skip" ||
 				e.Err != nil && s.Error == e.Err.Error() { // said once, at the end
 				continue
 			}
@@ -68,4 +84,39 @@ func (e *LookupError) Unwrap() error { return e.Err }
 // opposed to a server that could not be asked.
 func (e *LookupError) IsNotFound() bool {
 	return errors.Is(e.Err, ErrNoSuchService) || errors.Is(e.Err, ErrNoHost)
+}
+
+// Timeout reports whether the chain failed because something did not
+// answer in time: a DNS server, a connection attempt or the caller's
+// deadline.
+func (e *LookupError) Timeout() bool {
+	if errors.Is(e.Err, os.ErrDeadlineExceeded) || errors.Is(e.Err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(e.Err, &ne) && ne.Timeout()
+}
+
+// Temporary reports whether trying again later may succeed: a timeout,
+// or DNS servers that could not be asked, as net.DNSError says of
+// SERVFAIL. A name that does not exist is not temporary.
+func (e *LookupError) Temporary() bool {
+	return e.Timeout() || errors.Is(e.Err, ErrServerUnreachable)
+}
+
+// joinErrors says several errors on one line, "a; b; c", each still
+// reachable by errors.Is and errors.As (errors.Join would put them on
+// several lines).
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	args := make([]any, len(errs))
+	for i, e := range errs {
+		args[i] = e
+	}
+	return fmt.Errorf(strings.TrimSuffix(strings.Repeat("%w; ", len(args)), "; "), args...)
 }

@@ -44,6 +44,10 @@ zone:
     file: "%[1]s/svc.internal.zone"
     journal-content: none
     zonefile-sync: -1
+  - domain: example.test.
+    file: "%[1]s/example.test.zone"
+    journal-content: none
+    zonefile-sync: -1
 `, dir, port)
 		os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(conf), 0o644)
 		return exec.Command(bin, "-c", filepath.Join(dir, "knot.conf"))
@@ -66,6 +70,9 @@ remote-control:
 zone:
     name: svc.internal
     zonefile: "%[1]s/svc.internal.zone"
+zone:
+    name: example.test
+    zonefile: "%[1]s/example.test.zone"
 `, dir, port)
 		os.WriteFile(filepath.Join(dir, "nsd.conf"), []byte(conf), 0o644)
 		return exec.Command(bin, "-d", "-c", filepath.Join(dir, "nsd.conf"))
@@ -73,13 +80,17 @@ zone:
 }
 
 // startForeign runs server on a free loopback port with zone (zone-file
-// text for svc.internal.) and returns host:port once it answers.
-func startForeign(t *testing.T, server int, zone string) string {
+// text for svc.internal.) and foreign (for example.test., a zone that is
+// not the Resolver's) and returns host:port once it answers.
+func startForeign(t *testing.T, server int, zone, foreign string) string {
 	t.Helper()
 	fs := foreignServers[server]
 	bin := testenv.NeedTool(t, fs.name)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "svc.internal.zone"), []byte(zone), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "example.test.zone"), []byte(foreign), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
@@ -195,8 +206,25 @@ _echo._tcp   IN SRV  0 0 %d box
 _echo._tcp   IN SRV  10 0 %d box
 _split._tcp  IN SRV  0 90 %d box
 _split._tcp  IN SRV  0 10 %d box
-`, dead, live.port, heavy.port, light.port)
-	addr := startForeign(t, server, zone)
+_zero._tcp   IN SRV  0 0 0 box
+_zero._tcp   IN SRV  10 0 %d box
+_cross._tcp  IN SRV  0 0 %d host.example.test.
+`, dead, live.port, heavy.port, light.port, live.port, live.port)
+	foreign := `$ORIGIN example.test.
+$TTL 60
+@            IN SOA  ns hostmaster 1 3600 600 86400 30
+@            IN NS   ns
+@            IN MX   10 mx
+ns           IN A    127.0.0.1
+mx           IN A    127.0.0.1
+host         IN A    127.0.0.1
+srv          IN A    127.0.0.2
+_smtp._tcp   IN SRV  0 0 2525 srv
+bare         IN A    127.0.0.1
+nomail       IN TXT  "no MX, no address"
+mail.nomail  IN A    127.0.0.2
+`
+	addr := startForeign(t, server, zone, foreign)
 	cat, err := registry.ParseCatalog(fmt.Sprintf("smtp %d/tcp mail\nhttp %d/tcp web\n", mailPort.port, webPort.port))
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +290,56 @@ _split._tcp  IN SRV  0 10 %d box
 		}
 		conn.Close()
 		t.Logf("\n%s", c.Text())
+	})
+
+	t.Run("PortZero", func(t *testing.T) {
+		conn, c, err := r.DialTrace(ctx, "tcp", "zero")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, c.Text())
+		}
+		conn.Close()
+		if got := conn.RemoteAddr().(*net.TCPAddr).Port; got != live.port || !strings.Contains(c.Text(), "port 0 cannot be dialled") {
+			t.Errorf("connected to %d, want %d past the port-0 target\n%s", got, live.port, c.Text())
+		}
+	})
+
+	// An SRV target in another zone the same server serves: whatever it
+	// puts in the additional section, the client asks for the target.
+	t.Run("OtherZoneTarget", func(t *testing.T) {
+		c, err := r.Lookup(ctx, "cross")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("\n%s", c.Text())
+		asked := false
+		for _, s := range c.Steps {
+			asked = asked || s.Question == "host.example.test. A" && s.Skipped == "" && s.Rcode == "NOERROR"
+		}
+		if !asked || c.Candidates[0].HostPort() != fmt.Sprintf("127.0.0.1:%d", live.port) {
+			t.Errorf("want host.example.test. asked for, and 127.0.0.1:%d", live.port)
+		}
+	})
+
+	// Mail for a zone that is not the Resolver's: RFC 5321 section 5.1,
+	// MX first (the zone's _smtp._tcp SRV is not asked), the implicit MX,
+	// and an error rather than a host named mail.
+	t.Run("ForeignMail", func(t *testing.T) {
+		c, err := r.Lookup(ctx, "prof@example.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("\n%s", c.Text())
+		if want := fmt.Sprintf("127.0.0.1:%d", mailPort.port); c.Candidates[0].Host != "mx.example.test." || c.Candidates[0].HostPort() != want {
+			t.Errorf("candidates %+v, want mx.example.test. at %s", c.Candidates, want)
+		}
+		c, err = r.Lookup(ctx, "@bare.example.test")
+		if err != nil || c.Candidates[0].Host != "bare.example.test." {
+			t.Errorf("implicit MX: %v\n%s", err, c.Text())
+		}
+		_, err = r.Lookup(ctx, "prof@nomail.example.test")
+		if !errors.Is(err, ErrNoHost) || !strings.Contains(err.Error(), "has no address of its own to be the implicit MX") {
+			t.Errorf("nomail: %v", err)
+		}
 	})
 
 	t.Run("WellKnown", func(t *testing.T) {

@@ -20,7 +20,9 @@ type answer struct {
 	server   string // who answered, or who was asked last
 	rcode    int
 	records  []dns.RR    // answer-section records of the type asked
+	addrs    []string    // their addresses, when the type is A or AAAA
 	extra    []hostAddrs // additional-section addresses by host (RFC 2782 "Additional data")
+	zone     string      // the zone the authority section named, lowercase; "" if none
 	text     []string    // the whole answer section in zone-file form
 	rtt      time.Duration
 	expires  time.Time
@@ -37,7 +39,7 @@ const maxEntries = 4096
 // hostAddrs are one host's addresses from an additional section.
 type hostAddrs struct {
 	name            string
-	v6, v4, addrs   []string // addrs: IPv6 first, as RFC 8305 section 4 sorts them
+	v6, v4          []string
 	textA, textAAAA []string // the records in zone-file form
 }
 
@@ -94,12 +96,11 @@ func (c *cache) put(k qkey, a *answer, now time.Time) {
 // sent once (singleflight); the flight does not inherit the cancellation
 // of whichever caller started it, so one caller giving up fails no other.
 func (r *Resolver) query(ctx context.Context, kind, name string, qtype uint16) (*answer, Step) {
-	k := qkey{strings.ToLower(name), qtype}
-	if !r.NoCache {
-		if a := r.cache.get(k, time.Now()); a != nil {
-			return a, a.step(kind, true)
-		}
+	now := time.Now()
+	if a := r.cachedAnswer(name, qtype, now); a != nil {
+		return a, a.step(kind, true)
 	}
+	k := qkey{strings.ToLower(name), qtype}
 	ch := r.flight.DoChan(k.name+"/"+dns.TypeToString[qtype], func() (any, error) {
 		if !r.NoCache {
 			if a := r.cache.get(k, time.Now()); a != nil {
@@ -117,9 +118,17 @@ func (r *Resolver) query(ctx context.Context, kind, name string, qtype uint16) (
 		a := res.Val.(*answer)
 		return a, a.step(kind, false)
 	case <-ctx.Done():
-		a := &answer{question: name + " " + dns.TypeToString[qtype], err: ctx.Err()}
+		a := &answer{question: name + " " + dns.TypeToString[qtype], err: ctx.Err(), rtt: time.Since(now)}
 		return a, a.step(kind, false)
 	}
+}
+
+// cachedAnswer is the cached answer to a question, or nil.
+func (r *Resolver) cachedAnswer(name string, qtype uint16, now time.Time) *answer {
+	if r.NoCache {
+		return nil
+	}
+	return r.cache.get(qkey{strings.ToLower(name), qtype}, now)
 }
 
 func (a *answer) step(kind string, cached bool) Step {
@@ -138,39 +147,123 @@ func (a *answer) step(kind string, cached bool) Step {
 	return s
 }
 
-// exchange sends one question to each server in turn until one gives an
-// authoritative-enough answer (NOERROR or NXDOMAIN). A UDP answer with TC
-// set is asked again over TCP (RFC 7766 section 5).
+// exchange sends one question to each server in turn until one gives a
+// usable answer: NOERROR or NXDOMAIN, to the question asked, with records
+// only of names the question leads to. A UDP answer with TC set is asked
+// again over TCP (RFC 7766 section 5). A server that fails, or answers
+// something else, costs its turn; the error names each.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) *answer {
-	a := &answer{question: name + " " + dns.TypeToString[qtype]}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true // needed when Server is a recursive resolver; ignored by authorities
 	m.SetEdns0(1232, false)   // DNS Flag Day 2020's safe UDP size
 	var errs []error
+	unreachable := false
+	a := &answer{}
 	for _, srv := range r.servers {
-		a.server = srv
-		c := dns.Client{Net: "udp", Timeout: r.timeout()}
+		a = &answer{question: name + " " + dns.TypeToString[qtype], server: srv}
 		start := time.Now()
-		in, _, err := c.ExchangeContext(ctx, m, srv)
+		in, err := r.roundTrip(ctx, "udp", srv, m)
 		if err == nil && in.Truncated {
-			c.Net = "tcp"
-			in, _, err = c.ExchangeContext(ctx, m, srv)
+			in, err = r.roundTrip(ctx, "tcp", srv, m)
 		}
 		a.rtt = time.Since(start)
+		if err == nil && in.Rcode != dns.RcodeSuccess && in.Rcode != dns.RcodeNameError {
+			err = fmt.Errorf("%s answered %s", srv, dns.RcodeToString[in.Rcode])
+		}
+		if err == nil {
+			if err = a.fill(in, qtype); err != nil {
+				err = fmt.Errorf("%w from %s: %w", ErrBadAnswer, srv, err)
+			}
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", srv, brief(err, c.Timeout)))
+			unreachable = unreachable || !errors.Is(err, ErrBadAnswer)
+			errs = append(errs, err)
 			continue
 		}
-		if in.Rcode != dns.RcodeSuccess && in.Rcode != dns.RcodeNameError {
-			errs = append(errs, fmt.Errorf("%s answered %s", srv, dns.RcodeToString[in.Rcode]))
-			continue
-		}
-		a.fill(in, qtype)
 		return a
 	}
-	a.err = fmt.Errorf("%w: %w", ErrServerUnreachable, errors.Join(errs...))
+	a.err = joinErrors(errs)
+	if unreachable {
+		a.err = fmt.Errorf("%w: %w", ErrServerUnreachable, a.err)
+	}
 	return a
+}
+
+// roundTrip sends m to server over network and returns the response to
+// it. Over UDP, datagrams that are not the response — unreadable, another
+// ID, another question — are ignored and the wait goes on, so that a
+// forger who guesses the port still has to guess the ID before the server
+// answers (RFC 5452 section 9.1; Go's resolver does the same); if the
+// wait ends without the response, the error says what was ignored. Over
+// TCP the first message is the response or the server is wrong.
+func (r *Resolver) roundTrip(ctx context.Context, network, server string, m *dns.Msg) (*dns.Msg, error) {
+	timeout := r.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, server)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", server, brief(err, timeout))
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	co := &dns.Conn{Conn: conn}
+	if err := co.WriteMsg(m); err != nil {
+		return nil, fmt.Errorf("%s: %w", server, brief(err, timeout))
+	}
+	if network == "tcp" {
+		in, err := co.ReadMsg()
+		if err != nil {
+			return nil, fmt.Errorf("%s over TCP: %w", server, brief(err, timeout))
+		}
+		if why := mismatch(m, in); why != "" {
+			return nil, fmt.Errorf("%w from %s over TCP: %s", ErrBadAnswer, server, why)
+		}
+		return in, nil
+	}
+	buf := make([]byte, 4096) // 1232 is asked for; a server may send more
+	var ignored []string
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			if len(ignored) > 0 {
+				return nil, fmt.Errorf("%w from %s: ignored %s, then %w", ErrBadAnswer, server, strings.Join(ignored, ", "), brief(err, timeout))
+			}
+			return nil, fmt.Errorf("%s: %w", server, brief(err, timeout))
+		}
+		in := new(dns.Msg)
+		why := ""
+		if uerr := in.Unpack(buf[:n]); uerr != nil {
+			why = "an unreadable datagram"
+		} else {
+			why = mismatch(m, in)
+		}
+		if why == "" {
+			return in, nil
+		}
+		ignored = append(ignored, why)
+	}
+}
+
+// mismatch says why in is not the response to q, or "" if it is: the
+// same ID, the QR bit, and the same question (the name compared without
+// case: RFC 4343).
+func mismatch(q, in *dns.Msg) string {
+	switch {
+	case in.Id != q.Id:
+		return fmt.Sprintf("an answer with ID %d (asked %d)", in.Id, q.Id)
+	case !in.Response:
+		return "a message that is not a response"
+	case len(in.Question) != 1:
+		return fmt.Sprintf("an answer with %d questions", len(in.Question))
+	}
+	aq, qq := in.Question[0], q.Question[0]
+	if aq.Qtype != qq.Qtype || aq.Qclass != qq.Qclass || !strings.EqualFold(aq.Name, qq.Name) {
+		return "an answer to another question (" + aq.Name + " " + dns.TypeToString[aq.Qtype] + ")"
+	}
+	return ""
 }
 
 // brief shortens a network error to what a reader needs, keeping it
@@ -179,6 +272,9 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) *ans
 func brief(err error, timeout time.Duration) error {
 	var op *net.OpError
 	if !errors.As(err, &op) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("no answer within %v: %w", timeout, os.ErrDeadlineExceeded)
+		}
 		return err
 	}
 	if op.Timeout() {
@@ -190,25 +286,71 @@ func brief(err error, timeout time.Duration) error {
 	return op.Err
 }
 
-// fill keeps what the chain needs from a response and computes how long
-// it may be cached.
-func (a *answer) fill(in *dns.Msg, qtype uint16) {
+// fill keeps what the chain may use from a response and computes how
+// long it may be cached. Only records owned by the question's name, or by
+// a name its CNAME chain in the answer section reaches, answer the
+// question (RFC 1034 section 5.3.3, RFC 2181 section 5.4.1); an answer
+// section with records of any other name is a lie or a broken server, and
+// fill says so rather than pick through it.
+func (a *answer) fill(in *dns.Msg, qtype uint16) error {
+	qname := in.Question[0].Name
+	chain := []string{qname}
+	for range in.Answer { // each pass follows one CNAME; a loop ends when no new name comes
+		last := chain[len(chain)-1]
+		next := ""
+		for _, rr := range in.Answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, last) && !slices.ContainsFunc(chain, equalFold(c.Target)) {
+				next = c.Target
+				break
+			}
+		}
+		if next == "" {
+			break
+		}
+		chain = append(chain, next)
+	}
 	a.rcode = in.Rcode
 	now := time.Now()
 	var ttl uint32
 	first := true
 	for _, rr := range in.Answer {
+		h := rr.Header()
+		switch {
+		case slices.ContainsFunc(chain, equalFold(h.Name)):
+		case h.Rrtype == dns.TypeDNAME && slices.ContainsFunc(chain, func(n string) bool { return dns.IsSubDomain(h.Name, n) }):
+			// A DNAME above a name of the chain, with the CNAME it
+			// synthesised (RFC 6672 section 3.4).
+		default:
+			return fmt.Errorf("records of another name (%s %s)", h.Name, dns.TypeToString[h.Rrtype])
+		}
 		a.text = append(a.text, strings.ReplaceAll(rr.String(), "\t", " "))
-		if rr.Header().Rrtype != qtype {
+		if h.Rrtype != qtype {
 			continue // a CNAME on the way, from a recursive resolver
 		}
 		a.records = append(a.records, rr)
-		if first || rr.Header().Ttl < ttl {
-			ttl, first = rr.Header().Ttl, false
+		switch rr := rr.(type) {
+		case *dns.A:
+			a.addrs = append(a.addrs, rr.A.String())
+		case *dns.AAAA:
+			a.addrs = append(a.addrs, rr.AAAA.String())
+		}
+		if first || h.Ttl < ttl {
+			ttl, first = h.Ttl, false
+		}
+	}
+	// The zone the answer came from, when the authority section names it
+	// (the SOA of a negative answer, the NS of a positive one): additional
+	// data is trusted only below it, and only if it is at or below the zone
+	// asked, so the server can narrow its bailiwick but never widen it.
+	end := chain[len(chain)-1]
+	for _, rr := range in.Ns {
+		if t := rr.Header().Rrtype; (t == dns.TypeSOA || t == dns.TypeNS) && dns.IsSubDomain(rr.Header().Name, end) {
+			a.zone = strings.ToLower(rr.Header().Name)
 		}
 	}
 	// The additional section is read once here, so that a cached answer
-	// gives its targets' addresses without parsing or formatting.
+	// gives its targets' addresses without parsing or formatting. Whether
+	// a host's addresses may be used is decided where they are (inBailiwick).
 	for _, rr := range in.Extra {
 		var ip, typ string
 		switch rr := rr.(type) {
@@ -235,16 +377,13 @@ func (a *answer) fill(in *dns.Msg, qtype uint16) {
 			h.v6, h.textAAAA = append(h.v6, ip), append(h.textAAAA, text)
 		}
 	}
-	for i := range a.extra {
-		h := &a.extra[i]
-		h.addrs = append(slices.Clip(h.v6), h.v4...)
-	}
 	if len(a.records) == 0 {
-		// Negative answer: cacheable only with the SOA (RFC 2308 section 5),
-		// for min(SOA TTL, SOA MINIMUM) (section 3).
+		// Negative answer: cacheable only with the SOA of a zone above the
+		// name (RFC 2308 section 5), for min(SOA TTL, SOA MINIMUM)
+		// (section 3).
 		first = true
 		for _, rr := range in.Ns {
-			if soa, ok := rr.(*dns.SOA); ok {
+			if soa, ok := rr.(*dns.SOA); ok && dns.IsSubDomain(soa.Hdr.Name, end) {
 				ttl, first = min(soa.Hdr.Ttl, soa.Minttl), false
 			}
 		}
@@ -257,4 +396,9 @@ func (a *answer) fill(in *dns.Msg, qtype uint16) {
 		ttl = 0
 	}
 	a.expires = now.Add(min(time.Duration(ttl)*time.Second, maxTTL))
+	return nil
+}
+
+func equalFold(s string) func(string) bool {
+	return func(t string) bool { return strings.EqualFold(s, t) }
 }

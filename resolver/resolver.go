@@ -21,14 +21,23 @@ import (
 // DefaultZone is the zone names are looked up in when Resolver.Zone is "".
 const DefaultZone = "svc.internal."
 
+// Local is the DNS address of an annuaire on this machine with its
+// defaults (`annuaire serve` listens there): a Resolver asks it with
+//
+//	r := &resolver.Resolver{Server: resolver.Local}
+const Local = "127.0.0.1:1053"
+
 // A Resolver finds services by name and connects to them. Its zero value
-// asks the system's resolvers for names in DefaultZone. A Resolver is safe
-// for concurrent use; its fields must not change after its first use, nor
-// may it be copied then (it holds its cache).
+// asks the system's resolvers (the nameservers of /etc/resolv.conf, as
+// net's resolver does) for names in DefaultZone: that finds annuaire's
+// services when the machine's DNS delegates the zone to it. To ask the
+// local annuaire directly, set Server to Local. A Resolver is safe for
+// concurrent use; its fields must not change after its first use, nor may
+// it be copied then (it holds its cache).
 type Resolver struct {
-	// Server is the DNS server asked, as host:port. "" means the
-	// nameservers of /etc/resolv.conf, tried in order: that works when
-	// Zone is delegated to annuaire from the DNS the machine uses.
+	// Server is the DNS server asked, as host:port, such as Local. ""
+	// means the nameservers of /etc/resolv.conf, tried in order
+	// (127.0.0.1:53 and [::1]:53 without one, as Go's resolver does).
 	Server string
 
 	// Zone is the zone service names live in; "" means DefaultZone.
@@ -39,13 +48,13 @@ type Resolver struct {
 	Timeout time.Duration
 
 	// DialTimeout bounds each connection attempt, so that a dead
-	// candidate costs at most this before the next is tried; zero means
-	// 3 seconds.
+	// candidate costs at most this; zero means 3 seconds.
 	DialTimeout time.Duration
 
-	// FallbackDelay is how long a connection attempt to a host's IPv6
-	// address runs before one to its IPv4 address races it (RFC 8305
-	// section 5's Connection Attempt Delay); zero means 250ms.
+	// FallbackDelay is RFC 8305 section 5's Connection Attempt Delay:
+	// while an attempt to connect runs, the next address is tried this
+	// long after it started, without waiting for it to fail. Zero means
+	// 250 ms; values are kept within the RFC's 100 ms to 2 s.
 	FallbackDelay time.Duration
 
 	// NoCache turns the cache off: every lookup asks the server.
@@ -67,6 +76,9 @@ type Resolver struct {
 	// intN returns a uniform number in [0, n); nil means math/rand/v2.
 	// Tests set it for reproducible SRV ordering.
 	intN func(n int) int
+	// dialFunc replaces net.Dialer for connection attempts; tests set it
+	// to script a race.
+	dialFunc func(ctx context.Context, network string, raddr netip.AddrPort) (net.Conn, error)
 }
 
 // Lookup resolves name with a zero Resolver: see Resolver.Lookup.
@@ -82,7 +94,7 @@ func Dial(ctx context.Context, network, name string) (net.Conn, error) {
 
 func (r *Resolver) init() {
 	r.once.Do(func() {
-		r.zone = dns.CanonicalName(r.Zone)
+		r.zone = strings.ToLower(dns.CanonicalName(r.Zone))
 		if r.Zone == "" {
 			r.zone = DefaultZone
 		}
@@ -129,27 +141,98 @@ func (r *Resolver) rand(n int) int {
 //   - host:port, where host is a service name or a name in the zone: the
 //     port replaces the catalog's well-known port when no SRV record gives
 //     one (see DialContext);
+//   - a mail address, "prof@example.org" or "@example.org": where mail
+//     for that domain goes (RFC 5321 section 5.1);
 //   - an IP address with a port, or host:port outside the zone: nothing to
 //     resolve here, the candidate is the address itself.
 //
-// The chain for a service name S: SRV _S._proto.zone (RFC 2782); for
-// smtp without SRV, MX of the zone then its implicit MX (RFC 5321 section
-// 5.1); otherwise A and AAAA of S.zone with the catalog's port. When it
-// fails the error is a *LookupError naming the steps tried.
+// The chain for a service name S: SRV _S._proto.zone (RFC 2782), else A
+// and AAAA of S.zone with the catalog's port. Mail (smtp, its alias mail,
+// or an address in the zone) follows annuaire's convention inside its own
+// zone: _smtp._tcp SRV first, because an MX record cannot carry a port
+// and annuaire's receiver may listen elsewhere than on 25; then MX, then
+// the zone's own address (the implicit MX); nothing else. Mail for
+// another domain is RFC 5321 alone: MX, then the domain's own address.
+// Addresses from an answer's additional section are used only for hosts
+// inside the zone that answered (RFC 2181 section 5.4.1); others are
+// asked for. When the lookup fails the error is a *LookupError naming the
+// steps tried.
 func (r *Resolver) Lookup(ctx context.Context, name string) (*Chain, error) {
-	return r.lookup(ctx, "tcp", name)
+	c, p, err := r.plan(ctx, "tcp", name, false)
+	if err != nil {
+		return c, err
+	}
+	if p.literal {
+		c.Candidates = append(c.Candidates, p.targets[0].candidate(p.addr))
+		return c, nil
+	}
+	var lastErr *stepError
+	var seen map[string][2][]string // a host behind several records is asked once
+	for _, t := range p.targets {
+		key := strings.ToLower(t.host)
+		addrs, ok := seen[key]
+		if !ok {
+			v6, v4, err := r.addresses(ctx, c, "tcp", t)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			addrs = [2][]string{v6, v4}
+			if len(p.targets) > 1 {
+				if seen == nil {
+					seen = make(map[string][2][]string, len(p.targets))
+				}
+				seen[key] = addrs
+			}
+		}
+		c.addCandidates(t, addrs[0], addrs[1])
+	}
+	if len(c.Candidates) == 0 {
+		if lastErr != nil {
+			return c, c.fail("address", lastErr.server, lastErr)
+		}
+		return c, c.fail("address", p.server, p.noHostErr())
+	}
+	return c, nil
 }
 
-func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, error) {
+// A target is one host a chain leads to and the port to reach it on: an
+// SRV or MX target, the implicit MX, or the name itself with a known port.
+type target struct {
+	host         string // fully qualified, or "" for an IP literal
+	port         uint16
+	prio, weight uint16
+	glue         *hostAddrs // its addresses from the additional section, used only in bailiwick
+}
+
+func (t target) candidate(ip string) Candidate {
+	return Candidate{Host: t.host, Address: ip, Port: t.port, Priority: t.prio, Weight: t.weight}
+}
+
+// A plan is a chain up to its targets: what Lookup resolves to candidates
+// and Dial races. When no target turns out to have an address, the error
+// is noHost followed by ErrNoHost, as server said.
+type plan struct {
+	targets []target
+	literal bool // nothing to ask: targets[0] at addr, an IP address, or "" for a name the system resolves
+	addr    string
+	noHost  string // "SRV names its targets, but "
+	server  string
+}
+
+// noHostErr is built only when needed: the warm path never fails.
+func (p *plan) noHostErr() error { return fmt.Errorf("%s%w", p.noHost, ErrNoHost) }
+
+// plan reads name and follows the chain up to the hosts and ports it
+// leads to; see Lookup.
+func (r *Resolver) plan(ctx context.Context, network, name string, timed bool) (*Chain, plan, error) {
 	r.init()
 	c := &Chain{Name: name, Proto: "tcp", Zone: r.zone, Steps: make([]Step, 0, 4), Candidates: []Candidate{}}
+	if timed {
+		c.start = time.Now()
+	}
 	if strings.HasPrefix(network, "udp") {
 		c.Proto = "udp"
-	}
-	fail := func(step, server string, err error) (*Chain, error) {
-		e := &LookupError{Name: name, Step: step, Server: server, Err: err, Chain: c}
-		c.Error = e.Error()
-		return c, e
 	}
 
 	host, portStr, hasPort := name, "", false
@@ -166,9 +249,13 @@ func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, er
 		p, err := strconv.ParseUint(portStr, 10, 16)
 		if err != nil {
 			// Named ports ("echo.svc.internal:http") are not worth the confusion.
-			return fail("normalize", "", fmt.Errorf("bad port %q: %w", portStr, ErrNoSuchService))
+			return c, plan{}, c.fail("normalize", "", fmt.Errorf("bad port %q: %w", portStr, ErrNoSuchService))
 		}
 		port = uint16(p)
+	}
+
+	if i := strings.LastIndexByte(host, '@'); i >= 0 {
+		return r.mailPlan(ctx, c, host, strings.ToLower(dns.Fqdn(host[i+1:])), port)
 	}
 
 	// IP literals and names outside the zone: straight to connect.
@@ -178,20 +265,19 @@ func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, er
 	}
 	if err == nil || !r.inZone(host) {
 		if port == 0 {
-			return fail("normalize", "", fmt.Errorf("%s is not a service name in %s, and no port was given: %w", host, r.zone, ErrNoSuchService))
+			return c, plan{}, c.fail("normalize", "", fmt.Errorf("%s is not a service name in %s, and no port was given: %w", host, r.zone, ErrNoSuchService))
 		}
-		cd := Candidate{Host: host, Port: port}
+		t, addr := target{host: host, port: port}, ""
 		why := "a name outside " + r.zone + ": the system resolves it at connect"
 		if err == nil {
-			cd.Host, cd.Address = "", ip.Unmap().String()
+			t.host, addr = "", ip.Unmap().String()
 			why = "an IP address and a port: nothing to resolve"
 		}
 		if wk, ok := r.catalog.ByPort(port, c.Proto); ok {
 			c.Service = wk.Name // what the port conventionally picks
 		}
-		c.Steps = append(c.Steps, Step{Step: "normalize", Question: name, Answers: []string{why}, Skipped: why})
-		c.Candidates = append(c.Candidates, cd)
-		return c, nil
+		c.add(Step{Step: "normalize", Question: name, Answers: []string{why}, Skipped: why})
+		return c, plan{targets: []target{t}, literal: true, addr: addr}, nil
 	}
 
 	rel := r.relative(host)
@@ -202,75 +288,53 @@ func (r *Resolver) lookup(ctx context.Context, network, name string) (*Chain, er
 		known = false
 		c.Service = rel
 	}
-	c.Steps = append(c.Steps, normalizeStep(name, rel, c, wk, known, port))
+	c.add(normalizeStep(name, rel, c, wk, known, port))
 
 	// 1. SRV, when the name can be a service label (RFC 6335 section 5.1).
 	if isServiceLabel(c.Service) {
 		a, st := r.query(ctx, "srv", "_"+c.Service+"._"+c.Proto+"."+r.zone, dns.TypeSRV)
-		c.Steps = append(c.Steps, st)
+		c.add(st)
 		if a.err != nil {
-			return fail("srv", a.server, a.err)
+			return c, plan{}, c.fail("srv", a.server, a.err)
 		}
 		if len(a.records) > 0 {
-			return r.fromSRV(ctx, c, a, fail)
+			return r.srvPlan(c, a)
 		}
 	}
 
-	// 2. Mail without SRV: MX of the zone (RFC 5321 section 5.1).
+	// 2. Mail without SRV: MX, then the implicit MX, and nothing else.
 	if c.Service == "smtp" && c.Proto == "tcp" {
-		mxPort := wk.Port
-		if port != 0 {
-			mxPort = port
-		}
-		a, st := r.query(ctx, "mx", r.zone, dns.TypeMX)
-		c.Steps = append(c.Steps, st)
-		if a.err != nil {
-			return fail("mx", a.server, a.err)
-		}
-		if len(a.records) > 0 {
-			return r.fromMX(ctx, c, a, mxPort, fail)
-		}
-		// No MX: the domain itself is the implicit MX, preference 0.
-		addrs, err := r.addresses(ctx, c, r.zone, nil)
-		if err != nil {
-			return fail("address", err.server, err)
-		}
-		for _, ip := range addrs {
-			c.Candidates = append(c.Candidates, Candidate{Host: r.zone, Address: ip, Port: mxPort})
-		}
-		if len(c.Candidates) > 0 {
-			return c, nil
-		}
+		return r.mxPlan(ctx, c, r.zone, wk.Port, port)
 	}
 
 	// 3. A and AAAA of the name, with the catalog's port or the caller's.
-	target := rel + "." + r.zone
-	addrs, aerr := r.addresses(ctx, c, target, nil)
-	if aerr != nil {
-		return fail("address", aerr.server, aerr)
-	}
-	wkPort := port
-	if wkPort == 0 && known {
-		wkPort = wk.Port
-		c.Steps = append(c.Steps, Step{
+	t := target{host: rel + "." + r.zone, port: port}
+	if port == 0 && known {
+		t.port = wk.Port
+		c.add(Step{
 			Step: "well-known", Question: wk.Name + "/" + c.Proto + " in the IANA catalog",
 			Answers: []string{strconv.Itoa(int(wk.Port)) + "/" + c.Proto}, Skipped: "no query: the catalog is built in",
 		})
 	}
+	p := plan{targets: []target{t}, server: r.servers[0]}
 	switch {
-	case len(addrs) == 0 && wkPort != 0 && known && port == 0:
-		return fail("address", r.servers[0], fmt.Errorf("well-known port %d/%s, but %w", wkPort, c.Proto, ErrNoHost))
-	case len(addrs) == 0 && wkPort != 0:
-		return fail("address", r.servers[0], fmt.Errorf("port %d given, but %w", wkPort, ErrNoHost))
-	case len(addrs) == 0:
-		return fail("address", r.servers[0], fmt.Errorf("not a well-known service either: %w", ErrNoSuchService))
-	case wkPort == 0:
-		return fail("well-known", "", fmt.Errorf("%s has an address but no port: no SRV record and not a well-known service: %w", target, ErrNoSuchService))
+	case port == 0 && known:
+		p.noHost = "well-known port " + strconv.Itoa(int(t.port)) + "/" + c.Proto + ", but "
+	case port != 0:
+		p.noHost = "port " + strconv.Itoa(int(t.port)) + " given, but "
+	default:
+		// No port anywhere: nothing to dial, but whether the name has an
+		// address says which mistake the caller made.
+		v6, v4, err := r.addresses(ctx, c, "tcp", t)
+		switch {
+		case err != nil:
+			return c, plan{}, c.fail("address", err.server, err)
+		case len(v6)+len(v4) == 0:
+			return c, plan{}, c.fail("address", r.servers[0], fmt.Errorf("not a well-known service either: %w", ErrNoSuchService))
+		}
+		return c, plan{}, c.fail("well-known", "", fmt.Errorf("%s has an address but no port: no SRV record and not a well-known service: %w", t.host, ErrNoSuchService))
 	}
-	for _, ip := range addrs {
-		c.Candidates = append(c.Candidates, Candidate{Host: target, Address: ip, Port: wkPort})
-	}
-	return c, nil
+	return c, p, nil
 }
 
 func normalizeStep(name, rel string, c *Chain, wk registry.WellKnown, known bool, port uint16) Step {
@@ -278,16 +342,17 @@ func normalizeStep(name, rel string, c *Chain, wk registry.WellKnown, known bool
 	if known && rel != wk.Name {
 		what = rel + " is an alias of " + wk.Name + "; " + what
 	}
+	if c.Service == "smtp" && c.Proto == "tcp" {
+		what += "; " + ownMailOrder
+	}
 	if port != 0 {
 		what += "; port " + strconv.Itoa(int(port)) + " given, used when no SRV record gives one"
 	}
 	return Step{Step: "normalize", Question: name, Answers: []string{what}, Skipped: "no query: the name is read as typed"}
 }
 
-// fromSRV turns an SRV answer into candidates: targets in RFC 2782 order,
-// each with its addresses, from the answer's additional section when the
-// server put them there.
-func (r *Resolver) fromSRV(ctx context.Context, c *Chain, a *answer, fail func(string, string, error) (*Chain, error)) (*Chain, error) {
+// srvPlan turns an SRV answer into targets in RFC 2782 order.
+func (r *Resolver) srvPlan(c *Chain, a *answer) (*Chain, plan, error) {
 	srvs := make([]*dns.SRV, 0, len(a.records))
 	for _, rr := range a.records {
 		// RFC 2782: a target of "." means "decidedly not available";
@@ -297,62 +362,56 @@ func (r *Resolver) fromSRV(ctx context.Context, c *Chain, a *answer, fail func(s
 		}
 	}
 	if len(srvs) == 0 {
-		return fail("srv", a.server, fmt.Errorf("target \".\": %w", ErrNotAvailable))
+		return c, plan{}, c.fail("srv", a.server, fmt.Errorf("target \".\": %w", ErrNotAvailable))
 	}
-	var lastErr *stepError
-	seen := make(map[string][]string, len(srvs)) // a host behind several SRV records is asked once
+	bw := bailiwick(r.zone, a)
+	p := plan{targets: make([]target, 0, len(srvs)), server: a.server, noHost: "SRV names its targets, but "}
 	for _, s := range orderSRV(srvs, r.rand) {
-		addrs, ok := seen[strings.ToLower(s.Target)]
-		if !ok {
-			var err *stepError
-			addrs, err = r.addresses(ctx, c, s.Target, a.extra)
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			seen[strings.ToLower(s.Target)] = addrs
-		}
-		for _, ip := range addrs {
-			c.Candidates = append(c.Candidates, Candidate{Host: s.Target, Address: ip, Port: s.Port, Priority: s.Priority, Weight: s.Weight})
-		}
-	}
-	if len(c.Candidates) == 0 {
-		if lastErr != nil {
-			return fail("address", lastErr.server, lastErr)
-		}
-		return fail("address", a.server, fmt.Errorf("SRV names its targets, but %w", ErrNoHost))
-	}
-	return c, nil
-}
-
-func (r *Resolver) fromMX(ctx context.Context, c *Chain, a *answer, port uint16, fail func(string, string, error) (*Chain, error)) (*Chain, error) {
-	mxs := make([]*dns.MX, 0, len(a.records))
-	for _, rr := range a.records {
-		if m := rr.(*dns.MX); m.Mx != "." {
-			mxs = append(mxs, m)
-		}
-	}
-	if len(mxs) == 0 {
-		return fail("mx", a.server, fmt.Errorf("null MX (RFC 7505): %w", ErrNotAvailable))
-	}
-	var lastErr *stepError
-	for _, m := range orderMX(mxs, r.rand) {
-		addrs, err := r.addresses(ctx, c, m.Mx, a.extra)
-		if err != nil {
-			lastErr = err
+		if s.Port == 0 {
+			// Port 0 is reserved (RFC 6335 section 6): no process listens on it.
+			c.add(Step{Step: "skip", Question: strings.ReplaceAll(s.String(), "\t", " "), Answers: []string{},
+				Skipped: "port 0 cannot be dialled: target skipped"})
 			continue
 		}
-		for _, ip := range addrs {
-			c.Candidates = append(c.Candidates, Candidate{Host: m.Mx, Address: ip, Port: port, Priority: m.Preference})
-		}
+		p.targets = append(p.targets, target{host: s.Target, port: s.Port, prio: s.Priority, weight: s.Weight, glue: r.glue(c, a, bw, s.Target)})
 	}
-	if len(c.Candidates) == 0 {
-		if lastErr != nil {
-			return fail("address", lastErr.server, lastErr)
-		}
-		return fail("address", a.server, fmt.Errorf("MX names mail hosts, but %w", ErrNoHost))
+	if len(p.targets) == 0 {
+		return c, plan{}, c.fail("srv", a.server, fmt.Errorf("every SRV target has port 0: %w", ErrNoSuchService))
 	}
-	return c, nil
+	return c, p, nil
+}
+
+// bailiwick is the zone whose servers may vouch for addresses in an
+// answer to a question asked in zone: zone itself, or the zone the
+// answer's authority section named when it lies below (RFC 2181 section
+// 5.4.1: data from outside the zone asked is not authoritative, and an
+// additional section is where a lying server puts it).
+func bailiwick(zone string, a *answer) string {
+	if a.zone != "" && below(zone, a.zone) {
+		return a.zone
+	}
+	return zone
+}
+
+// glue returns the additional section's addresses for host when host is
+// inside bw; outside, it says in the chain that they were set aside, and
+// the host is asked for like any other.
+func (r *Resolver) glue(c *Chain, a *answer, bw, host string) *hostAddrs {
+	for i := range a.extra {
+		h := &a.extra[i]
+		if !strings.EqualFold(h.name, host) {
+			continue
+		}
+		if below(bw, host) {
+			return h
+		}
+		for _, text := range append(h.textAAAA[:len(h.textAAAA):len(h.textAAAA)], h.textA...) {
+			c.add(Step{Step: "skip", Question: text, Answers: []string{},
+				Skipped: "additional data outside " + bw + " (RFC 2181 section 5.4.1): not used, the host is asked for"})
+		}
+		return nil
+	}
+	return nil
 }
 
 // A stepError is a failed address step, with the server that failed it.
@@ -364,69 +423,162 @@ type stepError struct {
 func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
-// addresses returns host's IPv6 then IPv4 addresses, from extra (an
-// answer's additional section) when it has any for host, else by asking
-// AAAA and A, both at once. It fails only when the server could not be
-// asked; a host without addresses gives none.
-func (r *Resolver) addresses(ctx context.Context, c *Chain, host string, extra []hostAddrs) ([]string, *stepError) {
-	for _, h := range extra {
-		if !strings.EqualFold(h.name, host) {
+// A family is one address family of one target, as a lookup or a dial
+// consumes it: its addresses and the step that found them.
+type family struct {
+	qtype uint16   // dns.TypeAAAA or dns.TypeA; 0 for addresses given as they are
+	state int      // notAsked, known or asked
+	addrs []string // IP addresses, or "" for a name the system resolves; shared with the cache
+	step  Step     // the question, or the additional section, that gave them
+	err   *stepError
+}
+
+const (
+	notAsked = iota // the dial's network excludes the family
+	known           // from the additional section, the cache, or given
+	asked           // a question is out: the family arrives on a channel
+)
+
+// shown reports whether a reader wants the family's step: a negative
+// AAAA answer is noise beside the A that found the host, or did not.
+func (f *family) shown() bool {
+	return f.state != notAsked && f.step.Step != "" && (f.qtype != dns.TypeAAAA || f.err != nil || len(f.addrs) > 0)
+}
+
+// lookupAddrs starts finding t's addresses, AAAA (fams[0]) and A
+// (fams[1]), in the families network allows. Those the additional section
+// gave, and answers in the cache, are known at once; the others are asked
+// at the same time (RFC 8305 section 3), each in its own goroutine, and
+// arrive on later, which is buffered so that a caller may stop listening.
+// stop abandons the questions still out (their flights go on, and fill
+// the cache).
+func (r *Resolver) lookupAddrs(ctx context.Context, network string, t target) (fams [2]family, later chan family, stop context.CancelFunc) {
+	stop = func() {}
+	for i, qtype := range [2]uint16{dns.TypeAAAA, dns.TypeA} {
+		f := &fams[i]
+		f.qtype = qtype
+		if qtype == dns.TypeAAAA && strings.HasSuffix(network, "4") || qtype == dns.TypeA && strings.HasSuffix(network, "6") {
 			continue
 		}
-		const why = "no query: the address came in the answer's additional section"
-		if len(h.textAAAA) > 0 {
-			c.Steps = append(c.Steps, Step{Step: "address", Question: host + " AAAA", Answers: h.textAAAA, Rcode: "NOERROR", Skipped: why})
+		f.state = known
+		if t.glue != nil {
+			ips, texts := t.glue.v4, t.glue.textA
+			if qtype == dns.TypeAAAA {
+				ips, texts = t.glue.v6, t.glue.textAAAA
+			}
+			if len(ips) > 0 {
+				f.addrs = ips
+				f.step = Step{Step: "address", Question: t.host + " " + dns.TypeToString[qtype], Answers: texts, Rcode: "NOERROR",
+					Skipped: "no query: the address came in the answer's additional section"}
+				continue
+			}
+			// RFC 8305 section 3 asks for both families; the additional
+			// section had only the other one.
 		}
-		if len(h.textA) > 0 {
-			c.Steps = append(c.Steps, Step{Step: "address", Question: host + " A", Answers: h.textA, Rcode: "NOERROR", Skipped: why})
+		if a := r.cachedAnswer(t.host, qtype, time.Now()); a != nil {
+			*f = newFamily(a, a.step("address", true), qtype)
+			continue
 		}
-		return h.addrs, nil
+		f.state = asked
+		if later == nil {
+			later = make(chan family, 2)
+			ctx, stop = context.WithCancel(ctx)
+		}
+		ch, ctx := later, ctx
+		go func() { ch <- r.family(ctx, t.host, qtype) }()
 	}
+	return fams, later, stop
+}
 
-	// Ask A and AAAA at once, unless both are cached.
-	var a4, a6 *answer
-	var s4, s6 Step
-	if !r.NoCache && r.cached(host, dns.TypeA) && r.cached(host, dns.TypeAAAA) {
-		a4, s4 = r.query(ctx, "address", host, dns.TypeA)
-		a6, s6 = r.query(ctx, "address", host, dns.TypeAAAA)
-	} else {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			a6, s6 = r.query(ctx, "address", host, dns.TypeAAAA)
-		}()
-		a4, s4 = r.query(ctx, "address", host, dns.TypeA)
-		<-done
+// famIndex is a family's place in lookupAddrs's result: AAAA first.
+func famIndex(qtype uint16) int {
+	if qtype == dns.TypeAAAA {
+		return 0
 	}
-	c.Steps = append(c.Steps, s4)
-	if a6.err == nil && len(a6.records) > 0 || a4.err != nil || a6.err != nil {
-		c.Steps = append(c.Steps, s6) // a NODATA AAAA is noise for the reader
+	return 1
+}
+
+// family asks for host's addresses of one type.
+func (r *Resolver) family(ctx context.Context, host string, qtype uint16) family {
+	a, st := r.query(ctx, "address", host, qtype)
+	return newFamily(a, st, qtype)
+}
+
+func newFamily(a *answer, st Step, qtype uint16) family {
+	f := family{qtype: qtype, state: known, addrs: a.addrs, step: st}
+	if a.err != nil {
+		f.err = &stepError{a.server, a.err}
 	}
-	var v6, v4 []string
-	for _, rr := range a6.records {
-		v6 = append(v6, rr.(*dns.AAAA).AAAA.String())
+	return f
+}
+
+// addresses returns t's addresses, IPv6 then IPv4 (the order a dial
+// interleaves), waiting for every answer. It fails only when no address
+// was found and a server could not be asked.
+func (r *Resolver) addresses(ctx context.Context, c *Chain, network string, t target) (v6, v4 []string, err *stepError) {
+	fams, later, stop := r.lookupAddrs(ctx, network, t)
+	defer stop()
+	n := 0
+	for _, f := range fams {
+		if f.state == asked {
+			n++
+		}
 	}
-	for _, rr := range a4.records {
-		v4 = append(v4, rr.(*dns.A).A.String())
+	for range n {
+		f := <-later
+		fams[famIndex(f.qtype)] = f
 	}
-	if len(v6)+len(v4) == 0 {
-		for _, a := range []*answer{a4, a6} {
-			if a.err != nil {
-				return nil, &stepError{a.server, a.err}
+	// The steps in a stable order: the additional section's first, then
+	// the questions, A before AAAA.
+	for _, glue := range [2]bool{true, false} {
+		for _, f := range [2]*family{&fams[1], &fams[0]} {
+			if f.shown() && (f.step.Skipped != "") == glue {
+				c.add(f.step)
 			}
 		}
 	}
-	return append(v6, v4...), nil
+	v6, v4 = fams[0].addrs, fams[1].addrs
+	if len(v6)+len(v4) == 0 {
+		for _, f := range [2]*family{&fams[1], &fams[0]} {
+			if f.err != nil {
+				return nil, nil, f.err
+			}
+		}
+	}
+	return v6, v4, nil
+}
+
+// addCandidates appends t's candidates to the chain in the order a dial
+// tries them: the families interleaved, IPv6 first (RFC 8305 section 4,
+// with a First Address Family Count of 1).
+func (c *Chain) addCandidates(t target, v6, v4 []string) {
+	for i := 0; i < len(v6) || i < len(v4); i++ {
+		if i < len(v6) {
+			c.Candidates = append(c.Candidates, t.candidate(v6[i]))
+		}
+		if i < len(v4) {
+			c.Candidates = append(c.Candidates, t.candidate(v4[i]))
+		}
+	}
+}
+
+// below reports whether name is zone or a name under it, both fully
+// qualified, without case (RFC 4343): dns.IsSubDomain without its
+// allocations, for the warm path.
+func below(zone, name string) bool {
+	if zone == "." {
+		return true
+	}
+	if len(name) < len(zone) || !strings.EqualFold(name[len(name)-len(zone):], zone) {
+		return false
+	}
+	return len(name) == len(zone) || name[len(name)-len(zone)-1] == '.'
 }
 
 // looksLikeIP is a cheap test before netip.ParseAddr, whose error for
 // every service name would be an allocation on the warm path.
 func looksLikeIP(s string) bool {
 	return s != "" && (s[0] >= '0' && s[0] <= '9' || strings.Contains(s, ":"))
-}
-
-func (r *Resolver) cached(name string, qtype uint16) bool {
-	return r.cache.get(qkey{strings.ToLower(name), qtype}, time.Now()) != nil
 }
 
 // inZone reports whether host is read as a service name: a single label

@@ -85,8 +85,10 @@ func TestLookupSRV(t *testing.T) {
 	if len(c.Candidates) != 1 || c.Candidates[0].HostPort() != want {
 		t.Fatalf("candidates %+v, want %s", c.Candidates, want)
 	}
-	if n := s.queries.Load(); n != 1 {
-		t.Errorf("%d queries, want 1: the address is in the additional section", n)
+	// SRV, and AAAA: the additional section gave box's A but not its
+	// AAAA, which RFC 8305 section 3 still asks for.
+	if n := s.queries.Load(); n != 2 {
+		t.Errorf("%d queries, want 2: SRV with the A in the additional section, then AAAA", n)
 	}
 	text := c.Text()
 	lines := strings.Split(strings.TrimSpace(text), "\n")
@@ -146,8 +148,8 @@ func TestTruncatedRetriesTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Candidates[0].Port != 7 || s.queries.Load() != 2 {
-		t.Errorf("candidates %v after %d queries, want port 7 after UDP then TCP", c.Candidates, s.queries.Load())
+	if c.Candidates[0].Port != 7 || s.queries.Load() != 4 {
+		t.Errorf("candidates %v after %d queries, want port 7 after UDP then TCP for SRV, then for AAAA", c.Candidates, s.queries.Load())
 	}
 }
 
@@ -196,8 +198,8 @@ func TestCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Close()
-		if n := s.queries.Load(); n != 1 {
-			t.Fatalf("dial %d: %d queries in all, want 1", i+1, n)
+		if n := s.queries.Load(); n != 2 {
+			t.Fatalf("dial %d: %d queries in all, want 2 (SRV, AAAA)", i+1, n)
 		}
 	}
 	// Negative answers are cached too, for the SOA's MINIMUM (RFC 2308).
@@ -215,8 +217,8 @@ func TestCache(t *testing.T) {
 	nc := &Resolver{Server: s.Addr, NoCache: true}
 	nc.Lookup(ctx, "echo")
 	nc.Lookup(ctx, "echo")
-	if got := s.queries.Load() - n; got != 2 {
-		t.Errorf("NoCache: %d queries for two lookups, want 2", got)
+	if got := s.queries.Load() - n; got != 4 {
+		t.Errorf("NoCache: %d queries for two lookups, want 4 (SRV and AAAA each time)", got)
 	}
 }
 
@@ -229,8 +231,8 @@ box 1 IN A 127.0.0.1
 	r.Lookup(t.Context(), "echo")
 	time.Sleep(1100 * time.Millisecond)
 	r.Lookup(t.Context(), "echo")
-	if n := s.queries.Load(); n != 2 {
-		t.Errorf("%d queries, want 2: the TTL of 1s ran out", n)
+	if n := s.queries.Load(); n != 4 {
+		t.Errorf("%d queries, want 4 (SRV and AAAA twice): the TTL of 1s ran out", n)
 	}
 }
 
@@ -249,8 +251,8 @@ func TestSingleflight(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	if n := s.queries.Load(); n != 1 {
-		t.Errorf("50 concurrent lookups sent %d queries, want 1", n)
+	if n := s.queries.Load(); n != 2 {
+		t.Errorf("50 concurrent lookups sent %d queries, want 2 (SRV, AAAA)", n)
 	}
 }
 
@@ -330,7 +332,7 @@ func TestMail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, r := newTest(t, `$ORIGIN svc.internal.
+	_, r := newTest(t, `$ORIGIN svc.internal.
 $TTL 60
 @ IN SOA ns hostmaster 1 3600 600 86400 30
 @ IN MX 20 mx2
@@ -349,7 +351,7 @@ mx2 IN A 127.0.0.1
 	t.Logf("\n%s", c.Text())
 
 	// Implicit MX: no MX, the zone's own address (RFC 5321 section 5.1).
-	s2, r2 := newTest(t, `$ORIGIN svc.internal.
+	_, r2 := newTest(t, `$ORIGIN svc.internal.
 $TTL 60
 @ IN SOA ns hostmaster 1 3600 600 86400 30
 @ IN A 127.0.0.1
@@ -360,8 +362,73 @@ $TTL 60
 		t.Fatal(err)
 	}
 	roundTrip(t, conn)
-	_ = s
-	_ = s2
+}
+
+// TestMailRules: mail in the zone follows annuaire's convention (SRV,
+// then MX, then the zone's own address), and says so; mail for another
+// domain is RFC 5321 section 5.1 alone (MX, then the domain's own
+// address); neither falls back to a host named mail.
+func TestMailRules(t *testing.T) {
+	_, r := newTest(t, `$ORIGIN svc.internal.
+$TTL 60
+@ IN SOA ns hostmaster 1 3600 600 86400 30
+@ IN MX 10 mx
+mx IN A 127.0.0.2
+receiver IN A 127.0.0.3
+_smtp._tcp IN SRV 0 0 2525 receiver
+example.test. IN MX 10 mx.example.test.
+mx.example.test. IN A 127.0.0.4
+_smtp._tcp.example.test. IN SRV 0 0 2525 srv.example.test.
+srv.example.test. IN A 127.0.0.5
+bare.example.test. IN A 127.0.0.6
+mail.nomail.example.test. IN A 127.0.0.7
+`)
+	for _, tt := range []struct {
+		name, want, says string
+	}{
+		{"mail", "127.0.0.3:2525", "_smtp._tcp SRV first"},
+		{"prof@svc.internal", "127.0.0.3:2525", "_smtp._tcp SRV first"},
+		{"prof@example.test", "127.0.0.4:25", "its MX, else the domain's own address (RFC 5321 section 5.1); no SRV"},
+		{"@Bare.Example.Test.", "127.0.0.6:25", "RFC 5321"},
+		{"prof@example.test:2526", "127.0.0.4:2526", "RFC 5321"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := r.Lookup(t.Context(), tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", c.Text())
+			if c.Service != "smtp" || c.Candidates[0].HostPort() != tt.want || !strings.Contains(c.Text(), tt.says) {
+				t.Errorf("service %s, first candidate %s, want smtp at %s, the chain saying %q", c.Service, c.Candidates[0].HostPort(), tt.want, tt.says)
+			}
+			if strings.Contains(tt.name, "example.test") && strings.Contains(c.Text(), "_smtp._tcp.example.test") {
+				t.Errorf("asked for an SRV record in a foreign zone")
+			}
+		})
+	}
+	// No MX and no address at the domain itself: an error, not
+	// mail.nomail.example.test (RFC 5321 section 5.1).
+	_, err := r.Lookup(t.Context(), "prof@nomail.example.test")
+	if !errors.Is(err, ErrNoHost) || !strings.Contains(err.Error(), "no MX, and nomail.example.test. has no address of its own to be the implicit MX (RFC 5321 section 5.1)") {
+		t.Errorf("nomail: %v", err)
+	}
+	_, err = r.Lookup(t.Context(), "prof@nowhere.example.test")
+	if !errors.Is(err, ErrNoHost) || !strings.Contains(err.Error(), "nowhere.example.test. does not exist") {
+		t.Errorf("nowhere: %v", err)
+	}
+
+	// The same in the zone: no SRV, no MX, no address at the apex, but a
+	// host named mail: not used.
+	_, r2 := newTest(t, `$ORIGIN svc.internal.
+$TTL 60
+@ IN SOA ns hostmaster 1 3600 600 86400 30
+mail IN A 127.0.0.1
+`)
+	c, err := r2.Lookup(t.Context(), "mail")
+	if !errors.Is(err, ErrNoHost) || len(c.Candidates) != 0 {
+		t.Errorf("mail without MX nor apex address: %v, candidates %+v\n%s", err, c.Candidates, c.Text())
+	}
+	t.Logf("\n%s", c.Text())
 }
 
 func TestWellKnownPort(t *testing.T) {
@@ -503,7 +570,7 @@ func TestChainJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range c.Steps { // what varies from run to run
-		c.Steps[i].DurationUS = 0
+		c.Steps[i].DurationUS, c.Steps[i].StartUS = 0, 0
 		if c.Steps[i].Server == s.Addr {
 			c.Steps[i].Server = "127.0.0.1:1053"
 		}
@@ -527,3 +594,42 @@ func TestChainJSON(t *testing.T) {
 }
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
+
+// TestErrorsLikeNet: a *LookupError is a net.Error, so code written for
+// net's errors tells a timeout from a refusal from a name that does not
+// exist without knowing this package.
+func TestErrorsLikeNet(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0") // bound, never read: no answer
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	_, r := newTest(t, fmt.Sprintf(testZone, 7, 7))
+	_, hung := fake(t, map[string]fakeHost{"192.0.2.1:7": {hang: true}})
+	hung.DialTimeout = 100 * time.Millisecond
+	for _, tt := range []struct {
+		name                         string
+		r                            *Resolver
+		dial                         string
+		timeout, temporary, notFound bool
+	}{
+		{"silent server", &Resolver{Server: silent.LocalAddr().String(), Timeout: 100 * time.Millisecond}, "echo", true, true, false},
+		{"refused", &Resolver{Server: fmt.Sprintf("127.0.0.1:%d", deadPort(t))}, "echo", false, true, false},
+		{"no such name", r, "nosuch", false, false, true},
+		{"connect timeout", hung, "192.0.2.1:7", true, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.r.Dial(t.Context(), "tcp", tt.dial)
+			var ne net.Error
+			if !errors.As(err, &ne) {
+				t.Fatalf("%v is not a net.Error", err)
+			}
+			var le *LookupError
+			errors.As(err, &le)
+			if ne.Timeout() != tt.timeout || le.Temporary() != tt.temporary || le.IsNotFound() != tt.notFound {
+				t.Errorf("%v: Timeout %v Temporary %v IsNotFound %v, want %v %v %v",
+					err, ne.Timeout(), le.Temporary(), le.IsNotFound(), tt.timeout, tt.temporary, tt.notFound)
+			}
+		})
+	}
+}

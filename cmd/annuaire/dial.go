@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// quietAfter is how long `dial --trace` waits for the server's first byte
+// before saying that it is waiting.
+const quietAfter = time.Second
 
 // runDial connects to a service by name and relays, like nc: stdin to the
 // connection, the connection to stdout. At the end of stdin it half-closes
@@ -17,10 +22,17 @@ import (
 //
 //	$ printf 'bonjour\n' | annuaire dial echo
 //	bonjour
+//
+// With --trace, stderr shows the chain, every connection attempt with its
+// start (RFC 8305's race), and, when the server says nothing for a while,
+// that the connection waits: a connect succeeds as soon as the kernel
+// queues the connection, and an iterative server busy with another client
+// reads it only when it accepts it.
 func runDial(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "dial", "[--server HOST:PORT] [--zone ZONE] [--trace] NAME")
+	nameUsage(e, fs)
 	r := resolverFlags(e, fs)
-	trace := fs.Bool("trace", false, "print the chain, the local and remote address:port and timings to stderr")
+	trace := fs.Bool("trace", false, "print the chain, each connection attempt with its start, the local and remote address:port and timings to stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -30,25 +42,19 @@ func runDial(ctx context.Context, e *env, args []string) error {
 	}
 
 	start := time.Now()
-	c, err := r.Lookup(ctx, name)
-	if err != nil {
-		if *trace {
-			fmt.Fprint(e.stderr, c.Text())
-		}
-		return err
-	}
-	looked := time.Now()
-	conn, err := r.DialChain(ctx, "tcp", c)
-	if *trace {
+	conn, c, err := r.DialTrace(ctx, "tcp", name)
+	if *trace && c != nil {
 		fmt.Fprint(e.stderr, c.Text())
 	}
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	var tr *dialTrace
 	if *trace {
-		fmt.Fprintf(e.stderr, "connected: local %s → remote %s (lookup %v, connect %v)\n",
-			conn.LocalAddr(), conn.RemoteAddr(), looked.Sub(start).Round(time.Microsecond), time.Since(looked).Round(time.Microsecond))
+		tr = &dialTrace{w: e.stderr, start: start, remote: conn.RemoteAddr().String()}
+		tr.printf("connected: local %s → remote %s after %v\n",
+			conn.LocalAddr(), conn.RemoteAddr(), time.Since(start).Round(time.Microsecond))
 	}
 
 	// Closing the connection when ctx ends unblocks both copies.
@@ -65,7 +71,16 @@ func runDial(ctx context.Context, e *env, args []string) error {
 		}
 		upDone <- err
 	}()
-	n, downErr := io.Copy(e.stdout, conn)
+	var down io.Reader = conn
+	if tr != nil {
+		quiet := time.AfterFunc(quietAfter, func() { tr.waiting(sent.Load()) })
+		defer quiet.Stop()
+		down = &firstByte{r: conn, first: func() {
+			quiet.Stop()
+			tr.printf("first byte from %s after %v\n", tr.remote, time.Since(start).Round(time.Microsecond))
+		}}
+	}
+	n, downErr := io.Copy(e.stdout, down)
 	received.Store(n)
 	// The server has closed its side. If stdin is still open nothing can
 	// be read back any more, so only wait for it while it is moving.
@@ -74,8 +89,8 @@ func runDial(ctx context.Context, e *env, args []string) error {
 	case upErr = <-upDone:
 	case <-ctx.Done():
 	}
-	if *trace {
-		fmt.Fprintf(e.stderr, "closed after %v: sent %d bytes, received %d bytes\n",
+	if tr != nil {
+		tr.printf("closed after %v: sent %d bytes, received %d bytes\n",
 			time.Since(start).Round(time.Microsecond), sent.Load(), received.Load())
 	}
 	if ctx.Err() != nil {
@@ -88,4 +103,41 @@ func runDial(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("dial %s: writing to %s: %w", name, conn.RemoteAddr(), upErr)
 	}
 	return nil
+}
+
+// A dialTrace prints `dial --trace` lines after the connect, from the
+// relay and from its quiet timer.
+type dialTrace struct {
+	w      io.Writer
+	start  time.Time
+	remote string
+
+	mu sync.Mutex // guards w
+}
+
+func (t *dialTrace) printf(format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.w, format, args...)
+}
+
+func (t *dialTrace) waiting(sent int64) {
+	t.printf("waiting: connected, no byte from %s yet after %v (sent %d bytes): the server may be serving another client;\n"+
+		"  if so, the kernel completed the handshake and queued this connection (the listen backlog), where it waits until the server accepts it\n",
+		t.remote, time.Since(t.start).Round(time.Millisecond), sent)
+}
+
+// firstByte calls first once, when the first bytes are read.
+type firstByte struct {
+	r     io.Reader
+	first func()
+	once  sync.Once
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 {
+		f.once.Do(f.first)
+	}
+	return n, err
 }

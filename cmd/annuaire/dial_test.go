@@ -6,6 +6,10 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/annuaire/annuaire/internal/testenv"
+	"github.com/annuaire/annuaire/services/echo"
 )
 
 func TestDialCommand(t *testing.T) {
@@ -56,5 +60,83 @@ func TestDialHalfClose(t *testing.T) {
 	out, errs, code := run(t, "GET / HTTP/1.0\r\n\r\n", envv, "dial", "echo")
 	if code != 0 || out != "got 18 bytes\n" {
 		t.Errorf("exit %d, stdout %q\n%s", code, out, errs)
+	}
+}
+
+// TestDialWaitsInQueue: an iterative echo server (listen(1)) busy with a
+// client that holds its connection. `annuaire dial` connects at once (the
+// kernel queues the connection), waits as nc would, says so with
+// --trace, and gets its echo when the first client leaves.
+func TestDialWaitsInQueue(t *testing.T) {
+	ln, err := echo.Listen(t.Context(), "tcp", "127.0.0.1:0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &echo.Server{Mode: "iterative"}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(t.Context(), ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(t.Context())
+		<-done
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	// The first client, served: its echo comes back, and it stays.
+	first, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	io.WriteString(first, "premier\n")
+	if _, err := io.ReadFull(first, make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	leave := time.AfterFunc(2*time.Second, func() { first.Close() })
+	defer leave.Stop()
+
+	envv := map[string]string{"ANNUAIRE_SERVER": startZoneDNS(t, echoZone(port))}
+	out, errs, code := run(t, "second\n", envv, "dial", "--trace", "echo")
+	t.Logf("annuaire dial --trace echo\n%s", errs)
+	if code != 0 || out != "second\n" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	connected, waiting, firstByte := strings.Index(errs, "connected: "), strings.Index(errs, "waiting: "), strings.Index(errs, "first byte from")
+	if connected < 0 || waiting < connected || firstByte < waiting || !strings.Contains(errs, "may be serving another client") {
+		t.Errorf("--trace should say connected, then waiting, then the first byte")
+	}
+}
+
+// TestDialTraceRace: --trace shows each connection attempt of the race
+// with its start, the blackholed ones cancelled when the live one wins.
+func TestDialTraceRace(t *testing.T) {
+	port := startEcho(t)
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3"} {
+		if ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port)); err != nil {
+			t.Skipf("port %d taken on %s: %v", port, ip, err)
+		} else {
+			ln.Close()
+		}
+		testenv.Blackhole(t, fmt.Sprintf("%s:%d", ip, port))
+	}
+	envv := map[string]string{"ANNUAIRE_SERVER": startZoneDNS(t, fmt.Sprintf(`$TTL 60
+@          IN SOA ns hostmaster 1 3600 600 86400 30
+box        IN A   127.0.0.2
+box        IN A   127.0.0.3
+box        IN A   127.0.0.1
+_echo._tcp IN SRV 0 0 %d box
+`, port))}
+	out, errs, code := run(t, "bonjour\n", envv, "dial", "--trace", "echo")
+	t.Logf("annuaire dial --trace echo\n%s", errs)
+	if code != 0 || out != "bonjour\n" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("connect    127.0.0.2:%d → cancelled: 127.0.0.1:%d connected first   (at +", port, port),
+		fmt.Sprintf("connect    127.0.0.3:%d → cancelled: 127.0.0.1:%d connected first   (at +", port, port),
+		fmt.Sprintf("connect    127.0.0.1:%d → 127.0.0.1:", port),
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("--trace lacks %q", want)
+		}
 	}
 }

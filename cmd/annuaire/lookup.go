@@ -15,7 +15,7 @@ func resolverFlags(e *env, fs *flag.FlagSet) *resolver.Resolver {
 	r := new(resolver.Resolver)
 	server := e.getenv("ANNUAIRE_SERVER")
 	if server == "" {
-		server = "127.0.0.1:1053"
+		server = resolver.Local
 	}
 	zone := e.getenv("ANNUAIRE_ZONE")
 	if zone == "" {
@@ -24,6 +24,27 @@ func resolverFlags(e *env, fs *flag.FlagSet) *resolver.Resolver {
 	fs.StringVar(&r.Server, "server", server, `DNS server to ask, host:port (env ANNUAIRE_SERVER; "" for the resolvers of /etc/resolv.conf)`)
 	fs.StringVar(&r.Zone, "zone", zone, "zone the service names live in (env ANNUAIRE_ZONE)")
 	return r
+}
+
+// namesHelp ends the usage of the commands that take a NAME.
+const namesHelp = `
+NAME is a service ("echo", "echo/udp", "mail"), a name in the zone
+("echo.svc.internal"), HOST:PORT, or a mail address ("prof@example.org").
+
+Mail in the zone (mail, smtp, user@ZONE) follows annuaire's own convention:
+the _smtp._tcp SRV record first, because an MX record cannot carry a port
+and annuaire's receiver listens on 2525; then MX, then the zone's own
+address. Mail for another domain follows RFC 5321 section 5.1: its MX,
+then the domain's own address, nothing else.
+`
+
+// nameUsage prints the flags, then what NAME may be.
+func nameUsage(e *env, fs *flag.FlagSet) {
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(e.stderr, namesHelp)
+	}
 }
 
 // nameArg returns the one NAME argument, or a usage error.
@@ -45,6 +66,7 @@ func nameArg(fs *flag.FlagSet) (string, error) {
 //	echo → _echo._tcp.svc.internal. SRV 0 0 7007 box.svc.internal. → box.svc.internal. A 127.0.0.1 → 127.0.0.1:7007
 func runLookup(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "lookup", "[--server HOST:PORT] [--zone ZONE] [--json] NAME")
+	nameUsage(e, fs)
 	r := resolverFlags(e, fs)
 	asJSON := fs.Bool("json", false, "print the chain as JSON, for programs")
 	if err := parseFlags(fs, args); err != nil {

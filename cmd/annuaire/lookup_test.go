@@ -129,6 +129,12 @@ func TestLookupCommand(t *testing.T) {
 	}
 	t.Logf("annuaire lookup telnet\n%s%s", out, errs)
 
+	// -h says what NAME may be, and annuaire's own convention for mail.
+	_, errs, code = run(t, "", envv, "lookup", "-h")
+	if code != 0 || !strings.Contains(errs, "the _smtp._tcp SRV record first") || !strings.Contains(errs, "RFC 5321 section 5.1: its MX") {
+		t.Errorf("lookup -h: exit %d\n%s", code, errs)
+	}
+
 	for _, args := range [][]string{{"lookup", "--bogus", "echo"}, {"lookup"}, {"lookup", "a", "b"}} {
 		_, errs, code = run(t, "", envv, args...)
 		if code != 2 || !strings.Contains(errs, "Usage: annuaire lookup") {
