@@ -177,7 +177,7 @@ func (d *dialer) fail(ctx context.Context, lastErr *stepError, p *plan) error {
 		err = fmt.Errorf("no %s address among the candidates: %w", d.network, ErrNoHost)
 	}
 	if ctx.Err() != nil {
-		err = errors.Join(err, ctx.Err())
+		err = joinErrors([]error{err, ctx.Err()})
 	}
 	return d.c.fail(step, server, err)
 }
@@ -232,7 +232,7 @@ func (d *dialer) race(ctx context.Context, t target, fams []family, later <-chan
 			rc.queueUp(&fams[i])
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	rctx, cancel := context.WithCancel(ctx) // ends the attempts
 	defer cancel()
 	results := make(chan *attempt) // every attempt sends once; the race receives them all
 	inflight := 0
@@ -270,7 +270,7 @@ loop:
 				d.begin(a, cd)
 				inflight++
 				go func() {
-					a.conn, a.err = d.connect(ctx, a.cd)
+					a.conn, a.err = d.connect(rctx, a.cd)
 					results <- a
 				}()
 				nextAt = a.start.Add(delay)

@@ -9,7 +9,7 @@ import (
 )
 
 // ownMailOrder is what the chain says of mail in the Resolver's own zone.
-const ownMailOrder = "mail in annuaire's own zone: _smtp._tcp SRV first (an MX cannot carry a port, and annuaire's receiver may listen elsewhere than on 25), then MX, then the zone's own address (RFC 5321 section 5.1)"
+const ownMailOrder = "annuaire's convention in its own zone: _smtp._tcp SRV first (an MX cannot carry a port), then MX, then the zone's own address (RFC 5321 section 5.1)"
 
 // mailPlan finds where mail for an address (user@domain, or @domain)
 // goes. In the Resolver's own zone annuaire's convention applies, as for

@@ -147,6 +147,9 @@ func (a *answer) step(kind string, cached bool) Step {
 	return s
 }
 
+// ednsSize is the UDP answer size asked for: DNS Flag Day 2020's safe size.
+const ednsSize = 1232
+
 // exchange sends one question to each server in turn until one gives a
 // usable answer: NOERROR or NXDOMAIN, to the question asked, with records
 // only of names the question leads to. A UDP answer with TC set is asked
@@ -156,7 +159,7 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) *ans
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true // needed when Server is a recursive resolver; ignored by authorities
-	m.SetEdns0(1232, false)   // DNS Flag Day 2020's safe UDP size
+	m.SetEdns0(ednsSize, false)
 	var errs []error
 	unreachable := false
 	a := &answer{}
@@ -223,7 +226,7 @@ func (r *Resolver) roundTrip(ctx context.Context, network, server string, m *dns
 		}
 		return in, nil
 	}
-	buf := make([]byte, 4096) // 1232 is asked for; a server may send more
+	buf := make([]byte, ednsSize) // as much as was asked for, as miekg/dns's Client reads
 	var ignored []string
 	for {
 		n, err := conn.Read(buf)
