@@ -230,7 +230,7 @@ func (j *journal) restore(initial uint32) error {
 		return fmt.Errorf("registry: %w", err)
 	}
 	j.f, j.seg, j.size, j.zeroed = f, cur, end, st.Size()
-	j.r.publish(&Snapshot{txn: r.db.Txn(false), hist: r.hist, changed: make(chan struct{})})
+	j.r.publish(r.newSnapshot())
 	if !haveCheckpoint && len(segs) == 0 {
 		// A new directory: record the initial serial, which the first
 		// journal record will chain from.
@@ -277,7 +277,7 @@ func (j *journal) jumpSerial(s uint32) error {
 	if err != nil {
 		return err
 	}
-	seq := j.append(rec, &Snapshot{txn: r.db.Txn(false), hist: r.hist, changed: make(chan struct{})})
+	seq := j.append(rec, r.newSnapshot())
 	j.log.Warn("serial moved past every serial the dropped records could have used", "from", cs.Prev, "to", s)
 	return j.wait(seq)
 }

@@ -19,6 +19,10 @@ import (
 	"github.com/hashicorp/go-memdb"
 )
 
+// DefaultZone is the zone the directory's names live in when none is
+// configured: the server answers for it and clients look names up in it.
+const DefaultZone = "svc.internal."
+
 // Limits on what may be registered.
 const (
 	DefaultTTL = 10     // seconds, for instances and hosts that set none
@@ -174,7 +178,7 @@ func New(serial uint32) *Registry {
 		panic(err)
 	}
 	txn.Commit()
-	r.snap.Store(&Snapshot{txn: r.db.Txn(false), changed: make(chan struct{})})
+	r.snap.Store(r.newSnapshot())
 	return r
 }
 
@@ -261,7 +265,7 @@ func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
 	}
 	txn.Commit()
 	r.remember(cs)
-	snap := &Snapshot{txn: r.db.Txn(false), hist: r.hist, changed: make(chan struct{})}
+	snap := r.newSnapshot()
 	if r.j == nil {
 		r.publish(snap)
 		r.writeMu.Unlock()
@@ -297,6 +301,12 @@ func nextSerial(s uint32, n uint32) uint32 {
 		return s + n + 1
 	}
 	return s + n
+}
+
+// newSnapshot returns a snapshot of the registry as committed now, with
+// the history up to it. Called with writeMu, or before any writer.
+func (r *Registry) newSnapshot() *Snapshot {
+	return &Snapshot{txn: r.db.Txn(false), schema: r.db.DBSchema(), hist: r.hist, changed: make(chan struct{})}
 }
 
 // publish makes snap the snapshot readers get and wakes those waiting on
@@ -358,9 +368,11 @@ func (r *Registry) SetHealth(id string, h Health) error {
 // A Snapshot is a consistent, immutable view of the registry.
 type Snapshot struct {
 	txn     *memdb.Txn
-	changed chan struct{} // closed when the next snapshot is published
-	hist    []ChangeSet   // the registry's history up to this snapshot
-	tx      *Tx           // set in a Tx's view: its type counts to write first
+	schema  *memdb.DBSchema // the indexes reads go through (reads.go)
+	changed chan struct{}   // closed when the next snapshot is published
+	hist    []ChangeSet     // the registry's history up to this snapshot
+	tx      *Tx             // set in a Tx's view: its type counts to write first
+	rec     *Reads          // set in a recording view (reads.go)
 }
 
 // Serial is the zone's SOA serial in this snapshot.
@@ -389,7 +401,7 @@ func (s *Snapshot) Changed() <-chan struct{} {
 func (s *Snapshot) Types() iter.Seq[ServiceType] {
 	return func(yield func(ServiceType) bool) {
 		s.flushTypes()
-		for t := range rows[ServiceType](s.txn, tableTypes, indexID+"_prefix") {
+		for t := range rows[ServiceType](s, tableTypes, indexID+"_prefix") {
 			if !yield(*t) {
 				return
 			}
@@ -400,8 +412,8 @@ func (s *Snapshot) Types() iter.Seq[ServiceType] {
 // Type returns the service type _service._proto, if it has instances.
 func (s *Snapshot) Type(proto, service string) (ServiceType, bool) {
 	s.flushTypes()
-	raw, err := s.txn.First(tableTypes, indexID, proto, service)
-	if err != nil || raw == nil {
+	raw := s.first(tableTypes, indexID, proto, service)
+	if raw == nil {
 		return ServiceType{}, false
 	}
 	return *raw.(*ServiceType), true
@@ -411,18 +423,19 @@ func (s *Snapshot) Type(proto, service string) (ServiceType, bool) {
 // exists in the zone as an empty non-terminal.
 func (s *Snapshot) HasProto(proto string) bool {
 	s.flushTypes()
-	raw, err := s.txn.First(tableTypes, indexID+"_prefix", proto)
-	return err == nil && raw != nil
+	// (proto, "") is the prefix of whole proto field: "tcp" alone would
+	// also find a "tcpx".
+	return s.first(tableTypes, indexID+"_prefix", proto, "") != nil
 }
 
 // Instances yields every instance of _service._proto, healthy or not.
 func (s *Snapshot) Instances(proto, service string) iter.Seq[*Instance] {
-	return rows[Instance](s.txn, tableInstances, indexLabel+"_prefix", proto, service)
+	return rows[Instance](s, tableInstances, indexLabel+"_prefix", proto, service)
 }
 
 // All yields every instance, ordered by ID.
 func (s *Snapshot) All() iter.Seq[*Instance] {
-	return rows[Instance](s.txn, tableInstances, indexID+"_prefix", "")
+	return rows[Instance](s, tableInstances, indexID+"_prefix", "")
 }
 
 // OnHost yields the instances whose target is host, ordered by ID. It
@@ -442,10 +455,11 @@ func (s *Snapshot) OnHost(host string) iter.Seq[*Instance] {
 // Instance returns the instance with the given ID.
 func (s *Snapshot) Instance(id string) (*Instance, bool) {
 	if s.tx != nil {
+		s.note(tableInstances, indexID, []any{id})
 		return s.tx.instance(id)
 	}
-	raw, err := s.txn.First(tableInstances, indexID, id)
-	if err != nil || raw == nil {
+	raw := s.first(tableInstances, indexID, id)
+	if raw == nil {
 		return nil, false
 	}
 	return raw.(*Instance), true
@@ -454,10 +468,11 @@ func (s *Snapshot) Instance(id string) (*Instance, bool) {
 // ByLabel returns the DNS-SD instance label._service._proto.
 func (s *Snapshot) ByLabel(proto, service, label string) (*Instance, bool) {
 	if s.tx != nil {
+		s.note(tableInstances, indexLabel, []any{proto, service, label})
 		return s.tx.byLabel(proto, service, label)
 	}
-	raw, err := s.txn.First(tableInstances, indexLabel, proto, service, label)
-	if err != nil || raw == nil {
+	raw := s.first(tableInstances, indexLabel, proto, service, label)
+	if raw == nil {
 		return nil, false
 	}
 	return raw.(*Instance), true
@@ -465,8 +480,8 @@ func (s *Snapshot) ByLabel(proto, service, label string) (*Instance, bool) {
 
 // Host returns the host with the given name, relative to the zone.
 func (s *Snapshot) Host(name string) (*Host, bool) {
-	raw, err := s.txn.First(tableHosts, indexID, name)
-	if err != nil || raw == nil {
+	raw := s.first(tableHosts, indexID, name)
+	if raw == nil {
 		return nil, false
 	}
 	return raw.(*Host), true
@@ -474,18 +489,18 @@ func (s *Snapshot) Host(name string) (*Host, bool) {
 
 // Hosts yields every host, ordered by name.
 func (s *Snapshot) Hosts() iter.Seq[*Host] {
-	return rows[Host](s.txn, tableHosts, indexID+"_prefix", "")
+	return rows[Host](s, tableHosts, indexID+"_prefix", "")
 }
 
 // HostsByAddr yields the hosts that have addr, for reverse (PTR) lookups.
 func (s *Snapshot) HostsByAddr(addr netip.Addr) iter.Seq[*Host] {
-	return rows[Host](s.txn, tableHosts, indexAddr, addr.Unmap().WithZone("").String())
+	return rows[Host](s, tableHosts, indexAddr, addr.Unmap().WithZone("").String())
 }
 
 // HasHostBelow reports whether some host name ends in "."+name: whether name
 // is an empty non-terminal because of hosts.
 func (s *Snapshot) HasHostBelow(name string) bool {
-	for h := range rows[Host](s.txn, tableHosts, indexRName+"_prefix", name) {
+	for h := range rows[Host](s, tableHosts, indexRName+"_prefix", name) {
 		if !strings.EqualFold(h.Name, name) { // the prefix also finds name itself
 			return true
 		}
@@ -493,9 +508,33 @@ func (s *Snapshot) HasHostBelow(name string) bool {
 	return false
 }
 
+// first returns the first row of table that index finds for args, or nil.
+// It and rows are how a Snapshot reads rows: each notes its read in a
+// recording view (reads.go).
+func (s *Snapshot) first(table, index string, args ...any) any {
+	s.note(table, index, args)
+	raw, err := s.txn.First(table, index, args...)
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
 // rows yields the rows of an index query, each of the type T that the
 // table holds.
-func rows[T any](txn *memdb.Txn, table, index string, args ...any) iter.Seq[*T] {
+func rows[T any](s *Snapshot, table, index string, args ...any) iter.Seq[*T] {
+	return func(yield func(*T) bool) {
+		s.note(table, index, args)
+		for t := range txnRows[T](s.txn, table, index, args...) {
+			if !yield(t) {
+				return
+			}
+		}
+	}
+}
+
+// txnRows is rows on a transaction, unrecorded: Tx's reads of its base.
+func txnRows[T any](txn *memdb.Txn, table, index string, args ...any) iter.Seq[*T] {
 	return func(yield func(*T) bool) {
 		it, err := txn.Get(table, index, args...)
 		if err != nil {
@@ -572,6 +611,7 @@ type hostRef struct {
 func newTx(db *memdb.MemDB) *Tx {
 	tx := &Tx{}
 	tx.Snapshot.tx = tx
+	tx.Snapshot.schema = db.DBSchema()
 	tx.begin(db)
 	return tx
 }
@@ -612,7 +652,7 @@ func (tx *Tx) byLabel(proto, service, label string) (*Instance, bool) {
 	if inst, ok := tx.labels[labelKeyOf(proto, service, label)]; ok {
 		return inst, true
 	}
-	for inst := range rows[Instance](tx.base, tableInstances, indexLabel, proto, service, label) {
+	for inst := range txnRows[Instance](tx.base, tableInstances, indexLabel, proto, service, label) {
 		if _, changed := tx.wrote[strings.ToLower(inst.ID)]; !changed {
 			return inst, true
 		}
