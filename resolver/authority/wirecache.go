@@ -17,7 +17,7 @@ import (
 // — so a packed answer can be sent again to any request with the same key
 // once its ID, its RD and CD bits, the case of its question name and the
 // zone's serial are patched in. Each answer is built from one snapshot and
-// carried to the next ones while no registry change touches it
+// carried to the next ones while no registry change touches what it read
 // (wirestale.go). The cache is derived data: memdb stays the only store,
 // and an answer found stale is simply built again from the newest
 // snapshot.
@@ -49,13 +49,9 @@ type wireEntry struct {
 	msg []byte
 
 	// What makes it stale (wirestale.go): the serial it was last known
-	// valid at, its question name (lowercased wire form) and the names it
-	// carries (sorted), and whether it holds addresses of a service's
-	// hosts.
-	serial  atomic.Uint32
-	qname   string
-	deps    []string
-	anyHost bool
+	// valid at, and what building it read of the registry.
+	serial atomic.Uint32
+	keys   []registry.Key
 	// serials are the offsets of the SOA serials in msg, patched on send.
 	serials []int
 	// caseFree says whether the answer's bytes depend on the case of the
@@ -231,7 +227,7 @@ func (s *Server) cache() (*wireCache, *wireView) {
 			c = s.wire.Load()
 		}
 	}
-	return c, c.view(s.zone(), s.Registry.Snapshot())
+	return c, c.view(s.Registry.Snapshot())
 }
 
 func (c *wireCache) get(key []byte) *wireEntry {
@@ -255,14 +251,8 @@ func (c *wireCache) put(key []byte, e *wireEntry) {
 	c.mu.Unlock()
 }
 
-// size is about what e holds in memory: its answer and its names.
-func (e *wireEntry) size() int {
-	n := len(e.msg) + len(e.qname)
-	for _, d := range e.deps {
-		n += len(d) + 16
-	}
-	return n
-}
+// size is about what e holds in memory: its answer and its keys.
+func (e *wireEntry) size() int { return len(e.msg) + 8*len(e.keys) }
 
 // answerWire writes the response to req into out and returns its length,
 // with what metrics count of it. n is 0 when req must take the full path:
@@ -295,7 +285,6 @@ func (s *Server) lookupWire(req []byte, tcp bool) (wireQuery, *wireEntry) {
 		if e = s.buildEntry(v.snap, req, tcp); e == nil {
 			return q, nil
 		}
-		e.qname = string(key[:len(q.name)])
 		c.put(key, e)
 	}
 	if q.upper && !s.caseFree(v.snap, e, req, tcp) {
@@ -326,23 +315,24 @@ func b2u(b bool) byte {
 	return 0
 }
 
-// buildEntry answers req by the full path, from snap, and packs it. It
-// returns nil if req is not what parseWire took it for.
+// buildEntry answers req by the full path, from snap, and packs it,
+// recording what the answer read (wirestale.go). It returns nil if req is
+// not what parseWire took it for.
 func (s *Server) buildEntry(snap *registry.Snapshot, req []byte, tcp bool) *wireEntry {
 	r := new(dns.Msg)
 	if err := r.Unpack(req); err != nil || len(r.Question) != 1 || r.IsTsig() != nil {
 		return nil
 	}
-	m := s.respondFrom(snap, r, tcp)
+	var reads registry.Reads
+	m := s.respondFrom(snap.Recording(&reads), r, tcp)
 	msg, err := m.Pack()
 	if err != nil {
 		return nil
 	}
-	e := &wireEntry{msg: msg}
+	e := &wireEntry{msg: msg, keys: reads.Keys()}
 	serial := snap.Serial()
 	e.serial.Store(serial)
 	e.serials = serialOffsets(msg, serial)
-	e.depend(s.zone(), snap, m)
 	e.truncated = msg[2]&0x2 != 0
 	if m := s.Metrics; m != nil {
 		qtype, ok := dns.TypeToString[r.Question[0].Qtype]
