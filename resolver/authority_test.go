@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/registry"
-	"github.com/annuaire/annuaire/resolver/authority"
 )
 
 // TestAuthority looks up a registered service through annuaire's own

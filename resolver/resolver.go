@@ -19,7 +19,7 @@ import (
 )
 
 // DefaultZone is the zone names are looked up in when Resolver.Zone is "".
-const DefaultZone = "svc.internal."
+const DefaultZone = registry.DefaultZone
 
 // Local is the DNS address of an annuaire on this machine with its
 // defaults (`annuaire serve` listens there): a Resolver asks it with

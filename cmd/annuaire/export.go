@@ -12,8 +12,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/authority/zone"
 	"github.com/annuaire/annuaire/registry"
-	"github.com/annuaire/annuaire/resolver/authority"
 )
 
 // runExport prints the zone in RFC 1035 master-file format (section 5),
@@ -25,10 +26,10 @@ import (
 // gives the same zone from one consistent snapshot.
 func runExport(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "export", "[--data DIR | --server HOST:PORT [--tsig ALG:NAME:SECRET]] [--zone ZONE]")
-	zone := fs.String("zone", authority.DefaultZone, "the `zone` to export")
+	zoneName := fs.String("zone", registry.DefaultZone, "the `zone` to export")
 	data := fs.String("data", "", "state `directory` to read, not in use by a running annuaire (default: serve's)")
 	server := fs.String("server", "", "transfer the zone by AXFR from the annuaire at `HOST:PORT` instead")
-	tsig := fs.String("tsig", "", "TSIG key `alg:name:base64secret` to sign the AXFR with")
+	tsigKey := fs.String("tsig", "", "TSIG key `alg:name:base64secret` to sign the AXFR with")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -39,20 +40,20 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	case *server != "" && *data != "":
 		fs.Usage()
 		return usageError{errors.New("export: --data and --server exclude each other")}
-	case *tsig != "" && *server == "":
+	case *tsigKey != "" && *server == "":
 		fs.Usage()
 		return usageError{errors.New("export: --tsig goes with --server")}
 	}
-	origin := dns.CanonicalName(*zone)
+	origin := dns.CanonicalName(*zoneName)
 
 	var (
 		rrs []dns.RR
 		err error
 	)
 	if *server != "" {
-		var key *authority.TSIGKey
-		if *tsig != "" {
-			k, err := authority.ParseTSIGKey(*tsig)
+		var key *tsig.Key
+		if *tsigKey != "" {
+			k, err := tsig.ParseKey(*tsigKey)
 			if err != nil {
 				return usageError{fmt.Errorf("export: --tsig: %w", err)}
 			}
@@ -88,13 +89,12 @@ func readZone(e *env, dir, origin string) ([]dns.RR, error) {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	defer reg.Close()
-	srv := &authority.Server{Registry: reg, Zone: origin}
-	return srv.Records(reg.Snapshot()), nil
+	return zone.New(origin, "").Records(reg.Snapshot()), nil
 }
 
 // transferZone fetches the zone by AXFR (RFC 5936) from server, signed with
 // key if not nil, and returns it without the closing SOA.
-func transferZone(ctx context.Context, server, origin string, key *authority.TSIGKey) ([]dns.RR, error) {
+func transferZone(ctx context.Context, server, origin string, key *tsig.Key) ([]dns.RR, error) {
 	m := new(dns.Msg)
 	m.SetAxfr(origin)
 	t := &dns.Transfer{DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}

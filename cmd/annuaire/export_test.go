@@ -14,8 +14,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/annuaire/annuaire/authority"
+	"github.com/annuaire/annuaire/authority/tsig"
 	"github.com/annuaire/annuaire/registry"
-	"github.com/annuaire/annuaire/resolver/authority"
 )
 
 const exportKey = "hmac-sha256:xfr:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
@@ -88,11 +89,11 @@ func checkExport(t *testing.T, out string) {
 func TestExportServer(t *testing.T) {
 	reg := registry.New(1)
 	exportRegistry(t, reg)
-	key, err := authority.ParseTSIGKey(exportKey)
+	key, err := tsig.ParseKey(exportKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &authority.Server{Registry: reg, Keys: []authority.TSIGKey{key}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &authority.Server{Registry: reg, Keys: []tsig.Key{key}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -20,9 +20,10 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/annuaire/annuaire/authority"
+	"github.com/annuaire/annuaire/authority/tsig"
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
-	"github.com/annuaire/annuaire/resolver/authority"
 	"github.com/annuaire/annuaire/services/echo"
 	"github.com/annuaire/annuaire/services/mail"
 	"github.com/annuaire/annuaire/services/telnet"
@@ -50,7 +51,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	f := &serveFlags{}
 	fs := newFlagSet(e, "serve", "[flags]")
-	fs.StringVar(&f.zone, "zone", authority.DefaultZone, "the `zone` to answer for")
+	fs.StringVar(&f.zone, "zone", registry.DefaultZone, "the `zone` to answer for")
 	fs.StringVar(&f.dns, "dns", "127.0.0.1:1053", "DNS `address` (UDP and TCP)")
 	fs.StringVar(&f.web, "web", "127.0.0.1:8080", "web page and HTTP API `address`")
 	fs.StringVar(&f.echo, "echo", "127.0.0.1:7007", "echo service `address` (TCP and UDP); \"\" to disable")
@@ -112,9 +113,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	logger := newLogger(e.stderr, f.logLevel, f.logFormat)
 
-	keys := make([]authority.TSIGKey, 0, len(f.tsig))
+	keys := make([]tsig.Key, 0, len(f.tsig))
 	for _, s := range f.tsig {
-		k, err := authority.ParseTSIGKey(s)
+		k, err := tsig.ParseKey(s)
 		if err != nil {
 			return usageError{fmt.Errorf("--tsig: %w", err)}
 		}
@@ -163,10 +164,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	defer l.close()
 
 	zone := f.zone
-	metrics := authority.NewMetrics(reg)
+	metrics := newMetrics(reg)
 	dnsServer := &authority.Server{
 		Registry: reg, Zone: zone, Logger: logger, Keys: keys,
-		AllowTransfer: allow, Notify: f.notify, Metrics: metrics,
+		AllowTransfer: allow, Notify: f.notify, Metrics: metrics.dns,
 	}
 	checker := &registry.Checker{Registry: reg, Logger: logger}
 	lookup := &resolver.Resolver{Server: l.dnsUDP.LocalAddr().String(), Zone: zone}

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
-	"github.com/annuaire/annuaire/resolver/authority"
 	"github.com/chromedp/chromedp"
 )
 

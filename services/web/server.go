@@ -27,7 +27,6 @@ import (
 
 // Defaults for the zero values of Server's fields.
 const (
-	DefaultZone         = "svc.internal."
 	DefaultMaxBody      = 64 << 10 // bytes; a registration is a few hundred
 	DefaultDrainTimeout = 5 * time.Second
 	MaxAddresses        = 32 // per registration: more is a mistake, not a host
@@ -43,7 +42,7 @@ type Server struct {
 	Registry *registry.Registry
 
 	// Zone is the DNS zone the registry's names live in, used to write the
-	// records a client sees. Empty means DefaultZone.
+	// records a client sees. Empty means registry.DefaultZone.
 	Zone string
 
 	// Token is the bearer token that writes must present. Empty means every
@@ -245,7 +244,7 @@ func (s *Server) routes() http.Handler {
 func (s *Server) zone() string {
 	z := s.Zone
 	if z == "" {
-		z = DefaultZone
+		z = registry.DefaultZone
 	}
 	if !strings.HasSuffix(z, ".") {
 		z += "."

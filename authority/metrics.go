@@ -1,0 +1,181 @@
+package authority
+
+import (
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/annuaire/annuaire/authority/wire"
+)
+
+// Metrics counts what a DNS server answers, in Prometheus form: a
+// prometheus.Collector that the process registers with its other metrics.
+// Each server has its own, so two servers in one process (as in tests)
+// never share counters. A nil *Metrics counts nothing, so every hook may
+// be called unconditionally.
+type Metrics struct {
+	queries   *prometheus.CounterVec   // qtype, rcode
+	latency   *prometheus.HistogramVec // transport
+	truncated prometheus.Counter
+	updates   *prometheus.CounterVec // result
+	transfers *prometheus.CounterVec // type, result
+	notifies  *prometheus.CounterVec // result
+}
+
+// NewMetrics returns a server's metrics, all zero.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_requests_total",
+			Help: "DNS requests answered, by question type and response code (rcode \"none\" when no answer was sent).",
+		}, []string{"qtype", "rcode"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "annuaire_dns_response_duration_seconds",
+			Help:    "Time from reading a DNS request to having written its answer.",
+			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16), // 25µs to 0.8s
+		}, []string{"transport"}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "annuaire_dns_truncated_total",
+			Help: "UDP answers sent with TC=1 because they did not fit.",
+		}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_updates_total",
+			Help: "RFC 2136 UPDATE requests, by result (accepted or refused).",
+		}, []string{"result"}),
+		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_transfers_total",
+			Help: "Zone transfers, by type (AXFR, IXFR) and result (full, incremental, incremental-history, uptodate, tcp-needed, refused, error).",
+		}, []string{"type", "result"}),
+		notifies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_notifies_total",
+			Help: "NOTIFY messages sent to secondaries, by result (acked, declined, failed).",
+		}, []string{"result"}),
+	}
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
+}
+
+// wireCounters are the counters the wire cache feeds with the answers it
+// sends itself.
+func (m *Metrics) wireCounters() wire.Counters {
+	if m == nil {
+		return wire.Counters{}
+	}
+	return wire.Counters{
+		Answers: func(qtype uint16, rcode int) prometheus.Counter {
+			return m.queries.WithLabelValues(qtypeLabel(qtype), rcodeLabel(rcode))
+		},
+		Truncated:  m.truncated,
+		UDPLatency: m.latency.WithLabelValues("udp"),
+		TCPLatency: m.latency.WithLabelValues("tcp"),
+	}
+}
+
+// qtypeLabel and rcodeLabel name a question type and a response code for
+// the requests counter. Known names only: a label per arbitrary number
+// would let any client grow the series without bound.
+func qtypeLabel(qtype uint16) string {
+	if s, ok := dns.TypeToString[qtype]; ok {
+		return s
+	}
+	return "other"
+}
+
+func rcodeLabel(rcode int) string {
+	if s := dns.RcodeToString[rcode]; s != "" {
+		return s
+	}
+	return "other"
+}
+
+func (m *Metrics) transfer(kind, result string) {
+	if m == nil {
+		return
+	}
+	m.transfers.WithLabelValues(kind, result).Inc()
+}
+
+func (m *Metrics) notify(result string) {
+	if m == nil {
+		return
+	}
+	m.notifies.WithLabelValues(result).Inc()
+}
+
+// observe wraps w to count the request r, received over TCP or not, when
+// the returned func is called, after ServeDNS has answered. It costs one
+// small allocation per request.
+func (m *Metrics) observe(w dns.ResponseWriter, r *dns.Msg, tcp bool) (dns.ResponseWriter, func()) {
+	if m == nil {
+		return w, func() {}
+	}
+	o := &observedWriter{ResponseWriter: w, start: time.Now()}
+	return o, func() { m.record(o, r, tcp) }
+}
+
+func (m *Metrics) record(o *observedWriter, r *dns.Msg, tcp bool) {
+	transport := "udp"
+	if tcp {
+		transport = "tcp"
+	}
+	m.latency.WithLabelValues(transport).Observe(time.Since(o.start).Seconds())
+	qtype, rcode := "none", "none"
+	if len(r.Question) > 0 {
+		qtype = qtypeLabel(r.Question[0].Qtype)
+	}
+	if o.written {
+		rcode = rcodeLabel(o.rcode)
+	}
+	m.queries.WithLabelValues(qtype, rcode).Inc()
+	if o.truncated {
+		m.truncated.Inc()
+	}
+	if r.Opcode == dns.OpcodeUpdate {
+		result := "refused"
+		if o.written && o.rcode == dns.RcodeSuccess {
+			result = "accepted"
+		}
+		m.updates.WithLabelValues(result).Inc()
+	}
+}
+
+// observedWriter remembers the rcode and TC bit of the first message
+// written: the answer, or the first message of a transfer.
+type observedWriter struct {
+	dns.ResponseWriter
+	start     time.Time
+	written   bool
+	rcode     int
+	truncated bool
+}
+
+func (o *observedWriter) WriteMsg(msg *dns.Msg) error {
+	if !o.written {
+		o.written, o.rcode, o.truncated = true, msg.Rcode, msg.Truncated
+	}
+	return o.ResponseWriter.WriteMsg(msg)
+}
+
+func (o *observedWriter) Write(b []byte) (int, error) {
+	if !o.written && len(b) >= 4 {
+		o.written, o.rcode, o.truncated = true, int(b[3]&0xF), b[2]&0x2 != 0
+	}
+	return o.ResponseWriter.Write(b)
+}

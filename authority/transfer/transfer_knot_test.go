@@ -1,0 +1,246 @@
+package transfer_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/authority"
+	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/authority/zone"
+	"github.com/annuaire/annuaire/registry"
+)
+
+// xfrTool returns the path of an external program, skipping the test when
+// it is missing, or failing it under CI where it must be installed.
+func xfrTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required under CI: %v", name, err)
+		}
+		t.Skipf("%s not installed: %v", name, err)
+	}
+	return path
+}
+
+// xfrLogBuffer is a bytes.Buffer that a server's logger and the test may
+// use at once.
+type xfrLogBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *xfrLogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *xfrLogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// xfrFreePort returns a loopback port free for both UDP and TCP, for a
+// program that must be told its port before it starts.
+func xfrFreePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for UDP and TCP")
+	return 0
+}
+
+// knotConf is a Knot DNS configuration making Knot a secondary of annuaire
+// for svc.internal: transfers and NOTIFY signed with one TSIG key. It is
+// the configuration the README's "Scaling out" section shows.
+const knotConf = `server:
+    listen: 127.0.0.1@%[1]d
+    rundir: "%[2]s"
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: "%[2]s"
+
+key:
+  - id: %[3]s
+    algorithm: hmac-sha256
+    secret: %[4]s
+
+remote:
+  - id: annuaire
+    address: %[5]s
+    key: %[3]s
+
+acl:
+  - id: notify-from-annuaire
+    address: 127.0.0.1
+    key: %[3]s
+    action: notify
+
+zone:
+  - domain: svc.internal
+    master: annuaire
+    acl: notify-from-annuaire
+    storage: "%[2]s"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: all
+`
+
+// TestKnotSecondary runs Knot as a secondary of annuaire: it loads the zone
+// by AXFR, and follows registrations through NOTIFY and IXFR.
+func TestKnotSecondary(t *testing.T) {
+	knotd := xfrTool(t, "knotd")
+	reg := registry.New(100)
+	if _, err := reg.Update(func(tx *registry.Tx) error {
+		return tx.PutHost(registry.Host{Name: "ns", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	xfrRegister(t, reg, "echo", 7007, "host", "127.0.0.1")
+
+	knotPort := xfrFreePort(t)
+	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
+	logs := new(xfrLogBuffer)
+	s := &authority.Server{
+		Registry: reg,
+		Keys:     []tsig.Key{xfrKey},
+		Notify:   []string{knotAddr},
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	addr := startXfr(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	notifyDone := make(chan struct{})
+	go func() { s.RunNotify(ctx); close(notifyDone) }()
+	t.Cleanup(func() { cancel(); <-notifyDone })
+
+	dir := t.TempDir()
+	host, port, _ := net.SplitHostPort(addr)
+	conf := fmt.Sprintf(knotConf, knotPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, host+"@"+port)
+	knotLog := new(xfrLogBuffer)
+	runSecondaryDaemon(t, dir, "knot.conf", conf, knotLog, func() string { return "knotd log:\n" + knotLog.String() },
+		logs.String, knotd, "-c")
+
+	ask := func(name string, qtype uint16) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, knotAddr)
+		return r, err
+	}
+	servedSerial := func() uint32 {
+		r, err := ask("svc.internal.", dns.TypeSOA)
+		if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			return 0
+		}
+		return r.Answer[0].(*dns.SOA).Serial
+	}
+	within := func(what string, d time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("Knot did not %s within %v", what, d)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	first := reg.Snapshot().Serial()
+	within("load the zone", 15*time.Second, func() bool { return servedSerial() == first })
+	r, err := ask("_echo._tcp.svc.internal.", dns.TypeSRV)
+	if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.SRV).Port != 7007 {
+		t.Fatalf("Knot's echo SRV = %v (%v)", r, err)
+	}
+
+	// A registration reaches Knot by NOTIFY and IXFR.
+	start := time.Now()
+	id := xfrRegister(t, reg, "http", 8080, "web", "127.0.0.2")
+	second := reg.Snapshot().Serial()
+	within("serve the new SRV", 10*time.Second, func() bool {
+		r, err := ask("_http._tcp.svc.internal.", dns.TypeSRV)
+		return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SRV).Port == 8080
+	})
+	t.Logf("registration served by Knot after %v", time.Since(start))
+	if got := servedSerial(); !zone.SerialLess(first, got) || got != second {
+		t.Errorf("Knot serves serial %d, want %d (after %d)", got, second, first)
+	}
+	if !strings.Contains(logs.String(), "type=IXFR") || !strings.Contains(logs.String(), "mode=incremental") {
+		t.Errorf("no incremental IXFR in annuaire's log:\n%s", logs.String())
+	}
+
+	// A deregistration too.
+	if err := reg.Deregister(id); err != nil {
+		t.Fatal(err)
+	}
+	within("drop the SRV", 10*time.Second, func() bool {
+		r, err := ask("_http._tcp.svc.internal.", dns.TypeSRV)
+		return err == nil && r.Rcode == dns.RcodeNameError
+	})
+	if got, want := servedSerial(), reg.Snapshot().Serial(); got != want {
+		t.Errorf("Knot serves serial %d, want %d", got, want)
+	}
+}
+
+// runSecondaryDaemon writes a secondary's configuration to dir/confName and
+// runs bin with args and the configuration's path in the foreground until
+// the test ends; when the test failed, it logs the secondary's log and
+// annuaire's.
+func runSecondaryDaemon(t *testing.T, dir, confName, conf string, out io.Writer, secondaryLog, annuaireLog func() string, bin string, args ...string) {
+	t.Helper()
+	confPath := filepath.Join(dir, confName)
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append(args, confPath)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Log(secondaryLog())
+			t.Logf("annuaire log:\n%s", annuaireLog())
+		}
+	})
+}

@@ -1,0 +1,108 @@
+package transfer_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/authority"
+	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/registry"
+)
+
+// nsdConf makes NSD a secondary of annuaire for svc.internal, as knotConf
+// does for Knot.
+const nsdConf = `server:
+    ip-address: 127.0.0.1@%[1]d
+    username: ""
+    chroot: ""
+    zonesdir: "%[2]s"
+    database: ""
+    zonelistfile: "%[2]s/zone.list"
+    xfrdfile: "%[2]s/xfrd.state"
+    xfrdir: "%[2]s"
+    pidfile: "%[2]s/nsd.pid"
+    logfile: "%[2]s/nsd.log"
+    verbosity: 2
+
+remote-control:
+    control-enable: no
+
+key:
+    name: %[3]s
+    algorithm: hmac-sha256
+    secret: "%[4]s"
+
+zone:
+    name: svc.internal
+    zonefile: "svc.internal.zone"
+    request-xfr: %[5]s %[3]s
+    allow-notify: 127.0.0.1 %[3]s
+`
+
+// TestNSDSecondary is TestKnotSecondary with NSD: a second implementation
+// of the secondary side reads annuaire's transfers and NOTIFY.
+func TestNSDSecondary(t *testing.T) {
+	nsd := xfrTool(t, "nsd")
+	reg := registry.New(500)
+	xfrRegister(t, reg, "echo", 7007, "host", "127.0.0.1")
+
+	nsdPort := xfrFreePort(t)
+	nsdAddr := fmt.Sprintf("127.0.0.1:%d", nsdPort)
+	logs := new(xfrLogBuffer)
+	s := &authority.Server{Registry: reg, Keys: []tsig.Key{xfrKey}, Notify: []string{nsdAddr},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	addr := startXfr(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	notifyDone := make(chan struct{})
+	go func() { s.RunNotify(ctx); close(notifyDone) }()
+	t.Cleanup(func() { cancel(); <-notifyDone })
+
+	dir := t.TempDir()
+	host, port, _ := net.SplitHostPort(addr)
+	conf := fmt.Sprintf(nsdConf, nsdPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, host+"@"+port)
+	runSecondaryDaemon(t, dir, "nsd.conf", conf, io.Discard, func() string {
+		log, _ := os.ReadFile(filepath.Join(dir, "nsd.log"))
+		return "nsd log:\n" + string(log)
+	}, logs.String, nsd, "-d", "-c")
+
+	srvPort := func(name string) (uint16, bool) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeSRV)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, nsdAddr)
+		if err != nil || len(r.Answer) != 1 {
+			return 0, false
+		}
+		srv, ok := r.Answer[0].(*dns.SRV)
+		return srv.Port, ok
+	}
+	within := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("NSD did not %s within 15s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	within("load the zone", func() bool { p, ok := srvPort("_echo._tcp.svc.internal."); return ok && p == 7007 })
+	id := xfrRegister(t, reg, "http", 8080, "web", "127.0.0.2")
+	within("serve the new SRV", func() bool { p, ok := srvPort("_http._tcp.svc.internal."); return ok && p == 8080 })
+	if !strings.Contains(logs.String(), "mode=incremental") {
+		t.Errorf("no incremental IXFR in annuaire's log:\n%s", logs.String())
+	}
+	if err := reg.Deregister(id); err != nil {
+		t.Fatal(err)
+	}
+	within("drop the SRV", func() bool { _, ok := srvPort("_http._tcp.svc.internal."); return !ok })
+}

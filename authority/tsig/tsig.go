@@ -1,0 +1,284 @@
+// Package tsig signs and checks DNS messages with shared keys (TSIG, RFC
+// 8945): the keys of UPDATE, zone transfers and NOTIFY, parsed as nsupdate
+// -y writes them, and the answers RFC 8945 section 5.2 gives a request
+// whose signature does not verify.
+package tsig
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// A Key is a shared secret that may sign UPDATE messages (RFC 8945).
+type Key struct {
+	// Algorithm is the algorithm's name as sent on the wire, a lowercase
+	// fully qualified name: "hmac-sha256." or "hmac-md5.sig-alg.reg.int.".
+	Algorithm string
+	// Name is the key's name, lowercase and fully qualified: "ddns-key.".
+	// A request names the key it was signed with; name and algorithm
+	// together must match.
+	Name string
+	// Secret is the shared secret, base64-encoded.
+	Secret string
+}
+
+// The algorithms of RFC 8945 section 6, by the names nsupdate -y takes.
+var tsigAlgorithms = map[string]string{
+	"hmac-md5":    "hmac-md5.sig-alg.reg.int.",
+	"hmac-sha1":   dns.HmacSHA1,
+	"hmac-sha224": dns.HmacSHA224,
+	"hmac-sha256": dns.HmacSHA256,
+	"hmac-sha384": dns.HmacSHA384,
+	"hmac-sha512": dns.HmacSHA512,
+}
+
+// ParseKey reads a key in the syntax of nsupdate -y, [ALG:]NAME:SECRET:
+// "hmac-sha256:ddns-key:c2VjcmV0IQ==". As in nsupdate, a key without an
+// algorithm is hmac-md5, which RFC 8945 section 6 no longer recommends: say
+// hmac-sha256. Errors name the key but never echo the secret.
+func ParseKey(s string) (Key, error) {
+	parts := strings.Split(s, ":")
+	alg := "hmac-md5"
+	switch len(parts) {
+	case 2:
+	case 3:
+		alg = strings.ToLower(parts[0])
+		parts = parts[1:]
+	default:
+		return Key{}, errors.New("tsig key: want [ALGORITHM:]NAME:BASE64SECRET, as nsupdate -y")
+	}
+	name, secret := parts[0], parts[1]
+	wire, ok := tsigAlgorithms[strings.TrimSuffix(alg, ".")]
+	if !ok {
+		return Key{}, fmt.Errorf("tsig key %q: unknown algorithm %q: want hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224, hmac-sha1 or hmac-md5", name, alg)
+	}
+	if name == "" {
+		return Key{}, errors.New("tsig key: empty name")
+	}
+	if _, ok := dns.IsDomainName(name); !ok {
+		return Key{}, fmt.Errorf("tsig key %q: not a domain name", name)
+	}
+	raw, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil {
+		return Key{}, fmt.Errorf("tsig key %q: secret is not base64 (RFC 4648 section 4)", name)
+	}
+	if len(raw) == 0 {
+		return Key{}, fmt.Errorf("tsig key %q: empty secret", name)
+	}
+	return Key{Algorithm: wire, Name: dns.CanonicalName(name), Secret: secret}, nil
+}
+
+// String returns the key without its secret, for logs.
+func (k Key) String() string { return k.Name + " (" + strings.TrimSuffix(k.Algorithm, ".") + ")" }
+
+// Errors of TSIG verification, each answered as RFC 8945 section 5.2 says.
+var (
+	ErrBadKey    = errors.New("tsig: unknown key or algorithm") // BADKEY, section 5.2.1
+	errBadSig    = errors.New("tsig: MAC does not verify")      // BADSIG, section 5.2.2
+	errBadFormat = errors.New("tsig: malformed MAC size")       // FORMERR, section 5.2.2.1
+)
+
+// A Keyring is a dns.TsigProvider over the configured keys: a dns.Server
+// given one verifies requests' signatures and signs answers with it.
+// miekg's own provider is not used: it has no hmac-md5 (nsupdate's default
+// for -y NAME:SECRET), does not tell an unknown key from a bad MAC, and
+// rejects the truncated MACs RFC 8945 section 5.2.2.1 allows.
+type Keyring []Key
+
+func (kr Keyring) lookup(t *dns.TSIG) (Key, func() hash.Hash, error) {
+	name, alg := dns.CanonicalName(t.Hdr.Name), dns.CanonicalName(t.Algorithm)
+	for _, k := range kr {
+		// A key is its name and its algorithm: the same name with another
+		// algorithm is an unknown key (RFC 8945 section 5.2.1).
+		if k.Name == name && k.Algorithm == alg {
+			if h := newHash(alg); h != nil {
+				return k, h, nil
+			}
+		}
+	}
+	return Key{}, nil, ErrBadKey
+}
+
+func newHash(alg string) func() hash.Hash {
+	switch alg {
+	case "hmac-md5.sig-alg.reg.int.":
+		return md5.New
+	case dns.HmacSHA1:
+		return sha1.New
+	case dns.HmacSHA224:
+		return sha256.New224
+	case dns.HmacSHA256:
+		return sha256.New
+	case dns.HmacSHA384:
+		return sha512.New384
+	case dns.HmacSHA512:
+		return sha512.New
+	}
+	return nil
+}
+
+func (kr Keyring) mac(msg []byte, t *dns.TSIG) ([]byte, error) {
+	k, h, err := kr.lookup(t)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := base64.StdEncoding.DecodeString(k.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("tsig key %s: %w", k, err)
+	}
+	m := hmac.New(h, secret)
+	m.Write(msg)
+	return m.Sum(nil), nil
+}
+
+// Generate implements dns.TsigProvider: it signs responses.
+func (kr Keyring) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
+	return kr.mac(msg, t)
+}
+
+// Verify implements dns.TsigProvider: it checks a request's MAC, which may
+// be truncated to no less than half the hash and 10 octets (RFC 8945
+// section 5.2.2.1).
+func (kr Keyring) Verify(msg []byte, t *dns.TSIG) error {
+	sum, err := kr.mac(msg, t)
+	if err != nil {
+		return err
+	}
+	got, err := hex.DecodeString(t.MAC)
+	if err != nil || len(got) > len(sum) || len(got) < max(10, len(sum)/2) {
+		return errBadFormat
+	}
+	if !hmac.Equal(sum[:len(got)], got) {
+		return errBadSig
+	}
+	return nil
+}
+
+// An Error is what Check answered, for the caller's log line.
+type Error struct {
+	Rcode  int
+	Reason string
+}
+
+func (e *Error) Error() string { return dns.RcodeToString[e.Rcode] + ": " + e.Reason }
+
+// Check answers a request whose TSIG does not verify, as RFC 8945 section
+// 5.2 says, and returns what it answered; it returns nil, writing nothing,
+// when r is signed by a known key, and when r is unsigned (the caller
+// decides what unsigned requests may do). The verdict is w.TsigStatus(),
+// the dns.Server's, which verified with a Keyring. Its answer to a
+// verified but late request (BADTIME) is signed; answers about the key or
+// the MAC are not (section 5.3.2).
+func Check(w dns.ResponseWriter, r *dns.Msg) *Error {
+	t := r.IsTsig()
+	n := 0
+	for _, rr := range r.Extra {
+		if rr.Header().Rrtype == dns.TypeTSIG {
+			n++
+		}
+	}
+	if n > 1 || n == 1 && t == nil {
+		// RFC 8945 section 5.2: one TSIG, the last record, or FORMERR.
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeFormatError)
+		w.WriteMsg(m)
+		return &Error{dns.RcodeFormatError, "TSIG is not the last record of the message"}
+	}
+	if t == nil {
+		return nil
+	}
+	if err := w.TsigStatus(); err != nil {
+		return Refuse(w, r, err)
+	}
+	return nil
+}
+
+// Refuse answers r, whose TSIG failed verification with err, and returns
+// what it answered.
+func Refuse(w dns.ResponseWriter, r *dns.Msg, err error) *Error {
+	t := r.IsTsig()
+	m := new(dns.Msg)
+	if t == nil {
+		err = errors.New("tsig: no TSIG record")
+	}
+	var code uint16
+	switch {
+	case t == nil:
+	case errors.Is(err, ErrBadKey):
+		code = dns.RcodeBadKey
+	case errors.Is(err, errBadSig):
+		code = dns.RcodeBadSig
+	case errors.Is(err, dns.ErrTime):
+		code = dns.RcodeBadTime
+	}
+	if code == 0 {
+		// The TSIG could not be read, or its MAC size is impossible:
+		// section 5.2.2.1 drops the message with FORMERR.
+		m.SetRcode(r, dns.RcodeFormatError)
+		w.WriteMsg(m)
+		return &Error{dns.RcodeFormatError, err.Error()}
+	}
+	m.SetRcode(r, dns.RcodeNotAuth)
+	now := uint64(time.Now().Unix()) & (1<<48 - 1)
+	why := &Error{dns.RcodeNotAuth, "TSIG " + dns.RcodeToString[int(code)] + " for key " + t.Hdr.Name}
+	if code == dns.RcodeBadTime {
+		// Section 5.2.3: signed by the writer with the request's MAC,
+		// with the client's Time Signed and the server's clock in Other
+		// Data so that the client can verify it anyway.
+		m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, int64(t.TimeSigned))
+		rt := m.Extra[len(m.Extra)-1].(*dns.TSIG)
+		rt.Error, rt.OtherLen, rt.OtherData = code, 6, fmt.Sprintf("%012x", now)
+		w.WriteMsg(m)
+		return why
+	}
+	// Section 5.3.2: unsigned, MAC empty. Written here rather than by
+	// miekg's writer, which would zero Time Signed: BIND's nsupdate reads
+	// that as clock skew instead of reporting the error.
+	m.Extra = append(m.Extra, &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: t.Algorithm, TimeSigned: now, Fudge: t.Fudge, OrigId: r.Id, Error: code,
+	})
+	if buf, err := m.Pack(); err == nil {
+		w.Write(buf)
+	}
+	return why
+}
+
+// SignReply makes the writer sign m with the key that signed the request
+// r, if any (RFC 8945 section 5.3): every answer to a signed request is
+// signed.
+func SignReply(m, r *dns.Msg) {
+	if t := r.IsTsig(); t != nil {
+		m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
+	}
+}
+
+// SigningWriter returns a writer that signs every answer it writes with
+// the key of the request r, unless the answer already carries a TSIG.
+func SigningWriter(w dns.ResponseWriter, r *dns.Msg) dns.ResponseWriter {
+	return &signingWriter{w, r}
+}
+
+type signingWriter struct {
+	dns.ResponseWriter
+	req *dns.Msg
+}
+
+func (w *signingWriter) WriteMsg(m *dns.Msg) error {
+	if m.IsTsig() == nil {
+		SignReply(m, w.req)
+	}
+	return w.ResponseWriter.WriteMsg(m)
+}

@@ -1,0 +1,436 @@
+// Package wire is the DNS server's fast path: plain queries answered from
+// packed answers, without unpacking the request or packing the response.
+// Cache.Answer is its one entry, from request bytes to answer bytes; the
+// UDP loop (recvmmsg/sendmmsg on Linux, one reader elsewhere) and the TCP
+// connections call it on what they read, and hand everything else to
+// miekg/dns through sockets of their own making.
+package wire
+
+import (
+	"encoding/binary"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/annuaire/annuaire/authority/zone"
+	"github.com/annuaire/annuaire/registry"
+)
+
+// The cache holds packed answers. An answer is a pure function of
+// (snapshot, question, EDNS shape, transport) — see zone.Zone.Respond —
+// so a packed answer can be sent again to any request with the same key
+// once its ID, its RD and CD bits, the case of its question name and the
+// zone's serial are patched in. Each answer is built from one snapshot and
+// carried to the next ones while no registry change touches what it read
+// (fresh.go). The cache is derived data: memdb stays the only store,
+// and an answer found stale is simply built again from the newest
+// snapshot.
+//
+// Only plain queries take it: one question, opcode QUERY, no TSIG, no
+// record but an OPT with version 0 and no unknown option. Everything else
+// goes the full miekg/dns way, as does any request whose key is not
+// cached yet and whose name is not in lowercase (a 0x20-randomised name).
+
+// Bounds of the cache: past either, it starts again empty, so that a
+// flood of random names costs CPU, never memory.
+const (
+	maxEntries = 1 << 16
+	maxBytes   = 32 << 20
+)
+
+// A Cache holds packed answers, each valid at some recent snapshot. Its
+// methods are safe for concurrent use.
+type Cache struct {
+	reg      *registry.Registry
+	zone     *zone.Zone
+	counters Counters
+
+	cur    atomic.Pointer[view] // the snapshot answers are sent from
+	viewMu sync.Mutex           // serialises moving cur forward
+
+	mu    sync.RWMutex // guards the fields below
+	m     map[string]*entry
+	bytes int
+}
+
+// Counters are the server's metrics that answers sent from the cache
+// feed: those never reach the server's handler. The zero value counts
+// nothing.
+type Counters struct {
+	// Answers returns the counter of answers to questions of type qtype
+	// with rcode; it is asked once per answer cached.
+	Answers func(qtype uint16, rcode int) prometheus.Counter
+	// Truncated counts the answers sent with TC set.
+	Truncated prometheus.Counter
+	// UDPLatency and TCPLatency observe the time from reading a request
+	// to sending its answer.
+	UDPLatency, TCPLatency prometheus.Observer
+}
+
+// New returns an empty cache of the answers zone gives from reg's
+// snapshots.
+func New(reg *registry.Registry, z *zone.Zone, counters Counters) *Cache {
+	return &Cache{reg: reg, zone: z, counters: counters, m: make(map[string]*entry)}
+}
+
+// An entry is one packed answer, ready to copy.
+type entry struct {
+	msg []byte
+
+	// What makes it stale (fresh.go): the serial it was last known valid
+	// at, and what building it read of the registry.
+	serial atomic.Uint32
+	keys   []registry.Key
+	// serials are the offsets of the SOA serials in msg, patched on send.
+	serials []int
+	// caseFree says whether the answer's bytes depend on the case of the
+	// question name beyond the question itself (caseUnknown, caseFree or
+	// caseBound). They do when another name in it is compressed into a
+	// suffix of the question name: miekg/dns compresses case-sensitively.
+	// If not, a mixed-case request may be answered from the entry by
+	// copying its name in. Learnt from the first mixed-case request.
+	caseFree atomic.Int32
+
+	// What metrics count, resolved once.
+	answers   prometheus.Counter // nil without metrics
+	truncated bool
+}
+
+// States of entry.caseFree.
+const (
+	caseUnknown = iota
+	caseFree
+	caseBound
+)
+
+// request is what the hot path reads of a request: header, question and
+// OPT record, without allocating.
+type request struct {
+	name      []byte // the question name in wire form, as asked (a slice of the request)
+	upper     bool   // name holds an ASCII capital letter
+	qtype     uint16
+	qclass    uint16
+	edns      edns
+	hasRD     bool
+	hasCD     bool
+	requestID uint16
+}
+
+// maxKey is the longest cache key: a name, type, class and EDNS shape.
+const maxKey = 255 + 2 + 2 + 1 + 2
+
+// edns is the part of a request's OPT record that shapes its answer, as
+// zone.Respond reads it (RFC 6891).
+type edns struct {
+	present bool // the request had an OPT record
+	do      bool // its DO bit
+	size    int  // the largest response allowed: 512 to zone.MaxUDPSize over UDP, 65535 over TCP
+}
+
+// parse reads a request that the cache may answer. ok is false for
+// anything else, which then takes the full path: the parse is strict so
+// that two requests with one key are the same question to miekg/dns.
+func parse(b []byte, tcp bool) (q request, ok bool) {
+	const hdr = 12
+	if len(b) < hdr+5 {
+		return q, false
+	}
+	flags := binary.BigEndian.Uint16(b[2:])
+	if flags&(1<<15) != 0 || (flags>>11)&0xF != dns.OpcodeQuery {
+		return q, false
+	}
+	if binary.BigEndian.Uint16(b[4:]) != 1 || binary.BigEndian.Uint16(b[6:]) != 0 || binary.BigEndian.Uint16(b[8:]) != 0 {
+		return q, false
+	}
+	arcount := binary.BigEndian.Uint16(b[10:])
+	if arcount > 1 {
+		return q, false
+	}
+	// The name: plain labels, no compression pointer (legal but never
+	// seen in a question), at most 255 bytes (RFC 1035 section 3.1).
+	off := hdr
+	for {
+		if off >= len(b) {
+			return q, false
+		}
+		l := int(b[off])
+		if l == 0 {
+			off++
+			break
+		}
+		if l > 63 || off+1+l > len(b) {
+			return q, false
+		}
+		for _, c := range b[off+1 : off+1+l] {
+			if 'A' <= c && c <= 'Z' {
+				q.upper = true
+			}
+		}
+		off += 1 + l
+	}
+	if off-hdr > 255 || off+4 > len(b) {
+		return q, false
+	}
+	q.name = b[hdr:off]
+	q.qtype = binary.BigEndian.Uint16(b[off:])
+	q.qclass = binary.BigEndian.Uint16(b[off+2:])
+	off += 4
+	switch q.qtype {
+	case dns.TypeOPT, dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB, dns.TypeTKEY, dns.TypeTSIG:
+		return q, false // transfers, and the errors respond gives: rare
+	}
+	q.requestID = binary.BigEndian.Uint16(b)
+	q.hasRD = flags&(1<<8) != 0
+	q.hasCD = flags&(1<<4) != 0
+	q.edns = edns{size: dns.MinMsgSize}
+	if tcp {
+		q.edns.size = dns.MaxMsgSize
+	}
+	if arcount == 0 {
+		return q, off == len(b)
+	}
+	// The OPT record (RFC 6891 section 6.1.2): owner root, type OPT,
+	// class the UDP size, TTL extended rcode, version, DO and Z.
+	if off+11 > len(b) || b[off] != 0 || binary.BigEndian.Uint16(b[off+1:]) != dns.TypeOPT {
+		return q, false
+	}
+	size := int(binary.BigEndian.Uint16(b[off+3:]))
+	version := b[off+6]
+	do := b[off+7]&0x80 != 0
+	rdlen := int(binary.BigEndian.Uint16(b[off+9:]))
+	off += 11
+	if version != 0 || off+rdlen != len(b) {
+		return q, false // BADVERS, trailing bytes: the full path says what
+	}
+	// Options are ignored (RFC 6891 section 6.1.2), but miekg/dns rejects
+	// some malformed ones as FORMERR: only let through those it never
+	// rejects (NSID, COOKIE, PADDING).
+	for o := off; o < len(b); {
+		if o+4 > len(b) {
+			return q, false
+		}
+		code := binary.BigEndian.Uint16(b[o:])
+		n := int(binary.BigEndian.Uint16(b[o+2:]))
+		if o+4+n > len(b) {
+			return q, false
+		}
+		switch code {
+		case dns.EDNS0NSID, dns.EDNS0COOKIE, dns.EDNS0PADDING:
+		default:
+			return q, false
+		}
+		o += 4 + n
+	}
+	q.edns.present = true
+	q.edns.do = do
+	if !tcp {
+		q.edns.size = min(max(size, dns.MinMsgSize), zone.MaxUDPSize)
+	}
+	return q, true
+}
+
+// key writes q's cache key into buf: the lowercased name, type, class and
+// the EDNS shape, which with the transport is all an answer depends on.
+func (q *request) key(buf *[maxKey]byte, tcp bool) []byte {
+	n := copy(buf[:], q.name)
+	for i := range n {
+		if c := buf[i]; 'A' <= c && c <= 'Z' {
+			buf[i] = c + 'a' - 'A' // length bytes are at most 63: never touched
+		}
+	}
+	k := buf[:n]
+	k = binary.BigEndian.AppendUint16(k, q.qtype)
+	k = binary.BigEndian.AppendUint16(k, q.qclass)
+	var shape byte
+	if tcp {
+		shape |= 1
+	}
+	if q.edns.present {
+		shape |= 2
+	}
+	if q.edns.do {
+		shape |= 4
+	}
+	k = append(k, shape)
+	return binary.BigEndian.AppendUint16(k, uint16(q.edns.size))
+}
+
+func (c *Cache) get(key []byte) *entry {
+	c.mu.RLock()
+	e := c.m[string(key)] // no allocation: the compiler reads key in place
+	c.mu.RUnlock()
+	return e
+}
+
+func (c *Cache) put(key []byte, e *entry) {
+	c.mu.Lock()
+	if len(c.m) >= maxEntries || c.bytes+e.size() > maxBytes {
+		clear(c.m)
+		c.bytes = 0
+	}
+	if old, ok := c.m[string(key)]; ok {
+		c.bytes -= old.size() + len(key)
+	}
+	c.m[string(key)] = e // replaces a stale answer
+	c.bytes += e.size() + len(key)
+	c.mu.Unlock()
+}
+
+// size is about what e holds in memory: its answer and its keys.
+func (e *entry) size() int { return len(e.msg) + 8*len(e.keys) }
+
+// Answer writes the answer to the request req, received over TCP or not,
+// into out and returns its length, and counts it. n is 0 when req must
+// take the full path: it is not a plain query, out is too small, or its
+// answer is not cached and cannot be cached from it. Answers are byte for
+// byte those of zone.Respond from the registry's newest snapshot.
+func (c *Cache) Answer(req, out []byte, tcp bool) (n int) {
+	q, e := c.lookup(req, tcp)
+	if e == nil || len(e.msg) > len(out) {
+		return 0
+	}
+	n = q.patch(out, e, e.serial.Load())
+	c.count(e)
+	return n
+}
+
+// count counts an answer sent from e.
+func (c *Cache) count(e *entry) {
+	if e.answers == nil {
+		return
+	}
+	e.answers.Inc()
+	if e.truncated && c.counters.Truncated != nil {
+		c.counters.Truncated.Inc()
+	}
+}
+
+// lookup returns the cached answer to req, caching it first if need be;
+// nil means req must take the full path. The entry returned is valid at
+// its serial, which is what its SOA serials are to be patched with.
+func (c *Cache) lookup(req []byte, tcp bool) (request, *entry) {
+	q, ok := parse(req, tcp)
+	if !ok {
+		return q, nil
+	}
+	v := c.view(c.reg.Snapshot())
+	var kb [maxKey]byte
+	key := q.key(&kb, tcp)
+	e := c.get(key)
+	if e == nil || !e.fresh(v) {
+		if q.upper {
+			return q, nil // built from a lowercase request only: see caseFree
+		}
+		if e = c.build(v.snap, req, tcp); e == nil {
+			return q, nil
+		}
+		c.put(key, e)
+	}
+	if q.upper && !c.caseFree(v.snap, e, req, tcp) {
+		return q, nil
+	}
+	return q, e
+}
+
+// patch copies e's answer into out, which must be large enough, as the
+// answer to q at the given serial, and returns its length.
+func (q *request) patch(out []byte, e *entry, serial uint32) int {
+	n := copy(out, e.msg)
+	binary.BigEndian.PutUint16(out, q.requestID)
+	// copyHeader's rule: RD and CD come from the request.
+	out[2] = out[2]&^1 | b2u(q.hasRD)
+	out[3] = out[3]&^0x10 | b2u(q.hasCD)<<4
+	copy(out[12:], q.name) // 0x20: the name as asked
+	for _, off := range e.serials {
+		binary.BigEndian.PutUint32(out[off:], serial)
+	}
+	return n
+}
+
+func b2u(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// build answers req by the full path, from snap, and packs it, recording
+// what the answer read (fresh.go). It returns nil if req is not what parse
+// took it for.
+func (c *Cache) build(snap *registry.Snapshot, req []byte, tcp bool) *entry {
+	r := new(dns.Msg)
+	if err := r.Unpack(req); err != nil || len(r.Question) != 1 || r.IsTsig() != nil {
+		return nil
+	}
+	var reads registry.Reads
+	m := c.zone.Respond(snap.Recording(&reads), r, tcp)
+	msg, err := m.Pack()
+	if err != nil {
+		return nil
+	}
+	e := &entry{msg: msg, keys: reads.Keys()}
+	serial := snap.Serial()
+	e.serial.Store(serial)
+	e.serials = serialOffsets(msg, serial)
+	e.truncated = msg[2]&0x2 != 0
+	if c.counters.Answers != nil {
+		e.answers = c.counters.Answers(r.Question[0].Qtype, int(msg[3]&0xF))
+	}
+	return e
+}
+
+// caseFree reports whether e, built from a lowercase request, is the
+// answer to req, the same question in another case, once req's name is
+// copied in. miekg/dns compresses names case-sensitively, so a name of the
+// zone compressed into a suffix of the lowercase question ("svc.internal."
+// in "b.svc.internal.") is written out whole after "b.svC.internAl.", but
+// still compressed after "B.svc.internal.": whether the bytes match
+// depends on which letters are capitals. So the first time, it answers
+// the question in capitals only by the full path and compares: if only
+// the question's bytes (and ID, RD, CD) differ, no name of the zone was
+// compressed into the question, and none will be, whatever its case.
+func (c *Cache) caseFree(snap *registry.Snapshot, e *entry, req []byte, tcp bool) bool {
+	switch e.caseFree.Load() {
+	case caseFree:
+		return true
+	case caseBound:
+		return false
+	}
+	req = slices.Clone(req)
+	for i, end := 12, nameEnd(req); i < end; i++ { // length bytes are at most 63: never letters
+		if c := req[i]; 'a' <= c && c <= 'z' {
+			req[i] = c - ('a' - 'A')
+		}
+	}
+	state := int32(caseBound)
+	r := new(dns.Msg)
+	if r.Unpack(req) == nil && len(r.Question) == 1 {
+		if other, err := c.zone.Respond(snap, r, tcp).Pack(); err == nil && len(other) == len(e.msg) {
+			mine := slices.Clone(e.msg) // at snap's serial, as other is
+			for _, off := range e.serials {
+				binary.BigEndian.PutUint32(mine[off:], snap.Serial())
+			}
+			qend := nameEnd(mine)
+			if string(other[qend:]) == string(mine[qend:]) && string(other[4:12]) == string(mine[4:12]) &&
+				other[2]&^1 == mine[2]&^1 && other[3]&^0x10 == mine[3]&^0x10 {
+				state = caseFree
+			}
+		}
+	}
+	e.caseFree.Store(state)
+	return state == caseFree
+}
+
+// nameEnd returns the offset just past the question name of a packed
+// message, which starts at 12 and is never compressed.
+func nameEnd(msg []byte) int {
+	for i := 12; i < len(msg); i += int(msg[i]) + 1 {
+		if msg[i] == 0 {
+			return i + 1
+		}
+	}
+	return len(msg)
+}

@@ -1,0 +1,391 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/authority/internal/authtest"
+	"github.com/annuaire/annuaire/authority/zone"
+	"github.com/annuaire/annuaire/registry"
+)
+
+// staleRequests are questions over every kind of name the updates of
+// TestWireCacheAcrossUpdates touch or leave alone, in two cases and two
+// EDNS shapes.
+func staleRequests() []*dns.Msg {
+	names := []string{
+		"svc.internal.", "a.svc.internal.", "b.svc.internal.", "echo.svc.internal.", "www.lab.svc.internal.",
+		"lab.svc.internal.", "_tcp.svc.internal.", "_udp.svc.internal.", "_echo._tcp.svc.internal.", "_http._tcp.svc.internal.",
+		`Echo\032One._echo._tcp.svc.internal.`, `My\032Web\.v2._http._tcp.svc.internal.`, "nope.svc.internal.",
+		"_services._dns-sd._udp.svc.internal.", "_dns-sd._udp.svc.internal.", "_many._tcp.svc.internal.", "many.svc.internal.",
+		"ns.svc.internal.", "m7.svc.internal.", "m8.svc.internal.", "1.0.0.127.in-addr.arpa.", "7.0.9.10.in-addr.arpa.",
+		"70.0.9.10.in-addr.arpa.", "2.0.0.127.in-addr.arpa.",
+		"late.svc.internal.", "_late._tcp.svc.internal.", "L1._late._tcp.svc.internal.", "lab2.svc.internal.",
+		"x.lab2.svc.internal.", "auto.svc.internal.", "_smtp._tcp.svc.internal.", "_bulk._tcp.svc.internal.",
+	}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypeSOA, dns.TypeNS, dns.TypeMX, dns.TypePTR, dns.TypeANY}
+	var reqs []*dns.Msg
+	for _, n := range names {
+		for _, t := range types {
+			for _, upper := range []bool{false, true} {
+				for _, edns := range []bool{false, true} {
+					r := new(dns.Msg)
+					r.SetQuestion(dns.CanonicalName(n), t)
+					if upper {
+						r.Question[0].Name = authtest.Upper(n)
+					}
+					if edns {
+						r.SetEdns0(4096, true)
+					}
+					reqs = append(reqs, r)
+				}
+			}
+		}
+	}
+	return reqs
+}
+
+// TestWireCacheAcrossUpdates: after each of a series of registry changes,
+// every answer the cache gives — carried over from an earlier snapshot or
+// built again — is byte for byte the full path's from the newest snapshot;
+// and answers the change did not touch are carried over, not rebuilt.
+func TestWireCacheAcrossUpdates(t *testing.T) {
+	s := testServer(t)
+	reg := s.reg
+	put := func(insts ...registry.Instance) func(*registry.Tx) error {
+		return func(tx *registry.Tx) error {
+			for _, i := range insts {
+				if _, err := tx.PutInstance(i); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	host := func(name string, a ...string) func(*registry.Tx) error {
+		return func(tx *registry.Tx) error { return tx.PutHost(registry.Host{Name: name, Addrs: authtest.Addrs(a...)}) }
+	}
+	steps := []struct {
+		name string
+		fn   func(*registry.Tx) error
+		// kept is a question the change does not touch: its entry must
+		// survive; touched is one it does: its entry must be rebuilt.
+		kept, touched string
+	}{
+		{"new service", put(registry.Instance{ID: "late", Service: "late", Proto: "tcp", Host: "a", Port: 99, Label: "L1"}),
+			"www.lab.svc.internal. A", "_late._tcp.svc.internal. SRV"},
+		{"instance on a host with an address", put(registry.Instance{ID: "e7", Service: "echo", Proto: "tcp", Host: "m7", Port: 7}),
+			"_http._tcp.svc.internal. SRV", "_echo._tcp.svc.internal. SRV"},
+		{"host address changes", host("m7", "10.9.0.70"),
+			"_http._tcp.svc.internal. SRV", "echo.svc.internal. A"},
+		{"health withdraws an instance", func(tx *registry.Tx) error {
+			for inst := range tx.Instances("tcp", "echo") {
+				if inst.Label == "Echo One" {
+					return tx.SetHealth(inst.ID, registry.Critical)
+				}
+			}
+			return fmt.Errorf("no Echo One")
+		}, "www.lab.svc.internal. A", `echo\032one._echo._tcp.svc.internal. SRV`},
+		{"host deleted", func(tx *registry.Tx) error { return tx.DeleteHost("b") },
+			"www.lab.svc.internal. A", "_http._tcp.svc.internal. SRV"},
+		{"host back", host("b", "127.0.0.2", "2001:db8::2"), "www.lab.svc.internal. A", "svc.internal. MX"},
+		{"new empty non-terminal", host("x.lab2", "192.0.2.50"), "_http._tcp.svc.internal. SRV", "lab2.svc.internal. A"},
+		{"empty non-terminal gone", func(tx *registry.Tx) error { return tx.DeleteHost("x.lab2") },
+			"_http._tcp.svc.internal. SRV", "lab2.svc.internal. A"},
+		{"name server moves", host("ns", "127.0.0.54"), "_http._tcp.svc.internal. SRV", "svc.internal. NS"},
+		{"mail on another host", put(registry.Instance{ID: "smtp2", Service: "smtp", Proto: "tcp", Host: "a", Port: 25, Priority: 5}),
+			"www.lab.svc.internal. A", "svc.internal. MX"},
+		{"TXT changes", func(tx *registry.Tx) error {
+			for inst := range tx.Instances("tcp", "http") {
+				i := *inst
+				i.TXT = map[string]string{"path": "/v3"}
+				_, err := tx.PutInstance(i)
+				return err
+			}
+			return fmt.Errorf("no http")
+		}, "_echo._tcp.svc.internal. SRV", `my\032web\.v2._http._tcp.svc.internal. TXT`},
+		{"type gone", func(tx *registry.Tx) error { return tx.DeleteInstance("late") },
+			"www.lab.svc.internal. A", "_services._dns-sd._udp.svc.internal. PTR"},
+		{"host named like a former service", host("late", "192.0.2.88"), "_echo._tcp.svc.internal. SRV", "late.svc.internal. A"},
+		{"bulk: everything stale", func(tx *registry.Tx) error {
+			for i := range 5000 {
+				if _, err := tx.PutInstance(registry.Instance{Service: "bulk", Proto: "tcp", Host: "m8", Port: uint16(10000 + i)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, "", "www.lab.svc.internal. A"},
+	}
+
+	out := make([]byte, dns.MaxMsgSize)
+	reqs := staleRequests()
+	// check asks every request over both transports and compares.
+	check := func(step string) {
+		t.Helper()
+		for _, tcp := range []bool{false, true} {
+			for _, r := range reqs {
+				for range 2 { // as it is, then as a hit
+					wireMatches(t, s, r, tcp, out, "after "+step)
+				}
+			}
+		}
+	}
+	// cached returns the UDP, no-EDNS entry of "name TYPE", as cached.
+	cached := func(q string) *entry {
+		var name, typ string
+		fmt.Sscan(q, &name, &typ)
+		r := new(dns.Msg)
+		r.SetQuestion(name, dns.StringToType[typ])
+		req, _ := r.Pack()
+		wq, ok := parse(req, false)
+		if !ok {
+			t.Fatalf("%s: not a plain query", q)
+		}
+		var kb [maxKey]byte
+		return s.get(wq.key(&kb, false))
+	}
+
+	check("start")
+	for _, st := range steps {
+		var kept, touched *entry
+		if st.kept != "" {
+			kept = cached(st.kept)
+		}
+		touched = cached(st.touched)
+		if _, err := reg.Update(st.fn); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		check(st.name)
+		if kept != nil && cached(st.kept) != kept {
+			t.Errorf("%s: the answer to %s was rebuilt; the change does not touch it", st.name, st.kept)
+		}
+		if touched == nil || cached(st.touched) == touched {
+			t.Errorf("%s: the answer to %s was not rebuilt", st.name, st.touched)
+		}
+	}
+}
+
+// TestWireCacheHistoryGap: an answer validated further back than the
+// view remembers is rebuilt, never trusted.
+func TestWireCacheHistoryGap(t *testing.T) {
+	s := testServer(t)
+	r := new(dns.Msg)
+	r.SetQuestion("_echo._tcp.svc.internal.", dns.TypeSRV)
+	req, _ := r.Pack()
+	out := make([]byte, 4096)
+	s.Answer(req, out, false)
+	// A change that touches the answer, then more than the view
+	// remembers that do not.
+	if _, err := s.reg.Update(func(tx *registry.Tx) error { return tx.DeleteHost("a") }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range keptGens + 10 {
+		if _, err := s.reg.Update(func(tx *registry.Tx) error {
+			return tx.PutHost(registry.Host{Name: fmt.Sprintf("g%d", i), Addrs: authtest.Addrs("192.0.2.1")})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		s.view(s.reg.Snapshot()) // the cache sees every snapshot, and remembers keptGens
+	}
+	n := s.Answer(req, out, false)
+	want, _ := s.respond(r.Copy(), false).Pack()
+	if !bytes.Equal(out[:n], want) {
+		t.Fatal("stale answer after a gap")
+	}
+}
+
+// BenchmarkWireAfterUpdate: one op is a registration (an instance of a
+// service the mix does not ask about, on one of its hosts, registered or
+// withdrawn in turn) followed by the mix's 81 questions, each once. It
+// reports how many of the mix's answers each update made the cache
+// rebuild: when every answer lived and died with its snapshot, all 81.
+func BenchmarkWireAfterUpdate(b *testing.B) {
+	for _, n := range []int{100, 100000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			s := newServer(authtest.Bench(b, n))
+			mix := authtest.BenchMix(b)
+			out := make([]byte, zone.MaxUDPSize)
+			pass := func() {
+				for _, req := range mix {
+					if k := s.Answer(req, out, false); k == 0 {
+						b.Fatal("not answered")
+					}
+				}
+			}
+			i := 0
+			update := func() {
+				var err error
+				if i%2 == 0 {
+					_, err = s.reg.Register(registry.Instance{ID: "churn", Service: "churn", Proto: "tcp", Host: "h1", Port: 9}, nil)
+				} else {
+					err = s.reg.Deregister("churn")
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			pass()
+			c := s.Cache
+			entries := func() map[*entry]bool {
+				c.mu.RLock()
+				defer c.mu.RUnlock()
+				m := make(map[*entry]bool, len(c.m))
+				for _, e := range c.m {
+					m[e] = true
+				}
+				return m
+			}
+			rebuilt, updates := 0, 0
+			for range 20 {
+				before := entries()
+				update()
+				pass()
+				for e := range entries() {
+					if !before[e] {
+						rebuilt++
+					}
+				}
+				updates++
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				update()
+				pass()
+			}
+			b.ReportMetric(float64(rebuilt)/float64(updates), "rebuilt/update")
+		})
+	}
+}
+
+// TestWireCacheConcurrentUpdates: readers answering from the cache while
+// updates stream in never see half of an update. Each update moves both
+// instances of _pair._tcp to a new port in one transaction, so every
+// answer must show one port twice.
+func TestWireCacheConcurrentUpdates(t *testing.T) {
+	s := testServer(t)
+	move := func(port uint16) error {
+		_, err := s.reg.Update(func(tx *registry.Tx) error {
+			for _, id := range []string{"p1", "p2"} {
+				if _, err := tx.PutInstance(registry.Instance{ID: id, Service: "pair", Proto: "tcp", Host: "a", Port: port, Label: id}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return err
+	}
+	if err := move(1); err != nil {
+		t.Fatal(err)
+	}
+	r := new(dns.Msg)
+	r.SetQuestion("_pair._tcp.svc.internal.", dns.TypeSRV)
+	req, _ := r.Pack()
+	// Other questions, asked in between, keep the cache busy.
+	var others [][]byte
+	for _, o := range staleRequests() {
+		b, _ := o.Pack()
+		others = append(others, b)
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			out := make([]byte, dns.MaxMsgSize)
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				s.Answer(others[(i*4+w)%len(others)], out, false)
+				n := s.Answer(req, out, w%2 == 1)
+				m := new(dns.Msg)
+				if err := m.Unpack(out[:n]); err != nil || len(m.Answer) != 2 {
+					errs <- fmt.Errorf("answer %v: %v", m, err)
+					return
+				}
+				if a, b := m.Answer[0].(*dns.SRV).Port, m.Answer[1].(*dns.SRV).Port; a != b {
+					errs <- fmt.Errorf("half an update: ports %d and %d", a, b)
+					return
+				}
+			}
+		}()
+	}
+	for port := uint16(2); port < 300; port++ {
+		if err := move(port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// FuzzWireCache feeds raw bytes to the hot path, with now and then a
+// registry change first: whatever it answers from the cache must be byte
+// for byte what the full path answers to the same request. Seeds are in
+// testdata/fuzz/FuzzWireCache.
+func FuzzWireCache(f *testing.F) {
+	for i, r := range staleRequests() {
+		if i%7 == 0 {
+			b, _ := r.Pack()
+			f.Add(b)
+		}
+	}
+	s := testServer(f)
+	out := make([]byte, dns.MaxMsgSize)
+	n := 0
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if n++; n%5 == 0 {
+			// A change chosen by the input: an instance on host a comes
+			// or goes, or host b moves.
+			label := fmt.Sprintf("f%d", len(data)%4)
+			_, err := s.reg.Update(func(tx *registry.Tx) error {
+				switch {
+				case len(data) > 0 && data[len(data)-1]%3 == 0:
+					return tx.PutHost(registry.Host{Name: "b", Addrs: authtest.Addrs(fmt.Sprintf("127.0.0.%d", len(data)%200+2))})
+				case len(data)%2 == 0:
+					_, err := tx.PutInstance(registry.Instance{ID: label, Service: "echo", Proto: "tcp", Host: "a", Port: 9, Label: label})
+					return err
+				default:
+					if err := tx.DeleteInstance(label); !errors.Is(err, registry.ErrNotFound) {
+						return err
+					}
+					return nil
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tcp := range []bool{false, true} {
+			k := s.Answer(data, out, tcp)
+			if k == 0 {
+				continue
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(data); err != nil {
+				t.Fatalf("answered a request that does not unpack: %v", err)
+			}
+			want, err := s.respond(r, tcp).Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out[:k], want) {
+				got, wm := new(dns.Msg), new(dns.Msg)
+				got.Unpack(out[:k])
+				wm.Unpack(want)
+				t.Fatalf("tcp=%v: cached answer differs from the full path's\ngot %x\n%v\nwant %x\n%v", tcp, out[:k], got, want, wm)
+			}
+		}
+	})
+}

@@ -1,0 +1,206 @@
+package zone
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/authority/internal/authtest"
+	"github.com/annuaire/annuaire/registry"
+)
+
+// TestRecordsMatchQueries checks that Records is the zone the queries
+// answer from: each of its RRsets is exactly the answer to a query for its
+// name and type, and each of its names answers ANY (over TCP: the whole
+// node) with exactly its records there.
+func TestRecordsMatchQueries(t *testing.T) {
+	for name, s := range map[string]server{
+		"test":  testServer(t),
+		"big":   {New("Example.ORG", ""), authtest.Big(t, 300)},
+		"empty": {New("", ""), authtest.Big(t, 0)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			snap := s.reg.Snapshot()
+			rrs := s.Records(snap)
+			if len(rrs) == 0 || rrs[0].Header().Rrtype != dns.TypeSOA {
+				t.Fatalf("Records does not start with the SOA: %v", rrs[:min(1, len(rrs))])
+			}
+			if again := s.Records(snap); !slices.EqualFunc(rrs, again, func(a, b dns.RR) bool { return a.String() == b.String() }) {
+				t.Error("Records is not stable")
+			}
+			type key struct {
+				name string
+				typ  uint16
+			}
+			sets := map[key][]string{}
+			nodes := map[string][]string{}
+			asked := map[string]string{} // lowercased name → name as Records has it
+			var order []string
+			for _, rr := range rrs {
+				h := rr.Header()
+				k := key{strings.ToLower(h.Name), h.Rrtype}
+				sets[k] = append(sets[k], rr.String())
+				if _, ok := nodes[k.name]; !ok {
+					order = append(order, h.Name)
+					asked[k.name] = h.Name
+				}
+				nodes[k.name] = append(nodes[k.name], rr.String())
+			}
+			for i := 2; i < len(order); i++ { // canonical order after the apex
+				if a, b := labelsOf(t, order[i-1]), labelsOf(t, order[i]); compareNames(a, b) >= 0 {
+					t.Errorf("%s sorts before %s", order[i-1], order[i])
+				}
+			}
+			ask := func(name string, qtype uint16) []string {
+				r := new(dns.Msg)
+				r.SetQuestion(name, qtype)
+				m := s.respond(r, true)
+				if m.Rcode != dns.RcodeSuccess || !m.Authoritative {
+					t.Errorf("%s %s: rcode %s aa %v", name, dns.TypeToString[qtype], dns.RcodeToString[m.Rcode], m.Authoritative)
+				}
+				var got []string
+				for _, rr := range m.Answer {
+					got = append(got, rr.String())
+				}
+				slices.Sort(got)
+				return got
+			}
+			for k, want := range sets {
+				slices.Sort(want)
+				if got := ask(asked[k.name], k.typ); !slices.Equal(got, want) {
+					t.Errorf("%s %s:\n%s\nRecords has:\n%s", k.name, dns.TypeToString[k.typ], strings.Join(got, "\n"), strings.Join(want, "\n"))
+				}
+			}
+			for name, want := range nodes {
+				slices.Sort(want)
+				if got := ask(asked[name], dns.TypeANY); !slices.Equal(got, want) {
+					t.Errorf("%s ANY:\n%s\nRecords has:\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+				}
+			}
+		})
+	}
+}
+
+func labelsOf(t *testing.T, name string) []string {
+	l, ok := rawLabels(name)
+	if !ok {
+		t.Fatalf("bad name %q", name)
+	}
+	return l
+}
+
+// TestEscaping checks that names built from raw labels read back the same
+// way miekg/dns reads them from the wire.
+func TestEscaping(t *testing.T) {
+	for _, raw := range []string{"plain", "My Printer", "a.b", `back\slash`, `quo"te`, "semi;colon", "at@(x)", "caf\u00e9", "tab\there", "'"} {
+		name := escapeLabel(raw) + ".svc.internal."
+		labels, ok := rawLabels(name)
+		if !ok || len(labels) != 3 || labels[0] != raw {
+			t.Errorf("%q: escaped %q reads back as %q", raw, name, labels)
+			continue
+		}
+		buf := make([]byte, 256)
+		n, err := dns.PackDomainName(name, buf, 0, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, _, err := dns.UnpackDomainName(buf[:n], 0)
+		if err != nil || back != name {
+			t.Errorf("%q: miekg presents %q, we build %q", raw, back, name)
+		}
+	}
+	txt := &dns.TXT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{escapeTXT("k=a \"b\" \\ caf\u00e9\x01")}}
+	buf := make([]byte, 512)
+	n, err := dns.PackRR(txt, buf, 0, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := dns.UnpackRR(buf[:n], 0)
+	if err != nil || back.(*dns.TXT).Txt[0] != txt.Txt[0] {
+		t.Errorf("TXT %q reads back as %v (%v)", txt.Txt[0], back, err)
+	}
+}
+
+func TestReverseAddr(t *testing.T) {
+	for name, want := range map[string]string{
+		"1.0.0.127.in-addr.arpa.":   "127.0.0.1",
+		"1.0.0.127.IN-ADDR.ARPA.":   "127.0.0.1",
+		"01.0.0.127.in-addr.arpa.":  "",
+		"256.0.0.127.in-addr.arpa.": "",
+		"0.0.127.in-addr.arpa.":     "",
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.": "2001:db8::1",
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.B.D.0.1.0.0.2.ip6.arpa.": "2001:db8::1",
+		"10.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.":  "",
+		"g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.": "",
+	} {
+		a, ok := reverseAddr(name)
+		got := ""
+		if ok {
+			got = a.String()
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestChangesVisible: every answer comes from a fresh snapshot, so a
+// change shows in the next query, with the serial bumped.
+func TestChangesVisible(t *testing.T) {
+	s := testServer(t)
+	ask := func(name string, qtype uint16) *dns.Msg {
+		r := new(dns.Msg)
+		r.SetQuestion(name, qtype)
+		return s.respond(r, false)
+	}
+	serial := func(m *dns.Msg) uint32 {
+		for _, rr := range append(m.Answer, m.Ns...) {
+			if soa, ok := rr.(*dns.SOA); ok {
+				return soa.Serial
+			}
+		}
+		t.Fatalf("no SOA in %v", m)
+		return 0
+	}
+	before := serial(ask("svc.internal.", dns.TypeSOA))
+	id, err := s.reg.Register(registry.Instance{Service: "ftp", Host: "a", Port: 2121}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := ask("_ftp._tcp.svc.internal.", dns.TypeSRV); len(m.Answer) != 1 {
+		t.Errorf("new instance not answered: %v", m)
+	}
+	if after := serial(ask("svc.internal.", dns.TypeSOA)); after != before+1 {
+		t.Errorf("serial %d after one change from %d", after, before)
+	}
+	if err := s.reg.SetHealth(id, registry.Critical); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"_ftp._tcp.svc.internal.", dns.TypeSRV}, {"_ftp._tcp.svc.internal.", dns.TypePTR}, {"ftp.svc.internal.", dns.TypeA}} {
+		if m := ask(q.name, q.qtype); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 || len(m.Ns) != 1 {
+			t.Errorf("%s %s of a failing instance: want NODATA, got %v", q.name, dns.TypeToString[q.qtype], m)
+		}
+	}
+	if err := s.reg.Deregister(id); err != nil {
+		t.Fatal(err)
+	}
+	if m := ask("_ftp._tcp.svc.internal.", dns.TypeSRV); m.Rcode != dns.RcodeNameError {
+		t.Errorf("deregistered type: want NXDOMAIN, got %v", m)
+	}
+}
+
+func TestSerialLess(t *testing.T) {
+	for _, c := range []struct {
+		a, b uint32
+		want bool
+	}{{1, 2, true}, {2, 1, false}, {5, 5, false}, {0xFFFFFFFF, 1, true}, {1, 0xFFFFFFFF, false}} {
+		if got := SerialLess(c.a, c.b); got != c.want {
+			t.Errorf("SerialLess(%d, %d) = %v", c.a, c.b, got)
+		}
+	}
+}

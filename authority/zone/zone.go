@@ -1,0 +1,742 @@
+// Package zone is where a name becomes records: the zone annuaire answers
+// for, computed from a registry snapshot when a question comes. For each
+// healthy instance of service S over protocol P on host H, the zone Z
+// holds:
+//
+//	Z                          SOA, NS, and MX from the instances of _smtp._tcp
+//	H.Z                        A, AAAA (every registered host)
+//	S.Z                        A, AAAA: the hosts of S's healthy instances
+//	_S._P.Z                    SRV (RFC 2782), PTR (DNS-SD browsing, RFC 6763)
+//	<instance>._S._P.Z         SRV, TXT
+//	_services._dns-sd._udp.Z   PTR _S._P.Z, one per service type
+//
+// and the reverse (PTR) name of every registered address. A service whose
+// instances all fail their checks keeps its names, which answer NODATA:
+// never a dead address.
+//
+// Zone.Respond answers a standard query as a whole message (additional
+// section, EDNS, truncation, negative answers); Zone.Records lists the zone
+// as AXFR carries it. Both read the registry only through the snapshot
+// they are given, which is what lets the wire cache record what an answer
+// read (package wire).
+package zone
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/registry"
+)
+
+// The zone's timers. The data is volatile (instances come, go and fail
+// their checks), so every number is short except expire.
+const (
+	soaTTL = 60 // SOA and NS records: they never change but for the serial
+	// refresh: secondaries get NOTIFY (RFC 1996) on every change; the
+	// timer is only the fallback when a NOTIFY is lost.
+	soaRefresh = 300
+	soaRetry   = 60
+	// expire: a secondary that lost us for a day stops answering rather
+	// than hand out day-old health.
+	soaExpire = 86400
+	// minimum: the negative-caching TTL (RFC 2308 section 4), as short as
+	// registry.DefaultTTL so that a service registered just after a
+	// client asked for it is found within seconds.
+	soaMinimum = registry.DefaultTTL
+)
+
+// The DNS-SD service type enumeration name, RFC 6763 section 9.
+var enumLabels = []string{"_services", "_dns-sd", "_udp"}
+
+// A Zone is what the answers are computed from besides the snapshot: the
+// configuration, normalised once. It is immutable.
+type Zone struct {
+	origin string   // lowercased and fully qualified: "svc.internal."
+	labels []string // origin's labels, unescaped and lowercased
+	ns     string   // the name server's host, relative to origin
+}
+
+// New returns the zone origin, whose name server is the host ns (relative
+// to origin). "" means registry.DefaultZone and "ns".
+func New(origin, ns string) *Zone {
+	if origin == "" {
+		origin = registry.DefaultZone
+	}
+	origin = dns.CanonicalName(origin)
+	labels, ok := rawLabels(origin)
+	if !ok {
+		// An invalid zone name can never match a question; every query
+		// is then REFUSED, which is what a misconfigured server should say.
+		labels = []string{"\x00invalid"}
+	}
+	for i := range labels {
+		labels[i] = lowerASCII(labels[i])
+	}
+	if ns == "" {
+		ns = "ns"
+	}
+	return &Zone{origin: origin, labels: labels, ns: strings.ToLower(strings.TrimSuffix(ns, "."))}
+}
+
+// Origin is the zone's name, lowercased and fully qualified: "svc.internal.".
+func (z *Zone) Origin() string { return z.origin }
+
+// NS is the fully qualified name of the zone's name server.
+func (z *Zone) NS() string { return z.abs(z.ns) }
+
+// Abs returns the fully qualified name of a name relative to the zone.
+func (z *Zone) Abs(rel string) string { return z.abs(rel) }
+
+// abs returns the fully qualified name of a name relative to the zone.
+func (z *Zone) abs(rel string) string { return rel + "." + z.origin }
+
+func (z *Zone) soa(snap *registry.Snapshot, ttl uint32) *dns.SOA {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: z.origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+		Ns:      z.abs(z.ns),
+		Mbox:    z.abs("hostmaster"),
+		Serial:  snap.Serial(),
+		Refresh: soaRefresh,
+		Retry:   soaRetry,
+		Expire:  soaExpire,
+		Minttl:  soaMinimum,
+	}
+}
+
+// negativeSOA is the SOA of the authority section of NXDOMAIN and NODATA
+// answers: its TTL is min(SOA TTL, SOA MINIMUM), RFC 2308 section 3.
+func (z *Zone) negativeSOA(snap *registry.Snapshot) *dns.SOA {
+	return z.soa(snap, min(soaTTL, soaMinimum))
+}
+
+// Relative splits a question name into its labels below the origin,
+// unescaped, leftmost first. ok is false when the name is not in the zone.
+func (z *Zone) Relative(qname string) (rel []string, ok bool) {
+	labels, ok := rawLabels(qname)
+	if !ok || len(labels) < len(z.labels) {
+		return nil, false
+	}
+	n := len(labels) - len(z.labels)
+	for i, l := range z.labels {
+		if !equalFoldASCII(labels[n+i], l) {
+			return nil, false
+		}
+	}
+	return labels[:n], true
+}
+
+// instanceName is the DNS-SD name of an instance, RFC 6763 section 4.1:
+// <Instance>._<service>._<proto>.<zone>, the label escaped as miekg/dns
+// presents names.
+func (z *Zone) instanceName(inst *registry.Instance) string {
+	return escapeLabel(inst.Label) + "." + z.abs(typeName(inst.Proto, inst.Service))
+}
+
+func typeName(proto, service string) string { return "_" + service + "._" + proto }
+
+// additions collects what an answer's additional section will carry, in
+// the order it was asked for: instances' SRV and TXT (RFC 6763 section
+// 12.1), then hosts' A and AAAA.
+type additions struct {
+	insts []*registry.Instance
+	hosts []string
+	seen  map[string]bool
+}
+
+func (a *additions) host(name string) {
+	if a == nil || a.seen[name] {
+		return
+	}
+	if a.seen == nil {
+		a.seen = make(map[string]bool)
+	}
+	a.seen[name] = true
+	a.hosts = append(a.hosts, name)
+}
+
+func (a *additions) instance(inst *registry.Instance) {
+	if a == nil {
+		return
+	}
+	a.insts = append(a.insts, inst)
+	a.host(inst.Host)
+}
+
+// Lookup returns the records of type qtype (every type for ANY) at the
+// name whose labels below the origin are rel, with owner as their owner
+// name, as a query for them would answer: what UPDATE's prerequisites
+// compare with (RFC 2136 section 3.2).
+func (z *Zone) Lookup(snap *registry.Snapshot, rel []string, owner string, qtype uint16) (rrs []dns.RR, exists bool) {
+	return z.lookup(snap, rel, owner, qtype, nil)
+}
+
+// lookup returns the records of type qtype (every type for ANY) that the
+// zone holds at the name whose labels below the origin are rel, with owner
+// as their owner name, and whether that name exists at all: a name without
+// records exists when names exist below it (an empty non-terminal, RFC
+// 8020). Names the additional section should describe go to add, if not nil.
+//
+// Every name of the zone comes from one of the branches below, and a name
+// may come from several (a host named "echo" and the service echo): their
+// records are merged.
+func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype uint16, add *additions) (rrs []dns.RR, exists bool) {
+	want := func(t uint16) bool { return qtype == t || qtype == dns.TypeANY }
+	lc := make([]string, len(rel))
+	for i, l := range rel {
+		lc[i] = lowerASCII(l)
+	}
+	hdr := func(t uint16, ttl uint32) dns.RR_Header {
+		return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	}
+
+	if len(lc) == 0 { // the apex
+		exists = true
+		if want(dns.TypeSOA) {
+			soa := z.soa(snap, soaTTL)
+			soa.Hdr.Name = owner
+			rrs = append(rrs, soa)
+		}
+		if want(dns.TypeNS) {
+			rrs = append(rrs, &dns.NS{Hdr: hdr(dns.TypeNS, soaTTL), Ns: z.abs(z.ns)})
+			add.host(z.ns)
+		}
+		if want(dns.TypeMX) {
+			rrs = append(rrs, z.mx(snap, owner, add)...)
+		}
+	}
+
+	// Addresses: of a host of that name, and, for a one-label name that is
+	// a service, of the hosts of the service's healthy instances.
+	var addrs addrSet
+	if name, ok := hostName(lc); ok {
+		if h, ok := snap.Host(name); ok {
+			exists = true
+			addrs.add(h.Addrs, h.TTL)
+		} else if snap.HasHostBelow(name) {
+			exists = true
+		}
+	}
+	if len(lc) == 1 && !strings.HasPrefix(lc[0], "_") {
+		for _, proto := range []string{"tcp", "udp"} {
+			if _, ok := snap.Type(proto, lc[0]); !ok {
+				continue
+			}
+			exists = true // even when no instance is healthy: NODATA, never NXDOMAIN
+			if !want(dns.TypeA) && !want(dns.TypeAAAA) {
+				continue
+			}
+			for inst := range snap.Instances(proto, lc[0]) {
+				if !inst.Healthy() {
+					continue
+				}
+				if h, ok := snap.Host(inst.Host); ok {
+					addrs.add(h.Addrs, min(h.TTL, inst.TTL))
+				}
+			}
+		}
+	}
+	if want(dns.TypeA) {
+		rrs = addrs.appendRRs(rrs, owner, false)
+	}
+	if want(dns.TypeAAAA) {
+		rrs = addrs.appendRRs(rrs, owner, true)
+	}
+
+	switch {
+	case len(lc) == 1 && isProto(lc[0]): // _tcp, _udp
+		proto := lc[0][1:]
+		if snap.HasProto(proto) || proto == "udp" && hasTypes(snap) {
+			exists = true
+		}
+
+	case len(lc) == 2 && isService(lc[0]) && isProto(lc[1]): // _echo._tcp
+		proto, service := lc[1][1:], lc[0][1:]
+		if _, ok := snap.Type(proto, service); ok {
+			exists = true
+			if want(dns.TypeSRV) {
+				rrs = append(rrs, z.srv(snap, proto, service, owner, add)...)
+			}
+			if want(dns.TypePTR) {
+				rrs = append(rrs, z.instancePTR(snap, proto, service, owner, add)...)
+			}
+		}
+		if lc[0] == enumLabels[1] && lc[1] == enumLabels[2] && hasTypes(snap) {
+			exists = true // _dns-sd._udp, above _services._dns-sd._udp
+		}
+
+	case len(lc) == 3 && slices.Equal(lc, enumLabels):
+		if hasTypes(snap) {
+			exists = true
+			if want(dns.TypePTR) {
+				rrs = append(rrs, z.enumeration(snap, owner)...)
+			}
+		}
+	}
+	if len(lc) == 3 && isService(lc[1]) && isProto(lc[2]) { // Instance._echo._tcp
+		proto, service := lc[2][1:], lc[1][1:]
+		if inst, ok := snap.ByLabel(proto, service, rel[0]); ok && inst.Healthy() {
+			// An unhealthy instance is withdrawn from DNS altogether, as
+			// a DNS-SD goodbye would (RFC 6762 section 10.1), so that the
+			// zone a transfer carries has no trace of it either.
+			exists = true
+			if want(dns.TypeSRV) {
+				rrs = append(rrs, z.srvRR(inst, owner, inst.TTL))
+				add.host(inst.Host)
+			}
+			if want(dns.TypeTXT) {
+				rrs = append(rrs, txtRR(inst, owner))
+			}
+		}
+	}
+	return rrs, exists
+}
+
+// mx synthesizes the apex MX RRset from the healthy instances of
+// _smtp._tcp: that is how a mail client finds "mail" in the zone. One MX
+// per host, with the lowest priority of the host's instances.
+func (z *Zone) mx(snap *registry.Snapshot, owner string, add *additions) []dns.RR {
+	var rrs []dns.RR
+	ttl := uint32(registry.MaxTTL)
+	for inst := range snap.Instances("tcp", "smtp") {
+		if !inst.Healthy() {
+			continue
+		}
+		ttl = min(ttl, inst.TTL)
+		target := z.abs(inst.Host)
+		i := slices.IndexFunc(rrs, func(rr dns.RR) bool { return rr.(*dns.MX).Mx == target })
+		if i >= 0 {
+			rrs[i].(*dns.MX).Preference = min(rrs[i].(*dns.MX).Preference, inst.Priority)
+			continue
+		}
+		rrs = append(rrs, &dns.MX{
+			Hdr:        dns.RR_Header{Name: owner, Rrtype: dns.TypeMX, Class: dns.ClassINET},
+			Preference: inst.Priority,
+			Mx:         target,
+		})
+		add.host(inst.Host)
+	}
+	return setTTL(rrs, ttl)
+}
+
+// srv is the _service._proto SRV RRset of RFC 2782: one record per
+// healthy instance. Its TTL is the smallest of the instances' (RFC 2181
+// section 5.2: one TTL per RRset).
+func (z *Zone) srv(snap *registry.Snapshot, proto, service, owner string, add *additions) []dns.RR {
+	var rrs []dns.RR
+	ttl := uint32(registry.MaxTTL)
+	for inst := range snap.Instances(proto, service) {
+		if !inst.Healthy() {
+			continue
+		}
+		ttl = min(ttl, inst.TTL)
+		rrs = append(rrs, z.srvRR(inst, owner, 0))
+		add.host(inst.Host)
+	}
+	return setTTL(rrs, ttl)
+}
+
+func (z *Zone) srvRR(inst *registry.Instance, owner string, ttl uint32) *dns.SRV {
+	return &dns.SRV{
+		Hdr:      dns.RR_Header{Name: owner, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
+		Priority: inst.Priority,
+		Weight:   inst.Weight,
+		Port:     inst.Port,
+		Target:   z.abs(inst.Host),
+	}
+}
+
+// instancePTR is the DNS-SD browse RRset, RFC 6763 section 4.1: one PTR
+// per healthy instance.
+func (z *Zone) instancePTR(snap *registry.Snapshot, proto, service, owner string, add *additions) []dns.RR {
+	var rrs []dns.RR
+	ttl := uint32(registry.MaxTTL)
+	for inst := range snap.Instances(proto, service) {
+		if !inst.Healthy() {
+			continue
+		}
+		ttl = min(ttl, inst.TTL)
+		rrs = append(rrs, &dns.PTR{
+			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET},
+			Ptr: z.instanceName(inst),
+		})
+		add.instance(inst)
+	}
+	return setTTL(rrs, ttl)
+}
+
+// enumeration lists every service type, RFC 6763 section 9, including
+// types whose instances are all failing: their names still exist.
+func (z *Zone) enumeration(snap *registry.Snapshot, owner string) []dns.RR {
+	var rrs []dns.RR
+	for t := range snap.Types() {
+		rrs = append(rrs, &dns.PTR{
+			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: soaMinimum},
+			Ptr: z.abs(typeName(t.Proto, t.Service)),
+		})
+	}
+	return rrs
+}
+
+// txtRR is an instance's TXT record: its key=value pairs sorted by key, or
+// a single empty string when it has none (RFC 6763 section 6.1).
+func txtRR(inst *registry.Instance, owner string) *dns.TXT {
+	txt := make([]string, 0, max(1, len(inst.TXT)))
+	for _, k := range slices.Sorted(maps.Keys(inst.TXT)) {
+		txt = append(txt, escapeTXT(k+"="+inst.TXT[k]))
+	}
+	if len(txt) == 0 {
+		txt = append(txt, "")
+	}
+	return &dns.TXT{
+		Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: inst.TTL},
+		Txt: txt,
+	}
+}
+
+// addrSet gathers the addresses of one name, without duplicates, with the
+// smallest TTL of the records they come from.
+type addrSet struct {
+	addrs []netip.Addr
+	ttl   uint32
+}
+
+func (s *addrSet) add(addrs []netip.Addr, ttl uint32) {
+	if len(addrs) == 0 {
+		return
+	}
+	if len(s.addrs) == 0 || ttl < s.ttl {
+		s.ttl = ttl
+	}
+	for _, a := range addrs {
+		if !slices.Contains(s.addrs, a) {
+			s.addrs = append(s.addrs, a)
+		}
+	}
+}
+
+func (s *addrSet) appendRRs(rrs []dns.RR, owner string, v6 bool) []dns.RR {
+	for _, a := range s.addrs {
+		switch {
+		case !v6 && a.Is4():
+			rrs = append(rrs, &dns.A{
+				Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: s.ttl},
+				A:   a.AsSlice(),
+			})
+		case v6 && a.Is6():
+			rrs = append(rrs, &dns.AAAA{
+				Hdr:  dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: s.ttl},
+				AAAA: a.AsSlice(),
+			})
+		}
+	}
+	return rrs
+}
+
+// hostAddrs returns the A or AAAA RRset of a registry host, owned by its
+// name in the zone.
+func (z *Zone) hostAddrs(snap *registry.Snapshot, name string, v6 bool) []dns.RR {
+	h, ok := snap.Host(name)
+	if !ok {
+		return nil
+	}
+	var s addrSet
+	s.add(h.Addrs, h.TTL)
+	return s.appendRRs(nil, z.abs(name), v6)
+}
+
+// reverse answers a question under in-addr.arpa or ip6.arpa for an
+// address some host has. ok is false when no host has it: the reverse
+// tree is not ours, and the caller refuses the question.
+func (z *Zone) reverse(snap *registry.Snapshot, qname string, qtype uint16) (rrs []dns.RR, ok bool) {
+	addr, valid := reverseAddr(qname)
+	if !valid {
+		return nil, false
+	}
+	ttl := uint32(registry.MaxTTL)
+	for h := range snap.HostsByAddr(addr) {
+		ok = true
+		if qtype != dns.TypePTR && qtype != dns.TypeANY {
+			break
+		}
+		ttl = min(ttl, h.TTL)
+		rrs = append(rrs, &dns.PTR{
+			Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypePTR, Class: dns.ClassINET},
+			Ptr: z.abs(h.Name),
+		})
+	}
+	return setTTL(rrs, ttl), ok
+}
+
+// reverseAddr parses 1.0.0.127.in-addr.arpa. and the 34 labels of an
+// ip6.arpa name (RFC 3596 section 2.5) into an address. Partial names
+// (0.127.in-addr.arpa.) are not addresses.
+func reverseAddr(qname string) (netip.Addr, bool) {
+	labels, ok := rawLabels(qname)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	for i := range labels {
+		labels[i] = lowerASCII(labels[i])
+	}
+	switch {
+	case len(labels) == 6 && labels[4] == "in-addr" && labels[5] == "arpa":
+		var b [4]byte
+		for i := range 4 {
+			l := labels[3-i]
+			n, err := strconv.ParseUint(l, 10, 8)
+			if err != nil || strconv.FormatUint(n, 10) != l { // no "01", no "+1"
+				return netip.Addr{}, false
+			}
+			b[i] = byte(n)
+		}
+		return netip.AddrFrom4(b), true
+	case len(labels) == 34 && labels[32] == "ip6" && labels[33] == "arpa":
+		var b [16]byte
+		for i := range 32 {
+			l := labels[31-i]
+			if len(l) != 1 {
+				return netip.Addr{}, false
+			}
+			n, err := strconv.ParseUint(l, 16, 4)
+			if err != nil {
+				return netip.Addr{}, false
+			}
+			b[i/2] |= byte(n) << (4 * (1 - i%2))
+		}
+		return netip.AddrFrom16(b), true
+	}
+	return netip.Addr{}, false
+}
+
+// Records returns every record of the zone, as AXFR carries it and as
+// queries answer it: the SOA first, then every RRset in the canonical
+// order of RFC 4034 section 6 (names, then types, then record data). The
+// reverse (PTR) records are not part of the zone.
+func (z *Zone) Records(snap *registry.Snapshot) []dns.RR {
+	type node struct {
+		rel   []string
+		owner string
+	}
+	var nodes []node
+	seen := make(map[string]bool)
+	addNode := func(rel []string, owner string) {
+		key := strings.ToLower(owner)
+		if !seen[key] {
+			seen[key] = true
+			nodes = append(nodes, node{rel, owner})
+		}
+	}
+	addNode(nil, z.origin)
+	for h := range snap.Hosts() {
+		addNode(strings.Split(h.Name, "."), z.abs(h.Name))
+	}
+	types := false
+	for t := range snap.Types() {
+		types = true
+		addNode([]string{t.Service}, z.abs(t.Service))
+		addNode([]string{"_" + t.Service, "_" + t.Proto}, z.abs(typeName(t.Proto, t.Service)))
+		for inst := range snap.Instances(t.Proto, t.Service) {
+			if inst.Healthy() {
+				addNode([]string{inst.Label, "_" + t.Service, "_" + t.Proto}, z.instanceName(inst))
+			}
+		}
+	}
+	if types {
+		addNode(enumLabels, z.abs(strings.Join(enumLabels, ".")))
+	}
+
+	slices.SortFunc(nodes, func(a, b node) int { return compareNames(a.rel, b.rel) })
+	var rrs []dns.RR
+	for _, n := range nodes {
+		set, _ := z.lookup(snap, n.rel, n.owner, dns.TypeANY, nil)
+		sortRRs(set)
+		rrs = append(rrs, set...)
+	}
+	// The apex sorts first; within it, SOA must lead (RFC 5936 section 2.2).
+	i := slices.IndexFunc(rrs, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeSOA })
+	if i > 0 {
+		soa := rrs[i]
+		copy(rrs[1:i+1], rrs[:i])
+		rrs[0] = soa
+	}
+	return rrs
+}
+
+// compareNames orders relative names canonically (RFC 4034 section 6.1):
+// label by label from the right, each compared as lowercased bytes.
+func compareNames(a, b []string) int {
+	for i, j := len(a)-1, len(b)-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
+		if c := strings.Compare(lowerASCII(a[i]), lowerASCII(b[j])); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// sortRRs orders the records of one name by type, then by record data in
+// wire form (RFC 4034 section 6.3).
+func sortRRs(rrs []dns.RR) {
+	rdata := func(rr dns.RR) []byte {
+		buf := make([]byte, dns.Len(rr))
+		n, err := dns.PackRR(rr, buf, 0, nil, false)
+		if err != nil {
+			return nil
+		}
+		hdr := dns.Len(&dns.ANY{Hdr: *rr.Header()}) // owner, type, class, TTL, length
+		if hdr > n {
+			return buf[:n]
+		}
+		return buf[hdr:n]
+	}
+	slices.SortStableFunc(rrs, func(a, b dns.RR) int {
+		if c := cmp.Compare(a.Header().Rrtype, b.Header().Rrtype); c != 0 {
+			return c
+		}
+		return strings.Compare(string(rdata(a)), string(rdata(b)))
+	})
+}
+
+// Name helpers. miekg/dns keeps names in presentation form, with escapes
+// (\. \032 \195); the registry keeps them raw. rawLabels and escapeLabel
+// convert between the two.
+
+// rawLabels returns the raw labels of a presentation-form name, leftmost
+// first; ok is false if the name is not a valid domain name.
+func rawLabels(name string) (labels []string, ok bool) {
+	var buf [256]byte
+	n, err := dns.PackDomainName(dns.Fqdn(name), buf[:], 0, nil, false)
+	if err != nil {
+		return nil, false
+	}
+	for i := 0; i < n; {
+		l := int(buf[i])
+		if l == 0 {
+			break
+		}
+		if i+1+l > n {
+			return nil, false
+		}
+		labels = append(labels, string(buf[i+1:i+1+l]))
+		i += 1 + l
+	}
+	return labels, true
+}
+
+// escapeLabel writes a raw label as miekg/dns presents it after unpacking,
+// so that names built here compare equal to names read from the wire.
+func escapeLabel(raw string) string {
+	var b strings.Builder
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '.' || c == ' ' || c == '\'' || c == '@' || c == ';' || c == '(' || c == ')' || c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < ' ' || c > '~':
+			b.WriteString(escapeDDD(c))
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// escapeTXT writes a raw character-string as miekg/dns keeps TXT data.
+func escapeTXT(raw string) string {
+	var b strings.Builder
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < ' ' || c > '~':
+			b.WriteString(escapeDDD(c))
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func escapeDDD(c byte) string {
+	return `\` + string([]byte{'0' + c/100, '0' + c/10%10, '0' + c%10})
+}
+
+// hostName joins relative labels into a registry host name; ok is false if
+// a label holds a dot, which no host name can.
+func hostName(lc []string) (string, bool) {
+	if len(lc) == 0 {
+		return "", false
+	}
+	for _, l := range lc {
+		if strings.IndexByte(l, '.') >= 0 || l == "" {
+			return "", false
+		}
+	}
+	return strings.Join(lc, "."), true
+}
+
+func isProto(l string) bool   { return l == "_tcp" || l == "_udp" }
+func isService(l string) bool { return len(l) > 1 && l[0] == '_' }
+
+func hasTypes(snap *registry.Snapshot) bool {
+	for range snap.Types() {
+		return true
+	}
+	return false
+}
+
+// SerialLess reports whether serial a comes before b in RFC 1982
+// arithmetic: what a secondary holding a asks to move to b by IXFR, and
+// what an UPDATE's SOA must be above to matter (RFC 2136 section 3.4.2.2).
+func SerialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
+
+func setTTL(rrs []dns.RR, ttl uint32) []dns.RR {
+	for _, rr := range rrs {
+		rr.Header().Ttl = ttl
+	}
+	return rrs
+}
+
+// lowerASCII lowercases A-Z only: DNS compares names case-insensitively
+// in ASCII (RFC 4343), and leaves other bytes alone.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
