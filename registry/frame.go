@@ -16,9 +16,11 @@ import (
 //	crc     uint32, little endian: CRC-32C (Castagnoli) of length and payload
 //	payload length bytes of JSON
 //
-// A frame is written whole then fsynced; a crash can only leave a frame
-// short at the end of the file, which the CRC or the length tells apart
-// from a complete one. CRC-32C because it is what ext4, iSCSI and
+// A frame is written whole then fsynced; a crash can only leave the
+// frames of the last write short or partly written, at the end of the file,
+// which the CRC or the length tells apart from complete ones (see
+// replay.torn). Damage elsewhere leaves the frames after it readable: their
+// lengths and CRCs let a reader find them again (see replay). CRC-32C because it is what ext4, iSCSI and
 // PostgreSQL's WAL use, and is computed in hardware on amd64 and arm64.
 const (
 	frameHeader     = 8
@@ -43,9 +45,6 @@ func appendFrame(dst, payload []byte) []byte {
 type damageError struct {
 	Offset int64  // from the start of the file, magic included
 	Reason string // "truncated frame", "checksum mismatch", ...
-	// Torn is true when the damage is a frame cut short by the end of the
-	// file: what a crash during a write leaves.
-	Torn bool
 }
 
 func (e *damageError) Error() string {
@@ -57,14 +56,14 @@ func (e *damageError) Error() string {
 // data.
 func nextFrame(data []byte) (payload []byte, n int, err *damageError) {
 	if len(data) < frameHeader {
-		return nil, 0, &damageError{Reason: fmt.Sprintf("truncated frame header (%d of %d bytes)", len(data), frameHeader), Torn: true}
+		return nil, 0, &damageError{Reason: fmt.Sprintf("truncated frame header (%d of %d bytes)", len(data), frameHeader)}
 	}
 	length := binary.LittleEndian.Uint32(data[0:4])
 	if length > maxFramePayload {
 		return nil, 0, &damageError{Reason: fmt.Sprintf("frame length %d exceeds %d", length, maxFramePayload)}
 	}
 	if int64(length) > int64(len(data)-frameHeader) {
-		return nil, 0, &damageError{Reason: fmt.Sprintf("truncated frame (%d of %d payload bytes)", len(data)-frameHeader, length), Torn: true}
+		return nil, 0, &damageError{Reason: fmt.Sprintf("truncated frame (%d of %d payload bytes)", len(data)-frameHeader, length)}
 	}
 	payload = data[frameHeader : frameHeader+int(length)]
 	want := binary.LittleEndian.Uint32(data[4:8])
@@ -90,7 +89,7 @@ func scanFrames(data []byte, magic string, fn func(off int64, payload []byte) er
 // one reading of frames and of their damage.
 func readFrames(r io.Reader, size int64, magic string, fn func(off int64, payload []byte) error) (end int64, damage *damageError) {
 	if size < int64(len(magic)) {
-		return 0, &damageError{Reason: fmt.Sprintf("truncated file header (%d of %d bytes)", size, len(magic)), Torn: true}
+		return 0, &damageError{Reason: fmt.Sprintf("truncated file header (%d of %d bytes)", size, len(magic))}
 	}
 	br := bufio.NewReaderSize(r, int(min(size, 1<<20)))
 	buf := make([]byte, len(magic), 64<<10)
@@ -127,24 +126,4 @@ func readFrames(r io.Reader, size int64, magic string, fn func(off int64, payloa
 		off += int64(n)
 	}
 	return off, nil
-}
-
-// countFrames counts the intact frames in data, which follows damage: it
-// steps over a frame whose checksum fails but whose length fits, so that the
-// log can say how many whole records went with the damaged one.
-func countFrames(data []byte) (intact int) {
-	for len(data) >= frameHeader {
-		_, n, derr := nextFrame(data)
-		if derr != nil {
-			length := int64(binary.LittleEndian.Uint32(data[0:4]))
-			if derr.Torn || length > int64(len(data)-frameHeader) {
-				return intact
-			}
-			n = frameHeader + int(length)
-		} else {
-			intact++
-		}
-		data = data[n:]
-	}
-	return intact
 }

@@ -25,17 +25,15 @@ func FuzzJournal(f *testing.F) {
 		r := newRegistry(Options{Logger: slog.New(slog.DiscardHandler)})
 		tx := newTx(r.db)
 		defer tx.txn.Abort()
-		serial, first := uint32(0), true
-		end, damage := scanFrames(data, journalMagic, func(off int64, payload []byte) error {
-			err := r.replayRecord(tx, payload, &serial, first)
-			first = false
-			return err
-		})
-		if end > int64(len(data)) || (damage == nil && end != int64(len(data))) {
-			t.Fatalf("end %d of %d bytes, damage %v", end, len(data), damage)
+		p := &replay{r: r, tx: tx}
+		end := p.segment("journal", data)
+		if end > int64(len(data)) || len(p.damages) == 0 && !allZero(data[end:]) {
+			t.Fatalf("end %d of %d bytes, no damage, but bytes other than zeros follow", end, len(data))
 		}
-		if cleanEnd(data, end, damage) == nil && slices.ContainsFunc(data[end:], func(b byte) bool { return b != 0 }) {
-			t.Fatalf("a clean end at %d, but bytes other than zeros follow", end)
+		for _, d := range p.damages {
+			if d.offset < 0 || d.bytes < 0 || d.offset+d.bytes > int64(len(data)) || d.resumed && serialLess(d.next, d.after) {
+				t.Fatalf("damage %+v in %d bytes", *d, len(data))
+			}
 		}
 		counts := map[[2]string]int{}
 		for inst := range tx.All() {

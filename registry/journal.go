@@ -213,7 +213,7 @@ func writeSync(u *uring, f *os.File, buf []byte, off, zeroed int64) (int64, erro
 // of snap, which is the state at the end of the old one. Called with mu
 // held after a successful sync; a failure only delays the checkpoint.
 func (j *journal) rotate(snap *Snapshot) {
-	f, zeroed, err := createSegment(j.ring, j.dir, j.seg+1)
+	f, zeroed, err := j.createSegment(j.seg + 1)
 	if err != nil {
 		j.log.Error("cannot start a new journal segment; the current one keeps growing", "err", err)
 		return
@@ -244,18 +244,18 @@ func (j *journal) rotate(snap *Snapshot) {
 // createSegment creates an empty segment durably: its magic, zeros ahead
 // of the first frame, and its name in the directory. It returns the file's
 // length.
-func createSegment(u *uring, dir string, seq uint64) (*os.File, int64, error) {
-	path := filepath.Join(dir, segmentName(seq))
+func (j *journal) createSegment(seq uint64) (*os.File, int64, error) {
+	path := filepath.Join(j.dir, segmentName(seq))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, 0, fmt.Errorf("registry: create %s: %w", path, err)
 	}
-	zeroed, err := writeSync(u, f, []byte(journalMagic), 0, 0)
+	zeroed, err := writeSync(j.ring, f, []byte(journalMagic), 0, 0)
 	if err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("registry: write %s: %w", path, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := syncDir(j.dir); err != nil {
 		f.Close()
 		return nil, 0, err
 	}

@@ -336,32 +336,38 @@ func TestTruncatedJournal(t *testing.T) {
 	}
 }
 
+// TestCorruptJournal flips a byte of a record followed by intact ones:
+// in its length, its length's high byte, its payload. Open refuses to
+// start; with Recover it keeps every record but the damaged one.
 func TestCorruptJournal(t *testing.T) {
 	const n = 6
-	src, offsets, end := writeJournal(t, n)
+	src, offsets, _ := writeJournal(t, n)
 	for _, at := range []int64{offsets[3], offsets[3] + 3, offsets[3] + 20} {
 		dir := copyDir(t, src)
 		seg := filepath.Join(dir, segmentName(1))
 		b, _ := os.ReadFile(seg)
 		b[at] ^= 0x55
 		os.WriteFile(seg, b, 0o600)
+		_, err := Open(dir, Options{Logger: slog.New(slog.DiscardHandler)})
+		want := fmt.Sprintf("%s at offset %d: ", seg, offsets[3])
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "2 intact records follow") {
+			t.Errorf("flip at %d: Open = %v, want a refusal naming %q and the 2 records after", at, err, want)
+		}
 		var logs logBuffer
-		r, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		r, err := Open(dir, Options{Recover: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatalf("flip at %d: %v", at, err)
 		}
-		if got := countInstances(r.Snapshot()); got != 3 {
-			t.Errorf("flip at %d: %d instances, want the 3 before the damage", at, got)
+		if got := countInstances(r.Snapshot()); got != n-1 {
+			t.Errorf("flip at %d: %d instances, want the %d around the damage", at, got, n-1)
 		}
-		want := fmt.Sprintf("offset=%d bytes=%d", offsets[3], end-offsets[3])
-		if !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "level=ERROR") {
-			t.Errorf("flip at %d: log does not say %q at error level:\n%s", at, want, logs.String())
+		want = fmt.Sprintf("offset=%d bytes=%d", offsets[3], offsets[4]-offsets[3])
+		if !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "level=ERROR") ||
+			!strings.Contains(logs.String(), `lost="the change set of serial 5"`) || !strings.Contains(logs.String(), "intact_after=2") {
+			t.Errorf("flip at %d: log does not say %q, the serial lost and the records after, at error level:\n%s", at, want, logs.String())
 		}
-		if at == offsets[3]+20 && !strings.Contains(logs.String(), `records="1 damaged + 2 intact after it"`) {
-			t.Errorf("log does not count the intact records dropped:\n%s", logs.String())
-		}
-		if kept, err := os.ReadFile(seg + ".damaged"); err != nil || !bytes.Equal(kept, b[offsets[3]:end]) {
-			t.Errorf("dropped bytes not kept aside: %v", err)
+		if kept, err := os.ReadFile(seg + ".damaged"); err != nil || !bytes.Equal(kept, b) {
+			t.Errorf("damaged segment not kept aside whole: %v", err)
 		}
 		r.Close()
 	}
@@ -435,7 +441,8 @@ func TestJournalZeroTail(t *testing.T) {
 		})
 	}
 
-	// Bytes after the zeros are damage, not a tail.
+	// Bytes after the zeros, with no record after them, are the end of
+	// the journal too: dropped, kept aside, and reported where they are.
 	t.Run("garbage-after-zeros", func(t *testing.T) {
 		dir := copyDir(t, src)
 		seg := filepath.Join(dir, segmentName(1))
@@ -448,8 +455,8 @@ func TestJournalZeroTail(t *testing.T) {
 		if got := countInstances(r.Snapshot()); got != n {
 			t.Errorf("%d instances, want %d", got, n)
 		}
-		if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), fmt.Sprintf("offset=%d", end)) {
-			t.Errorf("log does not report damage at %d:\n%s", end, logs.String())
+		if want := fmt.Sprintf("offset=%d bytes=%d", end, len(bad)-int(end)); !strings.Contains(logs.String(), want) {
+			t.Errorf("log does not say %q:\n%s", want, logs.String())
 		}
 	})
 }
@@ -621,6 +628,12 @@ func TestRestoreAcrossBatches(t *testing.T) {
 	r.Close()
 	r = mustOpen(t, dir, opts)
 	check("the journal")
+	// as rotate does: the segment, then the checkpoint that names it
+	f, _, err := r.j.createSegment(r.j.seg + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	if _, err := writeCheckpoint(dir, r.Snapshot(), r.j.seg+1); err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,12 @@
 package registry
 
 import (
-	"bytes"
-	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,6 +38,13 @@ type Options struct {
 	// checkpoint is taken and a new segment begun; 0 means 64 MiB.
 	SegmentSize int64
 
+	// Recover accepts a damaged journal: Open then starts with every intact
+	// record, keeps each damaged segment aside as FILE.damaged, logs what
+	// each damaged stretch held, and moves the serial past every serial the
+	// lost records could have used (see Open). Without it, Open refuses to
+	// start on damage that no crash explains.
+	Recover bool
+
 	plainSync bool // tests: no io_uring even where there is one
 }
 
@@ -54,11 +59,21 @@ const restoreBatch = 1000
 // (see LockOwner), restores the registry from its checkpoint and journal,
 // and returns a registry whose every Update is durable before it returns.
 //
-// A journal damaged or cut short is recovered up to its last whole record;
-// what was dropped (file, offset, bytes, records) is logged at error level
-// and kept beside it as FILE.damaged, and the serial jumps past every
-// serial the lost records could have used. A damaged checkpoint is an
-// error: Open refuses to start rather than start without it.
+// A journal that ends in a record cut short, which is what a crash while
+// writing leaves, is cut there: the record, never acknowledged, is logged
+// at warning level and kept beside the segment as FILE.damaged, and the
+// serial moves past any serial it could have used. Any other damage — a
+// record that fails its checksum or does not chain with intact records
+// after it, a segment missing, emptied, or with a damaged header — makes
+// Open refuse to start with an error wrapping ErrDamaged that names each
+// file, offset and what would be lost, and leaves the directory as it is;
+// with Options.Recover it starts with every intact record, before and
+// after the damage, logs every stretch dropped at error level, keeps the
+// damaged segments aside, and moves the serial past every serial the lost
+// records could have used, clearing the history: a secondary then finds
+// its serial older and no IXFR from it, and transfers the recovered zone
+// whole. A damaged checkpoint is an error, Recover or not: Open refuses
+// to start rather than start without it.
 func Open(dir string, opts Options) (*Registry, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("registry: create data directory: %w", err)
@@ -78,7 +93,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 			r.log.Info("journal: writing and syncing in blocking system calls", "reason", err)
 		}
 	}
-	if err := j.restore(opts.Serial); err != nil {
+	if err := j.restore(opts); err != nil {
 		if j.ring != nil {
 			j.ring.close()
 		}
@@ -110,7 +125,7 @@ func listSegments(dir string) ([]uint64, error) {
 
 // restore loads the checkpoint, replays the segments after it and leaves
 // the journal open for appends.
-func (j *journal) restore(initial uint32) error {
+func (j *journal) restore(opts Options) error {
 	start := time.Now()
 	r := j.r
 	os.Remove(filepath.Join(j.dir, "checkpoint.tmp")) // an interrupted checkpoint
@@ -128,7 +143,7 @@ func (j *journal) restore(initial uint32) error {
 		}
 	}
 
-	serial, first := initial, uint64(1)
+	serial, first := opts.Serial, uint64(1)
 	if serial == 0 {
 		serial = uint32(time.Now().Unix())
 	}
@@ -160,65 +175,78 @@ func (j *journal) restore(initial uint32) error {
 		os.Remove(filepath.Join(j.dir, segmentName(segs[0])))
 		segs = segs[1:]
 	}
-	if len(segs) > 0 && segs[0] != first {
-		return fmt.Errorf("registry: journal segment %s is missing (the first one found is %s); refusing to start with a gap in the history",
-			filepath.Join(j.dir, segmentName(first)), segmentName(segs[0]))
-	}
-	for i := 1; i < len(segs); i++ {
-		if segs[i] != segs[i-1]+1 {
-			return fmt.Errorf("registry: journal segment %s is missing; refusing to start with a gap in the history",
-				filepath.Join(j.dir, segmentName(segs[i-1]+1)))
-		}
-	}
-
 	if !haveCheckpoint && len(segs) > 0 {
 		j.log.Warn("no checkpoint: the registry is rebuilt from the journal alone, from its first record's serial", "dir", j.dir)
 	}
-	chained := haveCheckpoint // without a checkpoint, the first record sets the base serial
-	var records int
-	var dropped, end int64
-	cur := first
-	for i, seg := range segs {
+
+	// Without a checkpoint, the first record sets the base serial.
+	p := &replay{r: r, tx: tx, serial: serial, chained: haveCheckpoint}
+	damaged := map[string][]byte{} // the content of segments with damage
+	next, end := first, int64(0)
+	if haveCheckpoint && len(segs) == 0 {
+		// Segment first was created, durably, before the checkpoint named it.
+		p.missing(j.dir, first, first)
+	}
+	for _, seg := range segs {
+		if seg > next {
+			p.missing(j.dir, next, seg-1)
+		}
 		path := filepath.Join(j.dir, segmentName(seg))
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("registry: %w", err)
 		}
-		var damage *damageError
-		end, damage = scanFrames(data, journalMagic, func(off int64, payload []byte) error {
-			if err := r.replayRecord(tx, payload, &serial, !chained); err != nil {
-				return err
-			}
-			chained = true
-			records++
-			return nil
-		})
-		cur = seg
-		if damage = cleanEnd(data, end, damage); damage == nil {
-			continue
+		n := len(p.damages)
+		if end = p.segment(path, data); len(p.damages) > n {
+			damaged[path] = data
 		}
-		// Everything from here on is dropped: the rest of this segment and
-		// every later one, each kept aside as FILE.damaged.
-		dropped += j.dropTail(path, data, end, damage)
-		for _, later := range segs[i+1:] {
-			dropped += j.dropSegment(filepath.Join(j.dir, segmentName(later)))
+		next = seg + 1
+	}
+	cur := next - 1 // the segment appended to
+	if len(segs) == 0 {
+		cur = first
+	}
+
+	torn := p.torn(filepath.Join(j.dir, segmentName(cur)), haveCheckpoint && cur == first)
+	recovering := len(p.damages) > 0 && !torn
+	if recovering && !opts.Recover {
+		return p.refusal()
+	}
+	final := p.serial
+	if recovering {
+		final = nextSerial(p.serial, p.lossJump(j.segMax))
+		if p.hasReserved && !serialLess(p.reserved, final) {
+			final = nextSerial(p.reserved, 1)
 		}
-		break
+		r.remember(ChangeSet{Prev: p.serial, Serial: final}) // no history reaches across the loss
 	}
 
 	if err := tx.flushTypes(); err != nil {
 		return err
 	}
-	if err := tx.txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
+	if err := tx.txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: final}); err != nil {
 		return fmt.Errorf("registry: restore serial: %w", err)
 	}
 	tx.txn.Commit()
+
+	var dropped int64
+	if torn {
+		d := p.damages[0]
+		dropped = j.dropTail(d.file, damaged[d.file], d.offset, d.reason)
+		end = d.offset
+	}
+	if recovering {
+		if cur, err = j.recoverLoss(p, damaged, next); err != nil {
+			return err
+		}
+		end = int64(len(journalMagic))
+	}
 
 	// The next frame goes where the last whole one ends, over the zeros
 	// written ahead or the damage dropped.
 	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(cur)), os.O_WRONLY, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
-		f, _, err = createSegment(j.ring, j.dir, cur)
+		f, _, err = j.createSegment(cur)
 		end = int64(len(journalMagic))
 	}
 	if err != nil {
@@ -230,35 +258,112 @@ func (j *journal) restore(initial uint32) error {
 		return fmt.Errorf("registry: %w", err)
 	}
 	j.f, j.seg, j.size, j.zeroed = f, cur, end, st.Size()
-	j.r.publish(r.newSnapshot())
-	if !haveCheckpoint && len(segs) == 0 {
-		// A new directory: record the initial serial, which the first
-		// journal record will chain from.
+	r.publish(r.newSnapshot())
+	if recovering || !haveCheckpoint && len(segs) == 0 {
+		// A new directory records its initial serial, which the first
+		// journal record will chain from; a recovered one, what it
+		// recovered, so that the damage is read no more.
 		if _, err := writeCheckpoint(j.dir, r.Snapshot(), cur); err != nil {
 			f.Close()
 			return err
 		}
+		if recovering {
+			removeSegmentsBefore(j.dir, cur, j.log)
+			j.log.Warn("serial moved past every serial the lost records could have used: secondaries will transfer the recovered zone whole",
+				"from", p.serial, "to", final)
+		}
 	}
 
+	// What was cut off may have been served (a record damaged in place is
+	// indistinguishable from a torn one), and so may serials reserved
+	// while the disk was full: move past them, so that no secondary holds
+	// a serial with other content.
+	target := final
 	if dropped > 0 {
-		// The lost records may have been served: jump past every serial
-		// they could have used (RFC 1982 allows up to 2^31-1 at once) so
-		// that no secondary holds a serial with other content.
-		jump := uint32(min(dropped/minFrame+1, 1<<31-1))
-		if err := j.jumpSerial(nextSerial(serial, jump)); err != nil {
+		target = nextSerial(final, uint32(min(dropped/minFrame+1, 1<<31-1)))
+	}
+	if !recovering && p.hasReserved && !serialLess(p.reserved, target) {
+		target = nextSerial(p.reserved, 1)
+		j.log.Warn("the journal was full or failing when annuaire stopped: health changes served from memory were not written",
+			"serials_reserved_up_to", p.reserved)
+	}
+	if target != final {
+		if err := j.jumpSerial(target); err != nil {
 			f.Close()
 			return err
 		}
 	}
-	if records > 0 || haveCheckpoint || dropped > 0 {
+	if p.records > 0 || haveCheckpoint || len(p.damages) > 0 {
 		n := 0
 		for range r.Snapshot().All() {
 			n++
 		}
 		j.log.Info("registry restored", "dir", j.dir, "serial", r.Snapshot().Serial(), "instances", n,
-			"journal_records", records, "duration", time.Since(start).Round(time.Millisecond))
+			"journal_records", p.records, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// torn reports whether the damage read is what a crash leaves: one stretch
+// at the end of the last segment, path, with no record after it. A crash
+// can only tear the write in progress, at the end; intact records after
+// damage prove it is not the end. The header of the segment a checkpoint
+// names is never torn: it was written whole before the checkpoint.
+//
+// A record damaged in place as the journal's last is indistinguishable
+// from a torn one, as it is for PostgreSQL's WAL and etcd's.
+func (p *replay) torn(path string, named bool) bool {
+	if len(p.damages) != 1 {
+		return false
+	}
+	d := p.damages[0]
+	return !d.resumed && !d.missing && d.file == path && !(named && d.offset < int64(len(journalMagic)))
+}
+
+// lossJump is how far the serial moves after an accepted loss: past every
+// serial the lost records could have used. Lost records between intact
+// ones used serials below the last intact one; those after the last one
+// each took at least minFrame bytes, and a file that is gone at most a
+// segment.
+func (p *replay) lossJump(segMax int64) uint32 {
+	var bytes int64
+	for _, d := range p.damages {
+		if !d.resumed {
+			bytes += d.bytes
+			if d.gone {
+				bytes += segMax
+			}
+		}
+	}
+	return uint32(min(bytes/minFrame+1, 1<<31-1))
+}
+
+// recoverLoss accepts the damage read: it logs what each stretch held,
+// keeps the damaged segments aside, and starts segment next, which the
+// checkpoint restore writes will name, so that the damage is never read
+// again. Nothing is removed before the checkpoint is on disk: a crash in
+// between finds the damage again.
+func (j *journal) recoverLoss(p *replay, damaged map[string][]byte, next uint64) (uint64, error) {
+	for _, d := range p.damages {
+		j.log.Error("journal damaged: dropped what it held, recovered every intact record around it",
+			"file", d.file, "offset", d.offset, "bytes", d.bytes, "reason", d.reason, "lost", d.lost(),
+			"intact_after", p.records-d.before)
+		for _, u := range d.unused {
+			j.log.Error("dropped a whole record that does not chain", "file", d.file, "record", u)
+		}
+	}
+	for _, path := range slices.Sorted(maps.Keys(damaged)) {
+		kept, err := keepAside(path, damaged[path])
+		if err != nil {
+			return 0, err
+		}
+		j.log.Warn("damaged journal segment kept aside", "file", path, "kept_in", kept)
+	}
+	f, _, err := j.createSegment(next)
+	if err != nil {
+		return 0, err
+	}
+	return next, f.Close()
 }
 
 // jumpSerial writes and publishes a change set without changes that moves
@@ -277,75 +382,24 @@ func (j *journal) jumpSerial(s uint32) error {
 	if err != nil {
 		return err
 	}
-	seq := j.append(rec, r.newSnapshot())
+	t := j.append(rec, r.newSnapshot())
 	j.log.Warn("serial moved past every serial the dropped records could have used", "from", cs.Prev, "to", s)
-	return j.wait(seq)
+	return j.wait(t)
 }
 
-// cleanEnd tells what stopped the reading of a segment at end once the
-// zeros written ahead of frames (see writeSync) are set aside: nothing when
-// only zeros follow the last whole frame, which is how every segment ends;
-// a torn frame when what is not zero ends inside the frame it starts, which
-// is what a crash while writing that frame leaves.
-func cleanEnd(data []byte, end int64, damage *damageError) *damageError {
-	if damage == nil || end < int64(len(journalMagic)) {
-		return damage
-	}
-	if !slices.ContainsFunc(data[end:], func(b byte) bool { return b != 0 }) {
-		return nil
-	}
-	rest := trimZeros(data[end:])
-	// A header cut short, or a length that fits the file with all that is
-	// not zero within it.
-	torn := len(rest) < frameHeader
-	if !torn && !damage.Torn {
-		n := frameHeader + int64(binary.LittleEndian.Uint32(rest[0:4]))
-		torn = end+n <= int64(len(data)) && int64(len(rest)) <= n
-	}
-	if !torn {
-		return damage
-	}
-	return &damageError{Offset: damage.Offset, Reason: damage.Reason + ", then zeros: cut short by a crash", Torn: true}
-}
-
-// trimZeros cuts the zeros written ahead of frames off the end of b: a
-// run of at least a frame header's length of them, which no frame holds
-// (a length's high bytes and a CRC make at most seven, and payloads are
-// JSON). A shorter run may be a frame's own and stays.
-func trimZeros(b []byte) []byte {
-	if t := bytes.TrimRight(b, "\x00"); len(b)-len(t) >= frameHeader {
-		return t
-	}
-	return b
-}
-
-// dropTail saves a segment's bytes from end on as PATH.damaged, cuts the
-// segment there and logs what went. It returns the bytes dropped; the zeros
-// written ahead of frames are not counted, nor kept.
-func (j *journal) dropTail(path string, data []byte, end int64, damage *damageError) int64 {
-	tail := data[end:]
-	if end >= int64(len(journalMagic)) {
-		tail = trimZeros(tail)
-	}
-	var intact int
-	if end == 0 { // the file header itself: count what follows it
-		intact = countFrames(tail[min(len(tail), len(journalMagic)):])
-	} else if len(tail) >= frameHeader {
-		// Step over the damaged frame if its length is believable.
-		if n := int64(frameHeader) + int64(binary.LittleEndian.Uint32(tail[0:4])); n <= int64(len(tail)) {
-			intact = countFrames(tail[n:])
-		}
-	}
-	level, what := slog.LevelError, "journal damaged: recovered every record before the damage, dropped the rest"
-	if damage.Torn && intact == 0 {
-		level, what = slog.LevelWarn, "journal ends in a record cut short by a crash (never acknowledged): dropped it"
-	}
+// dropTail saves a segment's bytes from end on aside, cuts the segment
+// there and logs what went: a record a crash cut short, never acknowledged.
+// It returns the bytes dropped; the zeros written ahead of frames are not
+// counted, nor kept.
+func (j *journal) dropTail(path string, data []byte, end int64, reason string) int64 {
+	tail := data[end:max(end, dataEnd(data))]
 	if len(tail) > 0 {
-		if err := os.WriteFile(path+".damaged", tail, 0o600); err != nil {
+		kept, err := keepAside(path, tail)
+		if err != nil {
 			j.log.Error("cannot keep the dropped bytes aside", "err", err)
 		}
-		j.log.Log(context.Background(), level, what, "file", path, "offset", end, "bytes", len(tail),
-			"records", fmt.Sprintf("1 damaged + %d intact after it", intact), "reason", damage.Reason, "kept_in", path+".damaged")
+		j.log.Warn("journal ends in a record cut short by a crash (never acknowledged): dropped it",
+			"file", path, "offset", end, "bytes", len(tail), "reason", reason, "kept_in", kept)
 	}
 	if err := os.Truncate(path, end); err != nil {
 		j.log.Error("cannot cut the damaged segment", "file", path, "err", err)
@@ -354,68 +408,6 @@ func (j *journal) dropTail(path string, data []byte, end int64, damage *damageEr
 		os.Remove(path) // restore creates it again, whole
 	}
 	return int64(len(tail))
-}
-
-// dropSegment sets aside a whole segment that follows damage.
-func (j *journal) dropSegment(path string) int64 {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		j.log.Error("cannot read segment after damage", "file", path, "err", err)
-	}
-	records := 0
-	if len(data) >= len(journalMagic) {
-		records = countFrames(data[len(journalMagic):])
-	}
-	j.log.Error("journal segment follows damage: dropped it whole", "file", path, "offset", 0, "bytes", len(data), "records", records, "kept_in", path+".damaged")
-	if err := os.Rename(path, path+".damaged"); err != nil {
-		j.log.Error("cannot set the segment aside", "err", err)
-		os.Remove(path)
-	}
-	return int64(len(data))
-}
-
-// replayRecord applies one journal record to tx and the history. The
-// record must follow *serial, unless first, when it sets the base.
-func (r *Registry) replayRecord(tx *Tx, payload []byte, serial *uint32, first bool) error {
-	if first {
-		var head ChangeSet
-		if json.Unmarshal(payload, &head) == nil {
-			*serial = head.Prev
-		}
-	}
-	cs, err := decodeChangeSet(payload, *serial)
-	if err != nil {
-		return err
-	}
-	for _, c := range cs.Changes {
-		if err := tx.replay(c); err != nil {
-			return err
-		}
-	}
-	*serial = cs.Serial
-	r.remember(cs)
-	return nil
-}
-
-// decodeChangeSet decodes and checks one journal record, which must follow
-// serial.
-func decodeChangeSet(payload []byte, serial uint32) (ChangeSet, error) {
-	var cs ChangeSet
-	if err := json.Unmarshal(payload, &cs); err != nil {
-		return cs, fmt.Errorf("undecodable record: %v", err)
-	}
-	if cs.Prev != serial {
-		return cs, fmt.Errorf("record takes serial %d to %d but the registry is at %d", cs.Prev, cs.Serial, serial)
-	}
-	if cs.Serial == cs.Prev {
-		return cs, fmt.Errorf("record does not move the serial from %d", cs.Prev)
-	}
-	for i, c := range cs.Changes {
-		if err := checkChange(c); err != nil {
-			return cs, fmt.Errorf("change %d of serial %d: %v", i, cs.Serial, err)
-		}
-	}
-	return cs, nil
 }
 
 // checkChange validates a decoded change as a registration would be: a

@@ -303,6 +303,9 @@ func nextSerial(s uint32, n uint32) uint32 {
 	return s + n
 }
 
+// serialLess compares serials in RFC 1982 arithmetic: a is before b.
+func serialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
+
 // newSnapshot returns a snapshot of the registry as committed now, with
 // the history up to it. Called with writeMu, or before any writer.
 func (r *Registry) newSnapshot() *Snapshot {

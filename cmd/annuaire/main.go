@@ -85,6 +85,8 @@ func Run(ctx context.Context, e *env, args []string) error {
 		return runList(ctx, e, rest)
 	case "export":
 		return runExport(ctx, e, rest)
+	case "repair":
+		return runRepair(ctx, e, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return nil
@@ -107,6 +109,7 @@ Commands:
   deregister remove an instance by id, or a service's instances by name
   list       list the registered services: name, host, address, port, health
   export     print the zone as a master file (RFC 1035), from a data directory or by AXFR
+  repair     accept the loss of a damaged journal: keep every intact record, set the damage aside
 
 Run "annuaire COMMAND -h" for a command's flags.
 `

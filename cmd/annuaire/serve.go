@@ -40,6 +40,7 @@ type serveFlags struct {
 	tsig, notify, allowTransfer        listFlag
 	logLevel, logFormat                string
 	drain                              time.Duration
+	recover                            bool
 }
 
 // listFlag is a repeatable string flag.
@@ -69,6 +70,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.DurationVar(&f.drain, "drain", 5*time.Second, "how long connections in flight get at shutdown")
+	fs.BoolVar(&f.recover, "recover", false, "start on a damaged journal with every intact record, dropping the damage (kept aside as FILE.damaged)")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -130,7 +132,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		allow = append(allow, p)
 	}
 
-	reg, err := registry.Open(f.data, registry.Options{Logger: logger})
+	reg, err := openRegistry(f.data, logger, f.recover)
 	if err != nil {
 		return err
 	}
