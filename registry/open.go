@@ -46,6 +46,11 @@ type Options struct {
 	Recover bool
 
 	plainSync bool // tests: no io_uring even where there is one
+
+	// writeAt, for tests, writes buf at off in a journal segment and
+	// makes it durable, instead of the system calls: a disk that fills up
+	// or fails. An error of the sync must be a *syncError.
+	writeAt func(f *os.File, buf []byte, off int64) error
 }
 
 // minFrame is the smallest frame a change set can take: the header and
@@ -83,8 +88,9 @@ func Open(dir string, opts Options) (*Registry, error) {
 		return nil, err
 	}
 	r := newRegistry(opts)
-	j := &journal{dir: dir, log: r.log, r: r, segMax: opts.SegmentSize, lock: lock, started: time.Now()}
+	j := &journal{dir: dir, log: r.log, r: r, segMax: opts.SegmentSize, lock: lock, started: time.Now(), writeAt: opts.writeAt}
 	j.cond = sync.NewCond(&j.mu)
+	j.stop = make(chan struct{})
 	if j.segMax <= 0 {
 		j.segMax = 64 << 20
 	}
@@ -382,8 +388,8 @@ func (j *journal) jumpSerial(s uint32) error {
 	if err != nil {
 		return err
 	}
-	t := j.append(rec, r.newSnapshot())
-	j.log.Warn("serial moved past every serial the dropped records could have used", "from", cs.Prev, "to", s)
+	t := j.append(rec, r.newSnapshot(), false)
+	j.log.Warn("serial moved past every serial that may have been served before", "from", cs.Prev, "to", s)
 	return j.wait(t)
 }
 

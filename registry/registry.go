@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -218,65 +219,135 @@ func (r *Registry) Snapshot() *Snapshot { return r.snap.Load() }
 // Update runs fn in one write transaction. If fn returns an error or writes
 // nothing, nothing changes. Otherwise every row fn wrote becomes visible at
 // once, with the zone serial bumped by one, and the new serial is returned.
-// With a journal, Update returns only once the change is on disk; if the
-// disk fails, this and every later Update return an error.
+//
+// With a journal, Update returns only once the change is on disk. If the
+// disk is full, an update returns an error wrapping ErrFull and changes
+// nothing, until writes succeed again; if an fdatasync failed, every
+// update returns that error until a restart. Either way an update that
+// only changes health (what SetHealth does) is published from memory at
+// once, so that DNS follows checks whatever the disk can do (see
+// journal). fn may then run a second time: when the write of its change
+// failed for everyone, or when the journal must first write what it
+// served from memory.
 func (r *Registry) Update(fn func(tx *Tx) error) (uint32, error) {
+	health := false
+	for {
+		serial, next, err := r.update(fn, health)
+		if next == done {
+			return serial, err
+		}
+		health = next == retryHealth
+	}
+}
+
+// What Update does after one try.
+type retry int
+
+const (
+	done        retry = iota
+	retryHealth       // the write of a health change failed: again, from memory
+	retryFrames       // the journal wrote what it served from memory: again, to the journal
+)
+
+// update is one try of Update; dropped says it follows a retryHealth.
+func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, next retry, err error) {
 	r.writeMu.Lock()
+	if dropped {
+		r.j.healthRetried()
+	}
 	if r.closed {
 		r.writeMu.Unlock()
-		return 0, ErrClosed
-	}
-	if r.j != nil {
-		if err := r.j.failed(); err != nil {
-			r.writeMu.Unlock()
-			return 0, err
-		}
+		return 0, done, ErrClosed
 	}
 	tx := newTx(r.db)
 	txn := tx.txn
-	serial, err := r.updateLocked(txn, tx, fn)
+	serial, err = r.updateLocked(txn, tx, fn)
 	if err != nil || len(tx.changes) == 0 {
 		txn.Abort()
-		var seq uint64
+		var t *ticket
 		if r.j != nil {
-			seq = r.j.appended()
+			t = r.j.lastTicket()
 		}
 		r.writeMu.Unlock()
-		if err == nil && r.j != nil {
+		if err == nil && t != nil {
 			// fn may have read rows that are not durable yet: answer only
 			// once they are.
-			err = r.j.wait(seq)
+			err = r.j.wait(t)
 		}
-		return serial, err
+		return serial, done, err
 	}
 	cs := ChangeSet{Prev: tx.Serial(), Serial: serial, Changes: tx.changes}
-	var rec []byte
+	memory := false
 	if r.j != nil {
+		var full error
+		memory, full = r.j.serveFromMemory(serial)
+		if (memory || full != nil) && !healthOnly(cs) {
+			// Not only health: write what was served from memory first,
+			// then run fn again, on a journal that takes frames.
+			txn.Abort()
+			err := r.j.resume()
+			r.writeMu.Unlock()
+			if err != nil {
+				return 0, done, err
+			}
+			return 0, retryFrames, nil
+		}
+		if full != nil {
+			txn.Abort()
+			r.writeMu.Unlock()
+			return 0, done, full
+		}
+	}
+	var rec []byte
+	if r.j != nil && !memory {
 		if rec, err = encodeChangeSet(cs); err != nil {
 			txn.Abort()
 			r.writeMu.Unlock()
-			return 0, err
+			return 0, done, err
 		}
 	}
 	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
 		txn.Abort()
 		r.writeMu.Unlock()
-		return 0, fmt.Errorf("registry: bump serial: %w", err)
+		return 0, done, fmt.Errorf("registry: bump serial: %w", err)
 	}
 	txn.Commit()
 	r.remember(cs)
 	snap := r.newSnapshot()
-	if r.j == nil {
-		r.publish(snap)
+	if r.j == nil || memory {
+		r.publishLocked(snap)
 		r.writeMu.Unlock()
-		return serial, nil
+		return serial, done, nil
 	}
-	seq := r.j.append(rec, snap)
+	health := healthOnly(cs)
+	t := r.j.append(rec, snap, health)
 	r.writeMu.Unlock()
-	if err := r.j.wait(seq); err != nil {
-		return 0, err
+	if err := r.j.wait(t); err != nil {
+		// A write that failed dropped this change with every other not
+		// yet durable; a health change is retried, from memory.
+		if health {
+			return 0, retryHealth, err
+		}
+		return 0, done, err
 	}
-	return serial, nil
+	return serial, done, nil
+}
+
+// healthOnly reports whether cs only changes instances' health: what a
+// check observes, which must reach DNS whatever the disk can do.
+func healthOnly(cs ChangeSet) bool {
+	for _, c := range cs.Changes {
+		if c.Delete || c.Instance == nil || c.OldInstance == nil {
+			return false
+		}
+		a, b := c.Instance, c.OldInstance
+		if a.ID != b.ID || a.Service != b.Service || a.Proto != b.Proto || a.Label != b.Label || a.Host != b.Host ||
+			a.Port != b.Port || a.Priority != b.Priority || a.Weight != b.Weight || a.TTL != b.TTL ||
+			!maps.Equal(a.TXT, b.TXT) || (a.Check == nil) != (b.Check == nil) || a.Check != nil && *a.Check != *b.Check {
+			return false
+		}
+	}
+	return len(cs.Changes) > 0
 }
 
 // updateLocked runs fn and returns the serial the update will have.
@@ -309,7 +380,30 @@ func serialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
 // newSnapshot returns a snapshot of the registry as committed now, with
 // the history up to it. Called with writeMu, or before any writer.
 func (r *Registry) newSnapshot() *Snapshot {
-	return &Snapshot{txn: r.db.Txn(false), schema: r.db.DBSchema(), hist: r.hist, changed: make(chan struct{})}
+	return &Snapshot{txn: r.db.Txn(false), db: r.db.Snapshot(), schema: r.db.DBSchema(), hist: r.hist, changed: make(chan struct{})}
+}
+
+// rollback makes the registry, with writeMu held, what was last published:
+// the updates committed since are dropped, their frames not written.
+func (r *Registry) rollback() {
+	pub := r.snap.Load()
+	r.db = pub.db.Snapshot()
+	r.hist, r.histChanges = pub.hist, 0
+	for _, cs := range r.hist {
+		r.histChanges += len(cs.Changes)
+	}
+}
+
+// publishLocked is publish for a writer that holds writeMu: with a
+// journal, publish is serialised by the journal's mutex.
+func (r *Registry) publishLocked(snap *Snapshot) {
+	if r.j == nil {
+		r.publish(snap)
+		return
+	}
+	r.j.mu.Lock()
+	r.publish(snap)
+	r.j.mu.Unlock()
 }
 
 // publish makes snap the snapshot readers get and wakes those waiting on
@@ -332,6 +426,9 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.j != nil {
+		r.j.resume() // a last try to write what was served from memory
+	}
 	r.writeMu.Unlock()
 	if r.j == nil {
 		return nil
@@ -371,6 +468,7 @@ func (r *Registry) SetHealth(id string, h Health) error {
 // A Snapshot is a consistent, immutable view of the registry.
 type Snapshot struct {
 	txn     *memdb.Txn
+	db      *memdb.MemDB    // the database as of txn, for Registry.rollback
 	schema  *memdb.DBSchema // the indexes reads go through (reads.go)
 	changed chan struct{}   // closed when the next snapshot is published
 	hist    []ChangeSet     // the registry's history up to this snapshot

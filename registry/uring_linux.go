@@ -116,7 +116,8 @@ func newURing() (*uring, error) {
 }
 
 // writeSync is pwrite(f, buf, off) then fdatasync(f), done by the kernel.
-// A short write ends with the rest written and synced the plain way.
+// A short write ends with the rest written and synced the plain way. An
+// error of the fdatasync is a *syncError: the journal never retries one.
 func (u *uring) writeSync(f *os.File, buf []byte, off int64) error {
 	fd := int32(f.Fd())
 	tail := atomic.LoadUint32(u.sqTail)
@@ -182,9 +183,11 @@ func (u *uring) writeSync(f *os.File, buf []byte, off int64) error {
 		if _, err := f.WriteAt(buf[written:], off+int64(written)); err != nil {
 			return err
 		}
-		return unix.Fdatasync(int(fd))
+		if err := unix.Fdatasync(int(fd)); err != nil {
+			return &syncError{err}
+		}
 	case res[1] < 0:
-		return fmt.Errorf("fdatasync: %w", unix.Errno(-res[1]))
+		return &syncError{unix.Errno(-res[1])}
 	}
 	return nil
 }

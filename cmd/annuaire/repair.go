@@ -44,8 +44,7 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 	logger := slog.New(slog.NewTextHandler(e.stderr, nil))
 	reg, err := registry.Open(*data, registry.Options{Logger: logger})
 	repaired := errors.Is(err, registry.ErrDamaged)
-	if repaired {
-		fmt.Fprintf(e.stdout, "found: %v\n", err)
+	if repaired { // the recovery logs each damaged stretch and what it held
 		reg, err = registry.Open(*data, registry.Options{Logger: logger, Recover: true})
 	}
 	if errors.Is(err, registry.ErrLocked) {
@@ -60,7 +59,7 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 		n++
 	}
 	if repaired {
-		fmt.Fprint(e.stdout, "repaired: every intact record kept, the damaged segments kept aside as FILE.damaged; ")
+		fmt.Fprint(e.stdout, "repaired: every intact record kept, the damaged segments kept aside as FILE.damaged, the serial moved past the loss; ")
 	} else {
 		fmt.Fprint(e.stdout, "no damage found; ")
 	}

@@ -107,7 +107,7 @@ func TestDamagedJournal(t *testing.T) {
 			var b *annuaire
 			if how == "repair" {
 				out, err := command(t, "repair", "--data", data).CombinedOutput()
-				if err != nil || !strings.Contains(string(out), "found: registry: journal damaged") || !strings.Contains(string(out), "repaired: ") {
+				if err != nil || !strings.Contains(string(out), "journal damaged: dropped what it held") || !strings.Contains(string(out), "repaired: ") {
 					t.Fatalf("repair: %v\n%s", err, out)
 				}
 				b = startServeOn(t, data)
