@@ -21,6 +21,9 @@ func FuzzJournal(f *testing.F) {
 	// the zeros written ahead of the next frame, and a frame torn over them
 	f.Add(append(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2}`)), make([]byte, 64)...))
 	f.Add(append(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2}`))[:20], make([]byte, 64)...))
+	// damage between records that chain, and a reservation of serials
+	two := appendFrame(appendFrame([]byte(journalMagic), []byte(`{"prev":1,"serial":2}`)), []byte(`{"prev":2,"serial":2,"reserve":9}`))
+	f.Add(appendFrame(append(bytes.Clone(two), "\x15\x00\x00\x00garbage"...), []byte(`{"prev":3,"serial":4}`)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newRegistry(Options{Logger: slog.New(slog.DiscardHandler)})
 		tx := newTx(r.db)

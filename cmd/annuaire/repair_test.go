@@ -110,9 +110,9 @@ func TestDamagedJournal(t *testing.T) {
 				if err != nil || !strings.Contains(string(out), "journal damaged: dropped what it held") || !strings.Contains(string(out), "repaired: ") {
 					t.Fatalf("repair: %v\n%s", err, out)
 				}
-				b = startServeOn(t, data)
+				b = startServeOn(t, data, "--allow-transfer", "127.0.0.1/32")
 			} else {
-				b = startServeOn(t, data, "--recover")
+				b = startServeOn(t, data, "--recover", "--allow-transfer", "127.0.0.1/32")
 			}
 			ids := listed(t, b)
 			kept := 0
@@ -130,6 +130,12 @@ func TestDamagedJournal(t *testing.T) {
 			after := strings.Fields(dig(t, b.dns, "+short", "svc.internal.", "SOA"))[2]
 			if !serialAfter(after, before) {
 				t.Errorf("SOA serial %s after recovery, want past %s", after, before)
+			}
+			// A secondary at the serial served before asks for the diff and
+			// gets the whole zone (RFC 1995 section 4): no old SOA in it.
+			ixfr := dig(t, b.dns, "svc.internal.", "IXFR="+before)
+			if strings.Contains(ixfr, " "+before+" ") || !strings.Contains(ixfr, fmt.Sprintf("_svc%d._tcp.svc.internal.", n-1)) {
+				t.Errorf("IXFR from %s after recovery is not the whole zone:\n%s", before, ixfr)
 			}
 		})
 	}
