@@ -194,8 +194,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	webServer := &web.Server{
 		Registry: reg, Zone: zone, Token: token, Logger: logger,
-		Lookup:      func(ctx context.Context, name string) (any, error) { return lookup.Lookup(ctx, name) },
-		ChainLookup: func(ctx context.Context, name string) (any, error) { return fresh.Lookup(ctx, name) },
+		Lookup:      lookup.Lookup,
+		ChainLookup: fresh.Lookup,
 		Messages:    func() any { return mailServer.Messages() },
 		Health:      checker.Heartbeat,
 		Metrics:     metrics.Handler(),

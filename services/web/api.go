@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/annuaire/annuaire/registry"
+	"github.com/annuaire/annuaire/resolver"
 )
 
 // errorBody is the shape of every API error.
@@ -146,34 +147,39 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
-	name := strings.TrimSpace(r.URL.Query().Get("name"))
-	switch {
-	case name == "":
-		writeError(w, http.StatusBadRequest, "missing query parameter name: /api/lookup?name=echo")
-		return
-	case len(name) > 255:
-		writeError(w, http.StatusBadRequest, "name: longer than 255 bytes (RFC 1035 section 3.1)")
-		return
-	case s.Lookup == nil:
-		writeError(w, http.StatusServiceUnavailable, "lookups are not available on this server")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	trace, err := s.Lookup(ctx, name)
-	// A nil *Chain in an interface is not == nil; what it marshals to is.
-	if b, merr := json.Marshal(trace); merr == nil && string(b) == "null" {
-		trace = nil
-	}
-	if trace == nil {
-		if err == nil {
-			err = errors.New("the lookup returned no trace")
-		}
-		writeError(w, http.StatusBadGateway, err.Error())
+	trace, status, err := s.lookupName(r.Context(), r.URL.Query().Get("name"))
+	if err != nil {
+		writeError(w, status, err.Error())
 		return
 	}
 	// A failed lookup is still a trace worth drawing: its error is inside.
 	writeJSON(w, http.StatusOK, trace)
+}
+
+// lookupName runs a name typed by a user through Lookup, for /api/lookup
+// and the page's lookup box. A lookup that failed with a trace is a
+// trace, its error inside; an error without a trace comes with the HTTP
+// status it means.
+func (s *Server) lookupName(ctx context.Context, name string) (*resolver.Chain, int, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return nil, http.StatusBadRequest, errors.New("missing query parameter name: /api/lookup?name=echo")
+	case len(name) > 255:
+		return nil, http.StatusBadRequest, errors.New("name: longer than 255 bytes (RFC 1035 section 3.1)")
+	case s.Lookup == nil:
+		return nil, http.StatusServiceUnavailable, errors.New("lookups are not available on this server")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	trace, err := s.Lookup(ctx, name)
+	if trace == nil {
+		if err == nil {
+			err = errors.New("the lookup returned no trace")
+		}
+		return nil, http.StatusBadGateway, err
+	}
+	return trace, http.StatusOK, nil
 }
 
 func (s *Server) messages(w http.ResponseWriter, r *http.Request) {

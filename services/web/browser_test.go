@@ -20,7 +20,7 @@ const chromiumPath = "/usr/bin/chromium"
 
 // TestBrowser loads the page in a real headless chromium: the directory
 // shows echo with its port, a service registered afterwards appears without
-// a reload, and a lookup through the box draws its steps. Screenshots go to
+// a reload, and a lookup through the box draws its steps to the process. Screenshots go to
 // $ARTIFACTS/web.png (whole page) and web-phone.png (a phone's width).
 func TestBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
@@ -66,8 +66,8 @@ func TestBrowser(t *testing.T) {
 	s := &Server{
 		Registry:    reg,
 		Token:       testToken,
-		Lookup:      func(ctx context.Context, name string) (any, error) { return cached.Lookup(ctx, name) },
-		ChainLookup: func(ctx context.Context, name string) (any, error) { return fresh.Lookup(ctx, name) },
+		Lookup:      cached.Lookup,
+		ChainLookup: fresh.Lookup,
 		Messages: func() any {
 			return []map[string]any{{"from": "student@lab.example", "to": []string{"teacher@svc.internal"}, "subject": "TP sockets", "body": "Hello from swaks"}}
 		},
@@ -104,6 +104,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(echoCard+` tr[data-id="echo-tcp-h-127-0-0-1-7007"]`),
 		chromedp.WaitVisible(echoChain+` .box.proc`),
+		// The script has opened the event stream.
+		chromedp.WaitVisible(`#status.live`),
 	); err != nil {
 		t.Fatalf("loading the page: %v", err)
 	}
@@ -180,6 +182,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys("#lookup-name", "echo"),
 		chromedp.Click(`#lookup-form button`),
 		chromedp.WaitVisible(`#lookup-result table.candidates`),
+		chromedp.WaitVisible(`#lookup-result .box.proc`),
 		chromedp.WaitVisible(`#mail li`),
 	); err != nil {
 		t.Fatalf("lookup box: %v", err)
@@ -188,7 +191,8 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"SRV query", "_echo._tcp.svc.internal. SRV", "0 0 7007 h-127-0-0-1.svc.internal.", "ttl 10", "address query", "127.0.0.1", "7007"} {
+	for _, want := range []string{"SRV query", "_echo._tcp.svc.internal. SRV", "0 0 7007 h-127-0-0-1.svc.internal.", "ttl 10", "address query", "127.0.0.1", "7007",
+		"process", "annuaire echo (pid 4242)"} {
 		// Text is innerText: labels come out as CSS capitalises them.
 		if !strings.Contains(strings.ToLower(text), strings.ToLower(want)) {
 			t.Errorf("lookup result lacks %q:\n%s", want, text)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/annuaire/annuaire/registry"
+	"github.com/annuaire/annuaire/resolver"
 )
 
 // MaxChains bounds how many service types the page draws a chain for:
@@ -46,7 +46,7 @@ type typeChain struct {
 	Name    string `json:"name"`    // what was looked up: "echo/udp", as `annuaire lookup` takes it
 	// Trace is the Lookup's chain, the JSON of `annuaire lookup NAME
 	// --json`; null only when the Lookup returned none.
-	Trace json.RawMessage `json:"trace"`
+	Trace *resolver.Chain `json:"trace"`
 	Error string          `json:"error"` // the Lookup's error, "" when it succeeded
 	// Processes are the registry's instances at the chain's candidates,
 	// in the candidates' order: who answers a connect(2) there.
@@ -68,11 +68,20 @@ type chainCache struct {
 	last *chainSet  // guarded by mu
 }
 
-func (s *Server) chainLookup() (lookup func(context.Context, string) (any, error), fresh bool) {
+func (s *Server) chainLookup() (lookup LookupFunc, fresh bool) {
 	if s.ChainLookup != nil {
 		return s.ChainLookup, true
 	}
 	return s.Lookup, false
+}
+
+// chainsReady reports whether the pictures for snap are looked up
+// already, so that chains would not wait.
+func (s *Server) chainsReady(snap *registry.Snapshot) bool {
+	s.chainCache.mu.Lock()
+	defer s.chainCache.mu.Unlock()
+	c := s.chainCache.last
+	return c != nil && c.Serial == snap.Serial()
 }
 
 // chains returns the pictures for snap, running the lookups if no caller
@@ -84,7 +93,8 @@ func (s *Server) chains(snap *registry.Snapshot) *chainSet {
 	}
 	s.chainCache.mu.Lock()
 	defer s.chainCache.mu.Unlock()
-	if c := s.chainCache.last; c != nil && c.Serial == snap.Serial() {
+	serial := snap.Serial()
+	if c := s.chainCache.last; c != nil && c.Serial == serial {
 		return c
 	}
 
@@ -100,7 +110,7 @@ func (s *Server) chains(snap *registry.Snapshot) *chainSet {
 		}
 	}()
 
-	set := &chainSet{Serial: snap.Serial(), At: time.Now().UTC(), Fresh: fresh, Chains: []typeChain{}}
+	set := &chainSet{Serial: serial, At: time.Now().UTC(), Fresh: fresh, Chains: []typeChain{}}
 	for t := range snap.Types() {
 		if len(set.Chains) == MaxChains {
 			set.Omitted++
@@ -131,45 +141,34 @@ func (s *Server) chains(snap *registry.Snapshot) *chainSet {
 
 // runChain looks tc's name up and finds the registered process behind
 // each candidate.
-func (s *Server) runChain(ctx context.Context, lookup func(context.Context, string) (any, error), snap *registry.Snapshot, tc *typeChain) {
-	tc.Processes = []chainProcess{}
+func (s *Server) runChain(ctx context.Context, lookup LookupFunc, snap *registry.Snapshot, tc *typeChain) {
 	trace, err := lookup(ctx, tc.Name)
 	if err != nil {
 		tc.Error = err.Error()
 	}
-	b, merr := json.Marshal(trace)
-	if merr != nil || string(b) == "null" {
-		// A nil *Chain in an interface: nothing to draw but the error.
+	if trace == nil {
 		if tc.Error == "" {
 			tc.Error = "the lookup returned no trace"
-			if merr != nil {
-				tc.Error = "encoding the trace: " + merr.Error()
-			}
 		}
-		tc.Trace = json.RawMessage("null")
+		tc.Processes = []chainProcess{}
 		return
 	}
-	tc.Trace = b
+	tc.Trace = trace
+	tc.Processes = s.processesAt(snap, tc.Service, tc.Proto, trace.Candidates)
+}
 
-	// Only the candidates are read back; the rest of the trace is the
-	// resolver's and goes to the page as it is.
-	var c struct {
-		Candidates []struct {
-			Host    string `json:"host"`
-			Address string `json:"address"`
-			Port    uint16 `json:"port"`
-		} `json:"candidates"`
-	}
-	if json.Unmarshal(b, &c) != nil {
-		return
-	}
+// processesAt finds the registry's instances of service/proto at the
+// candidates a Lookup found, in the candidates' order: who answers a
+// connect(2) there.
+func (s *Server) processesAt(snap *registry.Snapshot, service, proto string, cands []resolver.Candidate) []chainProcess {
+	out := []chainProcess{}
 	zone := s.zone()
-	for _, cd := range c.Candidates {
-		for inst := range snap.Instances(tc.Proto, tc.Service) {
+	for _, cd := range cands {
+		for inst := range snap.Instances(proto, service) {
 			if inst.Port != cd.Port || !strings.EqualFold(inst.Host+"."+zone, dnsFqdn(cd.Host)) {
 				continue
 			}
-			tc.Processes = append(tc.Processes, chainProcess{
+			out = append(out, chainProcess{
 				Endpoint: joinHostPort(cd.Address, cd.Port),
 				ID:       inst.ID,
 				Instance: inst.Label,
@@ -178,6 +177,7 @@ func (s *Server) runChain(ctx context.Context, lookup func(context.Context, stri
 			})
 		}
 	}
+	return out
 }
 
 // processName says who answers at the end of the chain: what the

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/annuaire/annuaire/registry"
 )
 
 // keepAlive is how often an idle event stream sends a comment, so that
@@ -18,9 +20,41 @@ const coalesceDelay = 100 * time.Millisecond
 // events streams the directory as Server-Sent Events (WHATWG HTML, section
 // 9.2): one "services" event with the whole list now, and another each time
 // the registry changes, each followed by a "chains" event with the chain of
-// every service type as Lookup finds it (see Server.ChainLookup). The registry's change channel wakes it: no polling.
-// It ends when the client goes away or the server shuts down.
+// every service type as Lookup finds it (see Server.ChainLookup).
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	s.stream(w, r, func(snap *registry.Snapshot) error {
+		b, err := json.Marshal(s.views(snap))
+		if err != nil {
+			return err
+		}
+		// id lets a reconnecting browser say where it was; the whole list
+		// is sent again anyway, which is simpler than replaying changes.
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: services\ndata: %s\n\n", snap.Serial(), b); err != nil {
+			return err
+		}
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			return err
+		}
+		// Then the chains, one Lookup per service type, shared with every
+		// other stream: the directory shows at once, the pictures follow.
+		set := s.chains(snap)
+		if set == nil {
+			return nil
+		}
+		if b, err = json.Marshal(set); err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: chains\ndata: %s\n\n", b); err != nil {
+			return err
+		}
+		return http.NewResponseController(w).Flush()
+	})
+}
+
+// stream answers an event stream: send is called with the registry now,
+// then after each change, until it fails, the client goes away or the
+// server shuts down. The registry's change channel wakes it: no polling.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, send func(*registry.Snapshot) error) {
 	rc := http.NewResponseController(w)
 	// The server's write timeout is for ordinary answers; this one lasts.
 	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
@@ -35,6 +69,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
+	if rc.Flush() != nil {
+		return
+	}
 
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
@@ -42,28 +79,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	defer coalesce.Stop()
 	for {
 		snap := s.Registry.Snapshot()
-		b, err := json.Marshal(s.views(snap))
-		if err != nil {
+		if send(snap) != nil {
 			return
-		}
-		// id lets a reconnecting browser say where it was; the whole list
-		// is sent again anyway, which is simpler than replaying changes.
-		if _, err := fmt.Fprintf(w, "id: %d\nevent: services\ndata: %s\n\n", snap.Serial(), b); err != nil {
-			return
-		}
-		if rc.Flush() != nil {
-			return
-		}
-		// Then the chains, one Lookup per service type, shared with every
-		// other stream: the directory shows at once, the pictures follow.
-		if set := s.chains(snap); set != nil {
-			b, err := json.Marshal(set)
-			if err != nil {
-				return
-			}
-			if _, err := fmt.Fprintf(w, "event: chains\ndata: %s\n\n", b); err != nil || rc.Flush() != nil {
-				return
-			}
 		}
 		changed := snap.Changed()
 		for waiting := true; waiting; {

@@ -4,9 +4,13 @@
 // finds it (chains.go), and the JSON API that reads and changes the
 // registry.
 //
+// The server renders the page (page.go, page.html, draw.go), so that it
+// needs no script; its script only swaps in what the server renders again
+// after a change (/events) or for the lookup box.
+//
 // Reads are open to anyone who can reach the listener; writes (register,
-// deregister, heartbeat) need the bearer token. The page is embedded in the
-// binary and loads nothing from the network.
+// deregister, heartbeat) need the bearer token. The page and its files are
+// embedded in the binary and load nothing from the network.
 package web
 
 import (
@@ -23,6 +27,7 @@ import (
 	"time"
 
 	"github.com/annuaire/annuaire/registry"
+	"github.com/annuaire/annuaire/resolver"
 )
 
 // Defaults for the zero values of Server's fields.
@@ -34,6 +39,10 @@ const (
 
 //go:embed static
 var staticFiles embed.FS
+
+// A LookupFunc runs a name through the client's chain:
+// (*resolver.Resolver).Lookup.
+type LookupFunc func(ctx context.Context, name string) (*resolver.Chain, error)
 
 // Server is the web service. Set its fields before the first call to
 // Handler or Serve; it must not be copied after that.
@@ -49,19 +58,23 @@ type Server struct {
 	// write is refused with 401: an API without a key must not be open.
 	Token string
 
-	// Lookup runs a name through the client's chain and returns its trace,
-	// which must marshal to JSON. Nil means /api/lookup answers 503.
-	Lookup func(ctx context.Context, name string) (any, error)
+	// Lookup runs a name through the client's chain and returns its
+	// trace, also when it fails (a *resolver.LookupError then carries the
+	// same chain). Nil means /api/lookup answers 503 and the page's lookup
+	// box says lookups are not available.
+	Lookup LookupFunc
 
 	// ChainLookup runs each service type's name through the client's
 	// chain to draw it on the page, once per type per registry change. It
 	// should not answer from a cache: the page re-runs it when the
 	// registry changes, and a cached answer would show the old chain for
 	// up to its TTL. Nil means Lookup, whose cached steps the page marks.
-	ChainLookup func(ctx context.Context, name string) (any, error)
+	ChainLookup LookupFunc
 
 	// Messages returns the mail received by the hosted mail service, for
-	// /api/messages and the page. Nil means no messages.
+	// /api/messages and the page: a list that marshals to JSON objects
+	// with from, to (a list), subject, received and body, as
+	// mail.Message does. Nil means no messages.
 	Messages func() any
 
 	// Health records a heartbeat for a ttl check. Nil means heartbeats are
@@ -94,6 +107,8 @@ type Server struct {
 	stopErr  error
 
 	chainCache chainCache
+	dirCache   directoryCache
+	pageCache  pageCache
 }
 
 func (s *Server) init() {
@@ -192,13 +207,10 @@ func (s *Server) routes() http.Handler {
 	if err != nil {
 		panic(err)
 	}
-	index, err := fs.ReadFile(static, "index.html")
-	if err != nil {
-		panic(err)
-	}
 	files := withHeaders(http.StripPrefix("/static/", http.FileServerFS(static)))
 
-	mux.Handle("GET /{$}", newAsset(index, "text/html; charset=utf-8", false))
+	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /events", s.pageEvents)
 	// A route per file rather than a lookup under "GET /static/": an
 	// exact match costs the mux no allocation, a prefix match three.
 	for name, a := range assets(static) {
@@ -228,6 +240,7 @@ func (s *Server) routes() http.Handler {
 		"/api/services/{id}":           "GET, HEAD, DELETE",
 		"/api/services/{id}/heartbeat": "PUT",
 		"/api/events":                  "GET, HEAD",
+		"/events":                      "GET, HEAD",
 		"/api/lookup":                  "GET, HEAD",
 		"/api/chains":                  "GET, HEAD",
 		"/api/messages":                "GET, HEAD",

@@ -1,0 +1,284 @@
+package web
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/annuaire/annuaire/registry"
+	"github.com/annuaire/annuaire/resolver"
+)
+
+//go:embed page.html
+var pageHTML string
+
+// pageTemplate is page.html with the helpers it calls. The file is part
+// of the build: a template that does not parse is a broken binary.
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
+	"join":      strings.Join,
+	"clock":     func(t time.Time) string { return t.Local().Format("15:04:05 MST") },
+	"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"checkText": checkText,
+}).Parse(pageHTML))
+
+// pageData is what page.html draws.
+type pageData struct {
+	Zone      string
+	Serial    uint32
+	Directory template.HTML // the "directory" template, rendered once per registry change
+
+	LookupName string      // the lookup box's input
+	Lookup     *lookupView // its result; nil when no name was asked
+	Messages   []message
+}
+
+// lookupView is the lookup box's result: the chain as the directory's
+// cards draw it, process included, or why there is none.
+type lookupView struct {
+	Trace *resolver.Chain
+	Chain []box
+	Err   string
+}
+
+// message is one received mail as the page shows it; the fields are
+// those of mail.Message's JSON.
+type message struct {
+	From     string    `json:"from"`
+	To       []string  `json:"to"`
+	Subject  string    `json:"subject"`
+	Received time.Time `json:"received"`
+	Body     string    `json:"body"`
+}
+
+// Facts are the message's envelope, for its one line of small print.
+func (m message) Facts() []string {
+	var f []string
+	if m.From != "" {
+		f = append(f, "from "+m.From)
+	}
+	if len(m.To) > 0 {
+		f = append(f, "to "+strings.Join(m.To, ", "))
+	}
+	if !m.Received.IsZero() {
+		f = append(f, "at "+m.Received.Local().Format("2006-01-02 15:04:05 MST"))
+	}
+	return f
+}
+
+// directoryCache holds the directory's HTML for one registry serial and
+// set of chains, so that the page and every event stream render it once
+// per change, not once per request.
+type directoryCache struct {
+	mu     sync.Mutex
+	serial uint32    // guarded by mu
+	set    *chainSet // guarded by mu: the chains it was drawn with, nil for none yet
+	html   []byte    // guarded by mu
+}
+
+// directoryHTML renders the directory section's content for snap with
+// set's chains (nil while they are looked up).
+func (s *Server) directoryHTML(snap *registry.Snapshot, set *chainSet) ([]byte, error) {
+	c := &s.dirCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.html != nil && c.serial == snap.Serial() && c.set == set {
+		return c.html, nil
+	}
+	lookups, _ := s.chainLookup()
+	var b bytes.Buffer
+	if err := pageTemplate.ExecuteTemplate(&b, "directory", s.drawDirectory(snap, set, lookups != nil)); err != nil {
+		return nil, err
+	}
+	c.serial, c.set, c.html = snap.Serial(), set, b.Bytes()
+	return c.html, nil
+}
+
+// pageCache holds the last page rendered without a lookup, and what it
+// was drawn from, so that loads of an unchanged directory cost no
+// rendering.
+type pageCache struct {
+	mu       sync.Mutex
+	serial   uint32    // guarded by mu
+	set      *chainSet // guarded by mu
+	messages []byte    // guarded by mu: the received mail's JSON
+	page     *asset    // guarded by mu
+}
+
+// page answers GET /: the directory and every chain, drawn by the server,
+// and with ?name=NAME the lookup box's result for NAME, so that the form
+// works without script too. It waits for the chains of a registry change
+// it is the first to see (one Lookup per service type, see chains).
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	snap := s.Registry.Snapshot()
+	serial := snap.Serial()
+	set := s.chains(snap)
+	mail := s.messagesJSON()
+	var name string
+	if r.URL.RawQuery != "" {
+		name = r.URL.Query().Get("name")
+	}
+	c := &s.pageCache
+	if name == "" {
+		c.mu.Lock()
+		p := c.page
+		if p == nil || c.serial != serial || c.set != set || !bytes.Equal(c.messages, mail) {
+			p = nil
+		}
+		c.mu.Unlock()
+		if p != nil {
+			p.ServeHTTP(w, r)
+			return
+		}
+	}
+
+	dir, err := s.directoryHTML(snap, set)
+	if err != nil {
+		s.pageError(w, err)
+		return
+	}
+	d := pageData{
+		Zone:      s.zone(),
+		Serial:    serial,
+		Directory: template.HTML(dir),
+		Messages:  s.messageList(mail),
+	}
+	if name != "" {
+		d.LookupName = name
+		d.Lookup = s.lookupBox(r, snap, name)
+	}
+	var b bytes.Buffer
+	if err := pageTemplate.Execute(&b, d); err != nil {
+		s.pageError(w, err)
+		return
+	}
+	// The page is built for this request, but it still gets the embedded
+	// files' validator: a reload of an unchanged page is a 304.
+	p := newAsset(b.Bytes(), "text/html; charset=utf-8", false)
+	if name == "" {
+		c.mu.Lock()
+		c.serial, c.set, c.messages, c.page = serial, set, mail, p
+		c.mu.Unlock()
+	}
+	p.ServeHTTP(w, r)
+}
+
+func (s *Server) pageError(w http.ResponseWriter, err error) {
+	s.logger().Error("web: rendering the page", "err", err)
+	http.Error(w, "rendering the page: "+err.Error(), http.StatusInternalServerError)
+}
+
+// lookupBox runs the lookup box's name and finds the registered processes
+// at its candidates, as the directory's cards do.
+func (s *Server) lookupBox(r *http.Request, snap *registry.Snapshot, name string) *lookupView {
+	trace, _, err := s.lookupName(r.Context(), name)
+	if err != nil {
+		return &lookupView{Err: err.Error()}
+	}
+	procs := s.processesAt(snap, trace.Service, trace.Proto, trace.Candidates)
+	return &lookupView{Trace: trace, Chain: chainBoxes(trace, procs, true)}
+}
+
+// messagesJSON is Messages' value in JSON, nil when there is none. Its
+// value is only known to marshal to JSON (the web package does not import
+// the mail service), so the page reads it from there.
+func (s *Server) messagesJSON() []byte {
+	if s.Messages == nil {
+		return nil
+	}
+	b, err := json.Marshal(s.Messages())
+	if err != nil {
+		s.logger().Warn("web: received mail not shown on the page", "err", err)
+		return nil
+	}
+	return b
+}
+
+func (s *Server) messageList(b []byte) []message {
+	var list []message
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &list); err != nil {
+			s.logger().Warn("web: received mail not shown on the page", "err", err)
+			return nil
+		}
+	}
+	return list
+}
+
+// pageEvents streams the directory section as the page draws it, as
+// Server-Sent Events (WHATWG HTML section 9.2): a "directory" event each
+// time the registry changes, once when the change is seen and again with
+// its chains once they are looked up. Each data is the section's HTML,
+// which the page's script puts in place. The event id is the serial
+// whose chains it shows; a page loaded at serial N opens the stream with
+// ?serial=N, and a reconnecting browser sends Last-Event-ID, so neither
+// gets again what it has.
+func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) {
+	var have uint64
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		have, _ = strconv.ParseUint(id, 10, 32)
+	} else {
+		have, _ = strconv.ParseUint(r.URL.Query().Get("serial"), 10, 32)
+	}
+	lookups, _ := s.chainLookup()
+	s.stream(w, r, func(snap *registry.Snapshot) error {
+		if uint64(snap.Serial()) == have {
+			return nil
+		}
+		if lookups != nil && !s.chainsReady(snap) {
+			// The directory at once, the chains when they come.
+			if err := s.sendDirectory(w, snap, nil, false); err != nil {
+				return err
+			}
+		}
+		return s.sendDirectory(w, snap, s.chains(snap), true)
+	})
+}
+
+func (s *Server) sendDirectory(w http.ResponseWriter, snap *registry.Snapshot, set *chainSet, final bool) error {
+	dir, err := s.directoryHTML(snap, set)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	if final {
+		fmt.Fprintf(&b, "id: %d\n", snap.Serial())
+	}
+	b.WriteString("event: directory\n")
+	writeEventData(&b, dir)
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return err
+	}
+	return http.NewResponseController(w).Flush()
+}
+
+// writeEventData writes data as the data lines of one event. Any of CR,
+// LF and CRLF ends a line in an event stream, so each is a line break
+// here; the browser joins the lines with LF, which HTML reads as it reads
+// the CR or CRLF it replaces (WHATWG HTML section 13.2.3.5).
+func writeEventData(b *bytes.Buffer, data []byte) {
+	for len(data) > 0 {
+		i := bytes.IndexAny(data, "\r\n")
+		line := data
+		if i >= 0 {
+			line = data[:i]
+		}
+		b.WriteString("data: ")
+		b.Write(line)
+		b.WriteByte('\n')
+		if i < 0 {
+			break
+		}
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	b.WriteByte('\n')
+}
