@@ -308,6 +308,10 @@ class DNSServerError(OSError):
     """The DNS server could not be asked: no answer, or a refusal."""
 
 
+class DNSBadAnswer(DNSServerError):
+    """The DNS server answered, with something that cannot be believed."""
+
+
 def type_name(t):
     return TYPE_NAMES.get(t, "TYPE%d" % t)  # RFC 3597 section 5 for the others
 
@@ -631,7 +635,7 @@ def query(server, name, qtype, timeout=2.0):
     except socket.timeout:
         raise DNSServerError("%s: no answer within %gs" % (where, timeout)) from None
     except DNSFormatError as e:
-        raise DNSServerError("%s: malformed answer: %s" % (where, e)) from None
+        raise DNSBadAnswer("bad answer from %s: %s" % (where, e)) from None
     except OSError as e:
         raise DNSServerError("%s: %s" % (where, strerror(e))) from None
     return m
@@ -679,18 +683,21 @@ class Step:
     what came back, a look-up in the services file, or a connection."""
 
     def __init__(self, step, question, answers=(), server="", rcode="", duration_us=0, skipped="", error=""):
-        self.step = step          # normalize, srv, address, well-known, connect
+        self.step = step          # normalize, srv, address, well-known, skip, connect
         self.question = question  # "_echo._tcp.svc.internal. SRV", "127.0.0.1:7007"...
         self.answers = list(answers)  # records as text, or what the step concluded
         self.server = server
         self.rcode = rcode
         self.duration_us = duration_us
+        self.start_us = 0         # when it began, from the start of the chain
         self.skipped = skipped    # why no query was sent, when none was
         self.error = error
 
     def outcome(self):
         if self.error:
             return self.error
+        if not self.answers and not self.rcode and self.skipped:
+            return self.skipped
         if self.rcode and self.rcode != "NOERROR":
             return self.rcode
         if not self.answers and self.rcode == "NOERROR":
@@ -722,21 +729,35 @@ class Chain:
         self.steps = []
         self.candidates = []
         self.error = ""
+        self.start = time.monotonic()
+
+    def add(self, step):
+        """Appends a step, which began its duration ago."""
+        step.start_us = max(_since_us(self.start) - step.duration_us, 0)
+        self.steps.append(step)
 
     def text(self):
         """The chain for a reader of the course: one line per step, then the
         whole chain on one line, ending with the address:port connected to
         (or tried first)."""
         lines = []
+        # A dial's trace says when each step began.
+        dialed = any(s.step == "connect" for s in self.steps)
         for s in self.steps:
             if s.step == "normalize":
                 lines.append("%s: %s" % (self.name, "; ".join(s.answers)))
                 continue
-            line = "  %-10s %s → %s" % (s.step, s.question, s.outcome())
+            outcome = s.outcome()
+            line = "  %-10s %s → %s" % (s.step, s.question, outcome)
             notes = []
+            if dialed:
+                notes.append("at +" + offset(s.start_us))
             if s.answers and not s.error and s.step in ("srv", "address"):
                 notes.append("ttl " + s.answers[0].split(" ")[1])
-            if s.skipped:
+            if s.skipped == outcome:
+                if s.duration_us:
+                    notes.append("waited " + duration(s.duration_us))
+            elif s.skipped:
                 notes.append(s.skipped)
             elif s.server:
                 notes += [s.server, duration(s.duration_us)]
@@ -749,7 +770,9 @@ class Chain:
             lines.append("  candidates, in the order a dial tries them: " +
                          " ".join(c.hostport() for c in self.candidates))
         if self.error:
-            lines.append("%s → failed: %s" % (self.name, self.error))
+            # The steps above say what failed on the way: only the
+            # conclusion, the error's last part, is left to say.
+            lines.append("%s → failed: %s" % (self.name, self.error[self.error.rfind("; ") + 1:].strip()))
         else:
             lines.append(self.summary())
         return "\n".join(lines) + "\n"
@@ -794,7 +817,51 @@ class Chain:
             s.error = "connect %s: %s" % (candidate.hostport(), strerror(err))
         else:
             s.answers = ["%s → %s" % (hostport(*sock.getsockname()[:2]), hostport(*sock.getpeername()[:2]))]
-        self.steps.append(s)
+        self.add(s)
+
+
+class DialTrace:
+    """The lines "annuaire dial --trace" prints on stderr after the chain:
+    the connection, the server's first byte, a wait, the end."""
+
+    QUIET = 1.0  # seconds without a byte before saying that the client waits
+
+    def __init__(self, start, sock):
+        self.start = start  # time.monotonic() when the lookup began
+        self.remote = hostport(*sock.getpeername()[:2])
+        self.local = hostport(*sock.getsockname()[:2])
+        self.connected_at = time.monotonic()
+        self.first = True
+        self.warned = False
+
+    def _print(self, line):
+        print(line, file=sys.stderr, flush=True)
+
+    def connected(self):
+        self._print("connected: local %s → remote %s after %s" % (self.local, self.remote, duration(_since_us(self.start))))
+
+    def received(self):
+        """Call when bytes came: the first time, says after how long."""
+        if self.first:
+            self.first = False
+            self._print("first byte from %s after %s" % (self.remote, duration(_since_us(self.start))))
+
+    def quiet_left(self):
+        """Seconds left before a wait for the first byte is worth a word;
+        None once it is not (the first byte came, or it was said)."""
+        if not self.first or self.warned:
+            return None
+        return max(0.0, self.connected_at + self.QUIET - time.monotonic())
+
+    def waiting(self, sent):
+        self.warned = True
+        self._print("waiting: connected, no byte from %s yet after %s (sent %d bytes): the server may be serving another "
+                    "client;\n  if so, the kernel completed the handshake and queued this connection (the listen "
+                    "backlog), where it waits until the server accepts it"
+                    % (self.remote, duration((_since_us(self.start) + 500) // 1000 * 1000), sent))
+
+    def closed(self, sent, received):
+        self._print("closed after %s: sent %d bytes, received %d bytes" % (duration(_since_us(self.start)), sent, received))
 
 
 class ChainError(AnnuaireError):
@@ -811,6 +878,8 @@ def _since_us(start):
 
 def duration(us):
     """Microseconds as Go prints a time.Duration: 774µs, 1.385ms, 2.5s, 1m5s."""
+    if us == 0:
+        return "0s"
     if us < 1000:
         return "%dµs" % us
     if us < 1000000:
@@ -821,6 +890,13 @@ def duration(us):
     if hours:
         return "%dh%dm%s" % (hours, minutes, s)
     return ("%dm" % minutes if minutes else "") + s
+
+
+def offset(us):
+    """When a step began, as the Go trace says it: to 100µs from 1ms on."""
+    if us >= 1000:
+        us = (us + 50) // 100 * 100
+    return duration(us)
 
 
 def _trim(s):
@@ -858,14 +934,14 @@ def lookup(name, cfg, rand=random):
     if rel.endswith("." + cfg.zone.rstrip(".")):
         rel = rel[:-len(cfg.zone)]
     if not service_label(rel):
-        chain.steps.append(Step("normalize", name, ["not a service name"], skipped="no query: the name is read as typed"))
+        chain.add(Step("normalize", name, ["not a service name"], skipped="no query: the name is read as typed"))
         fail("%s is not a service name: letters, digits and hyphens, as echo or echo-alice" % name)
-    chain.steps.append(Step("normalize", name, ["service %s over tcp in zone %s" % (rel, cfg.zone)],
-                            skipped="no query: the name is read as typed"))
+    chain.add(Step("normalize", name, ["service %s over tcp in zone %s" % (rel, cfg.zone)],
+                   skipped="no query: the name is read as typed"))
 
     # 1. SRV.
     step, m = _ask(cfg, "srv", "_%s._tcp.%s" % (rel, cfg.zone), TYPE_SRV)
-    chain.steps.append(step)
+    chain.add(step)
     if m is None:
         fail(step.error)
     srvs = [rr for rr in m.answer if rr.type == TYPE_SRV]
@@ -878,11 +954,17 @@ def lookup(name, cfg, rand=random):
         known = {}
         for rr in order_srv(srvs, rand):
             prio, weight, port, target = rr.data
+            if port == 0:
+                # Port 0 is reserved (RFC 6335 section 6): no process listens on it.
+                chain.add(Step("skip", rr.text(), skipped="port 0 cannot be dialled: target skipped"))
+                continue
             if target.lower() not in known:
                 known[target.lower()] = _addresses(cfg, chain, target, m.additional)
             for addr in known[target.lower()]:
                 chain.candidates.append(Candidate(target, addr, port))
         if not chain.candidates:
+            if not known:
+                fail("every SRV target has port 0: no such service")
             fail("SRV names its targets, but they have no address")
         return chain
 
@@ -894,8 +976,8 @@ def lookup(name, cfg, rand=random):
     except OSError:
         port = 0
     if port:
-        chain.steps.append(Step("well-known", "%s/tcp in the services file" % rel, ["%d/tcp" % port],
-                                skipped="no query: getservbyname reads the system's services file"))
+        chain.add(Step("well-known", "%s/tcp in the services file" % rel, ["%d/tcp" % port],
+                       skipped="no query: getservbyname reads the system's services file"))
     if not addrs:
         if port:
             fail("well-known port %d/tcp, but no address for %s" % (port, target))
@@ -914,13 +996,25 @@ def _ask(cfg, kind, name, qtype):
     try:
         m = query(cfg.dns, name, qtype)
     except DNSServerError as e:
+        why = str(e) if isinstance(e, DNSBadAnswer) else "DNS server unreachable: %s" % e
         return Step(kind, "%s %s" % (name, type_name(qtype)), server=where, duration_us=_since_us(start),
-                    error="DNS server unreachable: %s" % e), None
+                    error=why), None
     step = Step(kind, "%s %s" % (name, type_name(qtype)), [rr.text() for rr in m.answer], server=where,
                 rcode=m.rcode_text(), duration_us=_since_us(start))
     if m.rcode not in (0, 3):  # neither NOERROR nor NXDOMAIN: the server could not answer
         step.error = "%s answered %s" % (where, m.rcode_text())
         return step, None
+    # Trust only what answers the question: records of the name asked, or
+    # of the names its CNAMEs lead to (a recursive resolver follows them).
+    names = [name.lower()]
+    for rr in m.answer:
+        if rr.type == TYPE_CNAME and rr.name.lower() == names[-1] and rr.data.lower() not in names:
+            names.append(rr.data.lower())
+    for rr in m.answer:
+        if rr.name.lower() not in names:
+            step.error = "bad answer from %s: records of another name (%s %s)" % (where, rr.name, type_name(rr.type))
+            return step, None
+    m.answer = [rr for rr in m.answer if rr.type == qtype]
     return step, m
 
 
@@ -932,23 +1026,37 @@ def _addresses(cfg, chain, host, additional):
     for rr in additional:
         if rr.type in found and rr.name.lower() == host.lower() and rr.data not in [x.data for x in found[rr.type]]:
             found[rr.type].append(rr)
+    if (found[TYPE_A] or found[TYPE_AAAA]) and not below(chain.zone, host):
+        # RFC 2181 section 5.4.1: a server vouches only for names of its
+        # own zone; addresses of others in an additional section are where
+        # a lying server would put them.
+        for rr in found[TYPE_AAAA] + found[TYPE_A]:
+            chain.add(Step("skip", rr.text(), skipped="additional data outside %s (RFC 2181 section 5.4.1): "
+                                                      "not used, the host is asked for" % chain.zone))
+        found = {TYPE_A: [], TYPE_AAAA: []}
     if found[TYPE_A] or found[TYPE_AAAA]:
         why = "no query: the address came in the answer's additional section"
         for t in (TYPE_AAAA, TYPE_A):
             if found[t]:
-                chain.steps.append(Step("address", "%s %s" % (host, type_name(t)),
-                                        [rr.text() for rr in found[t]], rcode="NOERROR", skipped=why))
+                chain.add(Step("address", "%s %s" % (host, type_name(t)),
+                               [rr.text() for rr in found[t]], rcode="NOERROR", skipped=why))
         return [rr.data for rr in found[TYPE_AAAA] + found[TYPE_A]]
     step4, m4 = _ask(cfg, "address", host, TYPE_A)
+    chain.add(step4)
     step6, m6 = _ask(cfg, "address", host, TYPE_AAAA)
-    chain.steps.append(step4)
     if m6 is None or m6.answer:  # a NODATA AAAA is noise for the reader
-        chain.steps.append(step6)
+        chain.add(step6)
     addrs = [rr.data for m, t in ((m6, TYPE_AAAA), (m4, TYPE_A)) if m for rr in m.answer if rr.type == t]
     if not addrs and (m4 is None or m6 is None):
         chain.error = (step4 if m4 is None else step6).error
         raise ChainError(chain)
     return addrs
+
+
+def below(zone, name):
+    """Whether name is zone or a name inside it, without regard to case."""
+    zone, name = zone.lower().rstrip("."), name.lower().rstrip(".")
+    return name == zone or name.endswith("." + zone)
 
 
 def order_srv(srvs, rand=random):

@@ -27,7 +27,7 @@ PROGRAM = "client.py"
 def connect_by_name(name, cfg, source=None):
     """Resolves name through annuaire and connects to the first address
     that answers; prints the chain on stderr. Returns the connected socket
-    and the time.monotonic() the lookup began. Exits when nothing answers."""
+    and its annuaire.DialTrace. Exits when nothing answers."""
     # 1. Le nom symbolique devient une adresse IP et un numéro de port.
     start = time.monotonic()
     try:
@@ -35,7 +35,6 @@ def connect_by_name(name, cfg, source=None):
     except annuaire.ChainError as e:
         sys.stderr.write(e.chain.text())
         sys.exit(1)
-    looked = time.monotonic()
 
     # 2. Établir une connexion : socket, puis connect vers (adresse, port).
     # An SRV answer may give several; each is tried in turn.
@@ -71,14 +70,35 @@ def connect_by_name(name, cfg, source=None):
         sys.exit(1)
 
     sys.stderr.write(chaine.text())
-    print("connected: local %s → remote %s (lookup %s, connect %s)" % (
-        annuaire.hostport(*clisock.getsockname()[:2]), annuaire.hostport(*clisock.getpeername()[:2]),
-        annuaire.duration(int((looked - start) * 1e6)), annuaire.duration(int((time.monotonic() - looked) * 1e6))),
-        file=sys.stderr)
-    return clisock, start
+    trace = annuaire.DialTrace(start, clisock)
+    trace.connected()
+    return clisock, trace
 
 
-def client_prog(clisock):
+def receive(clisock, trace, sent):
+    """clisock.recv(1000), which blocks until bytes come. While the first
+    byte is awaited, a wait of more than a second is explained: connect()
+    succeeds as soon as the server's kernel has queued the connection
+    (the listen backlog), and an iterative server busy with another
+    client reads it only when it comes to accept() it."""
+    left = trace.quiet_left()
+    if left is not None:
+        clisock.settimeout(max(left, 0.001))
+        try:
+            msg = clisock.recv(1000)
+            clisock.settimeout(None)
+            trace.received()
+            return msg
+        except socket.timeout:
+            trace.waiting(sent)
+        clisock.settimeout(None)
+    msg = clisock.recv(1000)
+    if msg:
+        trace.received()
+    return msg
+
+
+def client_prog(clisock, trace):
     """Envoyer requêtes et recevoir réponses avec clisock, en utilisant recv
     et send: each line of stdin, then its echo. Returns the bytes sent and
     received."""
@@ -94,7 +114,7 @@ def client_prog(clisock):
         # the echo may come back in several pieces. Wait for all of it.
         got = 0
         while got < len(line):
-            msg = clisock.recv(1000)
+            msg = receive(clisock, trace, sent)
             if not msg:  # the server has closed the connection
                 return sent, received
             out.write(msg)
@@ -105,7 +125,7 @@ def client_prog(clisock):
     # and print what it still sends until it closes its own.
     clisock.shutdown(socket.SHUT_WR)
     while True:
-        msg = clisock.recv(1000)
+        msg = receive(clisock, trace, sent)
         if not msg:
             return sent, received
         out.write(msg)
@@ -122,14 +142,14 @@ def main():
     args = parser.parse_args()
     try:
         cfg = annuaire.Config(args)
-        clisock, start = connect_by_name(args.name, cfg, args.source)
+        clisock, trace = connect_by_name(args.name, cfg, args.source)
     except annuaire.AnnuaireError as e:
         annuaire.fail(PROGRAM, e)
     except KeyboardInterrupt:
         return 0
     sent = received = 0
     try:
-        sent, received = client_prog(clisock)
+        sent, received = client_prog(clisock, trace)
     except KeyboardInterrupt:
         pass  # Ctrl-C: the user is done, not a failure
     except OSError as e:
@@ -137,8 +157,7 @@ def main():
     finally:
         # à la fin des échanges, fermer le descripteur
         clisock.close()
-    print("closed after %s: sent %d bytes, received %d bytes" % (
-        annuaire.duration(int((time.monotonic() - start) * 1e6)), sent, received), file=sys.stderr)
+    trace.closed(sent, received)
     return 0
 
 

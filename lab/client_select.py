@@ -19,7 +19,6 @@ import os
 import select
 import socket
 import sys
-import time
 
 import annuaire
 from client import connect_by_name
@@ -27,24 +26,32 @@ from client import connect_by_name
 PROGRAM = "client_select.py"
 
 
-def client_prog(clisock):
+def client_prog(clisock, trace):
     """The select loop of the course. Returns the bytes sent and received."""
     sent = received = 0
     liste_lectures = [clisock, sys.stdin]
     # en entrée on surveille clisock et sys.stdin
     liste_ecritures, liste_erreurs = [], []
     # en écriture et en erreur on ne surveille rien
-    delai = 60.0  # secondes : select rend la main au plus tard au bout de ce délai
     while True:
+        # delai : select rend la main au plus tard au bout de ce délai (en
+        # secondes). Until the server's first byte, no more than the time
+        # left before the trace explains the wait (see client.receive).
+        delai = trace.quiet_left()
+        if delai is None:
+            delai = 60.0
         readers, writers, errors = select.select(liste_lectures, liste_ecritures, liste_erreurs, delai)
         # on récupère le résultat de l'attente dans 3 listes
-        # (toutes vides si le délai est passé sans rien à lire : on recommence)
+        # (toutes vides si le délai est passé sans rien à lire)
+        if not readers and trace.quiet_left() == 0:
+            trace.waiting(sent)
         for input in readers:  # "input", as in the course (it hides Python's input())
             if input == clisock:
                 # ici on a quelque chose à lire sur clisock
                 msg = clisock.recv(1000)  # ne bloque pas !
                 if not msg:  # the server has closed the connection: done
                     return sent, received
+                trace.received()
                 sys.stdout.buffer.write(msg)
                 sys.stdout.buffer.flush()
                 received += len(msg)
@@ -76,22 +83,21 @@ def main():
         annuaire.fail(PROGRAM, "select() on Windows takes only sockets, not stdin: use client.py", 2)
     try:
         cfg = annuaire.Config(args)
-        clisock, start = connect_by_name(args.name, cfg, args.source)
+        clisock, trace = connect_by_name(args.name, cfg, args.source)
     except annuaire.AnnuaireError as e:
         annuaire.fail(PROGRAM, e)
     except KeyboardInterrupt:
         return 0
     sent = received = 0
     try:
-        sent, received = client_prog(clisock)
+        sent, received = client_prog(clisock, trace)
     except KeyboardInterrupt:
         pass  # Ctrl-C: the user is done, not a failure
     except OSError as e:
         annuaire.fail(PROGRAM, "%s: %s" % (args.name, e))
     finally:
         clisock.close()
-    print("closed after %s: sent %d bytes, received %d bytes" % (
-        annuaire.duration(int((time.monotonic() - start) * 1e6)), sent, received), file=sys.stderr)
+    trace.closed(sent, received)
     return 0
 
 

@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/annuaire/annuaire/internal/testenv"
 )
 
@@ -362,7 +364,7 @@ func TestIterativeRegisteredResolvedEchoed(t *testing.T) {
 	if got, want := norm(stderr.String()), norm(dialErr.String()); got != want {
 		t.Errorf("client.py's trace:\n%s\nannuaire dial --trace's:\n%s", got, want)
 	}
-	if !strings.Contains(stderr.String(), "  address    h-127-0-0-1.svc.internal. A → 127.0.0.1   (ttl 10, no query: the address came in the answer's additional section)\n") {
+	if !regexp.MustCompile(`(?m)^  address    h-127-0-0-1\.svc\.internal\. A → 127\.0\.0\.1   \(at \+[^,]+, ttl 10, no query: the address came in the answer's additional section\)$`).MatchString(stderr.String()) {
 		t.Errorf("trace:\n%s", &stderr)
 	}
 	srv.waitFor(t, regexp.MustCompile(`(?m)^127\.0\.0\.1:\d+: closed, 18 bytes echoed$`))
@@ -388,6 +390,26 @@ func TestIterativeRegisteredResolvedEchoed(t *testing.T) {
 		got, err := bufio.NewReader(second).ReadString('\n')
 		if got != "second\n" {
 			t.Fatalf("second client after the first left: %q, %v", got, err)
+		}
+	})
+
+	t.Run("a client kept waiting is told why", func(t *testing.T) {
+		first, err := net.Dial("tcp", srv.endpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		echoOnce(t, first, "premier\n")
+		p := start(t, python(t, d.env(), strings.NewReader("second\n"), "client.py", "echo-alice"))
+		eventually(t, 10*time.Second, "no waiting line", func() bool {
+			return strings.Contains(p.stderr.String(), "waiting: connected, no byte from "+srv.endpoint+" yet after ")
+		})
+		first.Close()
+		if code := p.exitCode(t); code != 0 || p.stdout.String() != "second\n" {
+			t.Fatalf("exit %d, stdout %q\n%s", code, p.stdout, p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "(sent 7 bytes): the server may be serving another client;\n  if so, the kernel completed the handshake and queued this connection (the listen backlog), where it waits until the server accepts it\nfirst byte from "+srv.endpoint+" after ") {
+			t.Errorf("stderr:\n%s", p.stderr)
 		}
 	})
 
@@ -786,6 +808,105 @@ func TestClientFailover(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, &stderr)
 		}
+	}
+}
+
+// startLiar serves handle on 127.0.0.1 over UDP and TCP on one port: a DNS
+// server scripted to say what annuaire never would.
+func startLiar(t *testing.T, handle func(req *dns.Msg) (answer, extra []string)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Authoritative = true
+		answer, extra := handle(req)
+		for _, list := range []struct {
+			rrs []string
+			to  *[]dns.RR
+		}{{answer, &m.Answer}, {extra, &m.Extra}} {
+			for _, text := range list.rrs {
+				rr, err := dns.NewRR(text)
+				if err != nil {
+					panic(err)
+				}
+				*list.to = append(*list.to, rr)
+			}
+		}
+		w.WriteMsg(m)
+	})
+	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		go srv.ActivateAndServe()
+		<-started
+		t.Cleanup(func() { srv.Shutdown() })
+	}
+	return pc.LocalAddr().String()
+}
+
+// client.py believes only what answers its question, as the Go client
+// does, and says what it set aside in the same words: an SRV target on
+// port 0, addresses of a host outside the zone in the additional
+// section, records of a name it did not ask about.
+func TestClientDistrustsLiars(t *testing.T) {
+	t.Parallel()
+	live := bavard(t)
+	port := live.Addr().(*net.TCPAddr).Port
+	liar := startLiar(t, func(req *dns.Msg) (answer, extra []string) {
+		q := req.Question[0]
+		switch {
+		case q.Name == "_liar._tcp.svc.internal." && q.Qtype == dns.TypeSRV:
+			return []string{"_liar._tcp.svc.internal. 10 IN SRV 0 0 0 zero.svc.internal.",
+					fmt.Sprintf("_liar._tcp.svc.internal. 10 IN SRV 1 0 %d far.example.", port)},
+				[]string{"far.example. 10 IN A 192.0.2.1"}
+		case q.Name == "far.example." && q.Qtype == dns.TypeA:
+			return []string{"far.example. 10 IN A 127.0.0.1"}, nil
+		case q.Name == "_other._tcp.svc.internal." && q.Qtype == dns.TypeSRV:
+			return []string{fmt.Sprintf("_evil._tcp.svc.internal. 10 IN SRV 0 0 %d far.example.", port)}, nil
+		}
+		return nil, nil
+	})
+	d := &directory{dns: liar, web: "127.0.0.1:9", state: t.TempDir()}
+	norm := func(s string) string {
+		s = regexp.MustCompile(`\d+(\.\d+)?(µs|ms|s)\b`).ReplaceAllString(s, "D")
+		return regexp.MustCompile(`127\.0\.0\.1:\d+ →`).ReplaceAllString(s, "127.0.0.1:L →")
+	}
+	for _, tc := range []struct {
+		name, want string
+		code       int
+	}{
+		{"liar", "bonjour du serveur\nau revoir\n", 0},
+		{"other", "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := python(t, d.env(), strings.NewReader(""), "client.py", tc.name)
+			var stderr bytes.Buffer
+			cl.Stderr = &stderr
+			out, err := cl.Output()
+			if code := cl.ProcessState.ExitCode(); code != tc.code || string(out) != tc.want {
+				t.Fatalf("exit %d (%v), stdout %q\n%s", code, err, out, &stderr)
+			}
+			dial := exec.Command(annuaireBin, "dial", "--trace", "--server", liar, tc.name)
+			var dialErr bytes.Buffer
+			dial.Stdin, dial.Stderr = strings.NewReader(""), &dialErr
+			dial.Run()
+			// The Go command ends a failure with an error line of its own.
+			want := strings.TrimSuffix(norm(dialErr.String()), "\n")
+			if i := strings.LastIndex(want, "\nannuaire: "); i >= 0 {
+				want = want[:i]
+			}
+			if got := strings.TrimSuffix(norm(stderr.String()), "\n"); got != want {
+				t.Errorf("client.py's trace:\n%s\nannuaire dial --trace's:\n%s", got, want)
+			}
+		})
 	}
 }
 
