@@ -83,8 +83,8 @@ func (c *Checker) Run(ctx context.Context) error {
 		}
 		for _, cs := range sets {
 			for _, ch := range cs.Changes {
-				if ch.Instance != nil {
-					c.reconcile(ctx, &wg, next, ch.Instance.ID)
+				if inst, ok := ch.Row.(*Instance); ok {
+					c.reconcile(ctx, &wg, next, inst.ID)
 				}
 			}
 		}

@@ -98,7 +98,7 @@ func decodeRecord(payload []byte) (journalRecord, error) {
 		return rec, fmt.Errorf("record does not move the serial from %d", rec.Prev)
 	}
 	for i, c := range rec.Changes {
-		if err := checkChange(c); err != nil {
+		if err := c.check(); err != nil {
 			return rec, fmt.Errorf("change %d of serial %d: %v", i, rec.Serial, err)
 		}
 	}

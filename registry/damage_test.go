@@ -196,7 +196,7 @@ func chain(t *testing.T, n int) [][]byte {
 		if err := fillInstance(&inst); err != nil {
 			t.Fatal(err)
 		}
-		rec, err := encodeChangeSet(ChangeSet{Prev: uint32(1 + i), Serial: uint32(2 + i), Changes: []Change{{Instance: &inst}}})
+		rec, err := encodeChangeSet(ChangeSet{Prev: uint32(1 + i), Serial: uint32(2 + i), Changes: []Change{{Row: &inst}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +225,7 @@ func TestReplayResync(t *testing.T) {
 	data = append(data, make([]byte, 4096)...)
 
 	r := newRegistry(Options{})
-	tx := newTx(r.db)
+	tx := newTx(r.db, r.Catalog)
 	defer tx.txn.Abort()
 	p := &replay{r: r, tx: tx, serial: 1, chained: true}
 	if got := p.segment("j", data); got != end {
@@ -239,8 +239,8 @@ func TestReplayResync(t *testing.T) {
 		t.Errorf("damage %+v (lost %q), want at %d, %d bytes, the change set of serial 4 lost, one whole record unused",
 			*d, d.lost(), damagedAt, resumeAt-damagedAt)
 	}
-	if p.serial != 6 || p.records != 4 || countInstances(&tx.Snapshot) != 4 {
-		t.Errorf("serial %d, %d records, %d instances; want 6, 4, 4", p.serial, p.records, countInstances(&tx.Snapshot))
+	if p.serial != 6 || p.records != 4 || countInstances(tx) != 4 {
+		t.Errorf("serial %d, %d records, %d instances; want 6, 4, 4", p.serial, p.records, countInstances(tx))
 	}
 }
 

@@ -26,7 +26,7 @@ func FuzzJournal(f *testing.F) {
 	f.Add(appendFrame(append(bytes.Clone(two), "\x15\x00\x00\x00garbage"...), []byte(`{"prev":3,"serial":4}`)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newRegistry(Options{Logger: slog.New(slog.DiscardHandler)})
-		tx := newTx(r.db)
+		tx := newTx(r.db, r.Catalog)
 		defer tx.txn.Abort()
 		p := &replay{r: r, tx: tx}
 		end := p.segment("journal", data)
@@ -55,7 +55,7 @@ func FuzzCheckpoint(f *testing.F) {
 	f.Add([]byte(checkpointMagic))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newRegistry(Options{})
-		tx := newTx(r.db)
+		tx := newTx(r.db, r.Catalog)
 		defer tx.txn.Abort()
 		r.loadCheckpoint(tx, bytes.NewReader(data), int64(len(data)))
 	})

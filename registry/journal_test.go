@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -152,12 +153,12 @@ func TestHistory(t *testing.T) {
 	}
 	// set 1 replaced the instance: the old row rides along.
 	c := sets[1].Changes[0]
-	if c.OldInstance == nil || c.OldInstance.Weight != 0 || c.Instance.Weight != 5 {
+	if old, ok := c.Old.(*Instance); !ok || old.Weight != 0 || c.Row.(*Instance).Weight != 5 {
 		t.Errorf("replacement change = %+v", c)
 	}
 	// set 2 deleted it and collected its automatic host.
-	if len(sets[2].Changes) != 2 || !sets[2].Changes[0].Delete || sets[2].Changes[0].OldInstance == nil ||
-		!sets[2].Changes[1].Delete || sets[2].Changes[1].OldHost == nil {
+	if len(sets[2].Changes) != 2 || !sets[2].Changes[0].Delete || sets[2].Changes[0].Old.(*Instance) == nil ||
+		!sets[2].Changes[1].Delete || sets[2].Changes[1].Old.(*Host) == nil {
 		t.Errorf("delete changes = %+v", sets[2].Changes)
 	}
 	if sets, ok := r.History(13); !ok || len(sets) != 0 {
@@ -292,7 +293,7 @@ func copyDir(t *testing.T, from string) string {
 	return to
 }
 
-func countInstances(s *Snapshot) int {
+func countInstances(s interface{ All() iter.Seq[*Instance] }) int {
 	n := 0
 	for range s.All() {
 		n++

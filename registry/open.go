@@ -140,7 +140,7 @@ func (j *journal) restore(opts Options) error {
 	// it wrote (see Tx.base) small. The type and host counts stay pending
 	// across batches and are written once, at the end: a batch in ID order
 	// touches about as many types as it has rows.
-	tx := newTx(r.db)
+	tx := newTx(r.db, r.Catalog)
 	defer func() { tx.txn.Abort() }()
 	tx.onReplay = func() {
 		if tx.replayed++; tx.replayed%restoreBatch == 0 {
@@ -377,7 +377,7 @@ func (j *journal) recoverLoss(p *replay, damaged map[string][]byte, next uint64)
 func (j *journal) jumpSerial(s uint32) error {
 	r := j.r
 	txn := r.db.Txn(true)
-	cs := ChangeSet{Prev: (&Snapshot{txn: txn}).Serial(), Serial: s}
+	cs := ChangeSet{Prev: (&reader{txn: txn}).Serial(), Serial: s}
 	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: s}); err != nil {
 		txn.Abort()
 		return fmt.Errorf("registry: %w", err)
@@ -416,62 +416,6 @@ func (j *journal) dropTail(path string, data []byte, end int64, reason string) i
 	return int64(len(tail))
 }
 
-// checkChange validates a decoded change as a registration would be: a
-// record with a good checksum but bad content is damage too.
-func checkChange(c Change) error {
-	if (c.Instance == nil) == (c.Host == nil) {
-		return errors.New("change names neither or both an instance and a host")
-	}
-	for _, inst := range []*Instance{c.Instance, c.OldInstance} {
-		if inst != nil {
-			if err := fillInstance(inst); err != nil {
-				return err
-			}
-		}
-	}
-	for _, h := range []*Host{c.Host, c.OldHost} {
-		if h != nil {
-			if err := fillHost(h); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// replay applies one journaled row as it was written. Derived rows (the
-// types table) follow; host collection does not run, since the journal
-// holds its deletes. Deleting a row that is not there is a no-op.
-func (tx *Tx) replay(c Change) error {
-	if tx.onReplay != nil {
-		tx.onReplay()
-	}
-	switch {
-	case c.Instance != nil:
-		if old, ok := tx.Instance(c.Instance.ID); ok {
-			if err := tx.removeInstance(old); err != nil {
-				return err
-			}
-		}
-		if c.Delete {
-			return nil
-		}
-		return tx.insertInstance(c.Instance)
-	case c.Delete:
-		if old, ok := tx.Host(c.Host.Name); ok {
-			if err := tx.txn.Delete(tableHosts, old); err != nil {
-				return fmt.Errorf("delete host %s: %w", c.Host.Name, err)
-			}
-		}
-		return nil
-	default:
-		if err := tx.txn.Insert(tableHosts, c.Host); err != nil {
-			return fmt.Errorf("insert host %s: %w", c.Host.Name, err)
-		}
-		return nil
-	}
-}
-
 // loadCheckpoint reads a whole checkpoint into tx and the history. Any
 // damage is an error: a checkpoint is written whole and renamed into place,
 // so damage means the disk, not a crash.
@@ -495,10 +439,10 @@ func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRe
 			if inst == nil {
 				return errors.New("null instance")
 			}
-			if err := checkChange(Change{Instance: inst}); err != nil {
+			if err := (Change{Row: inst}).check(); err != nil {
 				return err
 			}
-			if err := tx.replay(Change{Instance: inst}); err != nil {
+			if err := tx.replay(Change{Row: inst}); err != nil {
 				return err
 			}
 		}
@@ -506,10 +450,10 @@ func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRe
 			if h == nil {
 				return errors.New("null host")
 			}
-			if err := checkChange(Change{Host: h}); err != nil {
+			if err := (Change{Row: h}).check(); err != nil {
 				return err
 			}
-			if err := tx.replay(Change{Host: h}); err != nil {
+			if err := tx.replay(Change{Row: h}); err != nil {
 				return err
 			}
 		}
@@ -517,7 +461,7 @@ func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRe
 		nhosts += len(rec.Hosts)
 		if rec.Set != nil {
 			for _, c := range rec.Set.Changes {
-				if err := checkChange(c); err != nil {
+				if err := c.check(); err != nil {
 					return err
 				}
 			}

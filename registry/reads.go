@@ -56,44 +56,20 @@ func (s *Snapshot) Recording(r *Reads) *Snapshot {
 // sorted, without duplicates: a read recorded with none of them finds the
 // same rows before and after cs.
 //
-// A Change lists instance and host rows. The rows the registry derives
-// from instances (a service type's counts, a host's reference count) are
-// touched when an instance comes, goes, moves to another type or host, or,
-// for the type, changes health: every other instance change leaves them
-// as they were.
+// A Change lists the rows written; each kind of row adds the rows the
+// registry derives from it (Row.derived).
 func (s *Snapshot) Touched(cs ChangeSet) []Key {
 	var keys []Key
 	for _, c := range cs.Changes {
-		for _, inst := range []*Instance{c.Instance, c.OldInstance} {
-			if inst != nil {
-				keys = s.rowKeys(keys, tableInstances, inst)
-			}
+		keys = s.rowKeys(keys, c.Row.table(), c.Row)
+		if c.Old != nil {
+			keys = s.rowKeys(keys, c.Old.table(), c.Old)
 		}
-		for _, h := range []*Host{c.Host, c.OldHost} {
-			if h != nil {
-				keys = s.rowKeys(keys, tableHosts, h)
-			}
-		}
-		before, after := c.OldInstance, c.Instance
+		after := c.Row
 		if c.Delete {
 			after = nil
 		}
-		if before == nil && after == nil {
-			continue // a host change
-		}
-		sameType := before != nil && after != nil && before.Proto == after.Proto && before.Service == after.Service
-		sameHost := before != nil && after != nil && before.Host == after.Host
-		for _, inst := range []*Instance{before, after} {
-			if inst == nil {
-				continue
-			}
-			if !sameType || before.Healthy() != after.Healthy() {
-				keys = s.rowKeys(keys, tableTypes, &ServiceType{Proto: inst.Proto, Service: inst.Service})
-			}
-			if !sameHost {
-				keys = s.rowKeys(keys, tableHostRefs, &hostRef{Name: inst.Host})
-			}
-		}
+		keys = c.Row.derived(&s.reader, keys, c.Old, after)
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
@@ -102,7 +78,7 @@ func (s *Snapshot) Touched(cs ChangeSet) []Key {
 // rowKeys appends the keys that writing or removing row in table touches:
 // for each index of the table, each key the row has there and each prefix
 // of it that ends at a separator (see prefixKey).
-func (s *Snapshot) rowKeys(keys []Key, table string, row any) []Key {
+func (s *reader) rowKeys(keys []Key, table string, row any) []Key {
 	for name, idx := range s.schema.Tables[table].Indexes {
 		var vals [][]byte
 		switch ix := idx.Indexer.(type) {
@@ -136,7 +112,7 @@ func (s *Snapshot) rowKeys(keys []Key, table string, row any) []Key {
 // prefix of the keys memdb stores in a non-unique index, which end in the
 // row's ID), so the key recorded is a prefix: the one asked for, cut after
 // its last separator, which every row it can find touches.
-func (s *Snapshot) note(table, index string, args []any) {
+func (s *reader) note(table, index string, args []any) {
 	if s.rec == nil {
 		return
 	}

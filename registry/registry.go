@@ -11,11 +11,9 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -30,67 +28,6 @@ const (
 	MaxTTL     = 604800 // one week, RFC 8767's cap on how long to hold data
 	MaxTXT     = 64     // key=value pairs per instance
 )
-
-// Health is an instance's state as its check last saw it. Only passing
-// instances are handed out by DNS.
-type Health string
-
-const (
-	Passing  Health = "passing"
-	Critical Health = "critical"
-)
-
-// A Check says how the registry learns whether an instance is alive.
-type Check struct {
-	Type     string   `json:"type"`             // "tcp", "http" or "ttl"
-	Target   string   `json:"target,omitempty"` // HOST:PORT for tcp, a URL for http
-	Interval Duration `json:"interval"`         // between checks; for ttl, the heartbeat deadline
-}
-
-// Duration is a time.Duration written as "1s" in JSON.
-type Duration time.Duration
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// An Instance is one process serving Service over Proto at Host:Port. In DNS
-// it is _Service._Proto SRV Priority Weight Port Host, and, for DNS-SD,
-// Label._Service._Proto with SRV and TXT.
-type Instance struct {
-	ID       string            `json:"id"`
-	Service  string            `json:"name"`     // "echo": an RFC 6335 service name, without the underscore
-	Proto    string            `json:"proto"`    // "tcp" or "udp"
-	Label    string            `json:"instance"` // RFC 6763 <Instance>: one label, any UTF-8
-	Host     string            `json:"host"`     // target host, relative to the zone
-	Port     uint16            `json:"port"`
-	Priority uint16            `json:"priority"`
-	Weight   uint16            `json:"weight"`
-	TTL      uint32            `json:"ttl"`
-	TXT      map[string]string `json:"txt,omitempty"`
-	Check    *Check            `json:"check,omitempty"`
-	Health   Health            `json:"health"`
-}
-
-// Healthy reports whether DNS may hand the instance out.
-func (i *Instance) Healthy() bool { return i.Health != Critical }
-
-// A Host is a name in the zone with its addresses.
-type Host struct {
-	Name  string       `json:"name"` // relative to the zone: "web" or "a.lab"
-	Addrs []netip.Addr `json:"addresses"`
-	TTL   uint32       `json:"ttl"`
-	// Auto marks a host created by an instance's registration: it goes away
-	// with the last instance that points at it.
-	Auto bool `json:"auto,omitempty"`
-}
 
 // A ServiceType is one _service._proto pair with how many instances it has.
 type ServiceType struct {
@@ -125,20 +62,6 @@ func (e *FieldError) Error() string {
 }
 
 func (e *FieldError) Unwrap() error { return ErrInvalid }
-
-// A Change is one row written by an update, in the order it was written.
-// Exactly one of Instance, Host is set; Delete says the row was removed, and
-// then Instance or Host is the removed row. OldInstance and OldHost are the
-// row as it was before the change (for a replacement or a delete; nil when
-// the row is new): an IXFR (RFC 1995) has to send the records it deletes.
-// Rows are shared with the registry: never modify them.
-type Change struct {
-	Delete      bool      `json:"delete,omitempty"`
-	Instance    *Instance `json:"instance,omitempty"`
-	Host        *Host     `json:"host,omitempty"`
-	OldInstance *Instance `json:"old_instance,omitempty"`
-	OldHost     *Host     `json:"old_host,omitempty"`
-}
 
 // Registry is the directory. Its methods are safe for concurrent use:
 // writers are serialised, readers work on immutable snapshots.
@@ -259,7 +182,7 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 		r.writeMu.Unlock()
 		return 0, done, ErrClosed
 	}
-	tx := newTx(r.db)
+	tx := newTx(r.db, r.Catalog)
 	txn := tx.txn
 	serial, err = r.updateLocked(txn, tx, fn)
 	if err != nil || len(tx.changes) == 0 {
@@ -337,10 +260,11 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 // check observes, which must reach DNS whatever the disk can do.
 func healthOnly(cs ChangeSet) bool {
 	for _, c := range cs.Changes {
-		if c.Delete || c.Instance == nil || c.OldInstance == nil {
+		a, ok := c.Row.(*Instance)
+		b, old := c.Old.(*Instance)
+		if c.Delete || !ok || !old {
 			return false
 		}
-		a, b := c.Instance, c.OldInstance
 		if a.ID != b.ID || a.Service != b.Service || a.Proto != b.Proto || a.Label != b.Label || a.Host != b.Host ||
 			a.Port != b.Port || a.Priority != b.Priority || a.Weight != b.Weight || a.TTL != b.TTL ||
 			!maps.Equal(a.TXT, b.TXT) || (a.Check == nil) != (b.Check == nil) || a.Check != nil && *a.Check != *b.Check {
@@ -380,7 +304,7 @@ func serialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
 // newSnapshot returns a snapshot of the registry as committed now, with
 // the history up to it. Called with writeMu, or before any writer.
 func (r *Registry) newSnapshot() *Snapshot {
-	return &Snapshot{txn: r.db.Txn(false), db: r.db.Snapshot(), schema: r.db.DBSchema(), hist: r.hist, changed: make(chan struct{})}
+	return &Snapshot{reader: reader{txn: r.db.Txn(false), schema: r.db.DBSchema()}, db: r.db.Snapshot(), hist: r.hist, changed: make(chan struct{})}
 }
 
 // rollback makes the registry, with writeMu held, what was last published:
@@ -465,19 +389,28 @@ func (r *Registry) SetHealth(id string, h Health) error {
 	return err
 }
 
-// A Snapshot is a consistent, immutable view of the registry.
+// A Snapshot is a consistent view of the registry as of one serial. It
+// never changes: Changed tells when a newer one exists.
 type Snapshot struct {
-	txn     *memdb.Txn
-	db      *memdb.MemDB    // the database as of txn, for Registry.rollback
-	schema  *memdb.DBSchema // the indexes reads go through (reads.go)
-	changed chan struct{}   // closed when the next snapshot is published
-	hist    []ChangeSet     // the registry's history up to this snapshot
-	tx      *Tx             // set in a Tx's view: its type counts to write first
-	rec     *Reads          // set in a recording view (reads.go)
+	reader
+	db      *memdb.MemDB  // the database as of txn, for Registry.rollback
+	changed chan struct{} // closed when the next snapshot is published
+	hist    []ChangeSet   // the registry's history up to this snapshot
 }
 
-// Serial is the zone's SOA serial in this snapshot.
-func (s *Snapshot) Serial() uint32 {
+// A reader reads rows through one memdb transaction: the read methods that
+// a Snapshot and a Tx share. A Snapshot's transaction is a read
+// transaction, and what it reads never changes; a Tx's is the write
+// transaction, and what it reads changes with the Tx's own writes.
+type reader struct {
+	txn    *memdb.Txn
+	schema *memdb.DBSchema // the indexes reads go through (reads.go)
+	tx     *Tx             // set in a Tx's: its pending type counts, the rows it wrote
+	rec    *Reads          // set in a recording view (reads.go)
+}
+
+// Serial is the zone's SOA serial.
+func (s *reader) Serial() uint32 {
 	raw, err := s.txn.First(tableZone, indexID, zoneRow)
 	if err != nil || raw == nil {
 		return 0
@@ -490,16 +423,15 @@ func (s *Snapshot) Changed() <-chan struct{} {
 	if s.changed != nil {
 		return s.changed
 	}
-	// A Tx's view changes with its own writes, and memdb does not track
-	// them (see newRegistry): a closed channel makes callers take a new
-	// snapshot, which is always safe.
+	// Tx.Base's: the Tx moves past it. A closed channel makes callers take
+	// a new snapshot, which is always safe.
 	closed := make(chan struct{})
 	close(closed)
 	return closed
 }
 
 // Types yields every service type with at least one instance.
-func (s *Snapshot) Types() iter.Seq[ServiceType] {
+func (s *reader) Types() iter.Seq[ServiceType] {
 	return func(yield func(ServiceType) bool) {
 		s.flushTypes()
 		for t := range rows[ServiceType](s, tableTypes, indexID+"_prefix") {
@@ -511,7 +443,7 @@ func (s *Snapshot) Types() iter.Seq[ServiceType] {
 }
 
 // Type returns the service type _service._proto, if it has instances.
-func (s *Snapshot) Type(proto, service string) (ServiceType, bool) {
+func (s *reader) Type(proto, service string) (ServiceType, bool) {
 	s.flushTypes()
 	raw := s.first(tableTypes, indexID, proto, service)
 	if raw == nil {
@@ -522,7 +454,7 @@ func (s *Snapshot) Type(proto, service string) (ServiceType, bool) {
 
 // HasProto reports whether any service type uses proto: whether _proto
 // exists in the zone as an empty non-terminal.
-func (s *Snapshot) HasProto(proto string) bool {
+func (s *reader) HasProto(proto string) bool {
 	s.flushTypes()
 	// (proto, "") is the prefix of whole proto field: "tcp" alone would
 	// also find a "tcpx".
@@ -530,12 +462,12 @@ func (s *Snapshot) HasProto(proto string) bool {
 }
 
 // Instances yields every instance of _service._proto, healthy or not.
-func (s *Snapshot) Instances(proto, service string) iter.Seq[*Instance] {
+func (s *reader) Instances(proto, service string) iter.Seq[*Instance] {
 	return rows[Instance](s, tableInstances, indexLabel+"_prefix", proto, service)
 }
 
 // All yields every instance, ordered by ID.
-func (s *Snapshot) All() iter.Seq[*Instance] {
+func (s *reader) All() iter.Seq[*Instance] {
 	return rows[Instance](s, tableInstances, indexID+"_prefix", "")
 }
 
@@ -543,7 +475,7 @@ func (s *Snapshot) All() iter.Seq[*Instance] {
 // reads every instance: no index by host is kept, since an index entry per
 // instance costs more memory than this rarely used question is worth
 // (collecting automatic hosts uses a reference count instead).
-func (s *Snapshot) OnHost(host string) iter.Seq[*Instance] {
+func (s *reader) OnHost(host string) iter.Seq[*Instance] {
 	return func(yield func(*Instance) bool) {
 		for inst := range s.All() {
 			if strings.EqualFold(inst.Host, host) && !yield(inst) {
@@ -554,7 +486,7 @@ func (s *Snapshot) OnHost(host string) iter.Seq[*Instance] {
 }
 
 // Instance returns the instance with the given ID.
-func (s *Snapshot) Instance(id string) (*Instance, bool) {
+func (s *reader) Instance(id string) (*Instance, bool) {
 	if s.tx != nil {
 		s.note(tableInstances, indexID, []any{id})
 		return s.tx.instance(id)
@@ -567,7 +499,7 @@ func (s *Snapshot) Instance(id string) (*Instance, bool) {
 }
 
 // ByLabel returns the DNS-SD instance label._service._proto.
-func (s *Snapshot) ByLabel(proto, service, label string) (*Instance, bool) {
+func (s *reader) ByLabel(proto, service, label string) (*Instance, bool) {
 	if s.tx != nil {
 		s.note(tableInstances, indexLabel, []any{proto, service, label})
 		return s.tx.byLabel(proto, service, label)
@@ -580,7 +512,7 @@ func (s *Snapshot) ByLabel(proto, service, label string) (*Instance, bool) {
 }
 
 // Host returns the host with the given name, relative to the zone.
-func (s *Snapshot) Host(name string) (*Host, bool) {
+func (s *reader) Host(name string) (*Host, bool) {
 	raw := s.first(tableHosts, indexID, name)
 	if raw == nil {
 		return nil, false
@@ -589,18 +521,18 @@ func (s *Snapshot) Host(name string) (*Host, bool) {
 }
 
 // Hosts yields every host, ordered by name.
-func (s *Snapshot) Hosts() iter.Seq[*Host] {
+func (s *reader) Hosts() iter.Seq[*Host] {
 	return rows[Host](s, tableHosts, indexID+"_prefix", "")
 }
 
 // HostsByAddr yields the hosts that have addr, for reverse (PTR) lookups.
-func (s *Snapshot) HostsByAddr(addr netip.Addr) iter.Seq[*Host] {
+func (s *reader) HostsByAddr(addr netip.Addr) iter.Seq[*Host] {
 	return rows[Host](s, tableHosts, indexAddr, addr.Unmap().WithZone("").String())
 }
 
 // HasHostBelow reports whether some host name ends in "."+name: whether name
 // is an empty non-terminal because of hosts.
-func (s *Snapshot) HasHostBelow(name string) bool {
+func (s *reader) HasHostBelow(name string) bool {
 	for h := range rows[Host](s, tableHosts, indexRName+"_prefix", name) {
 		if !strings.EqualFold(h.Name, name) { // the prefix also finds name itself
 			return true
@@ -612,7 +544,7 @@ func (s *Snapshot) HasHostBelow(name string) bool {
 // first returns the first row of table that index finds for args, or nil.
 // It and rows are how a Snapshot reads rows: each notes its read in a
 // recording view (reads.go).
-func (s *Snapshot) first(table, index string, args ...any) any {
+func (s *reader) first(table, index string, args ...any) any {
 	s.note(table, index, args)
 	raw, err := s.txn.First(table, index, args...)
 	if err != nil {
@@ -623,7 +555,7 @@ func (s *Snapshot) first(table, index string, args ...any) any {
 
 // rows yields the rows of an index query, each of the type T that the
 // table holds.
-func rows[T any](s *Snapshot, table, index string, args ...any) iter.Seq[*T] {
+func rows[T any](s *reader, table, index string, args ...any) iter.Seq[*T] {
 	return func(yield func(*T) bool) {
 		s.note(table, index, args)
 		for t := range txnRows[T](s.txn, table, index, args...) {
@@ -650,10 +582,11 @@ func txnRows[T any](txn *memdb.Txn, table, index string, args ...any) iter.Seq[*
 }
 
 // A Tx is a write transaction, passed to the function given to Update. Its
-// reads see its own writes.
+// reads see its own writes; Base is the registry as it found it.
 type Tx struct {
-	Snapshot
+	reader
 	changes []Change
+	catalog *Catalog // for Register's defaults
 
 	// Instance and ByLabel, which every PutInstance asks, answer from the
 	// instances this Tx wrote and, for the others, from base, the registry
@@ -709,12 +642,19 @@ type hostRef struct {
 	N    int
 }
 
-func newTx(db *memdb.MemDB) *Tx {
-	tx := &Tx{}
-	tx.Snapshot.tx = tx
-	tx.Snapshot.schema = db.DBSchema()
+func newTx(db *memdb.MemDB, cat *Catalog) *Tx {
+	tx := &Tx{catalog: cat}
+	tx.reader.tx = tx
+	tx.reader.schema = db.DBSchema()
 	tx.begin(db)
 	return tx
+}
+
+// Base returns the registry as the Tx found it, without its writes: what
+// RFC 2136's prerequisites are checked against, before any update. It has
+// no history, and its Changed channel is closed.
+func (tx *Tx) Base() *Snapshot {
+	return &Snapshot{reader: reader{txn: tx.base, schema: tx.schema}}
 }
 
 // begin starts the Tx's memdb write transaction; Open calls it again after
@@ -761,7 +701,7 @@ func (tx *Tx) byLabel(proto, service, label string) (*Instance, bool) {
 	return nil, false
 }
 
-func (s *Snapshot) flushTypes() {
+func (s *reader) flushTypes() {
 	if s.tx != nil && len(s.tx.types) > 0 {
 		s.tx.flushTypes() // an error is kept for Update
 	}
@@ -827,9 +767,9 @@ func (tx *Tx) PutInstance(inst Instance) (string, error) {
 			return "", err
 		}
 	}
-	ch := Change{Instance: &inst}
+	ch := Change{Row: &inst}
 	if replacing {
-		ch.OldInstance = old
+		ch.Old = old
 	}
 	tx.changes = append(tx.changes, ch)
 	return inst.ID, nil
@@ -845,7 +785,7 @@ func (tx *Tx) DeleteInstance(id string) error {
 	if err := tx.removeInstance(old); err != nil {
 		return err
 	}
-	tx.changes = append(tx.changes, Change{Delete: true, Instance: old, OldInstance: old})
+	tx.changes = append(tx.changes, Change{Delete: true, Row: old, Old: old})
 	return tx.collectHost(old.Host)
 }
 
@@ -879,7 +819,11 @@ func (tx *Tx) PutHost(h Host) error {
 	if err := tx.txn.Insert(tableHosts, &h); err != nil {
 		return fmt.Errorf("registry: insert host %s: %w", h.Name, err)
 	}
-	tx.changes = append(tx.changes, Change{Host: &h, OldHost: old})
+	ch := Change{Row: &h}
+	if old != nil {
+		ch.Old = old // not a nil *Host in the interface
+	}
+	tx.changes = append(tx.changes, ch)
 	return nil
 }
 
@@ -893,7 +837,7 @@ func (tx *Tx) DeleteHost(name string) error {
 	if err := tx.txn.Delete(tableHosts, old); err != nil {
 		return fmt.Errorf("registry: delete host %s: %w", name, err)
 	}
-	tx.changes = append(tx.changes, Change{Delete: true, Host: old, OldHost: old})
+	tx.changes = append(tx.changes, Change{Delete: true, Row: old, Old: old})
 	return nil
 }
 
@@ -997,167 +941,4 @@ func (tx *Tx) countType(inst *Instance, delta int) error {
 		p.Healthy += delta
 	}
 	return nil
-}
-
-func fillInstance(inst *Instance) error {
-	inst.Service = strings.ToLower(inst.Service)
-	inst.Proto = strings.ToLower(inst.Proto)
-	inst.Host = strings.ToLower(strings.TrimSuffix(inst.Host, "."))
-	if err := ValidServiceName(inst.Service); err != nil {
-		return &FieldError{"name", inst.Service, err.Error()}
-	}
-	if inst.Proto == "" {
-		inst.Proto = "tcp"
-	}
-	if inst.Proto != "tcp" && inst.Proto != "udp" {
-		return &FieldError{"proto", inst.Proto, "must be tcp or udp"}
-	}
-	if err := ValidHostName(inst.Host); err != nil {
-		return &FieldError{"host", inst.Host, err.Error()}
-	}
-	if inst.Port == 0 {
-		return &FieldError{"port", "0", "must be 1-65535"}
-	}
-	if inst.Label == "" {
-		inst.Label = inst.Host + "-" + strconv.Itoa(int(inst.Port))
-	}
-	if len(inst.Label) > 63 {
-		return &FieldError{"instance", inst.Label, "longer than 63 bytes (RFC 6763 section 4.1.1)"}
-	}
-	for _, r := range inst.Label {
-		if r < 0x20 || r == 0x7f {
-			return &FieldError{"instance", inst.Label, "control characters are not allowed (RFC 6763 section 4.1.1)"}
-		}
-	}
-	if inst.ID == "" {
-		inst.ID = inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port))
-	}
-	if len(inst.ID) > 255 || strings.ContainsAny(inst.ID, "/ \t\r\n") {
-		return &FieldError{"id", inst.ID, "must be at most 255 bytes without slashes or spaces"}
-	}
-	if inst.TTL == 0 {
-		inst.TTL = DefaultTTL
-	}
-	if inst.TTL > MaxTTL {
-		return &FieldError{"ttl", strconv.Itoa(int(inst.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}
-	}
-	if len(inst.TXT) > MaxTXT {
-		return &FieldError{"txt", strconv.Itoa(len(inst.TXT)) + " keys", "at most " + strconv.Itoa(MaxTXT)}
-	}
-	for k, v := range inst.TXT {
-		// RFC 6763 section 6.4: keys are printable ASCII without '='; a
-		// key=value string fits one 255-byte character-string.
-		if k == "" || len(k)+1+len(v) > 255 || strings.ContainsAny(k, "=") || !printableASCII(k) {
-			return &FieldError{"txt", k, "keys are 1+ printable ASCII characters without '=', key=value at most 255 bytes (RFC 6763 section 6)"}
-		}
-	}
-	if inst.Check != nil {
-		switch inst.Check.Type {
-		case "tcp", "http", "ttl":
-		default:
-			return &FieldError{"check.type", inst.Check.Type, "must be tcp, http or ttl"}
-		}
-		if inst.Check.Interval < Duration(100*time.Millisecond) || inst.Check.Interval > Duration(24*time.Hour) {
-			return &FieldError{"check.interval", time.Duration(inst.Check.Interval).String(), "must be between 100ms and 24h"}
-		}
-	}
-	if inst.Health == "" {
-		inst.Health = Passing
-	}
-	if inst.Health != Passing && inst.Health != Critical {
-		return &FieldError{"health", string(inst.Health), "must be passing or critical"}
-	}
-	return nil
-}
-
-func fillHost(h *Host) error {
-	h.Name = strings.ToLower(strings.TrimSuffix(h.Name, "."))
-	if err := ValidHostName(h.Name); err != nil {
-		return &FieldError{"host", h.Name, err.Error()}
-	}
-	if h.TTL == 0 {
-		h.TTL = DefaultTTL
-	}
-	if h.TTL > MaxTTL {
-		return &FieldError{"ttl", strconv.Itoa(int(h.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}
-	}
-	seen := make(map[netip.Addr]bool, len(h.Addrs))
-	addrs := make([]netip.Addr, 0, len(h.Addrs))
-	for _, a := range h.Addrs {
-		if !a.IsValid() {
-			return &FieldError{"addresses", a.String(), "not an IP address"}
-		}
-		a = a.Unmap().WithZone("")
-		if !seen[a] {
-			seen[a] = true
-			addrs = append(addrs, a)
-		}
-	}
-	h.Addrs = addrs
-	return nil
-}
-
-// ValidServiceName checks the syntax of RFC 6335 section 5.1: 1 to 15
-// letters, digits and hyphens, at least one letter, no leading, trailing or
-// double hyphen.
-func ValidServiceName(s string) error {
-	switch {
-	case s == "":
-		return errors.New("empty")
-	case len(s) > 15:
-		return errors.New("longer than 15 characters (RFC 6335 section 5.1)")
-	case s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--"):
-		return errors.New("hyphens may not start, end or double (RFC 6335 section 5.1)")
-	}
-	letter := false
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
-			letter = true
-		case r >= '0' && r <= '9' || r == '-':
-		default:
-			return fmt.Errorf("%q is not a letter, digit or hyphen (RFC 6335 section 5.1)", r)
-		}
-	}
-	if !letter {
-		return errors.New("needs at least one letter (RFC 6335 section 5.1)")
-	}
-	return nil
-}
-
-// ValidHostName checks a host name relative to the zone: dot-separated
-// labels of 1 to 63 letters, digits, hyphens and underscores, 200 bytes in
-// all so that the name still fits 255 bytes once the zone is appended
-// (RFC 1035 section 2.3.4).
-func ValidHostName(s string) error {
-	if s == "" {
-		return errors.New("empty")
-	}
-	if len(s) > 200 {
-		return errors.New("longer than 200 bytes")
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 {
-			return errors.New("labels must be 1 to 63 bytes (RFC 1035 section 2.3.4)")
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return errors.New("labels may not start or end with a hyphen (RFC 952)")
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("%q is not a letter, digit, hyphen or underscore", c)
-			}
-		}
-	}
-	return nil
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

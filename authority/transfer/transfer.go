@@ -100,7 +100,7 @@ func rewind(snap *registry.Snapshot, from uint32) (*registry.Snapshot, bool) {
 		}
 		for i := len(sets) - 1; i >= 0; i-- {
 			for j := len(sets[i].Changes) - 1; j >= 0; j-- {
-				if err := undo(tx, sets[i].Changes[j]); err != nil && !errors.Is(err, registry.ErrNotFound) {
+				if err := sets[i].Changes[j].Undo(tx); err != nil && !errors.Is(err, registry.ErrNotFound) {
 					return err
 				}
 			}
@@ -111,21 +111,6 @@ func rewind(snap *registry.Snapshot, from uint32) (*registry.Snapshot, bool) {
 		return nil, false
 	}
 	return old.Snapshot(), true
-}
-
-// undo reverts one change in tx.
-func undo(tx *registry.Tx, c registry.Change) error {
-	switch {
-	case c.Instance != nil && c.OldInstance != nil: // replaced or deleted
-		_, err := tx.PutInstance(*c.OldInstance)
-		return err
-	case c.Instance != nil: // added
-		return tx.DeleteInstance(c.Instance.ID)
-	case c.OldHost != nil: // replaced or deleted
-		return tx.PutHost(*c.OldHost)
-	default: // added
-		return tx.DeleteHost(c.Host.Name)
-	}
 }
 
 // withSerial returns the zone rrs with its SOA (the first record) set to serial.

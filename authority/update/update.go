@@ -294,9 +294,9 @@ func (v *view) parseOwner(name string) (owner, bool) {
 }
 
 // records returns the zone's RRset at o of type t (TypeANY: every RRset),
-// as a query sees it.
+// as a query saw it before the update: what prerequisites compare with.
 func (v *view) records(o owner, t uint16) []dns.RR {
-	rrs, _ := v.z.Lookup(&v.tx.Snapshot, o.rel, o.name, t)
+	rrs, _ := v.z.Lookup(v.tx.Base(), o.rel, o.name, t)
 	return rrs
 }
 

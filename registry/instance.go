@@ -1,0 +1,216 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Health is an instance's state as its check last saw it. Only passing
+// instances are handed out by DNS.
+type Health string
+
+const (
+	Passing  Health = "passing"
+	Critical Health = "critical"
+)
+
+// A Check says how the registry learns whether an instance is alive.
+type Check struct {
+	Type     string   `json:"type"`             // "tcp", "http" or "ttl"
+	Target   string   `json:"target,omitempty"` // HOST:PORT for tcp, a URL for http
+	Interval Duration `json:"interval"`         // between checks; for ttl, the heartbeat deadline
+}
+
+// Duration is a time.Duration written as "1s" in JSON.
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// An Instance is one process serving Service over Proto at Host:Port. In DNS
+// it is _Service._Proto SRV Priority Weight Port Host, and, for DNS-SD,
+// Label._Service._Proto with SRV and TXT.
+type Instance struct {
+	ID       string            `json:"id"`
+	Service  string            `json:"name"`     // "echo": an RFC 6335 service name, without the underscore
+	Proto    string            `json:"proto"`    // "tcp" or "udp"
+	Label    string            `json:"instance"` // RFC 6763 <Instance>: one label, any UTF-8
+	Host     string            `json:"host"`     // target host, relative to the zone
+	Port     uint16            `json:"port"`
+	Priority uint16            `json:"priority"`
+	Weight   uint16            `json:"weight"`
+	TTL      uint32            `json:"ttl"`
+	TXT      map[string]string `json:"txt,omitempty"`
+	Check    *Check            `json:"check,omitempty"`
+	Health   Health            `json:"health"`
+}
+
+// Healthy reports whether DNS may hand the instance out.
+func (i *Instance) Healthy() bool { return i.Health != Critical }
+
+func fillInstance(inst *Instance) error {
+	inst.Service = strings.ToLower(inst.Service)
+	inst.Proto = strings.ToLower(inst.Proto)
+	inst.Host = strings.ToLower(strings.TrimSuffix(inst.Host, "."))
+	if err := ValidServiceName(inst.Service); err != nil {
+		return &FieldError{"name", inst.Service, err.Error()}
+	}
+	if inst.Proto == "" {
+		inst.Proto = "tcp"
+	}
+	if inst.Proto != "tcp" && inst.Proto != "udp" {
+		return &FieldError{"proto", inst.Proto, "must be tcp or udp"}
+	}
+	if err := ValidHostName(inst.Host); err != nil {
+		return &FieldError{"host", inst.Host, err.Error()}
+	}
+	if inst.Port == 0 {
+		return &FieldError{"port", "0", "must be 1-65535"}
+	}
+	if inst.Label == "" {
+		inst.Label = inst.Host + "-" + strconv.Itoa(int(inst.Port))
+	}
+	if len(inst.Label) > 63 {
+		return &FieldError{"instance", inst.Label, "longer than 63 bytes (RFC 6763 section 4.1.1)"}
+	}
+	for _, r := range inst.Label {
+		if r < 0x20 || r == 0x7f {
+			return &FieldError{"instance", inst.Label, "control characters are not allowed (RFC 6763 section 4.1.1)"}
+		}
+	}
+	if inst.ID == "" {
+		inst.ID = inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port))
+	}
+	if len(inst.ID) > 255 || strings.ContainsAny(inst.ID, "/ \t\r\n") {
+		return &FieldError{"id", inst.ID, "must be at most 255 bytes without slashes or spaces"}
+	}
+	if inst.TTL == 0 {
+		inst.TTL = DefaultTTL
+	}
+	if inst.TTL > MaxTTL {
+		return &FieldError{"ttl", strconv.Itoa(int(inst.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}
+	}
+	if len(inst.TXT) > MaxTXT {
+		return &FieldError{"txt", strconv.Itoa(len(inst.TXT)) + " keys", "at most " + strconv.Itoa(MaxTXT)}
+	}
+	for k, v := range inst.TXT {
+		// RFC 6763 section 6.4: keys are printable ASCII without '='; a
+		// key=value string fits one 255-byte character-string.
+		if k == "" || len(k)+1+len(v) > 255 || strings.ContainsAny(k, "=") || !printableASCII(k) {
+			return &FieldError{"txt", k, "keys are 1+ printable ASCII characters without '=', key=value at most 255 bytes (RFC 6763 section 6)"}
+		}
+	}
+	if inst.Check != nil {
+		switch inst.Check.Type {
+		case "tcp", "http", "ttl":
+		default:
+			return &FieldError{"check.type", inst.Check.Type, "must be tcp, http or ttl"}
+		}
+		if inst.Check.Interval < Duration(100*time.Millisecond) || inst.Check.Interval > Duration(24*time.Hour) {
+			return &FieldError{"check.interval", time.Duration(inst.Check.Interval).String(), "must be between 100ms and 24h"}
+		}
+	}
+	if inst.Health == "" {
+		inst.Health = Passing
+	}
+	if inst.Health != Passing && inst.Health != Critical {
+		return &FieldError{"health", string(inst.Health), "must be passing or critical"}
+	}
+	return nil
+}
+
+// ValidServiceName checks the syntax of RFC 6335 section 5.1: 1 to 15
+// letters, digits and hyphens, at least one letter, no leading, trailing or
+// double hyphen.
+func ValidServiceName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty")
+	case len(s) > 15:
+		return errors.New("longer than 15 characters (RFC 6335 section 5.1)")
+	case s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--"):
+		return errors.New("hyphens may not start, end or double (RFC 6335 section 5.1)")
+	}
+	letter := false
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9' || r == '-':
+		default:
+			return fmt.Errorf("%q is not a letter, digit or hyphen (RFC 6335 section 5.1)", r)
+		}
+	}
+	if !letter {
+		return errors.New("needs at least one letter (RFC 6335 section 5.1)")
+	}
+	return nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// An Instance is a Row (change.go).
+
+func (inst *Instance) kind() string        { return "instance" }
+func (inst *Instance) table() string       { return tableInstances }
+func (inst *Instance) check() error        { return fillInstance(inst) }
+func (inst *Instance) remove(tx *Tx) error { return tx.DeleteInstance(inst.ID) }
+func (inst *Instance) put(tx *Tx) error {
+	_, err := tx.PutInstance(*inst)
+	return err
+}
+
+func (inst *Instance) restore(tx *Tx) error {
+	if err := inst.drop(tx); err != nil {
+		return err
+	}
+	return tx.insertInstance(inst)
+}
+
+func (inst *Instance) drop(tx *Tx) error {
+	if old, ok := tx.Instance(inst.ID); ok {
+		return tx.removeInstance(old)
+	}
+	return nil
+}
+
+// derived: the rows the registry derives from instances (a service type's
+// counts, a host's reference count) are written when an instance comes,
+// goes, moves to another type or host, or, for the type, changes health;
+// every other change leaves them as they were.
+func (*Instance) derived(r *reader, keys []Key, before, after Row) []Key {
+	b, _ := before.(*Instance)
+	a, _ := after.(*Instance)
+	sameType := b != nil && a != nil && b.Proto == a.Proto && b.Service == a.Service
+	sameHost := b != nil && a != nil && b.Host == a.Host
+	for _, inst := range []*Instance{b, a} {
+		if inst == nil {
+			continue
+		}
+		if !sameType || b.Healthy() != a.Healthy() {
+			keys = r.rowKeys(keys, tableTypes, &ServiceType{Proto: inst.Proto, Service: inst.Service})
+		}
+		if !sameHost {
+			keys = r.rowKeys(keys, tableHostRefs, &hostRef{Name: inst.Host})
+		}
+	}
+	return keys
+}
