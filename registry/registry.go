@@ -360,8 +360,10 @@ func (r *Registry) Close() error {
 	return r.j.close()
 }
 
-// Register adds or replaces one instance, and its host when host is not nil.
-// It returns the instance's ID.
+// Register adds or replaces one instance as given, and its host when host
+// is not nil, in one Update, and returns the instance's ID: for programs
+// that build their rows themselves. What a user asks for goes through
+// Tx.Register, which gives a Registration the registry's defaults.
 func (r *Registry) Register(inst Instance, host *Host) (string, error) {
 	var id string
 	_, err := r.Update(func(tx *Tx) error {

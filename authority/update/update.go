@@ -42,7 +42,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -576,12 +575,8 @@ func (v *view) addSRV(o owner, rr *dns.SRV, host string) error {
 			return err
 		}
 	}
-	id := v.instanceID(o, host, rr.Port)
-	if other, ok := v.tx.Instance(id); ok {
-		return refused("%s SRV: id %s is taken by _%s._%s instance %q", o.name, id, other.Service, other.Proto, other.Label)
-	}
-	_, err := v.tx.PutInstance(registry.Instance{ID: id, Service: o.service, Proto: o.proto, Host: host,
-		Port: rr.Port, Priority: rr.Priority, Weight: rr.Weight, TTL: rr.Hdr.Ttl})
+	_, err := v.tx.Register(registry.Registration{Service: o.service, Proto: o.proto, Host: host,
+		Port: new(int(rr.Port)), Priority: int(rr.Priority), Weight: int(rr.Weight), TTL: new(int(rr.Hdr.Ttl))})
 	return err
 }
 
@@ -598,19 +593,9 @@ func (v *view) addInstanceSRV(o owner, rr *dns.SRV, host string) error {
 			return refused("%s SRV: %s:%d is already instance %q", o.name, host, rr.Port, inst.Label)
 		}
 	}
-	id := v.instanceID(o, host, rr.Port)
-	if _, ok := v.tx.Instance(id); ok {
-		return refused("%s SRV: id %s is taken", o.name, id)
-	}
-	_, err := v.tx.PutInstance(registry.Instance{ID: id, Service: o.service, Proto: o.proto, Label: o.label,
-		Host: host, Port: rr.Port, Priority: rr.Priority, Weight: rr.Weight, TTL: rr.Hdr.Ttl})
+	_, err := v.tx.Register(registry.Registration{Service: o.service, Proto: o.proto, Instance: o.label, Host: host,
+		Port: new(int(rr.Port)), Priority: int(rr.Priority), Weight: int(rr.Weight), TTL: new(int(rr.Hdr.Ttl))})
 	return err
-}
-
-// instanceID is the registry's default ID, set here so that an update
-// never replaces another instance that happens to have it.
-func (v *view) instanceID(o owner, host string, port uint16) string {
-	return o.service + "-" + o.proto + "-" + host + "-" + strconv.Itoa(int(port))
 }
 
 // deleteRR removes one record (class NONE, RFC 2136 section 3.4.2.4).

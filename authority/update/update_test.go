@@ -182,6 +182,8 @@ func TestUpdate(t *testing.T) {
 			instances: with([]string{"My Files _ftp._tcp files:2121 p0 w0 ttl60 anon=,path=/pub"})},
 		{name: "TXT merges keys", lines: []string{`Echo\ One._echo._tcp 10 IN TXT "v=2" "new=yes"`},
 			instances: with([]string{"Echo One _echo._tcp a:7007 p10 w5 ttl10 new=yes,path=/,v=2"}, base[0])},
+		{name: "an SRV at an endpoint whose default id a moved instance holds", lines: []string{`Echo\ One._echo._tcp 10 IN SRV 10 5 7009 a`, "_echo._tcp 60 IN SRV 0 0 7007 a"},
+			rcode: dns.RcodeRefused},
 		{name: "TXT without an instance", lines: []string{`Nobody._echo._tcp 10 IN TXT "v=2"`}, rcode: dns.RcodeRefused},
 		{name: "all or nothing", lines: []string{"_ftp._tcp 60 IN SRV 0 5 2121 files", "files 60 IN A 192.0.2.21", "files 60 IN CNAME a"},
 			rcode: dns.RcodeRefused, hosts: map[string]string{"files": "<none>"}},

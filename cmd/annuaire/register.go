@@ -119,7 +119,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return fmt.Errorf("%s %s: reading the answer: %w", method, u, err)
 	}
 	if resp.StatusCode >= 400 {
-		var e struct{ Error string }
+		var e web.ErrorBody
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
@@ -131,22 +131,6 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		}
 	}
 	return nil
-}
-
-// service is what the commands read of an instance from the API.
-type service struct {
-	ID        string   `json:"id"`
-	Name      string   `json:"name"`
-	Proto     string   `json:"proto"`
-	Host      string   `json:"host"`
-	Port      uint16   `json:"port"`
-	Health    string   `json:"health"`
-	Addresses []string `json:"addresses"`
-	Chain     struct {
-		SRV       string   `json:"srv"`
-		Target    string   `json:"target"`
-		Endpoints []string `json:"endpoints"`
-	} `json:"chain"`
 }
 
 // parseInterspersed parses flags that may come before, between or after the
@@ -180,7 +164,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	instance := fs.String("instance", "", "DNS-SD instance `label` (default HOST-PORT)")
 	priority := fs.Int("priority", 0, "SRV `priority`: lower is tried first")
 	weight := fs.Int("weight", 0, "SRV `weight` among equal priorities")
-	ttl := fs.Int("ttl", 0, "record TTL in `seconds` (0: the server's default)")
+	ttl := fs.Int("ttl", 0, "record TTL in `seconds` (default: the server's)")
 	fs.Var(&txt, "txt", "TXT `key=value` (repeatable)")
 	check := fs.String("check", "", "health check `type`: tcp, http or ttl")
 	checkTarget := fs.String("check-target", "", "check `target`: HOST:PORT for tcp, a URL for http (default: the instance's address and port)")
@@ -193,43 +177,36 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return usageError{errors.New("register: want NAME [PORT]")}
 	}
-	body := map[string]any{"name": pos[0], "proto": *proto}
+	body := web.Registration{Name: pos[0], Proto: *proto, Host: *host, Addresses: addrs, Instance: *instance, Priority: *priority, Weight: *weight}
 	if len(pos) == 2 {
 		port, err := strconv.Atoi(pos[1])
 		if err != nil || port < 1 || port > 65535 {
 			fs.Usage()
 			return usageError{fmt.Errorf("register: PORT %q is not a number from 1 to 65535", pos[1])}
 		}
-		body["port"] = port
+		body.Port = &port
 	}
-	if *host != "" {
-		body["host"] = *host
-	}
-	if len(addrs) > 0 {
-		body["addresses"] = []string(addrs)
-	}
-	if *instance != "" {
-		body["instance"] = *instance
-	}
-	body["priority"], body["weight"], body["ttl"] = *priority, *weight, *ttl
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "ttl" {
+			body.TTL = ttl // 0 is a TTL: send it only when given
+		}
+	})
 	if len(txt) > 0 {
-		m := map[string]string{}
+		body.TXT = map[string]string{}
 		for _, kv := range txt {
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok {
 				fs.Usage()
 				return usageError{fmt.Errorf("register: --txt %q: want key=value", kv)}
 			}
-			m[k] = v
+			body.TXT[k] = v
 		}
-		body["txt"] = m
 	}
 	if *check != "" {
-		c := map[string]string{"type": *check, "target": *checkTarget}
+		body.Check = &web.CheckRequest{Type: *check, Target: *checkTarget}
 		if *checkInterval != 0 {
-			c["interval"] = checkInterval.String()
+			body.Check.Interval = checkInterval.String()
 		}
-		body["check"] = c
 	} else if *checkTarget != "" || *checkInterval != 0 {
 		fs.Usage()
 		return usageError{errors.New("register: --check-target and --check-interval need --check")}
@@ -239,7 +216,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var s service
+	var s web.Service
 	if err := c.do(ctx, http.MethodPost, "/api/services", body, &s); err != nil {
 		return err
 	}
@@ -268,7 +245,7 @@ func runDeregister(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var one service
+	var one web.Service
 	err = c.do(ctx, http.MethodGet, "/api/services/"+url.PathEscape(arg), nil, &one)
 	var ae *apiError
 	switch {
@@ -277,7 +254,7 @@ func runDeregister(ctx context.Context, e *env, args []string) error {
 	case !errors.As(err, &ae) || ae.Status != http.StatusNotFound:
 		return err
 	}
-	var list []service
+	var list []web.Service
 	if err := c.do(ctx, http.MethodGet, "/api/services", nil, &list); err != nil {
 		return err
 	}
@@ -336,7 +313,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 		_, err := e.stdout.Write(b.Bytes())
 		return err
 	}
-	var list []service
+	var list []web.Service
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return fmt.Errorf("GET %s/api/services: the answer is not a list of services: %w", c.base, err)
 	}

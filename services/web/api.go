@@ -13,8 +13,8 @@ import (
 	"github.com/annuaire/annuaire/resolver"
 )
 
-// errorBody is the shape of every API error.
-type errorBody struct {
+// ErrorBody is the shape of every API error: {"error": "..."}.
+type ErrorBody struct {
 	Error string `json:"error"`
 }
 
@@ -22,7 +22,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(errorBody{"encoding the answer: " + err.Error()})
+		b, _ = json.Marshal(ErrorBody{"encoding the answer: " + err.Error()})
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -32,7 +32,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{msg})
+	writeJSON(w, status, ErrorBody{msg})
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

@@ -34,7 +34,6 @@ import (
 const (
 	DefaultMaxBody      = 64 << 10 // bytes; a registration is a few hundred
 	DefaultDrainTimeout = 5 * time.Second
-	MaxAddresses        = 32 // per registration: more is a mistake, not a host
 )
 
 //go:embed static

@@ -97,7 +97,7 @@ func call(t testing.TB, method, url, token, body string) reply {
 }
 
 func (r reply) errorText() string {
-	var e errorBody
+	var e ErrorBody
 	json.Unmarshal(r.body, &e)
 	return e.Error
 }
@@ -262,7 +262,7 @@ func TestRegisterInvalid(t *testing.T) {
 		{`{"name":"echo"`, "cut short"},
 		{`["echo"]`, "JSON object"},
 		{`null`, "name"},
-		{`{"name":"echo","addresses":[` + strings.Repeat(`"10.0.0.1",`, MaxAddresses) + `"10.0.0.2"]}`, "addresses"},
+		{`{"name":"echo","addresses":[` + strings.Repeat(`"10.0.0.1",`, registry.MaxAddresses) + `"10.0.0.2"]}`, "addresses"},
 	} {
 		t.Run(tc.body, func(t *testing.T) {
 			before := s.Registry.Snapshot().Serial()

@@ -11,19 +11,32 @@ import (
 	"github.com/annuaire/annuaire/registry"
 )
 
-// serviceView is one instance as the API and the page show it: the
-// registry's row, the host's addresses, and the chain a client follows.
-type serviceView struct {
-	registry.Instance
-	Addresses []string `json:"addresses"`
-	Chain     chain    `json:"chain"`
+// Service is one instance as GET /api/services and the page show it, and
+// as POST /api/services answers: the registry's row, the host's
+// addresses, and the chain a client follows.
+type Service struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`     // the service: "echo"
+	Proto     string            `json:"proto"`    // tcp or udp
+	Instance  string            `json:"instance"` // the DNS-SD instance name
+	Host      string            `json:"host"`     // the SRV target, relative to the zone
+	Port      uint16            `json:"port"`
+	Priority  uint16            `json:"priority"`
+	Weight    uint16            `json:"weight"`
+	TTL       uint32            `json:"ttl"`
+	TXT       map[string]string `json:"txt"`
+	Check     *registry.Check   `json:"check,omitempty"`
+	Health    registry.Health   `json:"health"`
+	Addresses []string          `json:"addresses"` // the host's
+	Chain     ServiceChain      `json:"chain"`
 }
 
-// chain is the path from a symbolic name to the process, computed from the
-// registry the way the DNS server answers: no DNS is sent to build it. It
-// tells an API client (`annuaire register`) what its registration put in
-// DNS; the page draws the real Lookup's chain instead (chains.go).
-type chain struct {
+// ServiceChain is the path from a symbolic name to the process, computed
+// from the registry the way the DNS server answers: no DNS is sent to
+// build it. It tells an API client (`annuaire register`) what its
+// registration put in DNS; the page draws the real Lookup's chain instead
+// (chains.go).
+type ServiceChain struct {
 	Name      string   `json:"name"`      // what the user types: "echo"
 	Question  string   `json:"question"`  // "_echo._tcp.svc.internal. SRV"
 	SRV       string   `json:"srv"`       // the record, without TTL and class
@@ -35,25 +48,29 @@ type chain struct {
 	InDNS     bool     `json:"in_dns"`    // false while the instance is unhealthy
 }
 
-func (s *Server) views(snap *registry.Snapshot) []serviceView {
-	out := []serviceView{}
+func (s *Server) views(snap *registry.Snapshot) []Service {
+	out := []Service{}
 	for inst := range snap.All() {
 		out = append(out, s.view(snap, inst))
 	}
-	slices.SortStableFunc(out, func(a, b serviceView) int {
-		return strings.Compare(a.Service+"/"+a.Proto+"/"+a.ID, b.Service+"/"+b.Proto+"/"+b.ID)
+	slices.SortStableFunc(out, func(a, b Service) int {
+		return strings.Compare(a.Name+"/"+a.Proto+"/"+a.ID, b.Name+"/"+b.Proto+"/"+b.ID)
 	})
 	return out
 }
 
-func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) serviceView {
+func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) Service {
 	zone := s.zone()
 	target := inst.Host + "." + zone
-	v := serviceView{Instance: *inst, Addresses: []string{}}
+	v := Service{
+		ID: inst.ID, Name: inst.Service, Proto: inst.Proto, Instance: inst.Label, Host: inst.Host,
+		Port: inst.Port, Priority: inst.Priority, Weight: inst.Weight, TTL: inst.TTL,
+		TXT: inst.TXT, Check: inst.Check, Health: inst.Health, Addresses: []string{},
+	}
 	if v.TXT == nil {
 		v.TXT = map[string]string{}
 	}
-	c := chain{
+	c := ServiceChain{
 		Name:      inst.Service,
 		Question:  "_" + inst.Service + "._" + inst.Proto + "." + zone + " SRV",
 		SRV:       fmt.Sprintf("_%s._%s.%s SRV %d %d %d %s", inst.Service, inst.Proto, zone, inst.Priority, inst.Weight, inst.Port, target),
@@ -87,14 +104,6 @@ func process(cat *registry.Catalog, inst *registry.Instance) string {
 		desc += " on its well-known port"
 	}
 	return fmt.Sprintf("%s, listening on port %d/%s", desc, inst.Port, inst.Proto)
-}
-
-// hostForAddr names a host after its address, "h-127-0-0-1" or
-// "h-2001-db8--1", so that a registration with only an address gets a
-// stable SRV target that reads as what it is.
-func hostForAddr(a netip.Addr) string {
-	r := strings.NewReplacer(".", "-", ":", "-")
-	return "h-" + r.Replace(a.Unmap().WithZone("").String())
 }
 
 // remoteAddr is the IP a request came from.

@@ -1,0 +1,210 @@
+package registry
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults and bounds of a Registration.
+const (
+	DefaultCheckInterval = 10 * time.Second
+	MaxAddresses         = 32 // per registration: more is a mistake, not a host
+)
+
+// A Registration is what a front-end asks the registry to hold: one
+// instance, and the host it runs on. The HTTP API, DNS UPDATE and, through
+// the API, the CLI all register through Tx.Register, which owns the
+// defaults and the validation: a field left at its zero value gets the
+// default it documents, and a field that cannot be held is a *FieldError
+// naming it.
+type Registration struct {
+	// ID is the instance's name in the API. "" means
+	// "<service>-<proto>-<host>-<port>", so that registering the same
+	// endpoint again replaces it.
+	ID string
+	// Service is an RFC 6335 service name, such as "echo". Required.
+	Service string
+	// Proto is "tcp" or "udp"; "" means tcp.
+	Proto string
+	// Port is where the instance listens; nil means the catalog's
+	// well-known port for Service.
+	Port *int
+	// Host is the SRV target, relative to the zone. "" means a host named
+	// after the first address: "h-127-0-0-1".
+	Host string
+	// Addresses are the host's. The host is then created or replaced
+	// with them, and marked automatic (collected with its last instance)
+	// unless it existed and was not. With none, an existing host keeps
+	// its addresses; a new one gets From, or, without From, is only named
+	// by the SRV record, as an UPDATE may add its addresses later.
+	Addresses []netip.Addr
+	// From is the address the registration came from, if known.
+	From netip.Addr
+	// Instance is the DNS-SD instance name (RFC 6763 section 4.1); ""
+	// means "<host>-<port>".
+	Instance string
+	// Priority and Weight are the SRV record's (RFC 2782), 0 to 65535.
+	Priority, Weight int
+	// TTL is the records' TTL in seconds; nil means DefaultTTL.
+	TTL *int
+	// TXT is the instance's DNS-SD key/value pairs (RFC 6763 section 6).
+	TXT map[string]string
+	// Check is the instance's health check, if any. An Interval of 0
+	// means DefaultCheckInterval; a tcp or http check without a Target
+	// checks the first address at Port.
+	Check *Check
+}
+
+// Register validates reg, fills in its defaults and writes its host and
+// instance, replacing an instance with the same ID. It returns the
+// instance's ID. An instance named by the default ID that another
+// endpoint now holds (an UPDATE moved it) is not replaced: that is an
+// error.
+func (tx *Tx) Register(reg Registration) (string, error) {
+	service := strings.ToLower(strings.TrimSpace(reg.Service))
+	if service == "" {
+		return "", &FieldError{"name", "", "required: the service name, such as echo"}
+	}
+	if err := ValidServiceName(service); err != nil {
+		return "", &FieldError{"name", service, err.Error()}
+	}
+	var port int
+	if reg.Port != nil {
+		port = *reg.Port
+	} else if wk, ok := tx.catalog.Lookup(service); ok {
+		port = int(wk.Port)
+	} else {
+		return "", &FieldError{"port", "", "required: " + service + " is not in the well-known catalog"}
+	}
+	if port < 1 || port > 65535 {
+		return "", &FieldError{"port", strconv.Itoa(port), "must be 1-65535"}
+	}
+	ttl := DefaultTTL
+	if reg.TTL != nil {
+		ttl = *reg.TTL
+	}
+	for _, f := range []struct {
+		name   string
+		v, max int
+	}{{"priority", reg.Priority, 65535}, {"weight", reg.Weight, 65535}, {"ttl", ttl, MaxTTL}} {
+		if f.v < 0 || f.v > f.max {
+			return "", &FieldError{f.name, strconv.Itoa(f.v), "must be 0-" + strconv.Itoa(f.max)}
+		}
+	}
+	if len(reg.Addresses) > MaxAddresses {
+		return "", &FieldError{"addresses", strconv.Itoa(len(reg.Addresses)) + " addresses", "at most " + strconv.Itoa(MaxAddresses)}
+	}
+	addrs := make([]netip.Addr, 0, len(reg.Addresses))
+	for _, a := range reg.Addresses {
+		if !a.IsValid() {
+			return "", &FieldError{"addresses", a.String(), "not an IP address"}
+		}
+		addrs = append(addrs, a.Unmap().WithZone(""))
+	}
+
+	host := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(reg.Host), "."))
+	existing, exists := (*Host)(nil), false
+	if host != "" {
+		existing, exists = tx.Host(host)
+	}
+	if len(addrs) == 0 && !exists && reg.From.IsValid() {
+		addrs = []netip.Addr{reg.From.Unmap().WithZone("")}
+	}
+	if host == "" {
+		if len(addrs) == 0 {
+			return "", &FieldError{"addresses", "", "required without a host: the host is named after the first address"}
+		}
+		host = hostForAddr(addrs[0])
+		existing, exists = tx.Host(host)
+	}
+	if len(addrs) == 0 && exists {
+		addrs = existing.Addrs
+	}
+
+	inst := Instance{
+		ID:       reg.ID,
+		Service:  service,
+		Proto:    strings.ToLower(strings.TrimSpace(reg.Proto)),
+		Label:    reg.Instance,
+		Host:     host,
+		Port:     uint16(port),
+		Priority: uint16(reg.Priority),
+		Weight:   uint16(reg.Weight),
+		TTL:      uint32(ttl),
+		TXT:      reg.TXT,
+	}
+	if reg.Check != nil {
+		c, err := fillCheck(*reg.Check, addrs, inst.Port)
+		if err != nil {
+			return "", err
+		}
+		inst.Check = c
+	}
+	// Check the instance before writing its host: a bad field writes
+	// nothing, even before the Tx is thrown away.
+	if err := fillInstance(&inst); err != nil {
+		return "", err
+	}
+	if reg.ID == "" {
+		if old, ok := tx.Instance(inst.ID); ok && (old.Service != inst.Service || old.Proto != inst.Proto || old.Host != inst.Host || old.Port != inst.Port) {
+			return "", &FieldError{"id", inst.ID, fmt.Sprintf("taken by _%s._%s instance %q, now at %s:%d", old.Service, old.Proto, old.Label, old.Host, old.Port)}
+		}
+	}
+	if len(reg.Addresses) > 0 || !exists && len(addrs) > 0 {
+		h := Host{Name: host, Addrs: addrs, TTL: uint32(ttl), Auto: !exists || existing.Auto}
+		if err := tx.PutHost(h); err != nil {
+			return "", err
+		}
+	}
+	return tx.PutInstance(inst)
+}
+
+// fillCheck fills in a check's defaults: the interval, and the target of
+// a tcp or http check from the instance's first address and port.
+func fillCheck(c Check, addrs []netip.Addr, port uint16) (*Check, error) {
+	c.Type = strings.ToLower(strings.TrimSpace(c.Type))
+	c.Target = strings.TrimSpace(c.Target)
+	if c.Interval == 0 {
+		c.Interval = Duration(DefaultCheckInterval)
+	}
+	var endpoint string
+	if len(addrs) > 0 {
+		endpoint = netip.AddrPortFrom(addrs[0], port).String()
+	}
+	switch c.Type {
+	case "tcp":
+		if c.Target == "" {
+			c.Target = endpoint
+		}
+		if _, p, err := net.SplitHostPort(c.Target); err != nil || p == "" {
+			return nil, &FieldError{"check.target", c.Target, "want HOST:PORT for a tcp check"}
+		}
+	case "http":
+		if c.Target == "" && endpoint != "" {
+			c.Target = "http://" + endpoint + "/"
+		}
+		u, err := url.Parse(c.Target)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, &FieldError{"check.target", c.Target, "want an http:// or https:// URL"}
+		}
+	case "ttl":
+		if c.Target != "" {
+			return nil, &FieldError{"check.target", c.Target, "a ttl check has no target: the service sends heartbeats"}
+		}
+	}
+	// fillInstance checks the type and the interval's bounds.
+	return &c, nil
+}
+
+// hostForAddr names a host after its address, "h-127-0-0-1" or
+// "h-2001-db8--1", so that a registration with only an address gets a
+// stable SRV target that reads as what it is.
+func hostForAddr(a netip.Addr) string {
+	r := strings.NewReplacer(".", "-", ":", "-")
+	return "h-" + r.Replace(a.Unmap().WithZone("").String())
+}
