@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/annuaire/annuaire/registry"
@@ -118,5 +117,3 @@ func remoteAddr(hostport string) (netip.Addr, bool) {
 	}
 	return a.Unmap().WithZone(""), true
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
