@@ -209,7 +209,7 @@ type card struct {
 	Name       string // "echo"
 	LookupName string // "echo/udp", as `annuaire lookup` takes it
 	Passing    int
-	Instances  []serviceView
+	Instances  []Service
 
 	Chain    []box  // nil when there is no picture
 	ChainErr string // the Lookup failed without a trace
@@ -256,10 +256,10 @@ func (s *Server) drawDirectory(snap *registry.Snapshot, set *chainSet, lookups b
 	for i := 0; i < len(views); {
 		first := views[i]
 		j := i
-		for j < len(views) && views[j].Service == first.Service && views[j].Proto == first.Proto {
+		for j < len(views) && views[j].Name == first.Name && views[j].Proto == first.Proto {
 			j++
 		}
-		c := card{Type: "_" + first.Service + "._" + first.Proto, Name: first.Service, LookupName: first.Service, Instances: views[i:j]}
+		c := card{Type: "_" + first.Name + "._" + first.Proto, Name: first.Name, LookupName: first.Name, Instances: views[i:j]}
 		if first.Proto != "tcp" {
 			c.LookupName += "/" + first.Proto
 		}

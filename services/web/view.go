@@ -30,6 +30,9 @@ type Service struct {
 	Chain     ServiceChain      `json:"chain"`
 }
 
+// Healthy reports whether DNS hands the instance out.
+func (v Service) Healthy() bool { return v.Health != registry.Critical }
+
 // ServiceChain is the path from a symbolic name to the process, computed
 // from the registry the way the DNS server answers: no DNS is sent to
 // build it. It tells an API client (`annuaire register`) what its
