@@ -2,14 +2,15 @@ package wire
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
 
 	"github.com/annuaire/annuaire/authority/internal/authtest"
 	"github.com/annuaire/annuaire/authority/zone"
+	"github.com/annuaire/annuaire/internal/registrytest"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -330,62 +331,150 @@ func TestWireCacheConcurrentUpdates(t *testing.T) {
 	}
 }
 
-// FuzzWireCache feeds raw bytes to the hot path, with now and then a
-// registry change first: whatever it answers from the cache must be byte
-// for byte what the full path answers to the same request. Seeds are in
-// testdata/fuzz/FuzzWireCache.
+// FuzzWireCache checks the cache against the full path across registry
+// changes of every kind. An input is a request (raw bytes, as a client may
+// send anything) and a program of changes (registrytest.Apply: instances
+// put, changed, deleted and their health set, hosts of one or more labels
+// and addresses of both families put and deleted, TXT changed, several
+// changes per update). The request and a panel of questions over every
+// name the changes use are asked before the first update and after each:
+// whatever the cache answers, carried over or built again, must be byte
+// for byte what the full path answers from the newest snapshot. Each input
+// starts from the same registry, so that a saved input replays alone.
+// Seeds are in testdata/fuzz/FuzzWireCache.
 func FuzzWireCache(f *testing.F) {
+	const P, D, H, Ph, Dh, Ch, C = registrytest.OpPutInstance, registrytest.OpDeleteInstance, registrytest.OpSetHealth,
+		registrytest.OpPutHost, registrytest.OpDeleteHost, registrytest.OpChangeInstance, registrytest.OpCommit
+	programs := [][]byte{
+		{P, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, C, D, 0},        // an instance of echo on a, then gone
+		{Ph, 1, 2, 1, 3, 0, 0, C, Dh, 1},                     // b moves to ::1 and 2001:db8::2, then goes
+		{H, 3, 1, C, Ch, 3, 0, 2, C, Ch, 5, 3, 4},            // health, TXT, host of existing instances
+		{Ph, 5, 1, 4, 0, 0, P, 3, 0, 5, 2, 2, 0, 0, 0, 0, 1}, // a host below lab2; late on it
+		{P, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, Ch, 9, 4, 5},    // mail on b, relabelled
+		{Ph, 8, 1, 4, 1, 1, C, Ch, 40, 1, 2},                 // m7 moves; an instance of many changes port
+	}
 	for i, r := range staleRequests() {
 		if i%7 == 0 {
 			b, _ := r.Pack()
-			f.Add(b)
+			f.Add(b, programs[i/7%len(programs)])
 		}
 	}
-	s := testServer(f)
+	panel := panelRequests()
 	out := make([]byte, dns.MaxMsgSize)
-	n := 0
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if n++; n%5 == 0 {
-			// A change chosen by the input: an instance on host a comes
-			// or goes, or host b moves.
-			label := fmt.Sprintf("f%d", len(data)%4)
-			_, err := s.reg.Update(func(tx *registry.Tx) error {
-				switch {
-				case len(data) > 0 && data[len(data)-1]%3 == 0:
-					return tx.PutHost(registry.Host{Name: "b", Addrs: authtest.Addrs(fmt.Sprintf("127.0.0.%d", len(data)%200+2))})
-				case len(data)%2 == 0:
-					_, err := tx.PutInstance(registry.Instance{ID: label, Service: "echo", Proto: "tcp", Host: "a", Port: 9, Label: label})
-					return err
-				default:
-					if err := tx.DeleteInstance(label); !errors.Is(err, registry.ErrNotFound) {
-						return err
-					}
-					return nil
+	f.Fuzz(func(t *testing.T, req, program []byte) {
+		s := testServer(t)
+		// check asks the panel over UDP, and req over both transports
+		// twice: as it is, then as a hit.
+		check := func(when string) {
+			for _, q := range panel {
+				fuzzMatches(t, s, q, false, out, when)
+			}
+			for range 2 {
+				for _, tcp := range []bool{false, true} {
+					fuzzMatches(t, s, req, tcp, out, when)
 				}
-			})
-			if err != nil {
-				t.Fatal(err)
 			}
 		}
-		for _, tcp := range []bool{false, true} {
-			k := s.Answer(data, out, tcp)
-			if k == 0 {
-				continue
-			}
-			r := new(dns.Msg)
-			if err := r.Unpack(data); err != nil {
-				t.Fatalf("answered a request that does not unpack: %v", err)
-			}
-			want, err := s.respond(r, tcp).Pack()
-			if err != nil {
+		check("at start")
+		// At most maxUpdates updates: an input stays quick to run.
+		const maxUpdates = 8
+		for n := 1; len(program) > 0 && n <= maxUpdates; n++ {
+			if _, err := s.reg.Update(func(tx *registry.Tx) (err error) {
+				program, err = registrytest.Apply(tx, program)
+				return err
+			}); err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(out[:k], want) {
-				got, wm := new(dns.Msg), new(dns.Msg)
-				got.Unpack(out[:k])
-				wm.Unpack(want)
-				t.Fatalf("tcp=%v: cached answer differs from the full path's\ngot %x\n%v\nwant %x\n%v", tcp, out[:k], got, want, wm)
-			}
+			check(fmt.Sprintf("after update %d", n))
 		}
 	})
+}
+
+// fuzzMatches is wireMatches for raw bytes, which may not be a request.
+func fuzzMatches(t *testing.T, s server, req []byte, tcp bool, out []byte, when string) {
+	t.Helper()
+	k := s.Answer(req, out, tcp)
+	if k == 0 {
+		return
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(req); err != nil {
+		t.Fatalf("%s: answered a request that does not unpack: %v", when, err)
+	}
+	want, err := s.respond(r, tcp).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out[:k], want) {
+		got, wm := new(dns.Msg), new(dns.Msg)
+		got.Unpack(out[:k])
+		wm.Unpack(want)
+		t.Fatalf("%s, tcp=%v: cached answer differs from the full path's\ngot %x\n%v\nwant %x\n%v", when, tcp, out[:k], got, want, wm)
+	}
+}
+
+// panelRequests are questions over every name registrytest's changes
+// make, move or remove, each of the types its answers may hold, packed,
+// with EDNS so that most answers fit.
+func panelRequests() [][]byte {
+	type q struct {
+		name  string
+		types []uint16
+	}
+	addrs := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeANY}
+	qs := []q{
+		{"", []uint16{dns.TypeSOA, dns.TypeNS, dns.TypeMX}},
+		{"_services._dns-sd._udp", []uint16{dns.TypePTR}},
+		{"_dns-sd._udp", []uint16{dns.TypePTR}},
+		{"_tcp", []uint16{dns.TypeA}},
+		{"_udp", []uint16{dns.TypeA}},
+		{"lab2", addrs},
+		{"x", addrs},
+	}
+	for _, h := range registrytest.Hosts {
+		qs = append(qs, q{h, addrs})
+	}
+	for _, svc := range registrytest.Services {
+		qs = append(qs, q{svc, addrs})
+		for _, proto := range []string{"_tcp", "_udp"} {
+			typ := "_" + svc + "." + proto
+			qs = append(qs, q{typ, []uint16{dns.TypeSRV, dns.TypePTR}})
+			for _, l := range registrytest.Labels {
+				if l != "" {
+					qs = append(qs, q{escapeLabel(l) + "." + typ, []uint16{dns.TypeSRV, dns.TypeTXT}})
+				}
+			}
+		}
+	}
+	var out [][]byte
+	for _, q := range qs {
+		name := authtest.Zone
+		if q.name != "" {
+			name = q.name + "." + authtest.Zone
+		}
+		for _, t := range q.types {
+			r := new(dns.Msg)
+			r.SetQuestion(name, t)
+			r.SetEdns0(zone.MaxUDPSize, false)
+			b, err := r.Pack()
+			if err != nil {
+				panic(err)
+			}
+			out = append(out, b)
+		}
+	}
+	for _, a := range registrytest.Addrs {
+		rev, _ := dns.ReverseAddr(a.String())
+		r := new(dns.Msg)
+		r.SetQuestion(rev, dns.TypePTR)
+		b, _ := r.Pack()
+		out = append(out, b)
+	}
+	return out
+}
+
+// escapeLabel writes a label as presentation text: spaces and dots
+// escaped.
+func escapeLabel(l string) string {
+	return strings.NewReplacer(" ", `\ `, ".", `\.`).Replace(l)
 }

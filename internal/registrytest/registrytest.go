@@ -37,7 +37,8 @@ const (
 	OpSetHealth
 	OpPutHost
 	OpDeleteHost
-	OpCommit // ends the Update: Apply returns the rest of the program
+	OpChangeInstance // one field of an instance tx holds: copy, change, put
+	OpCommit         // ends the Update: Apply returns the rest of the program
 	numOps
 )
 
@@ -110,6 +111,29 @@ func apply(tx *registry.Tx, op byte, p *reader) error {
 			return nil
 		}
 		return tx.DeleteHost(names[int(p.byte())%len(names)])
+	case OpChangeInstance:
+		id, ok := pickInstance(tx, p)
+		if !ok {
+			return nil
+		}
+		old, _ := tx.Instance(id)
+		inst := *old
+		switch p.byte() % 6 {
+		case 0:
+			inst.TXT = maps.Clone(pick(p, TXTs))
+		case 1:
+			inst.Port = uint16(1 + p.byte()%4)
+		case 2:
+			inst.Priority, inst.Weight = uint16(p.byte()%3), uint16(p.byte()%2)
+		case 3:
+			inst.Host = pick(p, Hosts)
+		case 4:
+			inst.Label = pick(p, Labels)
+		case 5:
+			inst.TTL = pick(p, []uint32{0, 5, 30})
+		}
+		_, err := tx.PutInstance(inst)
+		return err
 	}
 	return nil
 }
