@@ -116,7 +116,7 @@ func (p *replay) record(payload []byte) error {
 		if p.open == nil && rec.Prev != p.serial {
 			return fmt.Errorf("record takes serial %d to %d but the journal is at %d", rec.Prev, rec.Serial, p.serial)
 		}
-		if p.open != nil && serialLess(rec.Prev, p.serial) {
+		if p.open != nil && SerialLess(rec.Prev, p.serial) {
 			return fmt.Errorf("record takes serial %d to %d, behind the %d the journal is at", rec.Prev, rec.Serial, p.serial)
 		}
 	}

@@ -136,7 +136,7 @@ func TestDiskFull(t *testing.T) {
 	if !within(3*iv, func() bool { return healthOf(r, id) == Critical }) {
 		t.Fatalf("disk full: instance still %s %v after it died:\n%s", healthOf(r, id), 3*iv, logs.String())
 	}
-	if s := r.Snapshot().Serial(); !serialLess(before, s) {
+	if s := r.Snapshot().Serial(); !SerialLess(before, s) {
 		t.Errorf("the health change did not move the serial (%d, then %d): secondaries would not see it", before, s)
 	}
 	if sets, ok := r.History(before); !ok || len(sets) == 0 || len(sets[len(sets)-1].Changes) != 1 {
@@ -199,7 +199,7 @@ func TestDiskFullCrash(t *testing.T) {
 	crashed := copyDir(t, dir)
 	r2 := mustOpen(t, crashed, Options{})
 	defer r2.Close()
-	if s := r2.Snapshot().Serial(); !serialLess(served, s) {
+	if s := r2.Snapshot().Serial(); !SerialLess(served, s) {
 		t.Errorf("restart after a crash on a full disk: serial %d, want past %d, the last served", s, served)
 	}
 }

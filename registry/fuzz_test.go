@@ -34,7 +34,7 @@ func FuzzJournal(f *testing.F) {
 			t.Fatalf("end %d of %d bytes, no damage, but bytes other than zeros follow", end, len(data))
 		}
 		for _, d := range p.damages {
-			if d.offset < 0 || d.bytes < 0 || d.offset+d.bytes > int64(len(data)) || d.resumed && serialLess(d.next, d.after) {
+			if d.offset < 0 || d.bytes < 0 || d.offset+d.bytes > int64(len(data)) || d.resumed && SerialLess(d.next, d.after) {
 				t.Fatalf("damage %+v in %d bytes", *d, len(data))
 			}
 		}

@@ -556,7 +556,7 @@ func (j *journal) serveFromMemory(s uint32) (memory bool, full error) {
 	switch {
 	case err == nil:
 		return false, nil
-	case serialLess(j.horizon, s):
+	case SerialLess(j.horizon, s):
 		return false, fmt.Errorf("%w (and the %d serials reserved for health changes served from memory are used up)", err, reserveSpan)
 	}
 	return true, nil

@@ -221,7 +221,7 @@ func (j *journal) restore(opts Options) error {
 	final := p.serial
 	if recovering {
 		final = nextSerial(p.serial, p.lossJump(j.segMax))
-		if p.hasReserved && !serialLess(p.reserved, final) {
+		if p.hasReserved && !SerialLess(p.reserved, final) {
 			final = nextSerial(p.reserved, 1)
 		}
 		r.remember(ChangeSet{Prev: p.serial, Serial: final}) // no history reaches across the loss
@@ -288,7 +288,7 @@ func (j *journal) restore(opts Options) error {
 	if dropped > 0 {
 		target = nextSerial(final, uint32(min(dropped/minFrame+1, 1<<31-1)))
 	}
-	if !recovering && p.hasReserved && !serialLess(p.reserved, target) {
+	if !recovering && p.hasReserved && !SerialLess(p.reserved, target) {
 		target = nextSerial(p.reserved, 1)
 		j.log.Warn("the journal was full or failing when annuaire stopped: health changes served from memory were not written",
 			"serials_reserved_up_to", p.reserved)

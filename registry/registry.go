@@ -298,8 +298,11 @@ func nextSerial(s uint32, n uint32) uint32 {
 	return s + n
 }
 
-// serialLess compares serials in RFC 1982 arithmetic: a is before b.
-func serialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
+// SerialLess reports whether serial a comes before b in RFC 1982
+// arithmetic: the journal's order, what a secondary holding a asks to
+// move to b by IXFR, and what an UPDATE's SOA must be above to matter
+// (RFC 2136 section 3.4.2.2).
+func SerialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
 
 // newSnapshot returns a snapshot of the registry as committed now, with
 // the history up to it. Called with writeMu, or before any writer.

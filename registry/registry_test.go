@@ -320,3 +320,14 @@ func TestPutHostUnchanged(t *testing.T) {
 		t.Errorf("a new address: serial still %d", moved)
 	}
 }
+
+func TestSerialLess(t *testing.T) {
+	for _, c := range []struct {
+		a, b uint32
+		want bool
+	}{{1, 2, true}, {2, 1, false}, {5, 5, false}, {0xFFFFFFFF, 1, true}, {1, 0xFFFFFFFF, false}} {
+		if got := SerialLess(c.a, c.b); got != c.want {
+			t.Errorf("SerialLess(%d, %d) = %v", c.a, c.b, got)
+		}
+	}
+}

@@ -214,7 +214,7 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 			return
 		}
 		log = log.With("from_serial", old)
-		if !zone.SerialLess(old, cur) {
+		if !registry.SerialLess(old, cur) {
 			// RFC 1995 section 2: up to date (or ahead, after a serial
 			// reset): one SOA tells the client there is nothing to do.
 			out, mode = []dns.RR{soa}, "uptodate"

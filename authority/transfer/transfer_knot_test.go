@@ -21,7 +21,6 @@ import (
 
 	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/authority/tsig"
-	"github.com/annuaire/annuaire/authority/zone"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -193,7 +192,7 @@ func TestKnotSecondary(t *testing.T) {
 		return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SRV).Port == 8080
 	})
 	t.Logf("registration served by Knot after %v", time.Since(start))
-	if got := servedSerial(); !zone.SerialLess(first, got) || got != second {
+	if got := servedSerial(); !registry.SerialLess(first, got) || got != second {
 		t.Errorf("Knot serves serial %d, want %d (after %d)", got, second, first)
 	}
 	if !strings.Contains(logs.String(), "type=IXFR") || !strings.Contains(logs.String(), "mode=incremental") {

@@ -507,7 +507,7 @@ func (v *view) add(o owner, rr dns.RR, u *updateLog) error {
 	what := o.name + " " + dns.TypeToString[rr.Header().Rrtype]
 	switch rr := rr.(type) {
 	case *dns.SOA:
-		if o.kind == nameApex && !zone.SerialLess(v.tx.Serial(), rr.Serial) {
+		if o.kind == nameApex && !registry.SerialLess(v.tx.Serial(), rr.Serial) {
 			u.ignored++ // RFC 2136 section 3.4.2.2: an older SOA is ignored
 			return nil
 		}

@@ -193,14 +193,3 @@ func TestChangesVisible(t *testing.T) {
 		t.Errorf("deregistered type: want NXDOMAIN, got %v", m)
 	}
 }
-
-func TestSerialLess(t *testing.T) {
-	for _, c := range []struct {
-		a, b uint32
-		want bool
-	}{{1, 2, true}, {2, 1, false}, {5, 5, false}, {0xFFFFFFFF, 1, true}, {1, 0xFFFFFFFF, false}} {
-		if got := SerialLess(c.a, c.b); got != c.want {
-			t.Errorf("SerialLess(%d, %d) = %v", c.a, c.b, got)
-		}
-	}
-}

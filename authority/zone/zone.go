@@ -693,11 +693,6 @@ func hasTypes(snap *registry.Snapshot) bool {
 	return false
 }
 
-// SerialLess reports whether serial a comes before b in RFC 1982
-// arithmetic: what a secondary holding a asks to move to b by IXFR, and
-// what an UPDATE's SOA must be above to matter (RFC 2136 section 3.4.2.2).
-func SerialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
-
 func setTTL(rrs []dns.RR, ttl uint32) []dns.RR {
 	for _, rr := range rrs {
 		rr.Header().Ttl = ttl
