@@ -23,22 +23,33 @@ const quietAfter = time.Second
 //	$ printf 'bonjour\n' | annuaire dial echo
 //	bonjour
 //
+// With --select the relay is one loop waiting in select(2) on stdin and
+// the socket, as the course's last slide (dial_select.go); without it,
+// a goroutine copies each way.
+//
 // With --trace, stderr shows the chain, every connection attempt with its
 // start (RFC 8305's race), and, when the server says nothing for a while,
 // that the connection waits: a connect succeeds as soon as the kernel
 // queues the connection, and an iterative server busy with another client
 // reads it only when it accepts it.
 func runDial(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "dial", "[--server HOST:PORT] [--zone ZONE] [--trace] NAME")
+	fs := newFlagSet(e, "dial", "[--server HOST:PORT] [--zone ZONE] [--trace] [--select] NAME")
 	nameUsage(e, fs)
 	r := resolverFlags(e, fs)
 	trace := fs.Bool("trace", false, "print the chain, each connection attempt with its start, the local and remote address:port and timings to stderr")
+	useSelect := fs.Bool("select", false, "relay in one loop that waits in select(2) on stdin and the socket at once, as the course's select.select([clisock, sys.stdin], ...) (Unix)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	name, err := nameArg(fs)
 	if err != nil {
 		return err
+	}
+	var relay *selectRelay
+	if *useSelect {
+		if relay, err = newSelectRelay(e); err != nil {
+			return err
+		}
 	}
 
 	start := time.Now()
@@ -55,6 +66,18 @@ func runDial(ctx context.Context, e *env, args []string) error {
 		tr = &dialTrace{w: e.stderr, start: start, remote: conn.RemoteAddr().String()}
 		tr.printf("connected: local %s → remote %s after %v\n",
 			conn.LocalAddr(), conn.RemoteAddr(), time.Since(start).Round(time.Microsecond))
+	}
+
+	if relay != nil {
+		sent, received, err := relay.run(ctx, conn, tr)
+		if tr != nil {
+			tr.printf("closed after %v: sent %d bytes, received %d bytes\n",
+				time.Since(start).Round(time.Microsecond), sent, received)
+		}
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("dial %s: %w", name, err)
+		}
+		return nil
 	}
 
 	// Closing the connection when ctx ends unblocks both copies.
