@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/annuaire/annuaire/internal/atomicfile"
 )
 
 // journal is the registry's write-ahead log: one frame per change set in
@@ -601,7 +601,7 @@ func (j *journal) put(f *os.File, buf []byte, off int64) error {
 	if _, err := f.WriteAt(buf, off); err != nil {
 		return err
 	}
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+	if err := fdatasync(f); err != nil {
 		return &syncError{err}
 	}
 	return nil
@@ -661,12 +661,7 @@ func (j *journal) createSegment(seq uint64) (*os.File, int64, error) {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("registry: open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("registry: fsync directory %s: %w", dir, err)
 	}
 	return nil
@@ -740,6 +735,11 @@ func writeCheckpoint(dir string, snap *Snapshot, seg uint64) (int64, error) {
 	}
 	if err := f.Sync(); err != nil {
 		return 0, fmt.Errorf("registry: fsync %s: %w", tmp, err)
+	}
+	// Closed before the rename: Windows renames no file that is open
+	// without FILE_SHARE_DELETE, which Go does not ask for.
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("registry: close %s: %w", tmp, err)
 	}
 	path := filepath.Join(dir, "checkpoint")
 	if err := os.Rename(tmp, path); err != nil {
