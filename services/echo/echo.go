@@ -4,16 +4,19 @@
 //
 // The designs, one file each, follow the course's diagrams:
 //
-//	iterative.go   one client at a time; the others wait in the listen queue
-//	concurrent.go  a goroutine per connection (the default)
-//	process.go     a child process per connection: the "veilleur" accepts,
-//	               an "exécutant" serves (the Go equivalent of fork)
-//	poll.go        one goroutine, non-blocking sockets and epoll: the
-//	               course's select, on the server side
+//	iterative.go        one client at a time; the others wait in the listen queue
+//	concurrent.go       a goroutine per connection (the default)
+//	process_unix.go     a child process per connection: the "veilleur" accepts,
+//	                    an "exécutant" serves (the Go equivalent of fork)
+//	poll_linux.go       one goroutine, non-blocking sockets and epoll: the
+//	                    course's select, on the server side
 //
-// Listen (listen.go) makes the listening socket with the course's calls in
-// the course's order — socket, bind, listen(backlog) — so that the size of
-// the listen queue is the one asked for.
+// Listen (listen_unix.go) makes the listening socket with the course's
+// calls in the course's order — socket, bind, listen(backlog) — so that the
+// size of the listen queue is the one asked for.
+//
+// Every design runs on Linux; poll mode needs Linux's epoll, and process
+// mode a Unix system (see Modes).
 package echo
 
 import (
@@ -24,6 +27,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -123,6 +128,9 @@ func (s *Server) Stats() Stats {
 // reading then holds Serve up to IdleTimeout, which Shutdown can cut.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer ln.Close()
+	if err := CheckMode(s.Mode); err != nil {
+		return fmt.Errorf("echo: Mode %w", err)
+	}
 	var serve func(net.Listener) error
 	switch s.Mode {
 	case "", "concurrent":
@@ -133,8 +141,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		serve = s.serveProcess
 	case "poll":
 		serve = s.servePoll
-	default:
-		return fmt.Errorf("echo: unknown mode %q (want concurrent, iterative, process or poll)", s.Mode)
 	}
 	if !s.startServing(ln, nil) {
 		// Already stopped: by Shutdown (ErrServerClosed), or by the end of
@@ -152,6 +158,56 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return s.closedErr()
 	}
 	return err
+}
+
+// Modes returns the designs this system can run, in the course's order:
+// all four on Linux; no "poll" (epoll) on other Unix systems; on Windows,
+// which has neither fork nor epoll, "iterative" and "concurrent".
+func Modes() []string {
+	var ms []string
+	for _, m := range []string{"iterative", "concurrent", "process", "poll"} {
+		if unsupported(m) == "" {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+// CheckMode returns nil if mode names a design this system can run ("" is
+// "concurrent"), and otherwise an error of one line that says why not and
+// what runs instead, to follow the name of a flag or field:
+//
+//	"poll" needs Linux's epoll(7); on darwin use iterative, concurrent or process
+func CheckMode(mode string) error {
+	switch why := unsupported(mode); why {
+	case "":
+		return nil
+	case "unknown":
+		return fmt.Errorf("%q is not a design: want %s", mode, orList(Modes()))
+	default:
+		return fmt.Errorf("%q %s; on %s use %s", mode, why, runtime.GOOS, orList(Modes()))
+	}
+}
+
+// unsupported says why this system cannot run mode, or "".
+func unsupported(mode string) string {
+	switch mode {
+	case "", "concurrent", "iterative":
+		return ""
+	case "process":
+		return processUnsupported
+	case "poll":
+		return pollUnsupported
+	}
+	return "unknown"
+}
+
+// orList reads "a, b or c".
+func orList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
 // Shutdown stops the server: listeners close, blocked reads return at once

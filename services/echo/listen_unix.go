@@ -1,3 +1,5 @@
+//go:build unix
+
 package echo
 
 import (
@@ -20,6 +22,8 @@ import (
 // Go's runtime with net.FileListener. Linux caps backlog at somaxconn and
 // queues up to backlog+1 established connections. backlog <= 0 means
 // net.Listen and the system's default. network is "tcp", "tcp4" or "tcp6".
+// On Windows, where Go cannot make a net.Listener of a socket made by
+// hand, only backlog <= 0 works.
 //
 // Errors are *net.OpError with Op "listen", as net.Listen's, so
 // errors.Is(err, syscall.EADDRINUSE) works and the message reads
@@ -41,7 +45,7 @@ func Listen(ctx context.Context, network, address string, backlog int) (net.List
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: addr, Err: err}
 	}
 
-	t, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0) // t=socket()
+	t, err := socket(family) // t=socket()
 	if err != nil {
 		return nil, opErr("socket", err)
 	}

@@ -1,3 +1,5 @@
+//go:build !portable
+
 package echo
 
 import (
@@ -10,6 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// pollUnsupported is empty: Linux has epoll.
+const pollUnsupported = ""
 
 // servePoll is the course's select, on the server side: one goroutine
 // watches the listening socket t and every connection s at once, and calls

@@ -1,3 +1,5 @@
+//go:build unix
+
 package echo
 
 import (
@@ -11,6 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 )
+
+// processUnsupported is empty: process mode runs on every Unix system.
+const processUnsupported = ""
 
 // serveProcess is the course's "serveur concurrent" with processes: the
 // parent, the "veilleur", only accepts; for each connection it starts a
