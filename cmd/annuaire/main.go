@@ -23,8 +23,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/annuaire/annuaire/services/echo"
 )
@@ -36,9 +34,9 @@ func main() {
 // mainExit is main without the exit, so that tests can run the real
 // command in a child process of the test binary.
 func mainExit() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	ctx, stop := notifyStop(context.Background(), e.stderr)
+	defer stop()
 	err := Run(ctx, e, os.Args[1:])
 	return exitCode(e, err)
 }

@@ -92,6 +92,10 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	}
 	switch f.echoMode {
 	case "iterative", "concurrent", "process", "poll":
+		// A design this system cannot run is one line, not the usage.
+		if err := echo.CheckMode(f.echoMode); err != nil {
+			return nil, usageError{fmt.Errorf("--echo-mode %w", err)}
+		}
 	default:
 		return nil, bad("--echo-mode %q: want iterative, concurrent, process or poll", f.echoMode)
 	}
@@ -399,7 +403,7 @@ func listenPair(ctx context.Context, listenTCP func(string) (net.Listener, error
 			return ln, pc, nil
 		}
 		ln.Close()
-		if port != "0" || try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
+		if port != "0" || try == 10 || !errors.Is(err, errAddrInUse) {
 			return nil, nil, err
 		}
 	}
@@ -500,16 +504,6 @@ func directoryText(s *registry.Snapshot, zone string) string {
 		fmt.Fprintf(&b, "%-10s %-5s %-28s %-6d %s\n", inst.Service, inst.Proto, inst.Host+"."+zone, inst.Port, inst.Health)
 	}
 	return b.String()
-}
-
-func defaultDataDir(e *env) string {
-	if d := e.getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "annuaire")
-	}
-	if home := e.getenv("HOME"); home != "" {
-		return filepath.Join(home, ".local", "state", "annuaire")
-	}
-	return filepath.Join(os.TempDir(), "annuaire")
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"time"
 
 	"github.com/annuaire/annuaire/registry"
@@ -11,7 +10,8 @@ import (
 
 // runStop stops the annuaire that holds a data directory's lock, the way a
 // real server is stopped (the course: "il faut prévoir une commande pour
-// arrêter proprement le serveur"): SIGTERM, then wait for it to exit.
+// arrêter proprement le serveur"): SIGTERM (on Windows, its stop event;
+// see requestStop), then wait for it to exit.
 func runStop(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "stop", "[--data DIR] [--timeout 15s]")
 	data := fs.String("data", defaultDataDir(e), "state `directory` of the annuaire to stop")
@@ -27,7 +27,7 @@ func runStop(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+	if err := requestStop(pid); err != nil {
 		return fmt.Errorf("stop: signal pid %d: %w", pid, err)
 	}
 	deadline := time.NewTimer(*timeout)
