@@ -1,0 +1,148 @@
+package readme
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/annuaire/annuaire/internal/testenv"
+)
+
+// commandTimeout bounds one command of a transcript; the lab's longest
+// waits for a client holding its connection for a few seconds.
+const commandTimeout = 60 * time.Second
+
+// tools are the programs transcripts run that a machine may lack: a
+// block that names one needs it (skipped without it, failed under CI).
+var tools = []string{"curl", "dig", "kdig", "nc", "nsupdate", "pgrep", "ps", "ss", "strace", "swaks", "telnet"}
+
+// TestReadme runs every real transcript of the README against a fresh
+// server; see the package documentation.
+func TestReadme(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the README's transcripts are Linux's (ss, strace, /proc)")
+	}
+	if testing.Short() {
+		t.Skip("starts a server per transcript")
+	}
+	testenv.NeedTool(t, "bash")
+	md, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := parseBlocks(string(md))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blocks) == 0 {
+		t.Fatal("no <!-- real --> transcript in README.md")
+	}
+
+	bin := filepath.Join(t.TempDir(), "bin")
+	build := exec.Command("go", "build", "-o", bin+"/annuaire", "./cmd/annuaire")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	hostname, _ := os.Hostname()
+
+	for _, b := range blocks {
+		t.Run(fmt.Sprintf("line_%d", b.line), func(t *testing.T) {
+			t.Logf("README.md:%d (%s), server flags %q", b.line, b.section, b.serve)
+			for _, tool := range tools {
+				for _, c := range b.commands {
+					if regexp.MustCompile(`(^|[\s|;&(]|\$\()` + tool + `\b`).MatchString(c.text) {
+						testenv.NeedTool(t, tool)
+						break
+					}
+				}
+			}
+			runBlock(t, b, bin, hostname)
+		})
+	}
+}
+
+func runBlock(t *testing.T, b block, bin, hostname string) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	home := filepath.Join(dir, "home")
+	for _, d := range []string{state, home} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{
+		"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HOME=" + home,
+		"XDG_STATE_HOME=" + state,
+		"LC_ALL=C.UTF-8",
+		"TERM=dumb",
+	}
+	s := startSession(t, dir, env)
+	srv := startServer(t, s, bin+"/annuaire", dir, strings.Fields(b.serve))
+	// The client commands find the server as the README's defaults would.
+	if _, err := s.run(fmt.Sprintf("export ANNUAIRE_SERVER=%s ANNUAIRE_WEB=%s", srv.dns, srv.web), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	n := &normaliser{defaults: map[int]bool{}, hostname: hostname, state: state, binary: bin + "/annuaire"}
+	for readme := range srv.ports {
+		n.defaults[readme] = true
+	}
+	// Longest first: 17007 before 7007 would not matter with whole
+	// words, but a stable order makes a stable command line.
+	var readmePorts []int
+	for p := range srv.ports {
+		readmePorts = append(readmePorts, p)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(readmePorts)))
+
+	var real strings.Builder // what the block really printed, for pasting
+	for _, c := range b.commands {
+		text := c.text
+		for _, p := range readmePorts {
+			text = regexp.MustCompile(`\b`+strconv.Itoa(p)+`\b`).ReplaceAllString(text, strconv.Itoa(srv.ports[p]))
+		}
+		out, err := s.run(text, commandTimeout)
+		if err != nil {
+			t.Fatalf("README.md:%d: $ %s\n%v; printed:\n%s", c.line, c.text, err, out)
+		}
+		// The ports it got read as the README's.
+		for readmePort, p := range srv.ports {
+			out = regexp.MustCompile(`\b`+strconv.Itoa(p)+`\b`).ReplaceAllString(out, strconv.Itoa(readmePort))
+		}
+		got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if out == "" {
+			got = nil
+		}
+		fmt.Fprintf(&real, "$ %s\n%s", c.text, out)
+
+		var wantN, gotN []string
+		for _, l := range c.want {
+			wantN = append(wantN, n.normalise(l))
+		}
+		for _, l := range got {
+			gotN = append(gotN, n.normalise(l))
+		}
+		if i := match(wantN, gotN); i >= 0 {
+			line := c.line + strings.Count(c.text, "\n") + 1 + i
+			wanted := "the end of the output"
+			if i < len(c.want) {
+				wanted = fmt.Sprintf("%q", c.want[i])
+			}
+			t.Errorf("README.md:%d: $ %s\nREADME.md:%d: wants %s; the command printed:\n%s\nnormalised, README:\n  %s\nnormalised, printed:\n  %s",
+				c.line, c.text, line, wanted, out, strings.Join(wantN, "\n  "), strings.Join(gotN, "\n  "))
+		}
+	}
+	// Shown on failure, and with -v: ready to paste.
+	t.Logf("what the block really printed (ports as in the README):\n```\n%s```", real.String())
+
+}
