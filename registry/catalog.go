@@ -59,7 +59,7 @@ func ParseCatalog(text string) (*Catalog, error) {
 		if !ok || err != nil || port == 0 || (proto != "tcp" && proto != "udp" && proto != "sctp") {
 			return nil, fmt.Errorf("catalog line %d: bad port/proto %q", n, f[1])
 		}
-		name := strings.ToLower(f[0])
+		name := FoldName(f[0])
 		wk := c.byName[name]
 		if wk == nil || wk.Name != name || wk.Port != uint16(port) {
 			wk = &WellKnown{Name: name, Port: uint16(port)}
@@ -72,7 +72,7 @@ func ParseCatalog(text string) (*Catalog, error) {
 			wk.Protos = append(wk.Protos, proto)
 		}
 		for _, a := range f[2:] {
-			a = strings.ToLower(a)
+			a = FoldName(a)
 			if !contains(wk.Aliases, a) {
 				wk.Aliases = append(wk.Aliases, a)
 			}
@@ -94,7 +94,7 @@ func (c *Catalog) Lookup(name string) (WellKnown, bool) {
 	if c == nil {
 		return WellKnown{}, false
 	}
-	wk, ok := c.byName[strings.ToLower(name)]
+	wk, ok := c.byName[FoldName(name)]
 	if !ok {
 		return WellKnown{}, false
 	}
@@ -107,7 +107,7 @@ func (c *Catalog) Canonical(name string) string {
 	if wk, ok := c.Lookup(name); ok {
 		return wk.Name
 	}
-	return strings.ToLower(name)
+	return FoldName(name)
 }
 
 // ByPort finds the service IANA assigned to port over proto.
@@ -115,7 +115,7 @@ func (c *Catalog) ByPort(port uint16, proto string) (WellKnown, bool) {
 	if c == nil {
 		return WellKnown{}, false
 	}
-	wk, ok := c.byPort[portKey(port, strings.ToLower(proto))]
+	wk, ok := c.byPort[portKey(port, FoldName(proto))]
 	if !ok {
 		return WellKnown{}, false
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
@@ -97,7 +96,7 @@ func (c *Checker) reconcileAll(ctx context.Context, wg *sync.WaitGroup, snap *Sn
 	want := map[string]bool{}
 	for inst := range snap.All() {
 		if inst.Check != nil {
-			want[strings.ToLower(inst.ID)] = true
+			want[FoldName(inst.ID)] = true
 			c.reconcile(ctx, wg, snap, inst.ID)
 		}
 	}
@@ -113,7 +112,7 @@ func (c *Checker) reconcileAll(ctx context.Context, wg *sync.WaitGroup, snap *Sn
 
 // reconcile starts, restarts or stops the check of instance id.
 func (c *Checker) reconcile(ctx context.Context, wg *sync.WaitGroup, snap *Snapshot, id string) {
-	key := strings.ToLower(id)
+	key := FoldName(id)
 	inst, ok := snap.Instance(id)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -171,7 +170,7 @@ func (c *Checker) run(ctx context.Context, id string, spec Check) {
 // Heartbeat turns it passing again.
 func (c *Checker) runTTL(ctx context.Context, id string, spec Check) {
 	interval := time.Duration(spec.Interval)
-	key := strings.ToLower(id)
+	key := FoldName(id)
 	overdue := func() (time.Duration, bool) {
 		c.mu.Lock()
 		last := c.beats[key]
@@ -316,7 +315,7 @@ func (c *Checker) Heartbeat(id string) error {
 		c.checks = map[string]*runningCheck{}
 		c.beats = map[string]time.Time{}
 	}
-	c.beats[strings.ToLower(inst.ID)] = time.Now()
+	c.beats[FoldName(inst.ID)] = time.Now()
 	c.mu.Unlock()
 	return c.transition(inst.ID, *inst.Check, Passing, "heartbeat", nil)
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -31,7 +32,7 @@ func TestOpenV1(t *testing.T) {
 	}
 	// Served then in key order: the order kept.
 	want := []string{"duplex=", "paper=A4", `path=C:\dir`, `q=say "hi"`, "txtvers=1", "utf=café"}
-	if got := txtStrings(ipp.TXT); !equalStrings(got, want) {
+	if got := ipp.TXT; !slices.Equal(got, TXT(want)) {
 		t.Errorf("ipp TXT %q, want %q", got, want)
 	}
 	if ipp.TTL != 60 {
@@ -52,40 +53,4 @@ func TestOpenV1(t *testing.T) {
 	if sets, ok := s.History(1000); !ok || len(sets) != 17 {
 		t.Errorf("history from 1000: %d sets, %v", len(sets), ok)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// txtStrings is the TXT record an instance is served with.
-func txtStrings(m map[string]string) []string {
-	var out []string
-	for _, k := range sortedKeys(m) {
-		out = append(out, k+"="+m[k])
-	}
-	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := range ks {
-		for j := i + 1; j < len(ks); j++ {
-			if ks[j] < ks[i] {
-				ks[i], ks[j] = ks[j], ks[i]
-			}
-		}
-	}
-	return ks
 }

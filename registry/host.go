@@ -12,19 +12,16 @@ import (
 type Host struct {
 	Name  string       `json:"name"` // relative to the zone: "web" or "a.lab"
 	Addrs []netip.Addr `json:"addresses"`
-	TTL   uint32       `json:"ttl"`
+	TTL   uint32       `json:"ttl"` // seconds; 0 is a TTL (RFC 2181 section 8)
 	// Auto marks a host created by an instance's registration: it goes away
 	// with the last instance that points at it.
 	Auto bool `json:"auto,omitempty"`
 }
 
 func fillHost(h *Host) error {
-	h.Name = strings.ToLower(strings.TrimSuffix(h.Name, "."))
+	h.Name = FoldName(strings.TrimSuffix(h.Name, "."))
 	if err := ValidHostName(h.Name); err != nil {
 		return &FieldError{"host", h.Name, err.Error()}
-	}
-	if h.TTL == 0 {
-		h.TTL = DefaultTTL
 	}
 	if h.TTL > MaxTTL {
 		return &FieldError{"ttl", strconv.Itoa(int(h.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -41,28 +42,56 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // An Instance is one process serving Service over Proto at Host:Port. In DNS
 // it is _Service._Proto SRV Priority Weight Port Host, and, for DNS-SD,
 // Label._Service._Proto with SRV and TXT.
+//
+// Its JSON is the journal's: the API has its own (package web).
 type Instance struct {
-	ID       string            `json:"id"`
-	Service  string            `json:"name"`     // "echo": an RFC 6335 service name, without the underscore
-	Proto    string            `json:"proto"`    // "tcp" or "udp"
-	Label    string            `json:"instance"` // RFC 6763 <Instance>: one label, any UTF-8
-	Host     string            `json:"host"`     // target host, relative to the zone
-	Port     uint16            `json:"port"`
-	Priority uint16            `json:"priority"`
-	Weight   uint16            `json:"weight"`
-	TTL      uint32            `json:"ttl"`
-	TXT      map[string]string `json:"txt,omitempty"`
-	Check    *Check            `json:"check,omitempty"`
-	Health   Health            `json:"health"`
+	ID      string `json:"id"`
+	Service string `json:"name"`  // "echo": an RFC 6335 service name, without the underscore
+	Proto   string `json:"proto"` // "tcp" or "udp"
+	// Label is the RFC 6763 <Instance>: one label of any bytes but ASCII
+	// controls, usually UTF-8 ("Imprimante Salle 2.3 (étage)"), kept as
+	// given; it compares as names do (FoldName).
+	Label    string `json:"instance"`
+	Host     string `json:"host"` // target host, relative to the zone
+	Port     uint16 `json:"port"`
+	Priority uint16 `json:"priority"`
+	Weight   uint16 `json:"weight"`
+	TTL      uint32 `json:"ttl"` // seconds; 0 is a TTL (RFC 2181 section 8)
+	TXT      TXT    `json:"txt,omitempty"`
+	Check    *Check `json:"check,omitempty"`
+	Health   Health `json:"health"`
+}
+
+// instanceJSON is an Instance without its JSON methods.
+type instanceJSON Instance
+
+// MarshalJSON writes the label as octets: exactly, whatever its bytes.
+func (inst Instance) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		*instanceJSON
+		Label octets `json:"instance"`
+	}{(*instanceJSON)(&inst), octets(inst.Label)})
+}
+
+func (inst *Instance) UnmarshalJSON(b []byte) error {
+	v := struct {
+		*instanceJSON
+		Label octets `json:"instance"`
+	}{instanceJSON: (*instanceJSON)(inst)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	inst.Label = string(v.Label)
+	return nil
 }
 
 // Healthy reports whether DNS may hand the instance out.
 func (i *Instance) Healthy() bool { return i.Health != Critical }
 
 func fillInstance(inst *Instance) error {
-	inst.Service = strings.ToLower(inst.Service)
-	inst.Proto = strings.ToLower(inst.Proto)
-	inst.Host = strings.ToLower(strings.TrimSuffix(inst.Host, "."))
+	inst.Service = FoldName(inst.Service)
+	inst.Proto = FoldName(inst.Proto)
+	inst.Host = FoldName(strings.TrimSuffix(inst.Host, "."))
 	if err := ValidServiceName(inst.Service); err != nil {
 		return &FieldError{"name", inst.Service, err.Error()}
 	}
@@ -84,8 +113,8 @@ func fillInstance(inst *Instance) error {
 	if len(inst.Label) > 63 {
 		return &FieldError{"instance", inst.Label, "longer than 63 bytes (RFC 6763 section 4.1.1)"}
 	}
-	for _, r := range inst.Label {
-		if r < 0x20 || r == 0x7f {
+	for i := 0; i < len(inst.Label); i++ {
+		if c := inst.Label[i]; c < 0x20 || c == 0x7f {
 			return &FieldError{"instance", inst.Label, "control characters are not allowed (RFC 6763 section 4.1.1)"}
 		}
 	}
@@ -95,21 +124,11 @@ func fillInstance(inst *Instance) error {
 	if len(inst.ID) > 255 || strings.ContainsAny(inst.ID, "/ \t\r\n") {
 		return &FieldError{"id", inst.ID, "must be at most 255 bytes without slashes or spaces"}
 	}
-	if inst.TTL == 0 {
-		inst.TTL = DefaultTTL
-	}
 	if inst.TTL > MaxTTL {
 		return &FieldError{"ttl", strconv.Itoa(int(inst.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}
 	}
-	if len(inst.TXT) > MaxTXT {
-		return &FieldError{"txt", strconv.Itoa(len(inst.TXT)) + " keys", "at most " + strconv.Itoa(MaxTXT)}
-	}
-	for k, v := range inst.TXT {
-		// RFC 6763 section 6.4: keys are printable ASCII without '='; a
-		// key=value string fits one 255-byte character-string.
-		if k == "" || len(k)+1+len(v) > 255 || strings.ContainsAny(k, "=") || !printableASCII(k) {
-			return &FieldError{"txt", k, "keys are 1+ printable ASCII characters without '=', key=value at most 255 bytes (RFC 6763 section 6)"}
-		}
+	if err := inst.TXT.check(); err != nil {
+		return err
 	}
 	if inst.Check != nil {
 		switch inst.Check.Type {

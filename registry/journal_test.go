@@ -57,7 +57,7 @@ func (l *logBuffer) String() string {
 }
 
 func echoInstance(i int) Instance {
-	return Instance{Service: "echo", Host: fmt.Sprintf("h%d", i), Port: uint16(1000 + i%60000), TXT: map[string]string{"n": strconv.Itoa(i)}}
+	return Instance{Service: "echo", Host: fmt.Sprintf("h%d", i), Port: uint16(1000 + i%60000), TTL: DefaultTTL, TXT: TXT{"n=" + strconv.Itoa(i)}}
 }
 
 func hostFor(i int) *Host {

@@ -181,7 +181,7 @@ func TestTouchedIsPrecise(t *testing.T) {
 			func(tx *registry.Tx) error {
 				inst, _ := tx.Instance("e1")
 				c := *inst
-				c.TXT = map[string]string{"v": "2"}
+				c.TXT = registry.TXT{"v=2"}
 				_, err := tx.PutInstance(c)
 				return err
 			},

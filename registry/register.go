@@ -52,8 +52,9 @@ type Registration struct {
 	Priority, Weight int
 	// TTL is the records' TTL in seconds; nil means DefaultTTL.
 	TTL *int
-	// TXT is the instance's DNS-SD key/value pairs (RFC 6763 section 6).
-	TXT map[string]string
+	// TXT is the instance's DNS-SD TXT record (RFC 6763 section 6), in
+	// the order to serve it; a key may be given once.
+	TXT TXT
 	// Check is the instance's health check, if any. An Interval of 0
 	// means DefaultCheckInterval; a tcp or http check without a Target
 	// checks the first address at Port.
@@ -66,7 +67,7 @@ type Registration struct {
 // endpoint now holds (an UPDATE moved it) is not replaced: that is an
 // error.
 func (tx *Tx) Register(reg Registration) (string, error) {
-	service := strings.ToLower(strings.TrimSpace(reg.Service))
+	service := FoldName(strings.TrimSpace(reg.Service))
 	if service == "" {
 		return "", &FieldError{"name", "", "required: the service name, such as echo"}
 	}
@@ -107,7 +108,7 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 		addrs = append(addrs, a.Unmap().WithZone(""))
 	}
 
-	host := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(reg.Host), "."))
+	host := FoldName(strings.TrimSuffix(strings.TrimSpace(reg.Host), "."))
 	existing, exists := (*Host)(nil), false
 	if host != "" {
 		existing, exists = tx.Host(host)
@@ -129,7 +130,7 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 	inst := Instance{
 		ID:       reg.ID,
 		Service:  service,
-		Proto:    strings.ToLower(strings.TrimSpace(reg.Proto)),
+		Proto:    FoldName(strings.TrimSpace(reg.Proto)),
 		Label:    reg.Instance,
 		Host:     host,
 		Port:     uint16(port),
@@ -137,6 +138,9 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 		Weight:   uint16(reg.Weight),
 		TTL:      uint32(ttl),
 		TXT:      reg.TXT,
+	}
+	if err := reg.TXT.checkUnique(); err != nil {
+		return "", err
 	}
 	if reg.Check != nil {
 		c, err := fillCheck(*reg.Check, addrs, inst.Port)
@@ -167,7 +171,7 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 // fillCheck fills in a check's defaults: the interval, and the target of
 // a tcp or http check from the instance's first address and port.
 func fillCheck(c Check, addrs []netip.Addr, port uint16) (*Check, error) {
-	c.Type = strings.ToLower(strings.TrimSpace(c.Type))
+	c.Type = FoldName(strings.TrimSpace(c.Type))
 	c.Target = strings.TrimSpace(c.Target)
 	if c.Interval == 0 {
 		c.Interval = Duration(DefaultCheckInterval)

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -267,7 +265,7 @@ func healthOnly(cs ChangeSet) bool {
 		}
 		if a.ID != b.ID || a.Service != b.Service || a.Proto != b.Proto || a.Label != b.Label || a.Host != b.Host ||
 			a.Port != b.Port || a.Priority != b.Priority || a.Weight != b.Weight || a.TTL != b.TTL ||
-			!maps.Equal(a.TXT, b.TXT) || (a.Check == nil) != (b.Check == nil) || a.Check != nil && *a.Check != *b.Check {
+			!slices.Equal(a.TXT, b.TXT) || (a.Check == nil) != (b.Check == nil) || a.Check != nil && *a.Check != *b.Check {
 			return false
 		}
 	}
@@ -483,7 +481,7 @@ func (s *reader) All() iter.Seq[*Instance] {
 func (s *reader) OnHost(host string) iter.Seq[*Instance] {
 	return func(yield func(*Instance) bool) {
 		for inst := range s.All() {
-			if strings.EqualFold(inst.Host, host) && !yield(inst) {
+			if SameName(inst.Host, host) && !yield(inst) {
 				return
 			}
 		}
@@ -539,7 +537,7 @@ func (s *reader) HostsByAddr(addr netip.Addr) iter.Seq[*Host] {
 // is an empty non-terminal because of hosts.
 func (s *reader) HasHostBelow(name string) bool {
 	for h := range rows[Host](s, tableHosts, indexRName+"_prefix", name) {
-		if !strings.EqualFold(h.Name, name) { // the prefix also finds name itself
+		if !SameName(h.Name, name) { // the prefix also finds name itself
 			return true
 		}
 	}
@@ -622,11 +620,11 @@ type Tx struct {
 
 type typeKey struct{ proto, service string }
 
-// A labelKey is what the label index compares: each field lowercased.
+// A labelKey is what the label index compares: each field folded.
 type labelKey struct{ proto, service, label string }
 
 func labelKeyOf(proto, service, label string) labelKey {
-	return labelKey{strings.ToLower(proto), strings.ToLower(service), strings.ToLower(label)}
+	return labelKey{FoldName(proto), FoldName(service), FoldName(label)}
 }
 
 type pendingType struct {
@@ -677,12 +675,12 @@ func (tx *Tx) noteWrite(id string, inst *Instance) {
 		tx.wrote = make(map[string]*Instance)
 		tx.labels = make(map[labelKey]*Instance)
 	}
-	tx.wrote[strings.ToLower(id)] = inst
+	tx.wrote[FoldName(id)] = inst
 }
 
 // instance is Instance in a Tx (see Tx.base).
 func (tx *Tx) instance(id string) (*Instance, bool) {
-	if inst, ok := tx.wrote[strings.ToLower(id)]; ok {
+	if inst, ok := tx.wrote[FoldName(id)]; ok {
 		return inst, inst != nil
 	}
 	raw, err := tx.base.First(tableInstances, indexID, id)
@@ -699,7 +697,7 @@ func (tx *Tx) byLabel(proto, service, label string) (*Instance, bool) {
 		return inst, true
 	}
 	for inst := range txnRows[Instance](tx.base, tableInstances, indexLabel, proto, service, label) {
-		if _, changed := tx.wrote[strings.ToLower(inst.ID)]; !changed {
+		if _, changed := tx.wrote[FoldName(inst.ID)]; !changed {
 			return inst, true
 		}
 	}
@@ -755,7 +753,7 @@ func (tx *Tx) PutInstance(inst Instance) (string, error) {
 	if err := fillInstance(&inst); err != nil {
 		return "", err
 	}
-	if other, ok := tx.ByLabel(inst.Proto, inst.Service, inst.Label); ok && !strings.EqualFold(other.ID, inst.ID) {
+	if other, ok := tx.ByLabel(inst.Proto, inst.Service, inst.Label); ok && !SameName(other.ID, inst.ID) {
 		return "", &FieldError{"instance", inst.Label, "already used by " + other.ID}
 	}
 	old, replacing := tx.Instance(inst.ID)
@@ -767,7 +765,7 @@ func (tx *Tx) PutInstance(inst Instance) (string, error) {
 	if err := tx.insertInstance(&inst); err != nil {
 		return "", err
 	}
-	if replacing && !strings.EqualFold(old.Host, inst.Host) {
+	if replacing && !SameName(old.Host, inst.Host) {
 		if err := tx.collectHost(old.Host); err != nil {
 			return "", err
 		}
@@ -879,7 +877,7 @@ func (tx *Tx) collectHost(name string) error {
 	if !ok || !h.Auto {
 		return nil
 	}
-	p, err := tx.hostRef(strings.ToLower(name))
+	p, err := tx.hostRef(FoldName(name))
 	if err != nil {
 		return err
 	}

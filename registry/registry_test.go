@@ -31,7 +31,7 @@ func TestRegisterLookup(t *testing.T) {
 	var n int
 	for inst := range s.Instances("TCP", "ECHO") {
 		n++
-		if inst.Label != "box-7007" || inst.TTL != DefaultTTL || inst.Health != Passing {
+		if inst.Label != "box-7007" || inst.TTL != 0 || inst.Health != Passing { // 0 is a TTL: defaults are Register's
 			t.Errorf("defaults not filled: %+v", inst)
 		}
 	}
@@ -147,7 +147,7 @@ func TestValidation(t *testing.T) {
 		{Instance{Service: "echo", Host: "a..b", Port: 1}, "host"},
 		{Instance{Service: "echo", Host: "a", Port: 0}, "port"},
 		{Instance{Service: "echo", Host: "a", Port: 1, TTL: MaxTTL + 1}, "ttl"},
-		{Instance{Service: "echo", Host: "a", Port: 1, TXT: map[string]string{"a=b": ""}}, "txt"},
+		{Instance{Service: "echo", Host: "a", Port: 1, TXT: TXT{"=b"}}, "txt"},
 		{Instance{Service: "echo", Host: "a", Port: 1, Check: &Check{Type: "ping"}}, "check.type"},
 	} {
 		_, err := r.Register(tc.inst, nil)

@@ -3,13 +3,13 @@ package registry
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-memdb"
 )
 
-// Table and index names. Every DNS name is indexed lowercased: DNS compares
-// names case-insensitively (RFC 1035 section 2.3.3) and so does every lookup.
+// Table and index names. Every DNS name is indexed folded (FoldName): DNS
+// compares names with A-Z folded and nothing else (RFC 4343 section 3), and
+// so does every lookup.
 const (
 	tableInstances = "instances"
 	tableTypes     = "types"
@@ -74,8 +74,8 @@ func typesTable() *memdb.TableSchema {
 				Name:   indexID,
 				Unique: true,
 				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Proto", Lowercase: true},
-					&memdb.StringFieldIndex{Field: "Service", Lowercase: true},
+					nameField[ServiceType]{"Proto", func(t *ServiceType) string { return t.Proto }},
+					nameField[ServiceType]{"Service", func(t *ServiceType) string { return t.Service }},
 				}},
 			},
 		},
@@ -90,7 +90,7 @@ func hostsTable() *memdb.TableSchema {
 			indexID: {
 				Name:    indexID,
 				Unique:  true,
-				Indexer: &memdb.StringFieldIndex{Field: "Name", Lowercase: true},
+				Indexer: nameField[Host]{"Name", func(h *Host) string { return h.Name }},
 			},
 			indexRName: {
 				Name:    indexRName,
@@ -137,10 +137,9 @@ func zoneTable() *memdb.TableSchema {
 	}
 }
 
-// instanceIDIndex indexes instances by lowercased ID. It builds the same
-// key as memdb.StringFieldIndex{Field: "ID", Lowercase: true}, without
-// reflection and in one allocation: its keys are built for every insert,
-// delete and lookup.
+// instanceIDIndex indexes instances by folded ID. It builds the key
+// nameField would, without a call through a func value and in one
+// allocation: its keys are built for every insert, delete and lookup.
 type instanceIDIndex struct{}
 
 func (instanceIDIndex) FromObject(raw any) (bool, []byte, error) {
@@ -213,19 +212,54 @@ func (labelIndex) PrefixFromArgs(args ...any) ([]byte, error) {
 	return key, nil
 }
 
-// fieldKey appends s lowercased (as strings.ToLower does) and the field
-// terminator \x00 to key.
+// fieldKey appends s folded (FoldName) and the field terminator \x00 to
+// key.
 func fieldKey(key []byte, s string) []byte {
 	if key == nil {
 		key = make([]byte, 0, len(s)+1)
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
-			s = strings.ToLower(s)
-			break
-		}
+		key = append(key, FoldByte(s[i]))
 	}
-	return append(append(key, s...), 0)
+	return append(key, 0)
+}
+
+// nameField indexes rows by a string field holding a name, folded: what
+// memdb.StringFieldIndex with Lowercase does, but with DNS's folding
+// (strings.ToLower folds Unicode, and makes every invalid UTF-8 byte the
+// same rune). A row whose field is empty is not indexed.
+type nameField[T any] struct {
+	name string
+	get  func(*T) string
+}
+
+func (x nameField[T]) FromObject(raw any) (bool, []byte, error) {
+	row, ok := raw.(*T)
+	if !ok {
+		return false, nil, fmt.Errorf("%s index: %T is not a %T", x.name, raw, row)
+	}
+	v := x.get(row)
+	if v == "" {
+		return false, nil, nil
+	}
+	return true, fieldKey(nil, v), nil
+}
+
+func (x nameField[T]) FromArgs(args ...any) ([]byte, error) {
+	s, err := oneString(args)
+	if err != nil {
+		return nil, err
+	}
+	return fieldKey(nil, s), nil
+}
+
+// PrefixFromArgs leaves the terminator off, as StringFieldIndex does.
+func (x nameField[T]) PrefixFromArgs(args ...any) ([]byte, error) {
+	key, err := x.FromArgs(args...)
+	if err != nil {
+		return nil, err
+	}
+	return key[:len(key)-1], nil
 }
 
 // reversedNameIndex indexes "www.lab" as "lab.www.", so that a prefix scan
@@ -257,10 +291,10 @@ func (reversedNameIndex) PrefixFromArgs(args ...any) ([]byte, error) {
 	return []byte(reverseName(s)), nil
 }
 
-// reverseName lowercases a relative name and reverses its labels, each
+// reverseName folds a relative name and reverses its labels, each
 // followed by a dot: "www.Lab" → "lab.www.".
 func reverseName(name string) string {
-	labels := strings.Split(strings.ToLower(name), ".")
+	labels := strings.Split(FoldName(name), ".")
 	var b strings.Builder
 	b.Grow(len(name) + 1)
 	for i := len(labels) - 1; i >= 0; i-- {

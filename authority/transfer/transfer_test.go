@@ -37,8 +37,11 @@ func records(snap *registry.Snapshot) []dns.RR { return zone.New("", "").Records
 
 func xfrRegister(t testing.TB, reg *registry.Registry, service string, port uint16, host string, addr string) string {
 	t.Helper()
-	id, err := reg.Register(registry.Instance{Service: service, Proto: "tcp", Host: host, Port: port},
-		&registry.Host{Name: host, Addrs: []netip.Addr{netip.MustParseAddr(addr)}, Auto: true})
+	var id string
+	_, err := reg.Update(func(tx *registry.Tx) (err error) {
+		id, err = tx.Register(registry.Registration{Service: service, Host: host, Port: new(int(port)), Addresses: []netip.Addr{netip.MustParseAddr(addr)}})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +169,7 @@ func TestAXFRLarge(t *testing.T) {
 			if err := tx.PutHost(registry.Host{Name: host, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}}); err != nil {
 				return err
 			}
-			if _, err := tx.PutInstance(registry.Instance{Service: "echo", Host: host, Port: 7, TXT: map[string]string{"path": strings.Repeat("x", 100)}}); err != nil {
+			if _, err := tx.PutInstance(registry.Instance{Service: "echo", Host: host, Port: 7, TTL: 10, TXT: registry.TXT{"path=" + strings.Repeat("x", 100)}}); err != nil {
 				return err
 			}
 		}
@@ -361,7 +364,7 @@ func TestRewind(t *testing.T) {
 		}
 	}
 	addr := func(s string) []netip.Addr { return []netip.Addr{netip.MustParseAddr(s)} }
-	echo := registry.Instance{ID: "e1", Service: "echo", Host: "a", Port: 7, TXT: map[string]string{"v": "1"}}
+	echo := registry.Instance{ID: "e1", Service: "echo", Host: "a", Port: 7, TTL: 10, TXT: registry.TXT{"v=1"}}
 	step(func(tx *registry.Tx) error {
 		if err := tx.PutHost(registry.Host{Name: "a", Addrs: addr("10.0.0.1"), Auto: true}); err != nil {
 			return err
@@ -380,7 +383,7 @@ func TestRewind(t *testing.T) {
 			return err
 		}
 		moved := echo
-		moved.Host, moved.TXT = "b", map[string]string{"v": "2"}
+		moved.Host, moved.TXT = "b", registry.TXT{"v=2"}
 		_, err := tx.PutInstance(moved)
 		return err
 	})

@@ -17,11 +17,14 @@
 //   - An instance has one SRV: adding an SRV for the same target and port
 //     (at _S._P) or at the same instance name replaces priority, weight and
 //     TTL, keeping the instance's TXT and health check.
-//   - An instance has one TXT map: adding a TXT record merges its keys in;
-//     deleting one removes the keys whose values match. A string without
-//     '=' is a boolean key (RFC 6763 section 6.4), kept with an empty value.
-//     TXT needs the instance's SRV first, earlier in the same update or in
-//     an earlier one: REFUSED otherwise.
+//   - An instance has one TXT record (RFC 6763 section 6), its strings in
+//     the order given: adding a TXT record merges its strings in, each in
+//     place of the one with the same key (keys fold case) or at the end;
+//     deleting one removes the strings equal to its own. A string is kept
+//     as the bytes it is on the wire (RFC 1035 section 3.3.14), and one
+//     without '=' stays a boolean key (RFC 6763 section 6.4), never
+//     "key=". TXT needs the instance's SRV first, earlier in the same
+//     update or in an earlier one: REFUSED otherwise.
 //   - An SRV target must be a host in Z (the registry keeps hosts relative
 //     to the zone): REFUSED otherwise.
 //   - Removing a host's last address removes the host; SRV records that
@@ -31,14 +34,13 @@
 //     host, not delete the instances' addresses there.
 //   - Prerequisites are checked against the zone as queries see it (the
 //     same code answers both): unhealthy instances are not in it.
-//   - TTL 0 means the registry's default TTL.
+//   - A record's TTL is kept as given, 0 included (RFC 2181 section 8).
 package update
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -260,7 +262,7 @@ func (v *view) parseOwner(name string) (owner, bool) {
 	}
 	o := owner{name: name, rel: rel}
 	n := len(rel)
-	low := func(i int) string { return strings.ToLower(rel[i]) }
+	low := func(i int) string { return registry.FoldName(rel[i]) }
 	switch {
 	case n == 0:
 		o.kind = nameApex
@@ -284,7 +286,7 @@ func (v *view) parseOwner(name string) (owner, bool) {
 				return o, true
 			}
 		}
-		host := strings.ToLower(strings.Join(rel, "."))
+		host := registry.FoldName(strings.Join(rel, "."))
 		if registry.ValidHostName(host) == nil {
 			o.kind, o.host = nameHost, host
 		}
@@ -298,8 +300,6 @@ func (v *view) records(o owner, t uint16) []dns.RR {
 	rrs, _ := v.z.Lookup(v.tx.Base(), o.rel, o.name, t)
 	return rrs
 }
-
-func (v *view) fqdn(host string) string { return host + "." + v.origin }
 
 // relHost turns an SRV target into a registry host name.
 func (v *view) relHost(target string) (string, error) {
@@ -325,29 +325,27 @@ func (v *view) derivedAddrs(host string) bool {
 	return tcp || udp
 }
 
-// txtMap reads TXT strings as RFC 6763 section 6.4 key/value pairs. Keys
-// compare case-insensitively; the first of a repeated key wins.
-func txtMap(strs []string) map[string]string {
-	m := map[string]string{}
+// txtStrings reads the strings of a TXT record as the registry keeps
+// them: raw bytes, an empty string (RFC 6763 section 6.1's empty record)
+// dropped, and of a key given twice only the first (section 6.4).
+func txtStrings(strs []string) registry.TXT {
+	var out registry.TXT
 	for _, s := range strs {
-		if s == "" {
+		raw := zone.UnescapeString(s)
+		if raw == "" {
 			continue
 		}
-		k, val, _ := strings.Cut(s, "=")
-		if !hasKeyFold(m, k) {
-			m[k] = val
+		if _, dup := out.Lookup(txtKey(raw)); dup {
+			continue
 		}
+		out = append(out, raw)
 	}
-	return m
+	return out
 }
 
-func hasKeyFold(m map[string]string, key string) bool {
-	for k := range m {
-		if strings.EqualFold(k, key) {
-			return true
-		}
-	}
-	return false
+func txtKey(s string) string {
+	k, _, _ := strings.Cut(s, "=")
+	return k
 }
 
 // prerequisites checks RFC 2136 section 3.2 against the transaction's
@@ -412,18 +410,8 @@ func (v *view) prerequisites(rrs []dns.RR) error {
 }
 
 // sameRRset compares two RRsets as sets, TTLs ignored (RFC 2136 section
-// 3.2.3). TXT compares as the key/value pairs an instance has.
+// 3.2.3).
 func sameRRset(a, b []dns.RR) bool {
-	if len(a) > 0 && a[0].Header().Rrtype == dns.TypeTXT {
-		var sa, sb []string
-		for _, rr := range a {
-			sa = append(sa, rr.(*dns.TXT).Txt...)
-		}
-		for _, rr := range b {
-			sb = append(sb, rr.(*dns.TXT).Txt...)
-		}
-		return maps.Equal(txtMap(sa), txtMap(sb))
-	}
 	in := func(rr dns.RR, set []dns.RR) bool {
 		for _, x := range set {
 			if dns.IsDuplicate(rr, x) {
@@ -538,13 +526,8 @@ func (v *view) add(o owner, rr dns.RR, u *updateLog) error {
 				return refused("%s: no instance there; add its SRV first", what)
 			}
 			c := *inst
-			c.TXT = maps.Clone(inst.TXT)
-			if c.TXT == nil {
-				c.TXT = map[string]string{}
-			}
-			for k, val := range txtMap(rr.Txt) {
-				maps.DeleteFunc(c.TXT, func(old, _ string) bool { return strings.EqualFold(old, k) })
-				c.TXT[k] = val
+			for _, t := range txtStrings(rr.Txt) {
+				c.TXT = c.TXT.Set(t)
 			}
 			u.added++
 			_, err := v.tx.PutInstance(c)
@@ -608,10 +591,13 @@ func (v *view) deleteRR(o owner, rr dns.RR, u *updateLog) error {
 			return nil
 		}
 	case *dns.SRV:
+		host, err := v.relHost(rr.Target)
+		if err != nil {
+			return nil // no instance targets a name outside the zone
+		}
 		var victims []string
 		for _, inst := range v.instancesAt(o) {
-			if dns.CanonicalName(v.fqdn(inst.Host)) == dns.CanonicalName(rr.Target) &&
-				inst.Port == rr.Port && inst.Priority == rr.Priority && inst.Weight == rr.Weight {
+			if inst.Host == host && inst.Port == rr.Port && inst.Priority == rr.Priority && inst.Weight == rr.Weight {
 				victims = append(victims, inst.ID)
 			}
 		}
@@ -625,12 +611,10 @@ func (v *view) deleteRR(o owner, rr dns.RR, u *updateLog) error {
 			return nil
 		}
 		c := *inst
-		c.TXT = maps.Clone(inst.TXT)
-		n := len(c.TXT)
-		for k, val := range txtMap(rr.Txt) {
-			maps.DeleteFunc(c.TXT, func(old, oldVal string) bool { return strings.EqualFold(old, k) && oldVal == val })
+		for _, t := range txtStrings(rr.Txt) {
+			c.TXT = c.TXT.Without(t)
 		}
-		if len(c.TXT) == n {
+		if len(c.TXT) == len(inst.TXT) {
 			return nil
 		}
 		u.removed++

@@ -165,7 +165,7 @@ func parse(b []byte, tcp bool) (q request, ok bool) {
 			return q, false
 		}
 		for _, c := range b[off+1 : off+1+l] {
-			if 'A' <= c && c <= 'Z' {
+			if registry.FoldByte(c) != c {
 				q.upper = true
 			}
 		}
@@ -232,14 +232,12 @@ func parse(b []byte, tcp bool) (q request, ok bool) {
 	return q, true
 }
 
-// key writes q's cache key into buf: the lowercased name, type, class and
+// key writes q's cache key into buf: the folded name, type, class and
 // the EDNS shape, which with the transport is all an answer depends on.
 func (q *request) key(buf *[maxKey]byte, tcp bool) []byte {
 	n := copy(buf[:], q.name)
 	for i := range n {
-		if c := buf[i]; 'A' <= c && c <= 'Z' {
-			buf[i] = c + 'a' - 'A' // length bytes are at most 63: never touched
-		}
+		buf[i] = registry.FoldByte(buf[i]) // length bytes are at most 63: never folded
 	}
 	k := buf[:n]
 	k = binary.BigEndian.AppendUint16(k, q.qtype)

@@ -103,7 +103,7 @@ func TestWireCacheAcrossUpdates(t *testing.T) {
 		{"TXT changes", func(tx *registry.Tx) error {
 			for inst := range tx.Instances("tcp", "http") {
 				i := *inst
-				i.TXT = map[string]string{"path": "/v3"}
+				i.TXT = registry.TXT{"path=/v3"}
 				_, err := tx.PutInstance(i)
 				return err
 			}

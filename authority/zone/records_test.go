@@ -95,7 +95,7 @@ func labelsOf(t *testing.T, name string) []string {
 // way miekg/dns reads them from the wire.
 func TestEscaping(t *testing.T) {
 	for _, raw := range []string{"plain", "My Printer", "a.b", `back\slash`, `quo"te`, "semi;colon", "at@(x)", "caf\u00e9", "tab\there", "'"} {
-		name := escapeLabel(raw) + ".svc.internal."
+		name := EscapeLabel(raw) + ".svc.internal."
 		labels, ok := rawLabels(name)
 		if !ok || len(labels) != 3 || labels[0] != raw {
 			t.Errorf("%q: escaped %q reads back as %q", raw, name, labels)
@@ -111,7 +111,7 @@ func TestEscaping(t *testing.T) {
 			t.Errorf("%q: miekg presents %q, we build %q", raw, back, name)
 		}
 	}
-	txt := &dns.TXT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{escapeTXT("k=a \"b\" \\ caf\u00e9\x01")}}
+	txt := &dns.TXT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{EscapeString("k=a \"b\" \\ caf\u00e9\x01")}}
 	buf := make([]byte, 512)
 	n, err := dns.PackRR(txt, buf, 0, nil, false)
 	if err != nil {

@@ -23,7 +23,6 @@ package zone
 
 import (
 	"cmp"
-	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -76,12 +75,12 @@ func New(origin, ns string) *Zone {
 		labels = []string{"\x00invalid"}
 	}
 	for i := range labels {
-		labels[i] = lowerASCII(labels[i])
+		labels[i] = registry.FoldName(labels[i])
 	}
 	if ns == "" {
 		ns = "ns"
 	}
-	return &Zone{origin: origin, labels: labels, ns: strings.ToLower(strings.TrimSuffix(ns, "."))}
+	return &Zone{origin: origin, labels: labels, ns: registry.FoldName(strings.TrimSuffix(ns, "."))}
 }
 
 // Origin is the zone's name, lowercased and fully qualified: "svc.internal.".
@@ -124,7 +123,7 @@ func (z *Zone) Relative(qname string) (rel []string, ok bool) {
 	}
 	n := len(labels) - len(z.labels)
 	for i, l := range z.labels {
-		if !equalFoldASCII(labels[n+i], l) {
+		if !registry.SameName(labels[n+i], l) {
 			return nil, false
 		}
 	}
@@ -135,7 +134,7 @@ func (z *Zone) Relative(qname string) (rel []string, ok bool) {
 // <Instance>._<service>._<proto>.<zone>, the label escaped as miekg/dns
 // presents names.
 func (z *Zone) instanceName(inst *registry.Instance) string {
-	return escapeLabel(inst.Label) + "." + z.abs(typeName(inst.Proto, inst.Service))
+	return EscapeLabel(inst.Label) + "." + z.abs(typeName(inst.Proto, inst.Service))
 }
 
 func typeName(proto, service string) string { return "_" + service + "._" + proto }
@@ -189,7 +188,7 @@ func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype
 	want := func(t uint16) bool { return qtype == t || qtype == dns.TypeANY }
 	lc := make([]string, len(rel))
 	for i, l := range rel {
-		lc[i] = lowerASCII(l)
+		lc[i] = registry.FoldName(l)
 	}
 	hdr := func(t uint16, ttl uint32) dns.RR_Header {
 		return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
@@ -383,19 +382,13 @@ func (z *Zone) enumeration(snap *registry.Snapshot, owner string) []dns.RR {
 	return rrs
 }
 
-// txtRR is an instance's TXT record: its key=value pairs sorted by key, or
-// a single empty string when it has none (RFC 6763 section 6.1).
+// txtRR is an instance's TXT record: its strings in the order given
+// (RFC 6763 section 6.7), each the bytes registered, or a single empty
+// string when it has none (section 6.1).
 func txtRR(inst *registry.Instance, owner string) *dns.TXT {
-	txt := make([]string, 0, max(1, len(inst.TXT)))
-	for _, k := range slices.Sorted(maps.Keys(inst.TXT)) {
-		txt = append(txt, escapeTXT(k+"="+inst.TXT[k]))
-	}
-	if len(txt) == 0 {
-		txt = append(txt, "")
-	}
 	return &dns.TXT{
 		Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: inst.TTL},
-		Txt: txt,
+		Txt: txtStrings(inst.TXT),
 	}
 }
 
@@ -482,7 +475,7 @@ func reverseAddr(qname string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	for i := range labels {
-		labels[i] = lowerASCII(labels[i])
+		labels[i] = registry.FoldName(labels[i])
 	}
 	switch {
 	case len(labels) == 6 && labels[4] == "in-addr" && labels[5] == "arpa":
@@ -526,7 +519,7 @@ func (z *Zone) Records(snap *registry.Snapshot) []dns.RR {
 	var nodes []node
 	seen := make(map[string]bool)
 	addNode := func(rel []string, owner string) {
-		key := strings.ToLower(owner)
+		key := registry.FoldName(owner)
 		if !seen[key] {
 			seen[key] = true
 			nodes = append(nodes, node{rel, owner})
@@ -572,7 +565,7 @@ func (z *Zone) Records(snap *registry.Snapshot) []dns.RR {
 // label by label from the right, each compared as lowercased bytes.
 func compareNames(a, b []string) int {
 	for i, j := len(a)-1, len(b)-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
-		if c := strings.Compare(lowerASCII(a[i]), lowerASCII(b[j])); c != 0 {
+		if c := strings.Compare(registry.FoldName(a[i]), registry.FoldName(b[j])); c != 0 {
 			return c
 		}
 	}
@@ -600,73 +593,6 @@ func sortRRs(rrs []dns.RR) {
 		}
 		return strings.Compare(string(rdata(a)), string(rdata(b)))
 	})
-}
-
-// Name helpers. miekg/dns keeps names in presentation form, with escapes
-// (\. \032 \195); the registry keeps them raw. rawLabels and escapeLabel
-// convert between the two.
-
-// rawLabels returns the raw labels of a presentation-form name, leftmost
-// first; ok is false if the name is not a valid domain name.
-func rawLabels(name string) (labels []string, ok bool) {
-	var buf [256]byte
-	n, err := dns.PackDomainName(dns.Fqdn(name), buf[:], 0, nil, false)
-	if err != nil {
-		return nil, false
-	}
-	for i := 0; i < n; {
-		l := int(buf[i])
-		if l == 0 {
-			break
-		}
-		if i+1+l > n {
-			return nil, false
-		}
-		labels = append(labels, string(buf[i+1:i+1+l]))
-		i += 1 + l
-	}
-	return labels, true
-}
-
-// escapeLabel writes a raw label as miekg/dns presents it after unpacking,
-// so that names built here compare equal to names read from the wire.
-func escapeLabel(raw string) string {
-	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c == '.' || c == ' ' || c == '\'' || c == '@' || c == ';' || c == '(' || c == ')' || c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < ' ' || c > '~':
-			b.WriteString(escapeDDD(c))
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// escapeTXT writes a raw character-string as miekg/dns keeps TXT data.
-func escapeTXT(raw string) string {
-	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < ' ' || c > '~':
-			b.WriteString(escapeDDD(c))
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-func escapeDDD(c byte) string {
-	return `\` + string([]byte{'0' + c/100, '0' + c/10%10, '0' + c%10})
 }
 
 // hostName joins relative labels into a registry host name; ok is false if
@@ -698,40 +624,4 @@ func setTTL(rrs []dns.RR, ttl uint32) []dns.RR {
 		rr.Header().Ttl = ttl
 	}
 	return rrs
-}
-
-// lowerASCII lowercases A-Z only: DNS compares names case-insensitively
-// in ASCII (RFC 4343), and leaves other bytes alone.
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

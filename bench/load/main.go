@@ -80,7 +80,7 @@ func run(dir string, n, batch int) error {
 				return err
 			}
 			inst := registry.Instance{ID: fmt.Sprintf("s%d", i), Service: fmt.Sprintf("s%d", i), Proto: "tcp", Label: "inst",
-				Host: h.Name, Port: uint16(8000 + i), Priority: 10, Weight: 5, TTL: 60, TXT: map[string]string{"v": "1"}}
+				Host: h.Name, Port: uint16(8000 + i), Priority: 10, Weight: 5, TTL: 60, TXT: registry.TXT{"v=1"}}
 			if _, err := tx.PutInstance(inst); err != nil {
 				return err
 			}

@@ -26,13 +26,10 @@ const exportKey = "hmac-sha256:xfr:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3Jld
 func exportRegistry(t *testing.T, reg *registry.Registry) {
 	t.Helper()
 	_, err := reg.Update(func(tx *registry.Tx) error {
-		if err := tx.PutHost(registry.Host{Name: "ns", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}); err != nil {
+		if err := tx.PutHost(registry.Host{Name: "ns", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, TTL: registry.DefaultTTL}); err != nil {
 			return err
 		}
-		if err := tx.PutHost(registry.Host{Name: "host", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Auto: true}); err != nil {
-			return err
-		}
-		_, err := tx.PutInstance(registry.Instance{Service: "echo", Host: "host", Port: 7007, Label: "My echo"})
+		_, err := tx.Register(registry.Registration{Service: "echo", Host: "host", Port: new(7007), Instance: "My echo", Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
 		return err
 	})
 	if err != nil {

@@ -165,7 +165,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	priority := fs.Int("priority", 0, "SRV `priority`: lower is tried first")
 	weight := fs.Int("weight", 0, "SRV `weight` among equal priorities")
 	ttl := fs.Int("ttl", 0, "record TTL in `seconds` (default: the server's)")
-	fs.Var(&txt, "txt", "TXT `key=value` (repeatable)")
+	fs.Var(&txt, "txt", "TXT string `key=value`, or a boolean key alone (repeatable, served in this order)")
 	check := fs.String("check", "", "health check `type`: tcp, http or ttl")
 	checkTarget := fs.String("check-target", "", "check `target`: HOST:PORT for tcp, a URL for http (default: the instance's address and port)")
 	checkInterval := fs.Duration("check-interval", 0, "`interval` between checks; for ttl, the heartbeat deadline (default 10s)")
@@ -192,15 +192,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 		}
 	})
 	if len(txt) > 0 {
-		body.TXT = map[string]string{}
-		for _, kv := range txt {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				fs.Usage()
-				return usageError{fmt.Errorf("register: --txt %q: want key=value", kv)}
-			}
-			body.TXT[k] = v
-		}
+		body.TXT = registry.TXT(txt)
 	}
 	if *check != "" {
 		body.Check = &web.CheckRequest{Type: *check, Target: *checkTarget}

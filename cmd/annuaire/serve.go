@@ -218,10 +218,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		host := hosts.name(ip)
 		inst := registry.Instance{
 			ID: "annuaire-" + service + "-" + proto, Service: service, Proto: proto,
-			Host: host, Port: port, Check: check,
-			TXT: map[string]string{"served-by": "annuaire", "pid": strconv.Itoa(os.Getpid())},
+			Host: host, Port: port, Check: check, TTL: registry.DefaultTTL,
+			TXT: registry.TXT{"served-by=annuaire", "pid=" + strconv.Itoa(os.Getpid())},
 		}
-		if _, err := reg.Register(inst, &registry.Host{Name: host, Addrs: []netip.Addr{ip}, Auto: true}); err != nil {
+		if _, err := reg.Register(inst, &registry.Host{Name: host, Addrs: []netip.Addr{ip}, TTL: registry.DefaultTTL, Auto: true}); err != nil {
 			return fmt.Errorf("register %s/%s: %w", service, proto, err)
 		}
 		self = append(self, inst)

@@ -7,7 +7,6 @@ package registrytest
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -16,18 +15,19 @@ import (
 
 // The names changes are made of. Hosts of several labels make empty
 // non-terminals; "echo" and "late" are both hosts and services; labels
-// differ in case only, or hold spaces and dots; addresses are of both
-// families.
+// differ in ASCII case only, or in the case of a non-ASCII letter, or in a
+// byte that is not UTF-8, or hold spaces and dots; TXT records differ in
+// order, and in "key" against "key="; addresses are of both families.
 var (
 	Services = []string{"echo", "http", "smtp", "late", "many", "telnet"}
 	Hosts    = []string{"a", "b", "echo", "ns", "www.lab", "x.lab2", "lab", "late", "m7"}
-	Labels   = []string{"", "Echo One", "echo one", "L1", "M 7", "My Web.v2"}
+	Labels   = []string{"", "Echo One", "echo one", "L1", "M 7", "My Web.v2", "café", "CAFÉ", "bin\xfe", "bin\xff"}
 	IDs      = []string{"", "telnet", "f1", "f2"}
 	Addrs    = []netip.Addr{
 		netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("::1"),
 		netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("10.9.0.7"), netip.MustParseAddr("192.0.2.7"),
 	}
-	TXTs = []map[string]string{nil, {"v": "1"}, {"v": "2", "path": "/"}, {"duplex": ""}}
+	TXTs = []registry.TXT{nil, {"v=1"}, {"v=2", "path=/"}, {"path=/", "v=2"}, {"duplex"}, {"duplex="}, {"bin=\x00\xff"}}
 )
 
 // Operations, the first byte of each (modulo their number).
@@ -77,7 +77,7 @@ func apply(tx *registry.Tx, op byte, p *reader) error {
 			Priority: uint16(p.byte() % 3),
 			Weight:   uint16(p.byte() % 2),
 			TTL:      pick(p, []uint32{0, 5, 30}),
-			TXT:      maps.Clone(pick(p, TXTs)), // rows never share a map
+			TXT:      slices.Clone(pick(p, TXTs)), // rows never share an array
 			Health:   pick(p, []registry.Health{registry.Passing, registry.Critical}),
 		}
 		_, err := tx.PutInstance(inst)

@@ -42,7 +42,7 @@ func TestBrowser(t *testing.T) {
 
 	reg := registry.New(1)
 	lo := netip.MustParseAddr("127.0.0.1")
-	served := map[string]string{"served-by": "annuaire", "pid": "4242"}
+	served := registry.TXT{"served-by=annuaire", "pid=4242"}
 	for _, r := range []struct {
 		inst registry.Instance
 		addr netip.Addr
@@ -52,7 +52,8 @@ func TestBrowser(t *testing.T) {
 		{registry.Instance{Service: "smtp", Proto: "tcp", Host: "h-127-0-0-1", Port: 2525, Check: &registry.Check{Type: "tcp", Target: "127.0.0.1:2525", Interval: registry.Duration(time.Second)}}, lo},
 		{registry.Instance{Service: "telnet", Proto: "tcp", Host: "lab-2", Port: 2323, Health: registry.Critical}, netip.MustParseAddr("192.0.2.23")},
 	} {
-		h := &registry.Host{Name: r.inst.Host, Addrs: []netip.Addr{r.addr}, Auto: true}
+		r.inst.TTL = registry.DefaultTTL
+		h := &registry.Host{Name: r.inst.Host, Addrs: []netip.Addr{r.addr}, TTL: registry.DefaultTTL, Auto: true}
 		if _, err := reg.Register(r.inst, h); err != nil {
 			t.Fatal(err)
 		}

@@ -184,9 +184,9 @@ func (s *Server) processesAt(snap *registry.Snapshot, service, proto string, can
 // instance's TXT says when its server said ("annuaire echo (pid 42)"),
 // else the course's words for it.
 func processName(cat *registry.Catalog, inst *registry.Instance) string {
-	if by := inst.TXT["served-by"]; by != "" {
+	if by, _ := inst.TXT.Lookup("served-by"); by != "" {
 		name := by + " " + inst.Service
-		if pid := inst.TXT["pid"]; pid != "" {
+		if pid, _ := inst.TXT.Lookup("pid"); pid != "" {
 			name += " (pid " + pid + ")"
 		}
 		return name

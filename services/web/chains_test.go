@@ -20,7 +20,7 @@ func TestChainsLookupOncePerType(t *testing.T) {
 	reg := registry.New(1)
 	lo := netip.MustParseAddr("127.0.0.1")
 	for _, inst := range []registry.Instance{
-		{Service: "echo", Proto: "tcp", Host: "box", Port: 7007, TXT: map[string]string{"served-by": "annuaire", "pid": "77"}},
+		{Service: "echo", Proto: "tcp", Host: "box", Port: 7007, TXT: registry.TXT{"served-by=annuaire", "pid=77"}},
 		{Service: "echo", Proto: "udp", Host: "box", Port: 7007},
 		{Service: "echo", Proto: "tcp", Host: "box", Port: 7008}, // same type: no second lookup
 	} {

@@ -27,7 +27,7 @@ func pageRegistry(t *testing.T) *registry.Registry {
 	t.Helper()
 	reg := registry.New(1)
 	lo := netip.MustParseAddr("127.0.0.1")
-	served := map[string]string{"served-by": "annuaire", "pid": "4242"}
+	served := registry.TXT{"served-by=annuaire", "pid=4242"}
 	for _, r := range []struct {
 		inst registry.Instance
 		addr netip.Addr

@@ -20,17 +20,17 @@ import (
 // Numbers are ints and the interval a string so that a bad value is
 // reported against its field rather than as a Go type error.
 type Registration struct {
-	Name      string            `json:"name"`
-	Proto     string            `json:"proto,omitempty"`
-	Port      *int              `json:"port,omitempty"`
-	Host      string            `json:"host,omitempty"`
-	Instance  string            `json:"instance,omitempty"`
-	Addresses []string          `json:"addresses,omitempty"`
-	Priority  int               `json:"priority,omitempty"`
-	Weight    int               `json:"weight,omitempty"`
-	TTL       *int              `json:"ttl,omitempty"`
-	TXT       map[string]string `json:"txt,omitempty"`
-	Check     *CheckRequest     `json:"check,omitempty"`
+	Name      string        `json:"name"`
+	Proto     string        `json:"proto,omitempty"`
+	Port      *int          `json:"port,omitempty"` // absent: the catalog's
+	Host      string        `json:"host,omitempty"`
+	Instance  string        `json:"instance,omitempty"`
+	Addresses []string      `json:"addresses,omitempty"`
+	Priority  int           `json:"priority,omitempty"`
+	Weight    int           `json:"weight,omitempty"`
+	TTL       *int          `json:"ttl,omitempty"` // absent: registry.DefaultTTL; 0 is a TTL
+	TXT       registry.TXT  `json:"txt,omitempty"` // ["txtvers=1", "duplex"], or {"key": "value"}
+	Check     *CheckRequest `json:"check,omitempty"`
 }
 
 // CheckRequest is a Registration's health check.
@@ -163,7 +163,7 @@ func (s *Server) registration(req *Registration, remote string) (registry.Regist
 		TTL:      req.TTL,
 		TXT:      req.TXT,
 	}
-	if z := "." + strings.TrimSuffix(s.zone(), "."); len(rr.Host) > len(z) && strings.EqualFold(rr.Host[len(rr.Host)-len(z):], z) {
+	if z := "." + strings.TrimSuffix(s.zone(), "."); len(rr.Host) > len(z) && registry.SameName(rr.Host[len(rr.Host)-len(z):], z) {
 		rr.Host = rr.Host[:len(rr.Host)-len(z)]
 	}
 	rr.From, _ = remoteAddr(remote)

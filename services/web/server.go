@@ -261,7 +261,7 @@ func (s *Server) zone() string {
 	if !strings.HasSuffix(z, ".") {
 		z += "."
 	}
-	return strings.ToLower(z)
+	return registry.FoldName(z)
 }
 
 func (s *Server) maxBody() int64 {

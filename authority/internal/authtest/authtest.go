@@ -33,17 +33,17 @@ func Registry(tb testing.TB) *registry.Registry {
 	hosts := []registry.Host{
 		{Name: "ns", Addrs: Addrs("127.0.0.53"), TTL: 60},
 		{Name: "a", Addrs: Addrs("127.0.0.1", "::1"), TTL: 30},
-		{Name: "b", Addrs: Addrs("127.0.0.2")},
-		{Name: "echo", Addrs: Addrs("192.0.2.7")},
-		{Name: "www.lab", Addrs: Addrs("10.0.0.1")},
+		{Name: "b", Addrs: Addrs("127.0.0.2"), TTL: 10},
+		{Name: "echo", Addrs: Addrs("192.0.2.7"), TTL: 10},
+		{Name: "www.lab", Addrs: Addrs("10.0.0.1"), TTL: 10},
 	}
 	insts := []registry.Instance{
-		{Service: "echo", Proto: "tcp", Host: "a", Port: 7007, Priority: 10, Weight: 5, Label: "Echo One", TXT: map[string]string{"v": "1", "path": "/"}},
-		{Service: "echo", Proto: "udp", Host: "a", Port: 7007},
+		{Service: "echo", Proto: "tcp", Host: "a", Port: 7007, Priority: 10, Weight: 5, Label: "Echo One", TTL: 10, TXT: registry.TXT{"path=/", "v=1"}},
+		{Service: "echo", Proto: "udp", Host: "a", Port: 7007, TTL: 10},
 		{Service: "echo", Proto: "tcp", Host: "b", Port: 7008, Priority: 20, TTL: 20},
-		{Service: "http", Proto: "tcp", Host: "b", Port: 8080, Label: "My Web.v2"},
-		{Service: "smtp", Proto: "tcp", Host: "b", Port: 25, Priority: 10},
-		{ID: "telnet", Service: "telnet", Proto: "tcp", Host: "a", Port: 23},
+		{Service: "http", Proto: "tcp", Host: "b", Port: 8080, Label: "My Web.v2", TTL: 10},
+		{Service: "smtp", Proto: "tcp", Host: "b", Port: 25, Priority: 10, TTL: 10},
+		{ID: "telnet", Service: "telnet", Proto: "tcp", Host: "a", Port: 23, TTL: 10},
 	}
 	_, err := reg.Update(func(tx *registry.Tx) error {
 		for _, h := range hosts {
@@ -136,10 +136,10 @@ func Big(tb testing.TB, n int) *registry.Registry {
 	_, err := reg.Update(func(tx *registry.Tx) error {
 		for i := range n {
 			host := fmt.Sprintf("h%d", i)
-			if err := tx.PutHost(registry.Host{Name: host, Addrs: Addrs(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1))}); err != nil {
+			if err := tx.PutHost(registry.Host{Name: host, Addrs: Addrs(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)), TTL: 10}); err != nil {
 				return err
 			}
-			if _, err := tx.PutInstance(registry.Instance{Service: "big", Host: host, Port: uint16(1000 + i)}); err != nil {
+			if _, err := tx.PutInstance(registry.Instance{Service: "big", Host: host, Port: uint16(1000 + i), TTL: 10}); err != nil {
 				return err
 			}
 		}
@@ -163,12 +163,12 @@ func Bench(tb testing.TB, n int) *registry.Registry {
 				return err
 			}
 			if _, err := tx.PutInstance(registry.Instance{Service: fmt.Sprintf("s%d", i), Proto: "tcp", Label: "inst",
-				Host: h.Name, Port: uint16(8000 + i), TTL: 60, TXT: map[string]string{"v": "1"}}); err != nil {
+				Host: h.Name, Port: uint16(8000 + i), TTL: 60, TXT: registry.TXT{"v=1"}}); err != nil {
 				return err
 			}
 		}
 		for i := range 1000 {
-			if err := tx.PutHost(registry.Host{Name: fmt.Sprintf("bh%d", i), Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})}}); err != nil {
+			if err := tx.PutHost(registry.Host{Name: fmt.Sprintf("bh%d", i), Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})}, TTL: 10}); err != nil {
 				return err
 			}
 		}
@@ -182,7 +182,7 @@ func Bench(tb testing.TB, n int) *registry.Registry {
 		_, err := reg.Update(func(tx *registry.Tx) error {
 			for i := done; i < done+k; i++ {
 				if _, err := tx.PutInstance(registry.Instance{ID: fmt.Sprintf("b%d", i), Service: fmt.Sprintf("b%d", i/100), Proto: "tcp",
-					Label: fmt.Sprintf("i%d", i%100), Host: fmt.Sprintf("bh%d", i%1000), Port: uint16(10000 + i%50000)}); err != nil {
+					Label: fmt.Sprintf("i%d", i%100), Host: fmt.Sprintf("bh%d", i%1000), Port: uint16(10000 + i%50000), TTL: 10}); err != nil {
 					return err
 				}
 			}
@@ -231,8 +231,8 @@ func Many(tb testing.TB) *registry.Registry {
 	reg := Registry(tb)
 	_, err := reg.Update(func(tx *registry.Tx) error {
 		for i := range 60 {
-			inst := registry.Instance{Service: "many", Proto: "tcp", Host: fmt.Sprintf("m%d", i), Port: uint16(1000 + i), Label: fmt.Sprintf("M %d", i)}
-			if err := tx.PutHost(registry.Host{Name: inst.Host, Addrs: Addrs(fmt.Sprintf("10.9.0.%d", i))}); err != nil {
+			inst := registry.Instance{Service: "many", Proto: "tcp", Host: fmt.Sprintf("m%d", i), Port: uint16(1000 + i), Label: fmt.Sprintf("M %d", i), TTL: 10}
+			if err := tx.PutHost(registry.Host{Name: inst.Host, Addrs: Addrs(fmt.Sprintf("10.9.0.%d", i)), TTL: 10}); err != nil {
 				return err
 			}
 			if _, err := tx.PutInstance(inst); err != nil {
