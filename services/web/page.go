@@ -26,6 +26,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"clock":     func(t time.Time) string { return t.Local().Format("15:04:05 MST") },
 	"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"checkText": checkText,
+	"shown":     shown,
 }).Parse(pageHTML))
 
 // pageData is what page.html draws.

@@ -36,6 +36,8 @@ func pageRegistry(t *testing.T) *registry.Registry {
 		{registry.Instance{Service: "echo", Proto: "udp", Host: "h-127-0-0-1", Port: 7007, TXT: served}, lo},
 		{registry.Instance{Service: "http", Proto: "tcp", Label: `Salle 101 — <b>"Ada" & Grace</b>`, Host: "h-127-0-0-1", Port: 8080}, lo},
 		{registry.Instance{Service: "telnet", Proto: "tcp", Host: "lab-2", Port: 2323, Health: registry.Critical}, netip.MustParseAddr("192.0.2.23")},
+		{registry.Instance{Service: "ipp", Proto: "tcp", Label: "Imprimante Salle 2.3 (étage) \xfe", Host: "h-127-0-0-1", Port: 631,
+			TXT: registry.TXT{"txtvers=1", "duplex", "bin=\x00\xff", `path=C:\dir`, "utf=café"}}, lo},
 	} {
 		h := &registry.Host{Name: r.inst.Host, Addrs: []netip.Addr{r.addr}, Auto: true}
 		if _, err := reg.Register(r.inst, h); err != nil {
@@ -144,7 +146,7 @@ func checkDirectory(t *testing.T, what string, page []byte, reg *registry.Regist
 		}
 		for label, want := range map[string]string{
 			"card": "_" + inst.Service + "._" + inst.Proto, "port": strconv.Itoa(int(inst.Port)),
-			"instance": inst.Label, "host": inst.Host, "health": health,
+			"instance": shown(inst.Label), "host": inst.Host, "health": health,
 		} {
 			if r[label] != want {
 				t.Errorf("%s: %s's %s is %q, want %q", what, inst.ID, label, r[label], want)
@@ -189,6 +191,13 @@ func TestPageWithoutScript(t *testing.T) {
 	}
 	if bytes.Contains(out, []byte("Loading")) {
 		t.Errorf("curl / still says Loading")
+	}
+	// A label and TXT strings of any bytes show as the bytes served: text
+	// as text, the rest escaped as a zone file would, in their order.
+	rows, _ := pageRows(t, out)
+	ipp := rows["ipp-tcp-h-127-0-0-1-631"]
+	if ipp["instance"] != `Imprimante Salle 2.3 (étage) \254` || ipp["txt"] != `txtvers=1 duplex bin=\000\255 path=C:\\dir utf=café` {
+		t.Errorf("the ipp instance shows as %q", ipp)
 	}
 
 	chromium := testenv.NeedTool(t, "chromium")

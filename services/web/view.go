@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/annuaire/annuaire/registry"
 )
@@ -96,6 +98,29 @@ func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) Service 
 	c.Process = process(s.catalog(), inst)
 	v.Chain = c
 	return v
+}
+
+// shown writes a DNS label or TXT string for people: UTF-8 text as it
+// is, and each byte that is not printable text (a control, a byte that is
+// not UTF-8) and the backslash escaped as a zone file would (\DDD, \\),
+// so that the page shows the bytes served, hiding and inventing none.
+func shown(raw string) string {
+	var b strings.Builder
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRuneInString(raw[i:])
+		switch {
+		case raw[i] == '\\':
+			b.WriteString(`\\`)
+		case r == utf8.RuneError && n <= 1 || r < 0x20 || r == 0x7f || unicode.IsControl(r):
+			for _, c := range []byte(raw[i : i+n]) {
+				fmt.Fprintf(&b, `\%03d`, c)
+			}
+		default:
+			b.WriteString(raw[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // process says who is listening at the end of the chain, in the course's
