@@ -120,7 +120,7 @@ func apply(tx *registry.Tx, op byte, p *reader) error {
 		inst := *old
 		switch p.byte() % 6 {
 		case 0:
-			inst.TXT = maps.Clone(pick(p, TXTs))
+			inst.TXT = slices.Clone(pick(p, TXTs))
 		case 1:
 			inst.Port = uint16(1 + p.byte()%4)
 		case 2:
