@@ -472,4 +472,3 @@ func freeUDPTCPPort(t *testing.T) int {
 	t.Fatal("no free port for UDP and TCP")
 	return 0
 }
-
