@@ -82,7 +82,7 @@ func BenchmarkBulk(b *testing.B) {
 				r = mustOpen(b, dir, Options{Logger: slog.New(slog.DiscardHandler)})
 				b.ReportMetric(time.Since(start).Seconds(), "s-restore-journal")
 				// Write a checkpoint and restore from it.
-				if _, err := writeCheckpoint(dir, r.Snapshot(), r.j.seg+1); err != nil {
+				if _, err := writeCheckpoint(dir, r.Snapshot(), nil, r.j.seg+1); err != nil {
 					b.Fatal(err)
 				}
 				r.Close()

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ErrDamaged is wrapped by the error Open returns when the journal is
@@ -76,9 +77,13 @@ type replay struct {
 // reservation, which leaves the serial where it is (Prev == Serial) and
 // says that serials up to Reserve may be served before the next record is
 // written; a reservation of its own serial releases the one before.
+//
+// Used lists the marks of single use (once.go) the update came with; a
+// record with marks alone leaves the serial where it is too.
 type journalRecord struct {
 	ChangeSet
 	Reserve *uint32 `json:"reserve,omitempty"`
+	Used    []Mark  `json:"used,omitempty"`
 }
 
 // decodeRecord decodes and checks one journal record, apart from where it
@@ -94,7 +99,7 @@ func decodeRecord(payload []byte) (journalRecord, error) {
 		}
 		return rec, nil
 	}
-	if rec.Serial == rec.Prev {
+	if rec.Serial == rec.Prev && (len(rec.Used) == 0 || len(rec.Changes) > 0) {
 		return rec, fmt.Errorf("record does not move the serial from %d", rec.Prev)
 	}
 	for i, c := range rec.Changes {
@@ -120,9 +125,12 @@ func (p *replay) record(payload []byte) error {
 			return fmt.Errorf("record takes serial %d to %d, behind the %d the journal is at", rec.Prev, rec.Serial, p.serial)
 		}
 	}
-	if rec.Reserve != nil {
+	p.r.used.add(time.Now().Unix(), rec.Used...)
+	switch {
+	case rec.Reserve != nil:
 		p.reserved, p.hasReserved = *rec.Reserve, *rec.Reserve != rec.Serial
-	} else {
+	case len(rec.Changes) == 0 && rec.Serial == rec.Prev: // marks alone
+	default:
 		for _, c := range rec.Changes {
 			if err := p.tx.replay(c); err != nil {
 				return err

@@ -193,8 +193,11 @@ func (r *Registry) JournalError() error {
 
 func segmentName(seq uint64) string { return fmt.Sprintf("journal.%016x", seq) }
 
-func encodeChangeSet(cs ChangeSet) ([]byte, error) {
-	b, err := json.Marshal(cs)
+func encodeChangeSet(cs ChangeSet) ([]byte, error) { return encodeRecord(journalRecord{ChangeSet: cs}) }
+
+func encodeRecord(rec journalRecord) ([]byte, error) {
+	cs := rec.ChangeSet
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("registry: encode change set %d: %w", cs.Serial, err)
 	}
@@ -219,7 +222,10 @@ func (j *journal) append(payload []byte, snap *Snapshot, health bool) *ticket {
 	t := &ticket{health: health}
 	j.buf = appendFrame(j.buf, payload)
 	j.waiting = append(j.waiting, t)
-	j.last, j.tail = snap, t
+	if snap != nil { // nil: a record that changes nothing readers see (marks)
+		j.last = snap
+	}
+	j.tail = t
 	j.seq++
 	return t
 }
@@ -510,7 +516,7 @@ func (j *journal) resumeWithCheckpoint(snap *Snapshot) error {
 	j.mu.Unlock()
 	f, zeroed, err := j.createSegment(seg)
 	if err == nil {
-		if _, err = writeCheckpoint(j.dir, snap, seg); err != nil {
+		if _, err = writeCheckpoint(j.dir, snap, j.r.used.live(time.Now().Unix()), seg); err != nil {
 			f.Close()
 			os.Remove(f.Name())
 		}
@@ -626,7 +632,7 @@ func (j *journal) rotate(snap *Snapshot) {
 	go func(seg uint64) {
 		defer j.wg.Done()
 		start := time.Now()
-		n, err := writeCheckpoint(j.dir, snap, seg)
+		n, err := writeCheckpoint(j.dir, snap, j.r.used.live(time.Now().Unix()), seg)
 		if err != nil {
 			j.log.Error("checkpoint failed; the journal segments stay", "err", err)
 		} else {
@@ -694,6 +700,8 @@ type checkpointRecord struct {
 	Instances []*Instance `json:"instances,omitempty"`
 	Hosts     []*Host     `json:"hosts,omitempty"`
 	Set       *ChangeSet  `json:"set,omitempty"`
+	NUsed     int         `json:"n_used,omitempty"`
+	Used      []Mark      `json:"used,omitempty"` // once.go; absent from checkpoints written before marks
 }
 
 const checkpointChunk = 1024
@@ -701,7 +709,7 @@ const checkpointChunk = 1024
 // writeCheckpoint writes snap to DIR/checkpoint through a temporary file,
 // fsync and rename, so that the checkpoint is always whole or absent. It
 // returns the checkpoint's size.
-func writeCheckpoint(dir string, snap *Snapshot, seg uint64) (int64, error) {
+func writeCheckpoint(dir string, snap *Snapshot, used []Mark, seg uint64) (int64, error) {
 	tmp := filepath.Join(dir, "checkpoint.tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -719,7 +727,7 @@ func writeCheckpoint(dir string, snap *Snapshot, seg uint64) (int64, error) {
 	for h := range snap.Hosts() {
 		hosts = append(hosts, h)
 	}
-	w.put(checkpointRecord{Version: 1, Serial: snap.Serial(), Segment: seg, NInst: len(insts), NHosts: len(hosts), NSets: len(snap.hist)})
+	w.put(checkpointRecord{Version: 1, Serial: snap.Serial(), Segment: seg, NInst: len(insts), NHosts: len(hosts), NSets: len(snap.hist), NUsed: len(used)})
 	for i := 0; i < len(insts); i += checkpointChunk {
 		w.put(checkpointRecord{Instances: insts[i:min(i+checkpointChunk, len(insts))]})
 	}
@@ -728,6 +736,9 @@ func writeCheckpoint(dir string, snap *Snapshot, seg uint64) (int64, error) {
 	}
 	for i := range snap.hist {
 		w.put(checkpointRecord{Set: &snap.hist[i]})
+	}
+	for i := 0; i < len(used); i += checkpointChunk {
+		w.put(checkpointRecord{Used: used[i:min(i+checkpointChunk, len(used))]})
 	}
 	w.flush()
 	if w.err != nil {

@@ -637,7 +637,7 @@ func TestRestoreAcrossBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if _, err := writeCheckpoint(dir, r.Snapshot(), r.j.seg+1); err != nil {
+	if _, err := writeCheckpoint(dir, r.Snapshot(), nil, r.j.seg+1); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()

@@ -269,7 +269,7 @@ func (j *journal) restore(opts Options) error {
 		// A new directory records its initial serial, which the first
 		// journal record will chain from; a recovered one, what it
 		// recovered, so that the damage is read no more.
-		if _, err := writeCheckpoint(j.dir, r.Snapshot(), cur); err != nil {
+		if _, err := writeCheckpoint(j.dir, r.Snapshot(), r.used.live(time.Now().Unix()), cur); err != nil {
 			f.Close()
 			return err
 		}
@@ -421,7 +421,8 @@ func (j *journal) dropTail(path string, data []byte, end int64, reason string) i
 // so damage means the disk, not a crash.
 func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRecord, error) {
 	var hdr checkpointRecord
-	var ninst, nhosts, nsets, frames int
+	var ninst, nhosts, nsets, nused, frames int
+	now := time.Now().Unix()
 	_, damage := readFrames(f, size, checkpointMagic, func(off int64, payload []byte) error {
 		var rec checkpointRecord
 		if err := json.Unmarshal(payload, &rec); err != nil {
@@ -457,6 +458,8 @@ func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRe
 				return err
 			}
 		}
+		r.used.add(now, rec.Used...)
+		nused += len(rec.Used)
 		ninst += len(rec.Instances)
 		nhosts += len(rec.Hosts)
 		if rec.Set != nil {
@@ -476,9 +479,9 @@ func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRe
 	if frames == 0 {
 		return hdr, errors.New("no header")
 	}
-	if ninst != hdr.NInst || nhosts != hdr.NHosts || nsets != hdr.NSets {
-		return hdr, fmt.Errorf("holds %d instances, %d hosts, %d change sets; its header says %d, %d, %d",
-			ninst, nhosts, nsets, hdr.NInst, hdr.NHosts, hdr.NSets)
+	if ninst != hdr.NInst || nhosts != hdr.NHosts || nsets != hdr.NSets || nused != hdr.NUsed {
+		return hdr, fmt.Errorf("holds %d instances, %d hosts, %d change sets, %d marks; its header says %d, %d, %d, %d",
+			ninst, nhosts, nsets, nused, hdr.NInst, hdr.NHosts, hdr.NSets, hdr.NUsed)
 	}
 	if hdr.Segment == 0 {
 		return hdr, errors.New("header names no journal segment")

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -87,6 +88,8 @@ type Registry struct {
 	maxSets     int
 	maxChanges  int
 	closed      bool
+
+	used marks // signed requests acted on (once.go)
 }
 
 // ErrClosed is returned by Update after Close.
@@ -181,8 +184,13 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 		return 0, done, ErrClosed
 	}
 	tx := newTx(r.db, r.Catalog)
+	tx.marks = &r.used
 	txn := tx.txn
 	serial, err = r.updateLocked(txn, tx, fn)
+	if err == nil && len(tx.changes) == 0 && len(tx.newMarks) > 0 {
+		txn.Abort()
+		return serial, done, r.markLocked(serial, tx.newMarks)
+	}
 	if err != nil || len(tx.changes) == 0 {
 		txn.Abort()
 		var t *ticket
@@ -221,7 +229,7 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 	}
 	var rec []byte
 	if r.j != nil && !memory {
-		if rec, err = encodeChangeSet(cs); err != nil {
+		if rec, err = encodeRecord(journalRecord{ChangeSet: cs, Used: tx.newMarks}); err != nil {
 			txn.Abort()
 			r.writeMu.Unlock()
 			return 0, done, err
@@ -234,6 +242,7 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 	}
 	txn.Commit()
 	r.remember(cs)
+	r.used.add(time.Now().Unix(), tx.newMarks...)
 	snap := r.newSnapshot()
 	if r.j == nil || memory {
 		r.publishLocked(snap)
@@ -252,6 +261,29 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 		return 0, done, err
 	}
 	return serial, done, nil
+}
+
+// markLocked is the end of an update that changes nothing but marks
+// requests as used: a record that keeps the serial s, the one committed.
+// It is called with writeMu held, and releases it.
+func (r *Registry) markLocked(s uint32, add []Mark) error {
+	r.used.add(time.Now().Unix(), add...)
+	if r.j == nil {
+		r.writeMu.Unlock()
+		return nil
+	}
+	if err := r.j.writable(); err != nil {
+		r.writeMu.Unlock()
+		return err
+	}
+	rec, err := encodeRecord(journalRecord{ChangeSet: ChangeSet{Prev: s, Serial: s}, Used: add})
+	if err != nil {
+		r.writeMu.Unlock()
+		return err
+	}
+	t := r.j.append(rec, nil, false)
+	r.writeMu.Unlock()
+	return r.j.wait(t)
 }
 
 // healthOnly reports whether cs only changes instances' health: what a
@@ -612,6 +644,10 @@ type Tx struct {
 	types    map[typeKey]*pendingType
 	hostRefs map[string]*pendingRef // the same for host reference counts
 	typesErr error
+
+	// The registry's marks of single use, and those this Tx adds (once.go).
+	marks    *marks
+	newMarks []Mark
 
 	// Used by Open only: called before each replayed row, to commit in batches.
 	onReplay func()

@@ -5,6 +5,7 @@
 package tsig
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha1"
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,12 @@ type Key struct {
 	Name string
 	// Secret is the shared secret, base64-encoded.
 	Secret string
+	// MinMAC is the shortest MAC accepted from this key, in bytes; zero
+	// means the whole hash. A request signed with a shorter one, which RFC
+	// 8945 section 5.2.2.1 would allow, is answered BADTRUNC (section
+	// 5.2.2.3), as BIND does: every shortened copy of a captured request
+	// has another MAC, and verifying it is a forger's cheaper target.
+	MinMAC int
 }
 
 // The algorithms of RFC 8945 section 6, by the names nsupdate -y takes.
@@ -47,7 +55,11 @@ var tsigAlgorithms = map[string]string{
 // ParseKey reads a key in the syntax of nsupdate -y, [ALG:]NAME:SECRET:
 // "hmac-sha256:ddns-key:c2VjcmV0IQ==". As in nsupdate, a key without an
 // algorithm is hmac-md5, which RFC 8945 section 6 no longer recommends: say
-// hmac-sha256. Errors name the key but never echo the secret.
+// hmac-sha256. As in BIND, an algorithm followed by a number of bits,
+// "hmac-sha256-128", lets the key sign with MACs truncated to no fewer
+// bits (a multiple of 8, at least half the hash and 80); without one,
+// only whole MACs are accepted. Errors name the key but never echo the
+// secret.
 func ParseKey(s string) (Key, error) {
 	parts := strings.Split(s, ":")
 	alg := "hmac-md5"
@@ -60,7 +72,14 @@ func ParseKey(s string) (Key, error) {
 		return Key{}, errors.New("tsig key: want [ALGORITHM:]NAME:BASE64SECRET, as nsupdate -y")
 	}
 	name, secret := parts[0], parts[1]
-	wire, ok := tsigAlgorithms[strings.TrimSuffix(alg, ".")]
+	alg = strings.TrimSuffix(alg, ".")
+	bits := 0
+	if i := strings.LastIndexByte(alg, '-'); i > 0 {
+		if n, err := strconv.Atoi(alg[i+1:]); err == nil {
+			alg, bits = alg[:i], n
+		}
+	}
+	wire, ok := tsigAlgorithms[alg]
 	if !ok {
 		return Key{}, fmt.Errorf("tsig key %q: unknown algorithm %q: want hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224, hmac-sha1 or hmac-md5", name, alg)
 	}
@@ -77,17 +96,39 @@ func ParseKey(s string) (Key, error) {
 	if len(raw) == 0 {
 		return Key{}, fmt.Errorf("tsig key %q: empty secret", name)
 	}
-	return Key{Algorithm: wire, Name: dns.CanonicalName(name), Secret: secret}, nil
+	k := Key{Algorithm: wire, Name: dns.CanonicalName(name), Secret: secret}
+	if bits != 0 {
+		full := newHash(wire)().Size()
+		if bits%8 != 0 || bits/8 > full || bits/8 < minMAC(full) {
+			return Key{}, fmt.Errorf("tsig key %q: %s-%d: truncate to a multiple of 8 bits from %d to %d (RFC 8945 section 5.2.2.1)",
+				name, alg, bits, 8*minMAC(full), 8*full)
+		}
+		if bits/8 < full {
+			k.MinMAC = bits / 8
+		}
+	}
+	return k, nil
 }
 
+// minMAC is the shortest MAC RFC 8945 section 5.2.2.1 allows for a hash
+// of full bytes: half of it, and 10 bytes.
+func minMAC(full int) int { return max(10, (full+1)/2) }
+
 // String returns the key without its secret, for logs.
-func (k Key) String() string { return k.Name + " (" + strings.TrimSuffix(k.Algorithm, ".") + ")" }
+func (k Key) String() string {
+	alg := strings.TrimSuffix(k.Algorithm, ".")
+	if k.MinMAC > 0 {
+		alg += "-" + strconv.Itoa(8*k.MinMAC)
+	}
+	return k.Name + " (" + alg + ")"
+}
 
 // Errors of TSIG verification, each answered as RFC 8945 section 5.2 says.
 var (
-	ErrBadKey    = errors.New("tsig: unknown key or algorithm") // BADKEY, section 5.2.1
-	errBadSig    = errors.New("tsig: MAC does not verify")      // BADSIG, section 5.2.2
-	errBadFormat = errors.New("tsig: malformed MAC size")       // FORMERR, section 5.2.2.1
+	ErrBadKey    = errors.New("tsig: unknown key or algorithm")                                 // BADKEY, section 5.2.1
+	errBadSig    = errors.New("tsig: MAC does not verify")                                      // BADSIG, section 5.2.2
+	errBadFormat = errors.New("tsig: malformed MAC size")                                       // FORMERR, section 5.2.2.1
+	errBadTrunc  = errors.New("tsig: MAC truncated shorter than the key allows (see ParseKey)") // BADTRUNC, section 5.2.2.3
 )
 
 // A Keyring is a dns.TsigProvider over the configured keys: a dns.Server
@@ -150,18 +191,27 @@ func (kr Keyring) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
 
 // Verify implements dns.TsigProvider: it checks a request's MAC, which may
 // be truncated to no less than half the hash and 10 octets (RFC 8945
-// section 5.2.2.1).
+// section 5.2.2.1), and to no less than the key's MinMAC: a MAC that
+// verifies but is shorter is BADTRUNC (section 5.2.2.3; checked after
+// the MAC, as BIND does).
 func (kr Keyring) Verify(msg []byte, t *dns.TSIG) error {
+	k, _, err := kr.lookup(t)
+	if err != nil {
+		return err
+	}
 	sum, err := kr.mac(msg, t)
 	if err != nil {
 		return err
 	}
 	got, err := hex.DecodeString(t.MAC)
-	if err != nil || len(got) > len(sum) || len(got) < max(10, len(sum)/2) {
+	if err != nil || len(got) > len(sum) || len(got) < minMAC(len(sum)) {
 		return errBadFormat
 	}
 	if !hmac.Equal(sum[:len(got)], got) {
 		return errBadSig
+	}
+	if want := cmp.Or(k.MinMAC, len(sum)); len(got) < want {
+		return errBadTrunc
 	}
 	return nil
 }
@@ -220,6 +270,8 @@ func Refuse(w dns.ResponseWriter, r *dns.Msg, err error) *Error {
 		code = dns.RcodeBadKey
 	case errors.Is(err, errBadSig):
 		code = dns.RcodeBadSig
+	case errors.Is(err, errBadTrunc):
+		code = dns.RcodeBadTrunc
 	case errors.Is(err, dns.ErrTime):
 		code = dns.RcodeBadTime
 	}
@@ -281,4 +333,30 @@ func (w *signingWriter) WriteMsg(m *dns.Msg) error {
 		SignReply(m, w.req)
 	}
 	return w.ResponseWriter.WriteMsg(m)
+}
+
+// Digest names what the TSIG of r signed, whatever its MAC: the key and
+// algorithm, the time signed and fudge, the original ID and the message
+// itself (RFC 8945 section 4.3). Copies of one signed message, with their
+// MACs truncated to other lengths or another ID in their header, share
+// it: a replay is recognised by its digest, never by its MAC bytes. It
+// returns "" for an unsigned message.
+func Digest(r *dns.Msg) string {
+	t := r.IsTsig()
+	if t == nil {
+		return ""
+	}
+	m := r.Copy()
+	m.Extra = m.Extra[:len(m.Extra)-1]
+	m.Id = t.OrigId
+	m.Compress = false
+	body, err := m.Pack()
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s %d %d %d %s\n", dns.CanonicalName(t.Hdr.Name), dns.CanonicalName(t.Algorithm),
+		t.TimeSigned, t.Fudge, t.Error, t.OtherData)
+	h.Write(body)
+	return base64.RawStdEncoding.EncodeToString(h.Sum(nil))
 }

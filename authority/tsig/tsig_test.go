@@ -14,14 +14,14 @@ func TestParseKey(t *testing.T) {
 		want    Key
 		wantErr string
 	}{
-		{in: "hmac-sha256:ddns-key:c2VjcmV0IQ==", want: Key{dns.HmacSHA256, "ddns-key.", "c2VjcmV0IQ=="}},
-		{in: "HMAC-SHA512:Upd.Example.:c2VjcmV0IQ==", want: Key{dns.HmacSHA512, "upd.example.", "c2VjcmV0IQ=="}},
-		{in: "hmac-sha1:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA1, "k.", "c2VjcmV0IQ=="}},
-		{in: "hmac-sha224:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA224, "k.", "c2VjcmV0IQ=="}},
-		{in: "hmac-sha384:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA384, "k.", "c2VjcmV0IQ=="}},
+		{in: "hmac-sha256:ddns-key:c2VjcmV0IQ==", want: Key{dns.HmacSHA256, "ddns-key.", "c2VjcmV0IQ==", 0}},
+		{in: "HMAC-SHA512:Upd.Example.:c2VjcmV0IQ==", want: Key{dns.HmacSHA512, "upd.example.", "c2VjcmV0IQ==", 0}},
+		{in: "hmac-sha1:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA1, "k.", "c2VjcmV0IQ==", 0}},
+		{in: "hmac-sha224:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA224, "k.", "c2VjcmV0IQ==", 0}},
+		{in: "hmac-sha384:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA384, "k.", "c2VjcmV0IQ==", 0}},
 		// nsupdate -y NAME:SECRET means hmac-md5.
-		{in: "k:c2VjcmV0IQ==", want: Key{"hmac-md5.sig-alg.reg.int.", "k.", "c2VjcmV0IQ=="}},
-		{in: "hmac-md5:k:c2VjcmV0IQ==", want: Key{"hmac-md5.sig-alg.reg.int.", "k.", "c2VjcmV0IQ=="}},
+		{in: "k:c2VjcmV0IQ==", want: Key{"hmac-md5.sig-alg.reg.int.", "k.", "c2VjcmV0IQ==", 0}},
+		{in: "hmac-md5:k:c2VjcmV0IQ==", want: Key{"hmac-md5.sig-alg.reg.int.", "k.", "c2VjcmV0IQ==", 0}},
 		{in: "c2VjcmV0IQ==", wantErr: "want [ALGORITHM:]NAME:BASE64SECRET"},
 		{in: "a:b:c:d", wantErr: "want [ALGORITHM:]NAME:BASE64SECRET"},
 		{in: "hmac-sha3:k:c2VjcmV0IQ==", wantErr: "unknown algorithm"},
@@ -29,6 +29,13 @@ func TestParseKey(t *testing.T) {
 		{in: "hmac-sha256:k:not base64!", wantErr: "not base64"},
 		{in: "hmac-sha256:k:", wantErr: "empty secret"},
 		{in: "hmac-sha256:a..b:c2VjcmV0IQ==", wantErr: "not a domain name"},
+		// BIND's truncation syntax: MACs of at least that many bits.
+		{in: "hmac-sha256-128:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA256, "k.", "c2VjcmV0IQ==", 16}},
+		{in: "hmac-sha1-80:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA1, "k.", "c2VjcmV0IQ==", 10}},
+		{in: "hmac-sha256-256:k:c2VjcmV0IQ==", want: Key{dns.HmacSHA256, "k.", "c2VjcmV0IQ==", 0}},
+		{in: "hmac-sha256-120:k:c2VjcmV0IQ==", wantErr: "from 128 to 256"},
+		{in: "hmac-sha256-130:k:c2VjcmV0IQ==", wantErr: "multiple of 8"},
+		{in: "hmac-sha256-264:k:c2VjcmV0IQ==", wantErr: "from 128 to 256"},
 	}
 	for _, tt := range tests {
 		got, err := ParseKey(tt.in)
@@ -48,7 +55,7 @@ func TestParseKey(t *testing.T) {
 }
 
 func TestKeyringVerify(t *testing.T) {
-	kr := Keyring{{dns.HmacSHA256, "k.", "c2VjcmV0IQ=="}}
+	kr := Keyring{{dns.HmacSHA256, "k.", "c2VjcmV0IQ==", 0}}
 	msg := []byte("some message")
 	tsig := &dns.TSIG{Hdr: dns.RR_Header{Name: "K."}, Algorithm: "HMAC-SHA256."}
 	mac, err := kr.Generate(msg, tsig)
@@ -65,7 +72,7 @@ func TestKeyringVerify(t *testing.T) {
 		}
 	}
 	check("full", 32, dns.HmacSHA256, nil)
-	check("truncated to 16 (RFC 8945 5.2.2.1)", 16, dns.HmacSHA256, nil)
+	check("truncated to 16 (RFC 8945 5.2.2.1), the key wants 32 (5.2.2.3)", 16, dns.HmacSHA256, errBadTrunc)
 	check("truncated below half", 15, dns.HmacSHA256, errBadFormat)
 	check("other algorithm", 32, dns.HmacSHA512, ErrBadKey)
 	bad := append([]byte(nil), mac...)
@@ -79,4 +86,12 @@ func TestKeyringVerify(t *testing.T) {
 	if got := kr.Verify(msg, &tt); got != errBadFormat {
 		t.Errorf("MAC longer than the hash: Verify = %v, want %v", got, errBadFormat)
 	}
+	tt.MAC = hex.EncodeToString(bad[:16])
+	if got := kr.Verify(msg, &tt); got != errBadSig {
+		t.Errorf("flipped bit, truncated: Verify = %v, want %v (the MAC first)", got, errBadSig)
+	}
+
+	kr[0].MinMAC = 20
+	check("truncated to 20, the key allows 20", 20, dns.HmacSHA256, nil)
+	check("truncated to 16, the key allows 20", 16, dns.HmacSHA256, errBadTrunc)
 }

@@ -124,28 +124,48 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 
-	// nsupdate resends an unanswered UDP update unchanged: its MAC is the
-	// same. Answer a copy as the first was answered instead of applying it
-	// twice, so that a retry of "prereq nxdomain X; add X" still says
-	// NOERROR, and a replayed copy changes nothing; older copies get
-	// BADTIME. RFC 8945 section 5.2.3's SHOULD, BADTIME for a Time Signed
-	// earlier than the last one seen from the key, is not done: clients
-	// sharing a key sign out of order across a second boundary, and would
-	// be refused for nothing.
-	e, first := h.recent.claim(u.key+" "+t.MAC, time.Duration(t.Fudge)*time.Second)
+	// A signed update is acted on once. nsupdate resends an unanswered UDP
+	// update unchanged; anyone who captured one can send it again, with
+	// its MAC truncated or another ID, until its signature expires (Time
+	// Signed plus Fudge: BADTIME after). Copies are recognised by what was
+	// signed (tsig.Digest), never by the MAC bytes. A copy seen in this
+	// run is answered as the first was, so that a retry of "prereq
+	// nxdomain X; add X" still says NOERROR; the registry journals the
+	// digest with the update (registry.Tx.UseOnce), so that a copy after
+	// a restart is REFUSED and changes nothing. RFC 8945 section 5.2.3's
+	// SHOULD, BADTIME for a Time Signed earlier than the last one seen
+	// from the key, is not done: clients sharing a key sign out of order
+	// across a second boundary, and would be refused for nothing.
+	digest := tsig.Digest(r)
+	if digest == "" {
+		u.why = "cannot take the signed message apart"
+		reply(dns.RcodeFormatError)
+		return
+	}
+	expires := time.Unix(int64(t.TimeSigned)+int64(t.Fudge)+1, 0)
+	e, first := h.recent.claim(digest, expires)
 	if !first {
 		u.why = "retransmission: answered as the first copy was"
 		reply(e.wait())
 		return
 	}
-	rcode := h.apply(r, u)
+	rcode := h.apply(r, u, func(tx *registry.Tx) error { return tx.UseOnce(digest, expires) })
+	if rcode != dns.RcodeSuccess && rcode != dns.RcodeServerFailure && !u.replay {
+		// Refused, and unapplied: marked alone, so that no copy applies
+		// it once the zone has changed. A SERVFAIL wrote nothing, nor
+		// can this: a copy may try again.
+		if _, err := h.Registry.Update(func(tx *registry.Tx) error { return tx.UseOnce(digest, expires) }); err != nil && !errors.Is(err, registry.ErrReplay) {
+			u.why += "; cannot record it as used: " + err.Error()
+		}
+	}
 	e.finish(rcode)
 	reply(rcode)
 }
 
-// apply runs the prerequisite checks and the update in one registry
-// transaction and returns the RCODE to answer.
-func (h *Handler) apply(r *dns.Msg, u *updateLog) int {
+// apply runs once, the prerequisite checks and the update in one registry
+// transaction and returns the RCODE to answer. once marks the request as
+// used, or fails with registry.ErrReplay.
+func (h *Handler) apply(r *dns.Msg, u *updateLog, once func(*registry.Tx) error) int {
 	// A 64 KiB TCP message holds a few thousand records; one update
 	// rewriting that much of the registry is a mistake or an attack, and
 	// it would hold the registry's write lock while it ran.
@@ -156,6 +176,12 @@ func (h *Handler) apply(r *dns.Msg, u *updateLog) int {
 	v := &view{z: h.Zone, origin: h.Zone.Origin()}
 	serial, err := h.Registry.Update(func(tx *registry.Tx) error {
 		v.tx = tx
+		if err := once(tx); errors.Is(err, registry.ErrReplay) {
+			u.replay = true
+			return &rcodeError{dns.RcodeRefused, "replay: this signed update was acted on before a restart"}
+		} else if err != nil {
+			return err
+		}
 		if err := v.prerequisites(r.Answer); err != nil {
 			return err
 		}
@@ -198,6 +224,7 @@ type updateLog struct {
 	rcode             int
 	serial            uint32
 	why               string
+	replay            bool // acted on before a restart
 }
 
 func (h *Handler) logUpdate(u *updateLog) {
@@ -724,11 +751,11 @@ func ipOf(rr dns.RR) net.IP {
 }
 
 // recentUpdates remembers the answers to recent signed updates by their
-// key and MAC, for as long as their signature is valid (the fudge).
+// digest (tsig.Digest), for as long as their signature is valid.
 type recentUpdates struct {
-	mu    sync.Mutex // guards the fields below
-	byMAC map[string]*recentUpdate
-	order []string // oldest first, for expiry
+	mu       sync.Mutex // guards the fields below
+	byDigest map[string]*recentUpdate
+	order    []string // oldest first, for expiry
 }
 
 type recentUpdate struct {
@@ -737,33 +764,35 @@ type recentUpdate struct {
 	expires time.Time
 }
 
-// maxRecent bounds the memory recentUpdates takes.
+// maxRecent bounds the memory recentUpdates takes. Forgetting an answer
+// early only costs a retransmission its NOERROR: the registry's mark
+// still refuses it.
 const maxRecent = 4096
 
 // claim registers an update about to be applied, and returns its entry.
-// first is false for a copy of an update seen within its fudge: wait for
-// the entry's answer instead of applying it again.
-func (ru *recentUpdates) claim(id string, fudge time.Duration) (e *recentUpdate, first bool) {
+// first is false for a copy of an update seen before it expires: wait
+// for the entry's answer instead of applying it again.
+func (ru *recentUpdates) claim(digest string, expires time.Time) (e *recentUpdate, first bool) {
 	now := time.Now()
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
-	if ru.byMAC == nil {
-		ru.byMAC = map[string]*recentUpdate{}
+	if ru.byDigest == nil {
+		ru.byDigest = map[string]*recentUpdate{}
 	}
 	for len(ru.order) > 0 {
-		old := ru.byMAC[ru.order[0]]
+		old := ru.byDigest[ru.order[0]]
 		if len(ru.order) < maxRecent && now.Before(old.expires) {
 			break
 		}
-		delete(ru.byMAC, ru.order[0])
+		delete(ru.byDigest, ru.order[0])
 		ru.order = ru.order[1:]
 	}
-	if e, ok := ru.byMAC[id]; ok {
+	if e, ok := ru.byDigest[digest]; ok {
 		return e, false
 	}
-	e = &recentUpdate{done: make(chan struct{}), expires: now.Add(2 * fudge)}
-	ru.byMAC[id] = e
-	ru.order = append(ru.order, id)
+	e = &recentUpdate{done: make(chan struct{}), expires: expires}
+	ru.byDigest[digest] = e
+	ru.order = append(ru.order, digest)
 	return e, true
 }
 

@@ -2,6 +2,7 @@ package update_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha1"
@@ -749,3 +750,213 @@ func (w *fuzzWriter) Close() error                { return nil }
 func (w *fuzzWriter) TsigStatus() error           { return w.status }
 func (w *fuzzWriter) TsigTimersOnly(bool)         {}
 func (w *fuzzWriter) Hijack()                     {}
+
+// TestUpdateReplay captures a signed update made by the real nsupdate and
+// sends it again verbatim, with its MAC truncated, and after a restart:
+// none of the copies changes anything once the zone has moved on.
+func TestUpdateReplay(t *testing.T) {
+	nsupdate := testenv.NeedTool(t, "nsupdate")
+	dir := t.TempDir()
+	open := func() *registry.Registry {
+		reg, err := registry.Open(dir, registry.Options{Serial: 100, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reg
+	}
+	// The server takes whole MACs only; a second key, the same secret
+	// with BIND's -128, takes them truncated to 16 bytes.
+	whole, err := tsig.ParseKey("hmac-sha256:ddns-key:" + updKey.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := open()
+	addr, stop := serveUntilStopped(t, &authority.Server{Registry: reg, Keys: []tsig.Key{whole}, Logger: slog.New(slog.DiscardHandler)})
+
+	// nsupdate talks to the server through a relay that keeps a copy of
+	// what it sends.
+	captured, relay := captureRelay(t, addr)
+	host, port, _ := net.SplitHostPort(relay)
+	cmd := exec.Command(nsupdate, "-t", "5", "-u", "1", "-y", "hmac-sha256:ddns-key:"+updKey.Secret)
+	cmd.Stdin = strings.NewReader("server " + host + " " + port + "\nzone svc.internal.\nupdate add replay.svc.internal. 60 A 192.0.2.77\nsend\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nsupdate: %v\n%s", err, out)
+	}
+	upd := captured()
+	if got := hostAddrs(reg, "replay"); got != "192.0.2.77" {
+		t.Fatalf("after nsupdate, host replay: %s", got)
+	}
+	// The zone moves on: the host goes (by the API, say).
+	if _, err := reg.Update(func(tx *registry.Tx) error { return tx.DeleteHost("replay") }); err != nil {
+		t.Fatal(err)
+	}
+
+	send := func(addr string, buf []byte) *dns.Msg {
+		t.Helper()
+		raw, err := rawExchangeBytes(addr, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(raw); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tsigError := func(r *dns.Msg) uint16 {
+		if t := r.IsTsig(); t != nil {
+			return t.Error
+		}
+		return 0
+	}
+	unchanged := func(when string) {
+		t.Helper()
+		if got := hostAddrs(reg, "replay"); got != "<none>" {
+			t.Errorf("%s: the replayed update applied again: host replay %s", when, got)
+		}
+	}
+	short := truncateMAC(t, upd, 16)
+
+	// Verbatim, in the same run: answered as the first copy was.
+	if r := send(addr, upd); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("verbatim copy: %s, want NOERROR (as the first)", dns.RcodeToString[r.Rcode])
+	}
+	unchanged("verbatim copy")
+	// Truncated, to a key that takes whole MACs only: BADTRUNC.
+	if r := send(addr, short); r.Rcode != dns.RcodeNotAuth || tsigError(r) != dns.RcodeBadTrunc {
+		t.Errorf("truncated copy: %s TSIG %s, want NOTAUTH BADTRUNC", dns.RcodeToString[r.Rcode], dns.RcodeToString[int(tsigError(r))])
+	}
+	unchanged("truncated copy")
+
+	// After a restart, with a key that takes truncated MACs: the copies
+	// are recognised by what was signed, and refused.
+	stop()
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reg = open()
+	defer reg.Close()
+	trunc, err := tsig.ParseKey("hmac-sha256-128:ddns-key:" + updKey.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop = serveUntilStopped(t, &authority.Server{Registry: reg, Keys: []tsig.Key{trunc}, Logger: slog.New(slog.DiscardHandler)})
+	defer stop()
+	if r := send(addr, short); r.Rcode != dns.RcodeRefused {
+		t.Errorf("truncated copy after a restart: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	unchanged("truncated copy after a restart")
+	if r := send(addr, upd); r.Rcode != dns.RcodeRefused {
+		t.Errorf("verbatim copy after a restart: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	unchanged("verbatim copy after a restart")
+
+	// A fresh update of the same content, signed again, applies.
+	fresh := exec.Command(nsupdate, "-t", "5", "-u", "1", "-y", "hmac-sha256-128:ddns-key:"+updKey.Secret)
+	host, port, _ = net.SplitHostPort(addr)
+	fresh.Stdin = strings.NewReader("server " + host + " " + port + "\nzone svc.internal.\nupdate add replay.svc.internal. 60 A 192.0.2.77\nsend\n")
+	if out, err := fresh.CombinedOutput(); err != nil {
+		t.Fatalf("nsupdate with a truncated MAC: %v\n%s", err, out)
+	}
+	if got := hostAddrs(reg, "replay"); got != "192.0.2.77" {
+		t.Errorf("fresh update: host replay %s", got)
+	}
+}
+
+// serveUntilStopped serves s on a loopback port over UDP and TCP, and
+// returns its address and a func that stops it and waits.
+func serveUntilStopped(t *testing.T, s *authority.Server) (string, func()) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	go func() { errs <- s.ServePacket(ctx, pc) }()
+	go func() { errs <- s.Serve(ctx, ln) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return pc.LocalAddr().String(), stop
+}
+
+// captureRelay relays UDP datagrams to addr and returns the relay's
+// address and a func that returns the last UPDATE relayed.
+func captureRelay(t *testing.T, addr string) (func() []byte, string) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var (
+		mu   sync.Mutex
+		last []byte
+	)
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			req := slices.Clone(buf[:n])
+			if n > 2 && (req[2]>>3)&0xF == dns.OpcodeUpdate {
+				mu.Lock()
+				last = req
+				mu.Unlock()
+			}
+			if answer, err := rawExchangeBytes(addr, req); err == nil {
+				pc.WriteTo(answer, from)
+			}
+		}
+	}()
+	return func() []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		if last == nil {
+			t.Fatal("no UPDATE relayed")
+		}
+		return last
+	}, pc.LocalAddr().String()
+}
+
+// truncateMAC returns the signed message buf with its MAC cut to n bytes,
+// every other byte as it was (repacking could change the compression,
+// and so what the MAC covers).
+func truncateMAC(t *testing.T, buf []byte, n int) []byte {
+	t.Helper()
+	m := new(dns.Msg)
+	if err := m.Unpack(buf); err != nil {
+		t.Fatal(err)
+	}
+	ts := m.IsTsig()
+	mac, _ := hex.DecodeString(ts.MAC)
+	at := bytes.Index(buf, mac)
+	alg := make([]byte, 256)
+	algLen, err := dns.PackDomainName(dns.CanonicalName(ts.Algorithm), alg, 0, nil, false)
+	if at < 0 || err != nil {
+		t.Fatalf("MAC not found in the message")
+	}
+	size := at - 2
+	rdlen := size - 8 - algLen - 2 // time signed (6) and fudge (2) before the MAC size
+	out := slices.Clone(buf[:size])
+	binary.BigEndian.PutUint16(out[rdlen:], binary.BigEndian.Uint16(buf[rdlen:])-uint16(len(mac)-n))
+	out = binary.BigEndian.AppendUint16(out, uint16(n))
+	out = append(out, mac[:n]...)
+	return append(out, buf[at+len(mac):]...)
+}
