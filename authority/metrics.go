@@ -21,6 +21,7 @@ type Metrics struct {
 	updates   *prometheus.CounterVec // result
 	transfers *prometheus.CounterVec // type, result
 	notifies  *prometheus.CounterVec // result
+	tcpClosed *prometheus.CounterVec // reason
 }
 
 // NewMetrics returns a server's metrics, all zero.
@@ -51,11 +52,15 @@ func NewMetrics() *Metrics {
 			Name: "annuaire_dns_notifies_total",
 			Help: "NOTIFY messages sent to secondaries, by result (acked, declined, failed).",
 		}, []string{"result"}),
+		tcpClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_tcp_closed_total",
+			Help: "TCP connections closed to make room for new ones, by reason: idlest (of all), per-client (the idlest of a client at its limit), idle (longer than the idle timeout shrunk by the load), refused (the new one, every other busy).",
+		}, []string{"reason"}),
 	}
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies}
+	return []prometheus.Collector{m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies, m.tcpClosed}
 }
 
 // Describe implements prometheus.Collector.
@@ -85,6 +90,7 @@ func (m *Metrics) wireCounters() wire.Counters {
 		Truncated:  m.truncated,
 		UDPLatency: m.latency.WithLabelValues("udp"),
 		TCPLatency: m.latency.WithLabelValues("tcp"),
+		TCPClosed:  func(reason string) { m.tcpClosed.WithLabelValues(reason).Inc() },
 	}
 }
 

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/netutil"
 
 	"github.com/annuaire/annuaire/authority/transfer"
 	"github.com/annuaire/annuaire/authority/tsig"
@@ -55,14 +54,21 @@ type Server struct {
 	// never one per query; nil means slog.Default().
 	Logger *slog.Logger
 
-	// ReadTimeout and WriteTimeout bound each TCP read and write; zero
-	// means 2 seconds. IdleTimeout closes an idle TCP connection; zero
-	// means 10 seconds (RFC 7766 section 6.2.3 suggests tens of seconds).
+	// ReadTimeout is how long a new TCP connection has to send its first
+	// request; zero means 2 seconds. WriteTimeout is how long an answer
+	// may go without a byte of it leaving (a slow reader is served as long
+	// as it reads); zero means 2 seconds. IdleTimeout closes a TCP
+	// connection that waits that long for its next request; zero means 10
+	// seconds (RFC 7766 section 6.2.3 suggests tens of seconds). It
+	// shrinks once more than half of MaxTCPConns are taken.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 
-	// MaxTCPConns caps the TCP connections served at once; the next ones
-	// wait in the listen backlog until a slot frees. Zero means 1000.
-	MaxTCPConns int
+	// MaxTCPConns caps the TCP connections served at once, and
+	// MaxTCPConnsPerClient those of one IPv4 address or IPv6 /64; zero
+	// means 1000 and 100. A new connection is always admitted: the idlest
+	// one (of its client, if it holds its share) is closed to make room,
+	// as unbound and Knot do (see wire.TCPConfig).
+	MaxTCPConns, MaxTCPConnsPerClient int
 
 	// Keys may sign RFC 2136 updates (TSIG, RFC 8945); see tsig.ParseKey.
 	// With none, every UPDATE is REFUSED.
@@ -104,15 +110,12 @@ const drainTimeout = 5 * time.Second
 // Serve answers DNS over TCP on ln until ctx is done or Shutdown is called,
 // then closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	limit := s.MaxTCPConns
-	if limit <= 0 {
-		limit = 1000
-	}
 	// Connections answer plain queries from the wire cache as they read
 	// them, and buffer: pipelined queries and their answers take one
 	// system call per burst rather than three per query.
 	s.setup()
-	bl := s.cache.Listener(netutil.LimitListener(ln, limit), orDefault(s.WriteTimeout, 2*time.Second), orDefault(s.IdleTimeout, 10*time.Second))
+	bl := s.cache.Listener(ln, wire.TCPConfig{MaxConns: s.MaxTCPConns, MaxConnsPerClient: s.MaxTCPConnsPerClient,
+		ReadTimeout: s.ReadTimeout, IdleTimeout: s.IdleTimeout, WriteTimeout: s.WriteTimeout})
 	return s.run(ctx, &dns.Server{Listener: bl, Net: "tcp"}, "tcp", ln.Addr())
 }
 

@@ -377,8 +377,8 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
-// TestTCPConnCap: connections beyond MaxTCPConns wait for a slot, which
-// idle ones free after ReadTimeout; the server never runs out of sockets.
+// TestTCPConnCap: a connection beyond MaxTCPConns is served at once, the
+// idlest one closed to make room; the server never runs out of sockets.
 func TestTCPConnCap(t *testing.T) {
 	addr := authtest.Start(t, &Server{Registry: authtest.Registry(t), Zone: authtest.Zone, MaxTCPConns: 2, ReadTimeout: 300 * time.Millisecond})
 	for range 2 {

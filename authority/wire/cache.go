@@ -68,6 +68,9 @@ type Counters struct {
 	// UDPLatency and TCPLatency observe the time from reading a request
 	// to sending its answer.
 	UDPLatency, TCPLatency prometheus.Observer
+	// TCPClosed counts a TCP connection closed to make room, by reason:
+	// idlest, per-client, idle, refused (see TCPConfig).
+	TCPClosed func(reason string)
 }
 
 // New returns an empty cache of the answers zone gives from reg's
