@@ -31,6 +31,7 @@ import (
 	"github.com/annuaire/annuaire/authority/update"
 	"github.com/annuaire/annuaire/authority/wire"
 	"github.com/annuaire/annuaire/authority/zone"
+	"github.com/annuaire/annuaire/internal/lograte"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -51,7 +52,10 @@ type Server struct {
 	NS string
 
 	// Logger receives one line per update, transfer and notable error,
-	// never one per query; nil means slog.Default().
+	// never one per query; nil means slog.Default(). Lines that anyone
+	// can cause with a packet (a refused update, a transfer) are
+	// aggregated by source: a few at once, then one per remoteLogEvery
+	// with a count of those dropped (package lograte).
 	Logger *slog.Logger
 
 	// ReadTimeout is how long a new TCP connection has to send its first
@@ -101,6 +105,13 @@ type Server struct {
 
 // ErrServerClosed is returned by Serve and ServePacket after Shutdown.
 var ErrServerClosed = errors.New("authority: server closed")
+
+// Lines caused by remote packets, per message and source: remoteLogBurst
+// at once, then one per remoteLogEvery; ten times that from all sources.
+const (
+	remoteLogBurst = 5
+	remoteLogEvery = 10 * time.Second
+)
 
 // drainTimeout bounds how long queries in flight may take to be answered
 // once the context given to Serve ends. DNS queries take microseconds:
@@ -254,9 +265,12 @@ func (s *Server) setup() {
 	s.once.Do(func() {
 		s.z = zone.New(s.Zone, s.NS)
 		s.cache = wire.New(s.Registry, s.z, s.Metrics.wireCounters())
-		s.upd = &update.Handler{Registry: s.Registry, Zone: s.z, Keys: s.Keys, Logger: s.logger()}
+		// A remote packet may cause a log line, and a flood of them as
+		// many: those lines are aggregated.
+		remote := slog.New(lograte.New(s.logger().Handler(), remoteLogBurst, remoteLogEvery))
+		s.upd = &update.Handler{Registry: s.Registry, Zone: s.z, Keys: s.Keys, Logger: s.logger(), Refusals: remote}
 		s.xfr = &transfer.Handler{Registry: s.Registry, Zone: s.z, Keys: s.Keys, AllowTransfer: s.AllowTransfer,
-			Logger: s.logger(), Count: s.Metrics.transfer}
+			Logger: remote, Count: s.Metrics.transfer}
 	})
 }
 

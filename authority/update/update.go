@@ -66,6 +66,10 @@ type Handler struct {
 	Keys []tsig.Key
 	// Logger receives one line per update. Required.
 	Logger *slog.Logger
+	// Refusals, if not nil, receives the lines of refused updates instead
+	// of Logger: anyone can cause those, so it should aggregate them (see
+	// package lograte).
+	Refusals *slog.Logger
 
 	recent recentUpdates // answers to recent updates, for retransmissions
 }
@@ -238,6 +242,10 @@ func (h *Handler) logUpdate(u *updateLog) {
 	}
 	if u.why != "" {
 		args = append(args, "reason", u.why)
+	}
+	if u.rcode != dns.RcodeSuccess && h.Refusals != nil {
+		h.Refusals.Info("dns update refused", args...)
+		return
 	}
 	h.Logger.Info("dns update", args...)
 }

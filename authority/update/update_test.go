@@ -472,13 +472,16 @@ func TestUpdateLog(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); len(lines) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		lines = lines[:0]
 		for l := range strings.Lines(buf.String()) {
-			if strings.Contains(l, `msg="dns update"`) {
+			if strings.Contains(l, `msg="dns update`) {
 				lines = append(lines, l)
 			}
 		}
 	}
 	if len(lines) != 2 {
 		t.Fatalf("want 2 update lines, got:\n%s", buf.String())
+	}
+	if !strings.Contains(lines[1], `msg="dns update refused"`) {
+		t.Errorf("a refused update's line: %s", lines[1])
 	}
 	for i, want := range [][]string{
 		{"key=ddns-key.", "client=127.0.0.1:", "zone=svc.internal.", "added=1", "removed=1", "rcode=NOERROR", "serial="},
@@ -489,6 +492,30 @@ func TestUpdateLog(t *testing.T) {
 				t.Errorf("line %d %q lacks %q", i, lines[i], w)
 			}
 		}
+	}
+}
+
+// TestUpdateLogFlood: refused updates, which anyone can send, are logged
+// a few at once and then aggregated, one line per source per interval
+// with a count (was: one line per packet, 6.45 MB of log for 1.95 MB of
+// spoofable packets).
+func TestUpdateLogFlood(t *testing.T) {
+	buf := &logLines{}
+	addr := authtest.Start(t, &authority.Server{Registry: authtest.Registry(t), Keys: []tsig.Key{updKey}, Logger: slog.New(slog.NewTextHandler(buf, nil))})
+	req, err := updateMsg(t, authtest.Zone, "files 60 IN A 192.0.2.1").Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for range n {
+		if _, err := rawExchangeBytes(addr, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := strings.Count(buf.String(), `msg="dns update refused"`)
+	t.Logf("%d refused updates, %d lines, %d bytes of log", n, got, len(buf.String()))
+	if got == 0 || got > 10 {
+		t.Errorf("%d lines for %d refused updates from one source, want a few:\n%s", got, n, buf.String())
 	}
 }
 
