@@ -22,6 +22,8 @@ type Metrics struct {
 	transfers *prometheus.CounterVec // type, result
 	notifies  *prometheus.CounterVec // result
 	tcpClosed *prometheus.CounterVec // reason
+	cookies   *prometheus.CounterVec // result
+	limited   *prometheus.CounterVec // action
 }
 
 // NewMetrics returns a server's metrics, all zero.
@@ -56,11 +58,19 @@ func NewMetrics() *Metrics {
 			Name: "annuaire_dns_tcp_closed_total",
 			Help: "TCP connections closed to make room for new ones, by reason: idlest (of all), per-client (the idlest of a client at its limit), idle (longer than the idle timeout shrunk by the load), refused (the new one, every other busy).",
 		}, []string{"reason"}),
+		cookies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_cookies_total",
+			Help: "Queries with a DNS COOKIE option (RFC 7873), by what it held: valid (a server cookie of ours: never rate limited), invalid (another, or expired), client (a client cookie alone).",
+		}, []string{"result"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annuaire_dns_rate_limited_total",
+			Help: "UDP answers over the rate limit, by action: dropped, or slipped (sent truncated, or BADCOOKIE to a client with a cookie).",
+		}, []string{"action"}),
 	}
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies, m.tcpClosed}
+	return []prometheus.Collector{m.queries, m.latency, m.truncated, m.updates, m.transfers, m.notifies, m.tcpClosed, m.cookies, m.limited}
 }
 
 // Describe implements prometheus.Collector.
@@ -91,6 +101,8 @@ func (m *Metrics) wireCounters() wire.Counters {
 		UDPLatency: m.latency.WithLabelValues("udp"),
 		TCPLatency: m.latency.WithLabelValues("tcp"),
 		TCPClosed:  func(reason string) { m.tcpClosed.WithLabelValues(reason).Inc() },
+		Cookies:    func(result string) prometheus.Counter { return m.cookies.WithLabelValues(result) },
+		Limited:    func(action string) prometheus.Counter { return m.limited.WithLabelValues(action) },
 	}
 }
 

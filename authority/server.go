@@ -89,6 +89,13 @@ type Server struct {
 	// Metrics, if not nil, counts requests, transfers and notifies.
 	Metrics *Metrics
 
+	// RateLimit limits the UDP answers each client network gets, against
+	// reflection attacks (see wire.RateLimit); nil means DefaultRateLimit.
+	// One whose Rate is 0 limits nothing. Every answer carries a server
+	// cookie (RFC 7873, RFC 9018) when the query has a COOKIE option, and
+	// a query with a valid one is never limited.
+	RateLimit *wire.RateLimit
+
 	once  sync.Once // sets the fields below from the exported ones
 	z     *zone.Zone
 	cache *wire.Cache
@@ -101,6 +108,19 @@ type Server struct {
 	closed bool
 	quit   chan struct{}   // closed by Shutdown
 	drain  context.Context // Shutdown's ctx: how long in-flight queries get
+}
+
+// DefaultRateLimit is the rate limiting of a Server whose RateLimit is
+// nil: 200 answers a second of each kind per client network, as NSD
+// does; every second answer past that is sent truncated (a real client
+// retries over TCP), the others dropped; loopback clients are exempt.
+// Nothing can forge a loopback source from the network (the kernel drops
+// such packets), so a server on loopback limits nothing, and one on all
+// addresses limits its remote clients but not dig and dnsperf run beside
+// it.
+func DefaultRateLimit() wire.RateLimit {
+	return wire.RateLimit{Rate: 200, Slip: 2, Exempt: []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
 }
 
 // ErrServerClosed is returned by Serve and ServePacket after Shutdown.
@@ -265,6 +285,11 @@ func (s *Server) setup() {
 	s.once.Do(func() {
 		s.z = zone.New(s.Zone, s.NS)
 		s.cache = wire.New(s.Registry, s.z, s.Metrics.wireCounters())
+		limit := DefaultRateLimit()
+		if s.RateLimit != nil {
+			limit = *s.RateLimit
+		}
+		s.cache.Guard(wire.NewCookies(), limit)
 		// A remote packet may cause a log line, and a flood of them as
 		// many: those lines are aggregated.
 		remote := slog.New(lograte.New(s.logger().Handler(), remoteLogBurst, remoteLogEvery))
@@ -285,6 +310,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	tcp := isTCP(w)
 	w, done := s.Metrics.observe(w, r, tcp)
 	defer done()
+	w = s.cache.Writer(w, r, tcp) // cookies, rate limiting
 	switch r.Opcode {
 	case dns.OpcodeQuery:
 		if len(r.Question) == 1 && (r.Question[0].Qtype == dns.TypeAXFR || r.Question[0].Qtype == dns.TypeIXFR) {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -148,6 +149,51 @@ func BenchmarkWireUnderUpdates(b *testing.B) {
 			close(stop)
 			<-done
 			b.ReportMetric(float64(updates.Load())/elapsed.Seconds(), "updates/s")
+		})
+	}
+}
+
+// BenchmarkWireGuard is what cookies and rate limiting add to a cache
+// hit: a client cookie alone (a server cookie made), a valid server
+// cookie (checked, sent back), and an answer counted by the limiter for a
+// client it does not exempt (a rate it never reaches), beside one it
+// exempts.
+func BenchmarkWireGuard(b *testing.B) {
+	s := newServer(authtest.Bench(b, 100))
+	s.Guard(NewCookies(), RateLimit{Rate: 1 << 30, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	r := new(dns.Msg)
+	r.SetQuestion("_s7._tcp.svc.internal.", dns.TypeSRV)
+	r.SetEdns0(1232, false)
+	plain, _ := r.Pack()
+	opt := r.IsEdns0()
+	opt.Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+	clientOnly, _ := r.Pack()
+	out := make([]byte, zone.MaxUDPSize)
+	remote := netip.MustParseAddr("192.0.2.1")
+	n := s.AnswerFrom(clientOnly, out, false, remote)
+	m := new(dns.Msg)
+	if n <= 0 || m.Unpack(out[:n]) != nil {
+		b.Fatal("not answered")
+	}
+	opt.Option = m.IsEdns0().Option // the server cookie it gave
+	valid, _ := r.Pack()
+	for _, c := range []struct {
+		name string
+		req  []byte
+		from netip.Addr
+	}{
+		{"exempt", plain, netip.MustParseAddr("127.0.0.1")},
+		{"limited", plain, remote},
+		{"cookie=client", clientOnly, remote},
+		{"cookie=valid", valid, remote},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if n := s.AnswerFrom(c.req, out, false, c.from); n <= 0 {
+					b.Fatal("not answered")
+				}
+			}
 		})
 	}
 }

@@ -1,6 +1,6 @@
 // Package wire is the DNS server's fast path: plain queries answered from
 // packed answers, without unpacking the request or packing the response.
-// Cache.Answer is its one entry, from request bytes to answer bytes; the
+// Cache.AnswerFrom is its one entry, from request bytes to answer bytes; the
 // UDP loop (recvmmsg/sendmmsg on Linux, one reader elsewhere) and the TCP
 // connections call it on what they read, and hand everything else to
 // miekg/dns through sockets of their own making.
@@ -8,6 +8,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,8 @@ type Cache struct {
 	cur    atomic.Pointer[view] // the snapshot answers are sent from
 	viewMu sync.Mutex           // serialises moving cur forward
 
+	guard *guard // set by Guard before serving; nil: cookies left blank, no limit
+
 	mu    sync.RWMutex // guards the fields below
 	m     map[string]*entry
 	bytes int
@@ -71,6 +74,13 @@ type Counters struct {
 	// TCPClosed counts a TCP connection closed to make room, by reason:
 	// idlest, per-client, idle, refused (see TCPConfig).
 	TCPClosed func(reason string)
+	// Cookies returns the counter of requests whose COOKIE option held
+	// result: "valid" (a server cookie of ours, unexpired), "invalid"
+	// (another, or expired) or "client" (a client cookie alone).
+	Cookies func(result string) prometheus.Counter
+	// Limited returns the counter of answers rate limited with action:
+	// "dropped" or "slipped" (see RateLimit).
+	Limited func(action string) prometheus.Counter
 }
 
 // New returns an empty cache of the answers zone gives from reg's
@@ -100,6 +110,9 @@ type entry struct {
 	// What metrics count, resolved once.
 	answers   prometheus.Counter // nil without metrics
 	truncated bool
+
+	cookie bool   // msg ends with a COOKIE option's data, to fill (zone.CookieRoom)
+	rrl    uint64 // the answer's part of its rate limiting key (rrlKey)
 }
 
 // States of entry.caseFree.
@@ -120,6 +133,7 @@ type request struct {
 	hasRD     bool
 	hasCD     bool
 	requestID uint16
+	cookie    cookie // its COOKIE option, if any
 }
 
 // maxKey is the longest cache key: a name, type, class and EDNS shape.
@@ -221,7 +235,13 @@ func parse(b []byte, tcp bool) (q request, ok bool) {
 			return q, false
 		}
 		switch code {
-		case dns.EDNS0NSID, dns.EDNS0COOKIE, dns.EDNS0PADDING:
+		case dns.EDNS0NSID, dns.EDNS0PADDING:
+		case dns.EDNS0COOKIE:
+			k, ok := splitCookie(b[o+4 : o+4+n])
+			if !ok || q.cookie.client != nil {
+				return q, false // FORMERR: the full path says it
+			}
+			q.cookie = k
 		default:
 			return q, false
 		}
@@ -255,6 +275,9 @@ func (q *request) key(buf *[maxKey]byte, tcp bool) []byte {
 	if q.edns.do {
 		shape |= 4
 	}
+	if q.cookie.client != nil {
+		shape |= 8 // the answer carries a COOKIE option
+	}
 	k = append(k, shape)
 	return binary.BigEndian.AppendUint16(k, uint16(q.edns.size))
 }
@@ -283,17 +306,53 @@ func (c *Cache) put(key []byte, e *entry) {
 // size is about what e holds in memory: its answer and its keys.
 func (e *entry) size() int { return len(e.msg) + 8*len(e.keys) }
 
-// Answer writes the answer to the request req, received over TCP or not,
-// into out and returns its length, and counts it. n is 0 when req must
-// take the full path: it is not a plain query, out is too small, or its
-// answer is not cached and cannot be cached from it. Answers are byte for
-// byte those of zone.Respond from the registry's newest snapshot.
-func (c *Cache) Answer(req, out []byte, tcp bool) (n int) {
+// Answer is AnswerFrom for a client whose address is unknown: never
+// limited, and its cookie made for the invalid address.
+func (c *Cache) Answer(req, out []byte, tcp bool) int {
+	return c.AnswerFrom(req, out, tcp, netip.Addr{})
+}
+
+// AnswerFrom writes the answer to the request req, received from the client
+// at from over TCP or not, into out and returns its length, and counts it.
+// n is 0 when req must take the full path: it is not a plain query, out
+// is too small, or its answer is not cached and cannot be cached from it;
+// it is -1 when nothing is to be sent (rate limited). Answers are byte for
+// byte those of zone.Respond from the registry's newest snapshot, with the
+// server cookie filled in; a rate-limited answer may be a truncated one
+// instead (see RateLimit).
+func (c *Cache) AnswerFrom(req, out []byte, tcp bool, from netip.Addr) (n int) {
 	q, e := c.lookup(req, tcp)
 	if e == nil || len(e.msg) > len(out) {
 		return 0
 	}
-	n = q.patch(out, e, e.serial.Load())
+	return c.send(out, req, &q, e, tcp, from)
+}
+
+// send writes e, the answer to q (read from req), into out for the client
+// at from: patched, its cookie filled, or limited (see Answer).
+func (c *Cache) send(out, req []byte, q *request, e *entry, tcp bool, from netip.Addr) int {
+	g := c.guard
+	var check cookieCheck
+	if g != nil && q.cookie.client != nil {
+		check = g.checkCookie(q.cookie, from)
+	}
+	if !tcp && g != nil && g.limit != nil && !check.valid && from.IsValid() && !g.limit.exempt(from) {
+		switch g.limit.take(e.rrl, from) {
+		case drop:
+			g.dropped.Inc()
+			return -1
+		case slip:
+			g.slipped.Inc()
+			return g.slip(out, req, q, from, check)
+		}
+	}
+	n := q.patch(out, e, e.serial.Load())
+	if e.cookie {
+		copy(out[n-cookieLen:], q.cookie.client) // the cache's entry has another client's
+		if g != nil {
+			g.fillCookie(out[n-serverCookieLen:n], q.cookie, from, check)
+		}
+	}
 	c.count(e)
 	return n
 }
@@ -373,6 +432,14 @@ func (c *Cache) build(snap *registry.Snapshot, req []byte, tcp bool) *entry {
 		return nil
 	}
 	e := &entry{msg: msg, keys: reads.Keys()}
+	if q, ok := parse(req, tcp); ok && q.cookie.client != nil {
+		// zone.CookieRoom: the option's data ends the message.
+		if len(msg) < 4+cookieLen || string(msg[len(msg)-4-cookieLen:len(msg)-cookieLen]) != "\x00\x0a\x00\x18" {
+			return nil
+		}
+		e.cookie = true
+	}
+	e.rrl = rrlKey(rrlKind(msg), r.Question[0].Qtype, req[12:nameEnd(req)])
 	serial := snap.Serial()
 	e.serial.Store(serial)
 	e.serials = serialOffsets(msg, serial)

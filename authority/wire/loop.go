@@ -94,10 +94,13 @@ func (l *PacketLoop) readEach() {
 		if latency != nil {
 			start = time.Now()
 		}
-		k := l.c.Answer(buf[:n], out, false)
+		k := l.c.AnswerFrom(buf[:n], out, false, remoteIP(addr))
 		if k == 0 {
 			l.slow.hand(buf[:n], addr)
 			continue
+		}
+		if k < 0 {
+			continue // rate limited
 		}
 		l.pc.WriteTo(out[:k], addr)
 		if latency != nil {

@@ -175,7 +175,10 @@ func (b *batch) run() {
 			req := b.bufs[i][:h.Len]
 			var n int
 			if h.Hdr.Flags&unix.MSG_TRUNC == 0 {
-				n = l.c.Answer(req, b.outBufs[b.nOut][:], false)
+				n = l.c.AnswerFrom(req, b.outBufs[b.nOut][:], false, sockaddrIP(b.names[i][:], h.Hdr.Namelen))
+			}
+			if n < 0 {
+				continue // rate limited
 			}
 			if n == 0 {
 				if addr := sockaddrUDP(b.names[i][:], h.Hdr.Namelen); addr != nil {
@@ -226,6 +229,18 @@ func (b *batch) yield(now time.Time) {
 		time.Sleep(yieldFor)
 		b.busy = time.Now()
 	}
+}
+
+// sockaddrIP is the address of a raw socket address, without allocating;
+// invalid if it is of no family the loop knows.
+func sockaddrIP(name []byte, namelen uint32) netip.Addr {
+	switch {
+	case namelen >= unix.SizeofSockaddrInet4 && *(*uint16)(unsafe.Pointer(&name[0])) == unix.AF_INET:
+		return netip.AddrFrom4([4]byte(name[4:8]))
+	case namelen >= unix.SizeofSockaddrInet6 && *(*uint16)(unsafe.Pointer(&name[0])) == unix.AF_INET6:
+		return netip.AddrFrom16([16]byte(name[8:24])).Unmap()
+	}
+	return netip.Addr{}
 }
 
 func sockaddrUDP(name []byte, namelen uint32) *net.UDPAddr {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -100,8 +101,9 @@ func (l *bufferedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		b := &bufferedConn{Conn: nc, cache: l.c, t: l.t, key: clientKeyOf(nc.RemoteAddr()), last: time.Now()}
+		b := &bufferedConn{Conn: nc, cache: l.c, t: l.t, key: clientKeyOf(nc.RemoteAddr()), ip: remoteIP(nc.RemoteAddr()), last: time.Now()}
 		b.r = bufio.NewReaderSize(flushingReader{b}, tcpBuffer)
+		b.idleSince.Store(b.last.UnixNano()) // idle until its first read returns
 		if l.t.admit(b) {
 			return b, nil
 		}
@@ -253,6 +255,7 @@ type bufferedConn struct {
 	cache *Cache        // nil: nothing is answered here
 	t     *tcpTable
 	key   clientKey
+	ip    netip.Addr // the client's
 
 	// Read's state: bytes of a request for miekg/dns, and how many more
 	// bytes pass through unparsed (a request too large to hold).
@@ -335,8 +338,7 @@ func (c *bufferedConn) answer(req []byte) bool {
 	at := len(c.w)
 	c.w = binary.BigEndian.AppendUint16(c.w, uint16(len(e.msg)))
 	c.w = append(c.w, e.msg...)
-	q.patch(c.w[at+2:], e, e.serial.Load())
-	c.cache.count(e)
+	c.cache.send(c.w[at+2:], req, &q, e, true, c.ip) // over TCP, never limited
 	if o := c.cache.counters.TCPLatency; o != nil {
 		o.Observe(0) // answered as read
 	}

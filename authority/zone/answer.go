@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"strings"
+
 	"github.com/miekg/dns"
 
 	"github.com/annuaire/annuaire/registry"
@@ -24,12 +26,19 @@ type question struct {
 
 // edns is the part of a request's OPT record (RFC 6891) that shapes the
 // response. Options and unknown flags are ignored and never echoed
-// (RFC 6891 sections 6.1.2 and 6.1.4).
+// (RFC 6891 sections 6.1.2 and 6.1.4), but for the COOKIE option.
 type edns struct {
-	present bool // the request had an OPT record
-	do      bool // its DO bit, copied to the response (RFC 3225 section 3)
-	size    int  // the largest response allowed: 512 to MaxUDPSize over UDP, 65535 over TCP
+	present bool   // the request had an OPT record
+	do      bool   // its DO bit, copied to the response (RFC 3225 section 3)
+	size    int    // the largest response allowed: 512 to MaxUDPSize over UDP, 65535 over TCP
+	cookie  string // the client cookie of its COOKIE option, in hex; "" if none
 }
+
+// A response to a request with a COOKIE option carries one (RFC 7873
+// section 5.2): the client cookie, then CookieRoom zero bytes where the
+// server puts its server cookie (wire.Cookies); the option is the last of
+// the OPT record, which is the last record: the message's last bytes.
+const CookieRoom = 16
 
 // answer builds the response to one question from one snapshot. The
 // header fields copied from the request (ID, RD, CD) are the caller's.
@@ -154,12 +163,16 @@ func fit(m *dns.Msg, extra func() [][]dns.RR, e edns) {
 }
 
 // responseOPT is the OPT record of every response to an EDNS request:
-// version 0, our UDP size, the requestor's DO bit, no options.
+// version 0, our UDP size, the requestor's DO bit, and a COOKIE option if
+// the request had one (see CookieRoom).
 func responseOPT(e edns) *dns.OPT {
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(MaxUDPSize)
 	if e.do {
 		o.SetDo()
+	}
+	if e.cookie != "" {
+		o.Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: e.cookie + strings.Repeat("00", CookieRoom)}}
 	}
 	return o
 }

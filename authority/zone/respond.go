@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"strings"
+
 	"github.com/miekg/dns"
 
 	"github.com/annuaire/annuaire/registry"
@@ -15,6 +17,11 @@ func (z *Zone) Respond(snap *registry.Snapshot, r *dns.Msg, tcp bool) *dns.Msg {
 	e, rcode := requestEDNS(r, tcp)
 	if rcode != dns.RcodeSuccess {
 		return errorReply(r, e, rcode)
+	}
+	if len(r.Question) == 0 && e.cookie != "" {
+		// RFC 7873 section 5.4: a query with no question and a COOKIE
+		// asks for a server cookie.
+		return errorReply(r, e, dns.RcodeSuccess)
 	}
 	if len(r.Question) != 1 {
 		// RFC 9619: a QUERY carries exactly one question.
@@ -78,6 +85,21 @@ func requestEDNS(r *dns.Msg, tcp bool) (edns, int) {
 	}
 	if opt.Version() != 0 {
 		return e, dns.RcodeBadVers
+	}
+	for _, o := range opt.Option {
+		c, ok := o.(*dns.EDNS0_COOKIE)
+		if !ok {
+			continue
+		}
+		// RFC 7873 section 5.2.2: a client cookie of 8 bytes, then
+		// nothing or a server cookie of 8 to 32; anything else, or two
+		// options, is malformed.
+		n := len(c.Cookie) / 2
+		if e.cookie != "" || len(c.Cookie)%2 != 0 || n != 8 && (n < 16 || n > 40) {
+			e.cookie = ""
+			return e, dns.RcodeFormatError
+		}
+		e.cookie = strings.ToLower(c.Cookie[:16])
 	}
 	if !tcp {
 		// RFC 6891 section 6.2.5: below 512 means 512.

@@ -34,7 +34,7 @@ func TestPerSource(t *testing.T) {
 	for range 1000 {
 		flood.Warn("dns update refused", "reason", "unsigned")
 	}
-	flood.Warn("dns update refused", SourceKey, "192.0.2.1:54") // another port: the same source
+	flood.Warn("dns update refused", SourceKey, "192.0.2.1:54")    // another port: the same source
 	log.Warn("dns update refused", SourceKey, "198.51.100.7:1234") // the source as a record attribute
 	flood.Info("zone transfer")
 	*now = now.Add(10 * time.Second)
