@@ -295,6 +295,15 @@ func Refuse(w dns.ResponseWriter, r *dns.Msg, err error) *Error {
 		w.WriteMsg(m)
 		return why
 	}
+	if code == dns.RcodeBadTrunc {
+		// The MAC verified, only too short for the key: signed, as BIND
+		// does, so that the client can believe the error (nsupdate
+		// reports an unsigned one as "tsig verify failure").
+		m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, time.Now().Unix())
+		m.Extra[len(m.Extra)-1].(*dns.TSIG).Error = code
+		w.WriteMsg(m)
+		return why
+	}
 	// Section 5.3.2: unsigned, MAC empty. Written here rather than by
 	// miekg's writer, which would zero Time Signed: BIND's nsupdate reads
 	// that as clock skew instead of reporting the error.

@@ -854,6 +854,14 @@ func TestUpdateReplay(t *testing.T) {
 		t.Errorf("truncated copy: %s TSIG %s, want NOTAUTH BADTRUNC", dns.RcodeToString[r.Rcode], dns.RcodeToString[int(tsigError(r))])
 	}
 	unchanged("truncated copy")
+	// nsupdate itself, signing with 16-byte MACs (BIND's -128), is told so.
+	short16 := exec.Command(nsupdate, "-t", "5", "-u", "1", "-y", "hmac-sha256-128:ddns-key:"+updKey.Secret)
+	host, port, _ = net.SplitHostPort(addr)
+	short16.Stdin = strings.NewReader("server " + host + " " + port + "\nzone svc.internal.\nupdate add replay.svc.internal. 60 A 192.0.2.77\nsend\n")
+	if out, err := short16.CombinedOutput(); err == nil || !strings.Contains(string(out), "NOTAUTH(BADTRUNC)") {
+		t.Errorf("nsupdate with truncated MACs, to a key that takes whole ones: %v\n%s; want NOTAUTH(BADTRUNC)", err, out)
+	}
+	unchanged("nsupdate with truncated MACs")
 
 	// After a restart, with a key that takes truncated MACs: the copies
 	// are recognised by what was signed, and refused.

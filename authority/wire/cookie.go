@@ -114,18 +114,3 @@ func splitCookie(data []byte) (cookie, bool) {
 
 // cookieNow is the clock of cookies: Unix seconds.
 func cookieNow() uint32 { return uint32(time.Now().Unix()) }
-
-// answer writes the COOKIE option's data of the response to a request
-// with cookie k from ip into dst (cookieLen bytes): the client cookie,
-// then the request's server cookie if it is valid and fresh, else a new
-// one. It reports whether the request's server cookie was valid.
-func (c *Cookies) answer(dst []byte, k cookie, ip netip.Addr, now uint32) (valid bool) {
-	copy(dst, k.client)
-	valid, fresh := c.valid(k.client, k.server, ip, now)
-	if fresh {
-		copy(dst[clientCookieLen:], k.server)
-	} else {
-		c.put(dst[clientCookieLen:], k.client, ip, now)
-	}
-	return valid
-}

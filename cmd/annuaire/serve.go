@@ -38,6 +38,7 @@ type serveFlags struct {
 	backlog                            int
 	token                              string
 	tsig, notify, allowTransfer        listFlag
+	dnsLimits                          dnsLimitFlags
 	logLevel, logFormat                string
 	drain                              time.Duration
 	recover                            bool
@@ -64,13 +65,14 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.echoMode, "echo-mode", "concurrent", "echo server design: iterative, concurrent, process or poll")
 	fs.IntVar(&f.backlog, "backlog", 0, "listen(2) backlog of the echo service (0: the system's)")
 	fs.StringVar(&f.token, "token", "", "bearer `token` for API writes (default: read or create DATA/token)")
-	fs.Var(&f.tsig, "tsig", "TSIG key `alg:name:base64secret` allowed to UPDATE and transfer (repeatable)")
+	fs.Var(&f.tsig, "tsig", "TSIG key `alg[-bits]:name:base64secret` allowed to UPDATE and transfer (repeatable); -bits (BIND's hmac-sha256-128) accepts MACs truncated to that many bits")
 	fs.Var(&f.notify, "notify", "secondary `HOST:PORT` to NOTIFY on every change (repeatable)")
 	fs.Var(&f.allowTransfer, "allow-transfer", "`CIDR` allowed to AXFR/IXFR without a key (repeatable)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.DurationVar(&f.drain, "drain", 5*time.Second, "how long connections in flight get at shutdown")
 	fs.BoolVar(&f.recover, "recover", false, "start on a damaged journal with every intact record, dropping the damage (kept aside as FILE.damaged)")
+	f.dnsLimits.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -174,6 +176,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	dnsServer := &authority.Server{
 		Registry: reg, Zone: zone, Logger: logger, Keys: keys,
 		AllowTransfer: allow, Notify: f.notify, Metrics: metrics.dns,
+	}
+	if err := f.dnsLimits.apply(dnsServer); err != nil {
+		return usageError{err}
 	}
 	checker := &registry.Checker{Registry: reg, Logger: logger}
 	lookup := &resolver.Resolver{Server: l.dnsUDP.LocalAddr().String(), Zone: zone}
