@@ -481,6 +481,10 @@ func (c *Cache) caseFree(snap *registry.Snapshot, e *entry, req []byte, tcp bool
 			for _, off := range e.serials {
 				binary.BigEndian.PutUint32(mine[off:], snap.Serial())
 			}
+			if e.cookie {
+				// The client cookie is each request's own, copied in on send.
+				copy(mine[len(mine)-cookieLen:], other[len(other)-cookieLen:])
+			}
 			qend := nameEnd(mine)
 			if string(other[qend:]) == string(mine[qend:]) && string(other[4:12]) == string(mine[4:12]) &&
 				other[2]&^1 == mine[2]&^1 && other[3]&^0x10 == mine[3]&^0x10 {

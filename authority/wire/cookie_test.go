@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"testing"
+
+	"github.com/miekg/dns"
 )
 
 func mustHex(t *testing.T, s string) []byte {
@@ -74,5 +76,37 @@ func TestCookieValid(t *testing.T) {
 	}
 	if ok, _ := NewCookies().valid(client, server, ip, at); ok {
 		t.Error("another secret's cookie is valid")
+	}
+}
+
+// TestCookieMixedCase: a question in mixed case (0x20, as resolvers send)
+// with a cookie is answered from the cache once its entry is known not
+// to depend on the case, whatever client cookie built the entry.
+func TestCookieMixedCase(t *testing.T) {
+	s := testServer(t)
+	ask := func(name, client string) int {
+		r := new(dns.Msg)
+		r.SetQuestion(name, dns.TypeA)
+		r.SetEdns0(1232, false)
+		r.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: client}}
+		req, _ := r.Pack()
+		out := make([]byte, 1232)
+		n := s.Answer(req, out, false)
+		if n > 0 {
+			m := new(dns.Msg)
+			if err := m.Unpack(out[:n]); err != nil {
+				t.Fatal(err)
+			}
+			k := m.IsEdns0().Option[0].(*dns.EDNS0_COOKIE)
+			if k.Cookie[:16] != client {
+				t.Errorf("%s: client cookie %s in the answer, want %s", name, k.Cookie[:16], client)
+			}
+		}
+		return n
+	}
+	ask("a.svc.internal.", "0102030405060708") // the entry, built from this cookie
+	ask("A.Svc.Internal.", "1112131415161718") // learns the entry is case-free
+	if ask("A.sVc.Internal.", "2122232425262728") == 0 {
+		t.Error("a mixed-case question with a cookie takes the full path every time")
 	}
 }
