@@ -26,6 +26,7 @@ import (
 	"github.com/annuaire/annuaire/resolver"
 	"github.com/annuaire/annuaire/services/echo"
 	"github.com/annuaire/annuaire/services/mail"
+	"github.com/annuaire/annuaire/services/netserver"
 	"github.com/annuaire/annuaire/services/telnet"
 	"github.com/annuaire/annuaire/services/web"
 )
@@ -70,7 +71,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.Var(&f.allowTransfer, "allow-transfer", "`CIDR` allowed to AXFR/IXFR without a key (repeatable)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
-	fs.DurationVar(&f.drain, "drain", 5*time.Second, "how long connections in flight get at shutdown")
+	fs.DurationVar(&f.drain, "drain", netserver.DefaultDrainTimeout, "how long connections in flight get to finish at shutdown")
 	fs.BoolVar(&f.recover, "recover", false, "start on a damaged journal with every intact record, dropping the damage (kept aside as FILE.damaged)")
 	f.dnsLimits.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -186,13 +187,15 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	// changes; a resolver without cache makes its pictures the zone as it
 	// is now, not as it was up to a TTL (10 s) ago.
 	fresh := &resolver.Resolver{Server: lookup.Server, Zone: zone, NoCache: true}
-	echoServer := &echo.Server{Mode: f.echoMode, Logger: logger}
+	// Datagram services share a Guard: none of them answers another.
+	guard := &netserver.Guard{}
+	echoServer := &echo.Server{Mode: f.echoMode, Guard: guard, DrainTimeout: f.drain, Logger: logger}
 	hosts := newHostNamer(f)
 	// The greeting names the host the zone's MX points at.
-	mailServer := &mail.Server{Logger: logger, Hostname: hosts.base + "." + strings.TrimSuffix(zone, ".")}
-	telnetServer := &telnet.Server{
-		Logger: logger,
-		List:   func(ctx context.Context) (string, error) { return directoryText(reg.Snapshot(), zone), nil },
+	mailbox := &mail.Receiver{Logger: logger, Hostname: hosts.base + "." + strings.TrimSuffix(zone, ".")}
+	mailServer := &netserver.Server{Name: "mail", Handle: mailbox.Handle, Refusal: mailbox.Refusal(), DrainTimeout: f.drain, Logger: logger}
+	console := &telnet.Console{
+		List: func(ctx context.Context) (string, error) { return directoryText(reg.Snapshot(), zone), nil },
 		Lookup: func(ctx context.Context, name string) (string, error) {
 			chain, err := lookup.Lookup(ctx, name)
 			if chain == nil {
@@ -201,11 +204,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return chain.Text(), err
 		},
 	}
+	telnetServer := &netserver.Server{Name: "telnet", Handle: console.Handle, Refusal: telnet.Refusal, DrainTimeout: f.drain, Logger: logger}
 	webServer := &web.Server{
-		Registry: reg, Zone: zone, Token: token, Logger: logger,
+		Registry: reg, Zone: zone, Token: token, Logger: logger, DrainTimeout: f.drain,
 		Lookup:      lookup.Lookup,
 		ChainLookup: fresh.Lookup,
-		Messages:    func() any { return mailServer.Messages() },
+		Messages:    func() any { return mailbox.Messages() },
 		Health:      checker.Heartbeat,
 		Metrics:     metrics.Handler(),
 	}

@@ -21,7 +21,7 @@ import (
 // wait in the listen queue rather than being refused.
 func (s *Server) serveConcurrent(t net.Listener) error {
 	slots := make(chan struct{}, s.maxConns())
-	drain, _ := s.channels()
+	drain := s.drain.Started()
 	var delay time.Duration
 	for {
 		select {
@@ -39,11 +39,14 @@ func (s *Server) serveConcurrent(t net.Listener) error {
 		}
 		delay = 0
 		s.accepted.Add(1)
-		s.conns.Add(1)
+		done, ok := s.track(c)
+		if !ok {
+			<-slots
+			continue // stopping: the next turn sees the drain
+		}
 		go func() { // the exécutant
-			defer s.conns.Done()
 			defer func() { <-slots }()
-			s.serveConn(c)
+			s.serveConn(c, done)
 		}()
 	}
 }

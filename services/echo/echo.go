@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -33,6 +32,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
 // Defaults for the zero Server.
@@ -40,15 +41,17 @@ const (
 	DefaultMaxConns    = 256
 	DefaultIdleTimeout = 5 * time.Minute
 	DefaultMaxChildren = 64
-	DefaultMaxDatagram = 65535
 )
 
-// ErrServerClosed is returned by Serve and ServePacket after Shutdown.
-var ErrServerClosed = errors.New("echo: server closed")
+// ErrServerClosed is returned by Serve and ServePacket after Shutdown:
+// netserver's, which is net/http's.
+var ErrServerClosed = netserver.ErrServerClosed
 
 // Server echoes what its clients send. The zero value is ready to use: it
 // serves in "concurrent" mode with the defaults below. Exported fields are
 // read when Serve or ServePacket is called and must not change afterwards.
+// It keeps netserver's stop contract, with netserver.Drain doing the
+// stopping in every design.
 type Server struct {
 	// Mode picks the design that serves TCP: "concurrent" (the default when
 	// empty), "iterative", "process" or "poll". UDP is the same loop in
@@ -79,31 +82,33 @@ type Server struct {
 	ChildCommand func() *exec.Cmd
 
 	// MaxDatagram is the largest UDP datagram echoed whole; 0 means
-	// DefaultMaxDatagram (65535). Longer datagrams come back truncated.
+	// netserver.DefaultMaxDatagram (65535). Longer datagrams come back
+	// truncated.
 	MaxDatagram int
+
+	// Guard decides which senders of datagrams get their echo: never a
+	// well-known port nor a datagram service of this process, so that a
+	// forged source cannot make echo answer itself or another service
+	// forever, and at a bounded rate per source (see netserver.Guard). Nil
+	// means a Guard of this server's own.
+	Guard *netserver.Guard
+
+	// DrainTimeout is how long connections get to send back what they
+	// have read once Serve's context ends; 0 means
+	// netserver.DefaultDrainTimeout (5 seconds).
+	DrainTimeout time.Duration
 
 	// Logger receives a line per connection at debug level and notable
 	// errors (a child that crashed) at warn level; nil discards them.
 	Logger *slog.Logger
 
-	accepted  atomic.Int64 // TCP connections accepted, in every mode
-	active    atomic.Int64 // TCP connections being served now
-	datagrams atomic.Int64 // UDP datagrams echoed
-	stopping  atomic.Bool  // set by drain before it cuts reads short
+	accepted atomic.Int64 // TCP connections accepted, in every mode
+	active   atomic.Int64 // TCP connections being served now
 
-	// serving counts Serve and ServePacket calls in progress; conns counts
-	// the goroutines that serve or reap one connection.
-	serving, conns sync.WaitGroup
+	drain netserver.Drain // TCP: serve loops, connections, children, poll loops
 
-	mu          sync.Mutex // guards the fields below
-	drainCh     chan struct{}
-	forceCh     chan struct{}
-	shutdown    bool // Shutdown was called, not just a Serve context ended
-	listeners   map[net.Listener]struct{}
-	packetConns map[net.PacketConn]struct{}
-	tracked     map[net.Conn]struct{}
-	children    map[*os.Process]struct{}
-	wakers      map[*func()]struct{}
+	udpOnce sync.Once // sets up udp from the fields above
+	udp     netserver.PacketServer
 }
 
 // Stats are the server's counters, for a metrics exporter.
@@ -111,21 +116,21 @@ type Stats struct {
 	Accepted  int64 // TCP connections accepted since the start
 	Active    int64 // TCP connections being served now
 	Datagrams int64 // UDP datagrams echoed since the start
+	Refused   int64 // UDP datagrams not echoed (see Guard)
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Accepted: s.accepted.Load(), Active: s.active.Load(), Datagrams: s.datagrams.Load()}
+	udp := s.udp.Stats()
+	return Stats{Accepted: s.accepted.Load(), Active: s.active.Load(), Datagrams: udp.Replied, Refused: udp.Refused}
 }
 
 // Serve echoes TCP connections accepted on ln, in the design s.Mode names,
-// and closes ln when it returns. It stops when ctx ends or Shutdown is
-// called: no more accepts, reads are cut short, and each connection gets to
-// send back what it has read. Serve then returns once its connections are
-// done — or closed, when Shutdown's own context ends — with nil after ctx
-// ended and ErrServerClosed after Shutdown. Ending ctx drains the whole
-// server, as Shutdown with a context that never ends: a client that stops
-// reading then holds Serve up to IdleTimeout, which Shutdown can cut.
+// and closes ln when it returns, under netserver's stop contract: when its
+// context ends or Shutdown is called, no more accepts, reads are cut
+// short, and each connection gets to send back what it has read — for
+// DrainTimeout, or until Shutdown's context ends — before it is closed
+// (a child of process mode is sent SIGINT, then killed).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer ln.Close()
 	if err := CheckMode(s.Mode); err != nil {
@@ -142,22 +147,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case "poll":
 		serve = s.servePoll
 	}
-	if !s.startServing(ln, nil) {
-		// Already stopped: by Shutdown (ErrServerClosed), or by the end of
-		// a context (nil), possibly this one before this call got here.
-		return s.closedErr()
-	}
-	defer s.serving.Done()
-	defer s.forget(ln, nil)
-	stop := context.AfterFunc(ctx, s.drain)
-	defer stop()
-	err := serve(ln)
-	if s.draining() {
-		// Every design lets its connections finish before it returns.
-		s.conns.Wait()
-		return s.closedErr()
-	}
-	return err
+	return s.drain.Run(ctx, s.DrainTimeout, func() { ln.Close() }, func() error { return serve(ln) })
 }
 
 // Modes returns the designs this system can run, in the course's order:
@@ -210,169 +200,13 @@ func orList(s []string) string {
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
-// Shutdown stops the server: listeners close, blocked reads return at once
-// (a deadline in the past; SIGTERM for process mode's children), and the
-// connections in flight get until ctx ends to send back what they have
-// read. Then the rest are closed and the children killed. Shutdown returns
-// once every Serve and connection is done: nil, or ctx's error if it had to
-// force them. It is safe to call more than once.
+// Shutdown stops the server under netserver's stop contract: listeners
+// close, blocked reads return at once (a deadline in the past; SIGINT for
+// process mode's children), and the connections in flight get until ctx
+// ends to send back what they have read; then the rest are closed and the
+// children killed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	s.mu.Unlock()
-	s.drain()
-	done := make(chan struct{})
-	go func() {
-		s.serving.Wait()
-		s.conns.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.force()
-		<-done
-		return ctx.Err()
-	}
-}
-
-// startServing registers a listener or packet conn, unless the server is
-// already stopping.
-func (s *Server) startServing(ln net.Listener, pc net.PacketConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.initLocked()
-	if s.isClosedLocked() {
-		return false
-	}
-	s.serving.Add(1)
-	if ln != nil {
-		s.listeners[ln] = struct{}{}
-	}
-	if pc != nil {
-		s.packetConns[pc] = struct{}{}
-	}
-	return true
-}
-
-func (s *Server) forget(ln net.Listener, pc net.PacketConn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.listeners, ln)
-	delete(s.packetConns, pc)
-}
-
-func (s *Server) initLocked() {
-	if s.drainCh == nil {
-		s.drainCh = make(chan struct{})
-		s.forceCh = make(chan struct{})
-		s.listeners = make(map[net.Listener]struct{})
-		s.packetConns = make(map[net.PacketConn]struct{})
-		s.tracked = make(map[net.Conn]struct{})
-		s.children = make(map[*os.Process]struct{})
-		s.wakers = make(map[*func()]struct{})
-	}
-}
-
-// closed reports whether c is closed, without waiting.
-func closed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *Server) isClosedLocked() bool { return closed(s.drainCh) }
-
-// channels returns the channels closed when the drain starts and when it
-// is cut short.
-func (s *Server) channels() (drain, force <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.initLocked()
-	return s.drainCh, s.forceCh
-}
-
-func (s *Server) draining() bool {
-	d, _ := s.channels()
-	return closed(d)
-}
-
-func (s *Server) closedErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown {
-		return ErrServerClosed
-	}
-	return nil
-}
-
-// drain starts the graceful stop; see Shutdown.
-func (s *Server) drain() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.initLocked()
-	if s.isClosedLocked() {
-		return
-	}
-	close(s.drainCh)
-	s.stopping.Store(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	past := time.Unix(1, 0)
-	for pc := range s.packetConns {
-		pc.SetReadDeadline(past)
-	}
-	for c := range s.tracked {
-		c.SetReadDeadline(past)
-	}
-	for p := range s.children {
-		p.Signal(os.Interrupt) // the child drains, as the server does
-	}
-	for w := range s.wakers {
-		(*w)()
-	}
-}
-
-// force ends the drain: connections close, children are killed.
-func (s *Server) force() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if closed(s.forceCh) {
-		return
-	}
-	close(s.forceCh)
-	for c := range s.tracked {
-		c.Close()
-	}
-	for p := range s.children {
-		p.Kill()
-	}
-	for w := range s.wakers {
-		(*w)()
-	}
-}
-
-// track registers c so that drain and force reach it; false means the
-// server is stopping and c must not be served.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.isClosedLocked() {
-		return false
-	}
-	s.tracked[c] = struct{}{}
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.tracked, c)
+	return errors.Join(s.packets().Shutdown(ctx), s.drain.Shutdown(ctx))
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -396,6 +230,9 @@ func (s *Server) maxConns() int {
 	return DefaultMaxConns
 }
 
+// aLongTimeAgo is a deadline in the past: a blocked read returns at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
 // echoConn is the service itself (RFC 862: "any data received is sent
 // back"), shared by the iterative, concurrent and process designs: read,
 // write back, until the client closes, goes idle, or stopping is set.
@@ -403,11 +240,11 @@ func (s *Server) maxConns() int {
 // A stop sets stopping and then a read deadline in the past; checking
 // stopping after each deadline renewal means the renewal can never undo
 // the stop.
-func echoConn(c net.Conn, idle time.Duration, stopping *atomic.Bool) {
+func echoConn(c net.Conn, idle time.Duration, stopping func() bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		c.SetReadDeadline(time.Now().Add(idle))
-		if stopping.Load() {
+		if stopping() {
 			return
 		}
 		n, err := c.Read(buf) // s.recv()
@@ -438,19 +275,4 @@ func acceptBackoff(err error, delay *time.Duration) bool {
 	}
 	time.Sleep(*delay)
 	return true
-}
-
-// addWaker registers a function that drain and force call to wake a poll
-// loop blocked in epoll_wait.
-func (s *Server) addWaker(w *func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.initLocked()
-	s.wakers[w] = struct{}{}
-}
-
-func (s *Server) removeWaker(w *func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.wakers, w)
 }

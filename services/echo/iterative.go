@@ -33,20 +33,30 @@ func (s *Server) serveIterative(t net.Listener) error {
 		}
 		delay = 0
 		s.accepted.Add(1)
-		s.serveConn(c) // the interaction loop, then s.close()
+		if done, ok := s.track(c); ok {
+			s.serveConn(c, done) // the interaction loop, then s.close()
+		}
 	}
 }
 
-// serveConn echoes on one accepted connection in this process and closes
-// it: the body of the iterative loop and of each concurrent goroutine.
-func (s *Server) serveConn(c net.Conn) {
-	defer c.Close() // s.close()
-	if !s.track(c) {
-		return
+// track registers an accepted connection with the drain, which cuts its
+// reads short at a stop and closes it when the stop is forced; false means
+// the server is stopping, and c is closed.
+func (s *Server) track(c net.Conn) (done func(), ok bool) {
+	done, ok = s.drain.Add(func() { c.SetReadDeadline(aLongTimeAgo) }, func() { c.Close() })
+	if !ok {
+		c.Close()
 	}
-	defer s.untrack(c)
+	return done, ok
+}
+
+// serveConn echoes on one tracked connection in this process and closes
+// it: the body of the iterative loop and of each concurrent goroutine.
+func (s *Server) serveConn(c net.Conn, done func()) {
+	defer done()
+	defer c.Close() // s.close()
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	s.logger().Debug("echo: connection", "mode", s.Mode, "remote", c.RemoteAddr())
-	echoConn(c, s.idleTimeout(), &s.stopping)
+	echoConn(c, s.idleTimeout(), s.drain.Stopping)
 }

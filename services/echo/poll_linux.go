@@ -53,11 +53,23 @@ func (s *Server) servePoll(ln net.Listener) error {
 	if err := p.watchListener(true); err != nil {
 		return err
 	}
-	wake := func() { unix.Write(p.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0}) }
-	s.addWaker(&wake)
-	defer s.removeWaker(&wake)
+	// A stop or a forced stop wakes the loop. The eventfd is closed only
+	// after done, when no stop can write to it any more: its number may
+	// be reused once closed.
+	wfd := p.wake
+	wake := func() { unix.Write(wfd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) }
+	done, ok := s.drain.Add(wake, wake)
+	if !ok {
+		return net.ErrClosed
+	}
+	p.wake = -1 // closeAll leaves it to the end
+	defer func() {
+		p.closeAll() // the connections first: Shutdown returns once they are closed
+		done()
+		unix.Close(wfd)
+	}()
 
-	drain, force := s.channels()
+	drain, force := s.drain.Started(), s.drain.Forced()
 	events := make([]unix.EpollEvent, 128)
 	for {
 		if closed(force) {
@@ -79,9 +91,9 @@ func (s *Server) servePoll(ln net.Listener) error {
 		listenerReady := false
 		for _, ev := range events[:n] {
 			switch fd := int(ev.Fd); fd {
-			case p.wake:
+			case wfd:
 				var b [8]byte
-				unix.Read(p.wake, b[:])
+				unix.Read(wfd, b[:])
 			case p.t:
 				listenerReady = true
 			default:
@@ -114,7 +126,7 @@ type pollConn struct {
 // poller is the state of one poll loop; only that loop touches it.
 type poller struct {
 	s        *Server
-	ep, wake int
+	ep, wake int  // wake is -1 once the loop runs: servePoll owns it
 	t        int  // the listening socket; -1 once closed
 	watchedT bool // whether epoll watches t (not at MaxConns)
 	conns    map[int]*pollConn
@@ -290,14 +302,26 @@ func (p *poller) stopAccepting() {
 	}
 }
 
+// closeAll closes every descriptor of the loop; it may be called twice.
 func (p *poller) closeAll() {
 	for _, c := range p.conns {
 		p.closeConn(c)
 	}
-	for _, fd := range []int{p.t, p.wake, p.ep} {
-		if fd >= 0 {
-			unix.Close(fd)
+	for _, fd := range []*int{&p.t, &p.wake, &p.ep} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
 		}
+	}
+}
+
+// closed reports whether c is closed, without waiting.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

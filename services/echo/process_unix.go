@@ -43,7 +43,7 @@ const processUnsupported = ""
 // veilleur waits for one to exit before it accepts again.
 func (s *Server) serveProcess(t net.Listener) error {
 	slots := make(chan struct{}, s.maxChildren())
-	drain, _ := s.channels()
+	drain := s.drain.Started()
 	var delay time.Duration
 	for {
 		select {
@@ -91,34 +91,48 @@ func (s *Server) fork(c net.Conn, slots chan struct{}) error {
 		cmd.Stderr = os.Stderr
 	}
 
-	// Start under the lock, so that a drain either sees the child or
-	// happened before it and stops it from starting.
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.isClosedLocked() {
+	// The child is tracked before it starts, so that a drain either finds
+	// it or refuses it; one that starts between the two finds no process
+	// yet, which the check after the start makes up for.
+	var proc atomic.Pointer[os.Process]
+	done, ok := s.drain.Add(func() {
+		if p := proc.Load(); p != nil {
+			p.Signal(os.Interrupt) // the child drains, as the server does
+		}
+	}, func() {
+		if p := proc.Load(); p != nil {
+			p.Kill()
+		}
+	})
+	if !ok {
 		return errors.New("server is stopping")
 	}
 	if err := cmd.Start(); err != nil { // fork()
+		done()
 		return err
 	}
-	s.children[cmd.Process] = struct{}{}
+	proc.Store(cmd.Process)
+	select {
+	case <-s.drain.Forced():
+		cmd.Process.Kill()
+	default:
+		if s.drain.Stopping() {
+			cmd.Process.Signal(os.Interrupt)
+		}
+	}
 	s.active.Add(1)
-	s.conns.Add(1)
 	s.logger().Debug("echo: child", "pid", cmd.Process.Pid, "remote", c.RemoteAddr())
-	go s.reap(cmd, slots)
+	go s.reap(cmd, slots, done)
 	return nil
 }
 
 // reap waits for a child to exit (waitpid: no zombie) and frees its slot.
-func (s *Server) reap(cmd *exec.Cmd, slots chan struct{}) {
-	defer s.conns.Done()
+func (s *Server) reap(cmd *exec.Cmd, slots chan struct{}, done func()) {
+	defer done()
 	err := cmd.Wait()
-	s.mu.Lock()
-	delete(s.children, cmd.Process)
-	s.mu.Unlock()
 	s.active.Add(-1)
 	<-slots
-	if err != nil && !s.stopping.Load() {
+	if err != nil && !s.drain.Stopping() {
 		s.logger().Warn("echo: child ended badly", "pid", cmd.Process.Pid, "err", err)
 	}
 }
@@ -165,6 +179,6 @@ func RunChild(ctx context.Context, args []string) error {
 		c.SetReadDeadline(time.Unix(1, 0))
 	})
 	defer stop()
-	echoConn(c, *idle, &stopping)
+	echoConn(c, *idle, stopping.Load)
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/annuaire/annuaire/services/tcpserver"
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
 // FuzzParseCommand checks that the command, path and parameter parsers
@@ -45,8 +45,8 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("helo x\nmail from:<>\nrcpt to:<postmaster>\ndata\nhello\n.\n"))
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b> SIZE=5\r\nRCPT TO:<c@d>\r\nDATA\r\n" + strings.Repeat("z", 5000) + "\r\n.\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		s := &Server{MaxSize: 2000, MaxErrors: 1000, Logger: slog.New(slog.DiscardHandler)}
-		c := &conn{srv: s, nc: &tcpserver.Conn{Conn: &scriptConn{in: bytes.NewReader(in)}}}
+		s := &Receiver{MaxSize: 2000, MaxErrors: 1000, Logger: slog.New(slog.DiscardHandler)}
+		c := &conn{srv: s, nc: &netserver.Conn{Conn: &scriptConn{in: bytes.NewReader(in)}}}
 		c.serve()
 		for _, m := range s.Messages() {
 			if m.Size > 2000 {

@@ -22,14 +22,14 @@ type Message struct {
 	Size     int       `json:"size"` // bytes, headers included, CRLF line endings
 	Received time.Time `json:"received"`
 	// Body is the message body after its header, at most
-	// Server.PreviewSize bytes of it; Truncated says whether some was cut.
+	// Receiver.PreviewSize bytes of it; Truncated says whether some was cut.
 	Body      string `json:"body"`
 	Truncated bool   `json:"truncated,omitempty"`
 }
 
 // Messages returns the kept messages, newest first. It is safe for
 // concurrent use; the caller owns the returned slice.
-func (s *Server) Messages() []Message {
+func (s *Receiver) Messages() []Message {
 	return s.store.list()
 }
 

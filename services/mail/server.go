@@ -16,20 +16,19 @@
 package mail
 
 import (
-	"context"
-	"errors"
+	"cmp"
 	"log/slog"
-	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/annuaire/annuaire/services/tcpserver"
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
-// Server receives mail over SMTP. Its zero value is ready to use; the
-// exported fields must not change once Serve or Shutdown has been called.
-type Server struct {
+// Receiver is the SMTP receiver: it speaks SMTP on each connection a
+// netserver.Server hands it (Handle) and keeps the messages it receives.
+// Its zero value is ready to use; the exported fields must not change once
+// a connection has been handled.
+type Receiver struct {
 	// Hostname names the server in the greeting and replies; "" means
 	// "annuaire".
 	Hostname string
@@ -51,10 +50,6 @@ type Server struct {
 	// Message.Body; zero means 64 KiB.
 	PreviewSize int
 
-	// MaxConns caps simultaneous connections; a client beyond it gets 421
-	// and is closed. Zero means 100.
-	MaxConns int
-
 	// MaxErrors is how many error replies a session may collect before the
 	// server says 421 and closes it; zero means 10.
 	MaxErrors int
@@ -68,95 +63,35 @@ type Server struct {
 	// WriteTimeout bounds each reply's write; zero means 30 seconds.
 	WriteTimeout time.Duration
 
-	// ShutdownTimeout is how long Serve lets sessions finish once its
-	// context ends; zero means 5 seconds.
-	ShutdownTimeout time.Duration
-
 	// Logger gets one line per delivered message and per notable error;
-	// nil means slog.Default().
+	// nil discards them.
 	Logger *slog.Logger
-
-	once sync.Once        // sets up tcp from the fields above
-	tcp  tcpserver.Server // the connections
 
 	store store
 
 	delivered atomic.Int64
 }
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("mail: server closed")
+// Handle runs one SMTP session on c, as a netserver.Server's Handle. When
+// the server shuts down, a session waiting for a command is told that the
+// service is closing (421) and one in the middle of a message finishes it.
+func (s *Receiver) Handle(c *netserver.Conn) { (&conn{srv: s, nc: c}).serve() }
 
-// Stats counts a server's connections and messages since it was created.
-type Stats struct {
-	Accepted  int64 `json:"accepted"`  // connections served
-	Rejected  int64 `json:"rejected"`  // connections refused (MaxConns)
-	Active    int64 `json:"active"`    // connections open now
-	Delivered int64 `json:"delivered"` // messages accepted with 250
+// Refusal is what a client beyond the server's connection cap is told, as
+// a netserver.Server's Refusal.
+func (s *Receiver) Refusal() string {
+	return "421 " + s.hostname() + " Too many connections, try again later\r\n"
 }
 
-// Stats returns the server's counters; it is safe for concurrent use.
-func (s *Server) Stats() Stats {
-	st := s.tcp.Stats()
-	return Stats{Accepted: st.Accepted, Rejected: st.Rejected, Active: st.Active, Delivered: s.delivered.Load()}
-}
+// Delivered counts the messages accepted with 250; it is safe for
+// concurrent use.
+func (s *Receiver) Delivered() int64 { return s.delivered.Load() }
 
-// Serve accepts SMTP sessions on ln until ctx ends or Shutdown is called.
-// When ctx ends it shuts the server down, gives sessions ShutdownTimeout to
-// finish, and returns nil; after Shutdown it returns ErrServerClosed.
-// ln is closed when Serve returns.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return s.conns().Serve(ctx, ln)
-}
+func (s *Receiver) hostname() string { return cmp.Or(s.Hostname, "annuaire") }
 
-// Shutdown stops the server: it closes the listeners, tells every session
-// waiting for a command that the service is closing (421), lets sessions in
-// the middle of a message finish it, and waits for all of them or for ctx to
-// end, after which the remaining connections are closed and ctx's error is
-// returned. It is safe to call more than once.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.conns().Shutdown(ctx)
-}
-
-// conns sets up the connection server on first use; Stats reads its
-// counters without it, so a scrape before Serve fixes no setting.
-func (s *Server) conns() *tcpserver.Server {
-	s.once.Do(func() {
-		s.tcp.Name = "mail"
-		s.tcp.MaxConns = orInt(s.MaxConns, 100)
-		s.tcp.Refusal = "421 " + s.hostname() + " Too many connections, try again later\r\n"
-		s.tcp.ErrClosed = ErrServerClosed
-		s.tcp.ShutdownTimeout = s.ShutdownTimeout
-		s.tcp.Logger = s.Logger
-		s.tcp.Handle = func(tc *tcpserver.Conn) { (&conn{srv: s, nc: tc}).serve() }
-	})
-	return &s.tcp
-}
-
-func (s *Server) hostname() string {
-	if s.Hostname == "" {
-		return "annuaire"
-	}
-	return s.Hostname
-}
-
-func (s *Server) logger() *slog.Logger {
+func (s *Receiver) logger() *slog.Logger {
 	if s.Logger == nil {
-		return slog.Default()
+		return slog.New(slog.DiscardHandler)
 	}
 	return s.Logger
-}
-
-func orInt(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
-func orDuration(v, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
-	}
-	return v
 }

@@ -6,32 +6,41 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/smtp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
-// start serves s on a fresh loopback port and returns its address; the
+// start serves r on a fresh loopback port, as annuaire hosts it (a
+// netserver.Server calling its Handle), and returns its address; the
 // server stops when the test ends.
-func start(t *testing.T, s *Server) string {
+func start(t *testing.T, r *Receiver) string {
 	t.Helper()
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
+	return startOn(t, serverFor(r))
+}
+
+// serverFor is the connection server annuaire runs r under.
+func serverFor(r *Receiver) *netserver.Server {
+	return &netserver.Server{Name: "mail", Handle: r.Handle, Refusal: r.Refusal()}
+}
+
+func startOn(t *testing.T, srv *netserver.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil && !errors.Is(err, ErrServerClosed) {
+		if err := <-done; err != nil && !errors.Is(err, netserver.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -112,7 +121,7 @@ func (c *client) expectEOF() {
 }
 
 func TestNetSMTP(t *testing.T) {
-	s := &Server{}
+	s := &Receiver{}
 	addr := start(t, s)
 	msg := "From: me@example.org\r\nSubject: =?UTF-8?Q?caf=C3=A9_au_lait?=\r\n\r\nHello.\r\n.dot first\r\n"
 	if err := smtp.SendMail(addr, nil, "me@example.org", []string{"a@svc.internal", "b@svc.internal"}, []byte(msg)); err != nil {
@@ -127,8 +136,8 @@ func TestNetSMTP(t *testing.T) {
 		m.Subject != "café au lait" || m.Body != "Hello.\r\n.dot first\r\n" || m.Size != len(msg) || m.Received.IsZero() {
 		t.Errorf("got %+v", m)
 	}
-	if st := s.Stats(); st.Accepted != 1 || st.Delivered != 1 {
-		t.Errorf("stats %+v", st)
+	if n := s.Delivered(); n != 1 {
+		t.Errorf("%d delivered, want 1", n)
 	}
 }
 
@@ -137,7 +146,7 @@ func TestNetSMTP(t *testing.T) {
 func TestHuman(t *testing.T) {
 	for _, eol := range []string{"\n", "\r\n"} {
 		t.Run(strconv.Quote(eol), func(t *testing.T) {
-			s := &Server{Hostname: "mx.svc.internal"}
+			s := &Receiver{Hostname: "mx.svc.internal"}
 			c := dial(t, start(t, s))
 			c.eol = eol
 			if text := c.expect(220); !strings.HasPrefix(text, "mx.svc.internal ") {
@@ -160,7 +169,7 @@ func TestHuman(t *testing.T) {
 }
 
 func TestNoHeader(t *testing.T) {
-	s := &Server{}
+	s := &Receiver{}
 	c := dial(t, start(t, s))
 	c.expect(220)
 	c.do("HELO x", 250)
@@ -175,7 +184,7 @@ func TestNoHeader(t *testing.T) {
 }
 
 func TestEHLO(t *testing.T) {
-	c := dial(t, start(t, &Server{MaxSize: 5000}))
+	c := dial(t, start(t, &Receiver{MaxSize: 5000}))
 	c.expect(220)
 	c.send("EHLO client.example")
 	var lines []string
@@ -233,7 +242,7 @@ func TestSequence(t *testing.T) {
 		{"LongPath", []string{"EHLO x", "MAIL FROM:<" + strings.Repeat("a", 250) + "@b>"}, 501},
 		{"LineTooLong", []string{"EHLO x", "NOOP " + strings.Repeat("x", 600)}, 500},
 	}
-	addr := start(t, &Server{})
+	addr := start(t, &Receiver{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dial(t, addr)
@@ -256,7 +265,7 @@ func TestSequence(t *testing.T) {
 }
 
 func TestSizeLimit(t *testing.T) {
-	s := &Server{MaxSize: 1000}
+	s := &Receiver{MaxSize: 1000}
 	c := dial(t, start(t, s))
 	c.expect(220)
 	c.do("EHLO x", 250)
@@ -292,7 +301,7 @@ func TestSizeLimit(t *testing.T) {
 // TestLongDataLine sends one data line longer than the read buffer, with
 // its CRLF split over the buffer's edge.
 func TestLongDataLine(t *testing.T) {
-	s := &Server{PreviewSize: 100}
+	s := &Receiver{PreviewSize: 100}
 	c := dial(t, start(t, s))
 	c.expect(220)
 	c.do("EHLO x", 250)
@@ -308,7 +317,7 @@ func TestLongDataLine(t *testing.T) {
 }
 
 func TestTooManyRecipients(t *testing.T) {
-	c := dial(t, start(t, &Server{}))
+	c := dial(t, start(t, &Receiver{}))
 	c.expect(220)
 	c.do("EHLO x", 250)
 	c.do("MAIL FROM:<a@b>", 250)
@@ -322,7 +331,7 @@ func TestTooManyRecipients(t *testing.T) {
 }
 
 func TestTooManyErrors(t *testing.T) {
-	c := dial(t, start(t, &Server{MaxErrors: 3}))
+	c := dial(t, start(t, &Receiver{MaxErrors: 3}))
 	c.expect(220)
 	c.do("FROB", 500)
 	c.do("FROB", 500)
@@ -333,8 +342,9 @@ func TestTooManyErrors(t *testing.T) {
 }
 
 func TestMaxConns(t *testing.T) {
-	s := &Server{MaxConns: 1}
-	addr := start(t, s)
+	s := serverFor(&Receiver{})
+	s.MaxConns = 1
+	addr := startOn(t, s)
 	c1 := dial(t, addr)
 	c1.expect(220)
 	c2 := dial(t, addr)
@@ -355,14 +365,14 @@ func TestMaxConns(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	c := dial(t, start(t, &Server{IdleTimeout: 100 * time.Millisecond}))
+	c := dial(t, start(t, &Receiver{IdleTimeout: 100 * time.Millisecond}))
 	c.expect(220)
 	c.expect(421)
 	c.expectEOF()
 }
 
 func TestMessagesBounded(t *testing.T) {
-	s := &Server{MaxMessages: 3}
+	s := &Receiver{MaxMessages: 3}
 	addr := start(t, s)
 	for i := 1; i <= 5; i++ {
 		msg := fmt.Sprintf("Subject: m%d\r\n\r\nbody\r\n", i)
@@ -382,7 +392,8 @@ func TestMessagesBounded(t *testing.T) {
 // TestShutdown: an idle session is told 421, a session in the middle of
 // DATA finishes its message first, and Shutdown waits for both.
 func TestShutdown(t *testing.T) {
-	s := &Server{}
+	r := &Receiver{}
+	s := serverFor(r)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -422,10 +433,10 @@ func TestShutdown(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
+	if err := <-served; !errors.Is(err, netserver.ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
 	}
-	if ms := s.Messages(); len(ms) != 1 || ms[0].Subject != "in flight" {
+	if ms := r.Messages(); len(ms) != 1 || ms[0].Subject != "in flight" {
 		t.Errorf("got %+v", ms)
 	}
 	if err := s.Shutdown(context.Background()); err != nil {
@@ -434,7 +445,7 @@ func TestShutdown(t *testing.T) {
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Error("listener still open")
 	}
-	if err := s.Serve(context.Background(), ln); !errors.Is(err, ErrServerClosed) {
+	if err := s.Serve(context.Background(), ln); !errors.Is(err, netserver.ErrServerClosed) {
 		t.Errorf("Serve after Shutdown: %v", err)
 	}
 }
@@ -442,8 +453,8 @@ func TestShutdown(t *testing.T) {
 // TestShutdownDeadline: a client that never finishes its message is cut
 // off when Shutdown's context ends.
 func TestShutdownDeadline(t *testing.T) {
-	s := &Server{}
-	addr := start(t, s)
+	s := serverFor(&Receiver{})
+	addr := startOn(t, s)
 	c := dial(t, addr)
 	c.expect(220)
 	c.do("EHLO x", 250)
@@ -463,7 +474,7 @@ func TestShutdownDeadline(t *testing.T) {
 // TestServeContext: Serve returns nil once its context ends, after telling
 // sessions to go.
 func TestServeContext(t *testing.T) {
-	s := &Server{}
+	s := serverFor(&Receiver{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

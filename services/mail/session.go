@@ -2,13 +2,14 @@ package mail
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
 
-	"github.com/annuaire/annuaire/services/tcpserver"
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
 // maxCommandLine is RFC 5321 section 4.5.3.1.4's limit on a command line,
@@ -19,8 +20,8 @@ var errLineTooLong = errors.New("line too long")
 
 // conn is one SMTP session.
 type conn struct {
-	srv *Server
-	nc  *tcpserver.Conn
+	srv *Receiver
+	nc  *netserver.Conn
 	r   *bufio.Reader
 	w   *bufio.Writer
 
@@ -34,7 +35,7 @@ type conn struct {
 	rcpts []string
 }
 
-func (s *Server) idleTimeout() time.Duration { return orDuration(s.IdleTimeout, 5*time.Minute) }
+func (s *Receiver) idleTimeout() time.Duration { return cmp.Or(max(s.IdleTimeout, 0), 5*time.Minute) }
 
 func (c *conn) serve() {
 	s := c.srv
@@ -72,7 +73,7 @@ func (c *conn) serve() {
 		if err != nil {
 			return
 		}
-		if c.errors >= orInt(s.MaxErrors, 10) {
+		if c.errors >= cmp.Or(max(s.MaxErrors, 0), 10) {
 			c.reply(421, host+" Too many errors, closing transmission channel")
 			return
 		}
@@ -132,7 +133,7 @@ func (c *conn) command(line string) (quit bool, err error) {
 		if err != nil {
 			return false, c.replyPathError(err, "RCPT TO:<address>")
 		}
-		if len(c.rcpts) >= orInt(s.MaxRecipients, 100) {
+		if len(c.rcpts) >= cmp.Or(max(s.MaxRecipients, 0), 100) {
 			return false, c.reply(452, "Too many recipients")
 		}
 		c.rcpts = append(c.rcpts, path)
@@ -198,7 +199,7 @@ func (c *conn) replyPathError(err error, syntax string) error {
 // its end and discarded, so the session stays in step with the client.
 func (c *conn) data() error {
 	s := c.srv
-	col := newCollector(s.maxSize(), orInt(s.PreviewSize, 64<<10))
+	col := newCollector(s.maxSize(), cmp.Or(max(s.PreviewSize, 0), 64<<10))
 	first := true
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
@@ -230,7 +231,7 @@ func (c *conn) data() error {
 		Received:  time.Now(),
 		Body:      col.bodyText(),
 		Truncated: col.truncated,
-	}, orInt(s.MaxMessages, 100))
+	}, cmp.Or(max(s.MaxMessages, 0), 100))
 	s.delivered.Add(1)
 	s.logger().Info("mail: received", "id", m.ID, "from", m.From, "rcpts", len(m.To), "size", m.Size, "remote", c.nc.RemoteAddr().String())
 	return c.reply(250, "Ok: queued as "+m.ID)
@@ -246,7 +247,7 @@ func (c *conn) reply(code int, text ...string) error {
 	if code >= 500 {
 		c.errors++
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(orDuration(c.srv.WriteTimeout, 30*time.Second)))
+	c.nc.SetWriteDeadline(time.Now().Add(cmp.Or(max(c.srv.WriteTimeout, 0), 30*time.Second)))
 	for i, t := range text {
 		sep := '-'
 		if i == len(text)-1 {
@@ -306,7 +307,7 @@ func (c *conn) readLine() (string, error) {
 	}
 }
 
-func (s *Server) maxSize() int { return orInt(s.MaxSize, 1<<20) }
+func (s *Receiver) maxSize() int { return cmp.Or(max(s.MaxSize, 0), 1<<20) }
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -1,30 +1,17 @@
 package mail
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
-)
 
-// lookTool finds an external client; missing, it fails under CI and skips
-// elsewhere.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is needed: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return path
-}
+	"github.com/annuaire/annuaire/internal/testenv"
+)
 
 // TestSwaks delivers with swaks, a real SMTP client, as the lab does.
 func TestSwaks(t *testing.T) {
-	swaks := lookTool(t, "swaks")
-	s := &Server{}
+	swaks := testenv.NeedTool(t, "swaks")
+	s := &Receiver{}
 	addr := start(t, s)
 	out, err := exec.Command(swaks, "--server", addr, "--from", "student@lab", "--to", "a@svc.internal",
 		"--header", "Subject: hello from swaks", "--body", "line one\n.a line that starts with a dot\n").CombinedOutput()
@@ -47,8 +34,8 @@ func TestSwaks(t *testing.T) {
 
 // TestSwaksTooBig: swaks announces SIZE, which the server refuses at MAIL.
 func TestSwaksTooBig(t *testing.T) {
-	swaks := lookTool(t, "swaks")
-	s := &Server{MaxSize: 100}
+	swaks := testenv.NeedTool(t, "swaks")
+	s := &Receiver{MaxSize: 100}
 	addr := start(t, s)
 	out, err := exec.Command(swaks, "--server", addr, "--to", "a@svc.internal",
 		"--body", strings.Repeat("too big ", 50)).CombinedOutput()

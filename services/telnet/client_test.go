@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/annuaire/annuaire/internal/testenv"
 )
 
 // openPTY opens a pseudo-terminal pair, as openpty(3) does.
@@ -81,13 +83,13 @@ func (s *screen) waitFor(t *testing.T, from int, want string) int {
 // client for "mode character", which makes it negotiate (DO SGA, DO ECHO);
 // refused, it must go on in line mode without a glitch.
 func TestRealTelnet(t *testing.T) {
-	telnet := lookTool(t, "telnet")
+	telnet := testenv.NeedTool(t, "telnet")
 	t.Run("LineMode", func(t *testing.T) { realTelnet(t, telnet, false) })
 	t.Run("ModeCharacterRefused", func(t *testing.T) { realTelnet(t, telnet, true) })
 }
 
 func realTelnet(t *testing.T, telnet string, modeCharacter bool) {
-	s := &Server{List: fakeList, Lookup: fakeLookup}
+	s := &Console{List: fakeList, Lookup: fakeLookup}
 	host, port, _ := net.SplitHostPort(start(t, s))
 
 	master, slave, err := openPTY()

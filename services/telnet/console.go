@@ -2,6 +2,7 @@ package telnet
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,17 +10,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/annuaire/annuaire/services/tcpserver"
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
 // conn is one console session.
 type conn struct {
-	srv *Server
-	nc  *tcpserver.Conn // its Context ends with Serve's context or a forced close
+	srv *Console
+	nc  *netserver.Conn // its Context ends with a forced close
 	nvt nvt
 }
 
-func (s *Server) idleTimeout() time.Duration { return orDuration(s.IdleTimeout, 5*time.Minute) }
+func (s *Console) idleTimeout() time.Duration { return cmp.Or(max(s.IdleTimeout, 0), 5*time.Minute) }
 
 const goodbyeShutdown = "annuaire is shutting down. Goodbye."
 
@@ -41,7 +42,7 @@ func (c *conn) serve() {
 		if c.prompt() != nil {
 			return
 		}
-		line, err := c.nvt.readLine(orInt(s.MaxLine, 1024))
+		line, err := c.nvt.readLine(cmp.Or(max(s.MaxLine, 0), 1024))
 		if !c.nc.EndIdle() {
 			c.print("\n" + goodbyeShutdown)
 			return
@@ -49,7 +50,7 @@ func (c *conn) serve() {
 		var ne net.Error
 		switch {
 		case errors.Is(err, errLineTooLong):
-			err = c.print(fmt.Sprintf("line too long (at most %d bytes)", orInt(s.MaxLine, 1024)))
+			err = c.print(fmt.Sprintf("line too long (at most %d bytes)", cmp.Or(max(s.MaxLine, 0), 1024)))
 		case errors.Is(err, errInterrupt):
 			err = c.print("") // as a shell does on ^C: drop the line, new prompt
 		case errors.As(err, &ne) && ne.Timeout():
@@ -101,7 +102,7 @@ func (c *conn) run(line string) (quit bool, err error) {
 		if s.List == nil {
 			return false, c.print("list: not available (this console has no directory attached)")
 		}
-		ctx, cancel := context.WithTimeout(c.nc.Context(), orDuration(s.CommandTimeout, 10*time.Second))
+		ctx, cancel := context.WithTimeout(c.nc.Context(), cmp.Or(max(s.CommandTimeout, 0), 10*time.Second))
 		defer cancel()
 		out, err := s.List(ctx)
 		if err != nil {
@@ -115,7 +116,7 @@ func (c *conn) run(line string) (quit bool, err error) {
 		if s.Lookup == nil {
 			return false, c.print("lookup: not available (this console has no resolver attached)")
 		}
-		ctx, cancel := context.WithTimeout(c.nc.Context(), orDuration(s.CommandTimeout, 10*time.Second))
+		ctx, cancel := context.WithTimeout(c.nc.Context(), cmp.Or(max(s.CommandTimeout, 0), 10*time.Second))
 		defer cancel()
 		out, err := s.Lookup(ctx, f[1])
 		if err != nil {
@@ -147,7 +148,7 @@ func (c *conn) prompt() error {
 }
 
 func (c *conn) flush() error {
-	c.nc.SetWriteDeadline(time.Now().Add(orDuration(c.srv.WriteTimeout, 30*time.Second)))
+	c.nc.SetWriteDeadline(time.Now().Add(cmp.Or(max(c.srv.WriteTimeout, 0), 30*time.Second)))
 	if err := c.nvt.w.Flush(); err != nil {
 		return fmt.Errorf("telnet: write to %s: %w", c.nc.RemoteAddr(), err)
 	}

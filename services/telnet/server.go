@@ -14,20 +14,17 @@ package telnet
 
 import (
 	"context"
-	"errors"
-	"log/slog"
-	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/annuaire/annuaire/services/tcpserver"
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
-// Server is the console. Its zero value works (answering "not available" to
-// list and lookup); the exported fields must not change once Serve or
-// Shutdown has been called.
-type Server struct {
+// Console is the console: it runs a session on each connection a
+// netserver.Server hands it (Handle). Its zero value works (answering "not
+// available" to list and lookup); the exported fields must not change
+// once a connection has been handled.
+type Console struct {
 	// List returns the directory listing for the list command; nil makes
 	// list say it is not available.
 	List func(ctx context.Context) (string, error)
@@ -47,10 +44,6 @@ type Server struct {
 	// with a message. Zero means 1024.
 	MaxLine int
 
-	// MaxConns caps simultaneous connections; a client beyond it is told
-	// so and closed. Zero means 50.
-	MaxConns int
-
 	// IdleTimeout closes a session that sends no complete line for that
 	// long; zero means 5 minutes.
 	IdleTimeout time.Duration
@@ -62,79 +55,17 @@ type Server struct {
 	// seconds.
 	CommandTimeout time.Duration
 
-	// ShutdownTimeout is how long Serve lets sessions finish once its
-	// context ends; zero means 5 seconds.
-	ShutdownTimeout time.Duration
-
-	// Logger gets a line per temporary accept error; nil means
-	// slog.Default().
-	Logger *slog.Logger
-
-	once sync.Once        // sets up tcp from the fields above
-	tcp  tcpserver.Server // the connections
-
 	commands atomic.Int64
 }
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("telnet: server closed")
+// Handle runs one console session on c, as a netserver.Server's Handle.
+// When the server shuts down, a session waiting for a command is told
+// that the console is closing, and a command that runs finishes first.
+func (s *Console) Handle(c *netserver.Conn) { (&conn{srv: s, nc: c}).serve() }
 
-// Stats counts a server's connections and commands since it was created.
-type Stats struct {
-	Accepted int64 `json:"accepted"` // connections served
-	Rejected int64 `json:"rejected"` // connections refused (MaxConns)
-	Active   int64 `json:"active"`   // connections open now
-	Commands int64 `json:"commands"` // command lines run
-}
+// Refusal is what a client beyond the server's connection cap is told, as
+// a netserver.Server's Refusal.
+const Refusal = "annuaire console: too many connections, try again later\r\n"
 
-// Stats returns the server's counters; it is safe for concurrent use.
-func (s *Server) Stats() Stats {
-	st := s.tcp.Stats()
-	return Stats{Accepted: st.Accepted, Rejected: st.Rejected, Active: st.Active, Commands: s.commands.Load()}
-}
-
-// Serve accepts console sessions on ln until ctx ends or Shutdown is called.
-// When ctx ends it shuts the server down, gives sessions ShutdownTimeout to
-// finish, and returns nil; after Shutdown it returns ErrServerClosed.
-// ln is closed when Serve returns.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return s.conns().Serve(ctx, ln)
-}
-
-// Shutdown stops the server: it closes the listeners, tells every session
-// waiting for a command that the console is closing, lets a command that
-// runs finish, and waits for all of them or for ctx to
-// end, after which the remaining connections are closed and ctx's error is
-// returned. It is safe to call more than once.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.conns().Shutdown(ctx)
-}
-
-// conns sets up the connection server on first use; Stats reads its
-// counters without it, so a scrape before Serve fixes no setting.
-func (s *Server) conns() *tcpserver.Server {
-	s.once.Do(func() {
-		s.tcp.Name = "telnet"
-		s.tcp.MaxConns = orInt(s.MaxConns, 50)
-		s.tcp.Refusal = "annuaire console: too many connections, try again later\r\n"
-		s.tcp.ErrClosed = ErrServerClosed
-		s.tcp.ShutdownTimeout = s.ShutdownTimeout
-		s.tcp.Logger = s.Logger
-		s.tcp.Handle = func(tc *tcpserver.Conn) { (&conn{srv: s, nc: tc}).serve() }
-	})
-	return &s.tcp
-}
-
-func orInt(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
-func orDuration(v, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
+// Commands counts the command lines run; it is safe for concurrent use.
+func (s *Console) Commands() int64 { return s.commands.Load() }

@@ -6,28 +6,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
-)
 
-// lookTool finds an external client; missing, it fails under CI and skips
-// elsewhere.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is needed: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return path
-}
+	"github.com/annuaire/annuaire/services/netserver"
+)
 
 // fakeLookup answers like "annuaire lookup" would for echo.
 func fakeLookup(ctx context.Context, name string) (string, error) {
@@ -41,22 +26,30 @@ func fakeList(ctx context.Context) (string, error) {
 	return "echo    tcp  lab.svc.internal.  127.0.0.1:7007\n", nil
 }
 
-// start serves s on a fresh loopback port and returns its address.
-func start(t *testing.T, s *Server) string {
+// start serves c on a fresh loopback port, as annuaire hosts it (a
+// netserver.Server calling its Handle), and returns its address.
+func start(t *testing.T, c *Console) string {
 	t.Helper()
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
+	return startOn(t, serverFor(c))
+}
+
+// serverFor is the connection server annuaire runs c under.
+func serverFor(c *Console) *netserver.Server {
+	return &netserver.Server{Name: "telnet", Handle: c.Handle, Refusal: Refusal}
+}
+
+func startOn(t *testing.T, srv *netserver.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil && !errors.Is(err, ErrServerClosed) {
+		if err := <-done; err != nil && !errors.Is(err, netserver.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -116,7 +109,7 @@ func (c *rawClient) rest() string {
 const prompt = "annuaire> "
 
 func TestConsole(t *testing.T) {
-	s := &Server{List: fakeList, Lookup: fakeLookup}
+	s := &Console{List: fakeList, Lookup: fakeLookup}
 	c := dial(t, start(t, s))
 	banner := c.until(prompt)
 	if !strings.Contains(banner, "annuaire console at 127.0.0.1:") || !strings.Contains(banner, "name (telnet) -> DNS") {
@@ -153,8 +146,8 @@ func TestConsole(t *testing.T) {
 	if out := c.rest(); out != "Goodbye.\r\n" {
 		t.Errorf("quit: %q", out)
 	}
-	if st := s.Stats(); st.Accepted != 1 || st.Commands != 7 {
-		t.Errorf("stats %+v", st)
+	if n := s.Commands(); n != 7 {
+		t.Errorf("%d commands counted, want 7", n)
 	}
 }
 
@@ -163,7 +156,7 @@ func TestConsole(t *testing.T) {
 // must come back doubled.
 func TestNegotiation(t *testing.T) {
 	var got string
-	s := &Server{Lookup: func(ctx context.Context, name string) (string, error) {
+	s := &Console{Lookup: func(ctx context.Context, name string) (string, error) {
 		got = name
 		return "name " + name, nil
 	}}
@@ -183,7 +176,7 @@ func TestNegotiation(t *testing.T) {
 }
 
 func TestNoHooks(t *testing.T) {
-	c := dial(t, start(t, &Server{}))
+	c := dial(t, start(t, &Console{}))
 	c.until(prompt)
 	c.send("list\r\nlookup echo\r\n")
 	out := c.until(prompt) + c.until(prompt)
@@ -193,7 +186,7 @@ func TestNoHooks(t *testing.T) {
 }
 
 func TestLongLine(t *testing.T) {
-	c := dial(t, start(t, &Server{MaxLine: 100}))
+	c := dial(t, start(t, &Console{MaxLine: 100}))
 	c.until(prompt)
 	c.send(strings.Repeat("x", 100000) + "\r\nhelp\r\n")
 	if out := c.until(prompt); out != "line too long (at most 100 bytes)\r\n"+prompt {
@@ -205,7 +198,7 @@ func TestLongLine(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	c := dial(t, start(t, &Server{IdleTimeout: 100 * time.Millisecond}))
+	c := dial(t, start(t, &Console{IdleTimeout: 100 * time.Millisecond}))
 	c.until(prompt)
 	if out := c.rest(); !strings.Contains(out, "idle for 100ms, closing") {
 		t.Errorf("got %q", out)
@@ -213,8 +206,9 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestMaxConns(t *testing.T) {
-	s := &Server{MaxConns: 1}
-	addr := start(t, s)
+	s := serverFor(&Console{})
+	s.MaxConns = 1
+	addr := startOn(t, s)
 	c1 := dial(t, addr)
 	c1.until(prompt)
 	c2 := dial(t, addr)
@@ -231,11 +225,11 @@ func TestMaxConns(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{})
-	s := &Server{Logger: slog.New(slog.DiscardHandler), Lookup: func(ctx context.Context, name string) (string, error) {
+	s := serverFor(&Console{Lookup: func(ctx context.Context, name string) (string, error) {
 		close(entered)
 		<-release
 		return "slow answer", nil
-	}}
+	}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +259,7 @@ func TestShutdown(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
+	if err := <-served; !errors.Is(err, netserver.ErrServerClosed) {
 		t.Errorf("Serve: %v", err)
 	}
 	if err := s.Shutdown(context.Background()); err != nil {

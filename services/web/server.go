@@ -16,7 +16,6 @@ package web
 import (
 	"context"
 	"embed"
-	"errors"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -28,13 +27,17 @@ import (
 
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/services/netserver"
 )
 
 // Defaults for the zero values of Server's fields.
 const (
-	DefaultMaxBody      = 64 << 10 // bytes; a registration is a few hundred
-	DefaultDrainTimeout = 5 * time.Second
+	DefaultMaxBody = 64 << 10 // bytes; a registration is a few hundred
 )
+
+// ErrServerClosed is returned by Serve after Shutdown: net/http's, as for
+// every hosted server (see netserver).
+var ErrServerClosed = http.ErrServerClosed
 
 //go:embed static
 var staticFiles embed.FS
@@ -89,7 +92,7 @@ type Server struct {
 	MaxBody int64
 
 	// DrainTimeout is how long Serve lets requests in flight finish once
-	// its context ends. Zero means DefaultDrainTimeout.
+	// its context ends. Zero means netserver.DefaultDrainTimeout.
 	DrainTimeout time.Duration
 
 	// Metrics, if set, is served at GET /metrics (Prometheus text format).
@@ -152,26 +155,22 @@ func (s *Server) Handler() http.Handler {
 	return s.handler
 }
 
-// Serve answers HTTP on ln until ctx ends or Shutdown is called, then
-// drains the requests in flight (for at most DrainTimeout when ctx ended)
-// and returns nil. It closes ln. Any other error is the listener's.
+// Serve answers HTTP on ln and closes it, under netserver's stop
+// contract (net/http's own): after Shutdown it returns ErrServerClosed;
+// when ctx ends it drains the requests in flight for at most DrainTimeout
+// and returns nil. Any other error is the listener's.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.init()
-	served := make(chan struct{})
-	defer close(served)
-	go func() {
-		select {
-		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.Background(), s.drainTimeout())
-			defer cancel()
-			s.Shutdown(dctx)
-		case <-s.closing:
-		case <-served:
-		}
-	}()
+	finished := make(chan struct{})
+	byCtx := context.AfterFunc(ctx, func() {
+		defer close(finished)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.drainTimeout())
+		defer cancel()
+		s.Shutdown(dctx)
+	})
 	err := s.hs.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		<-s.stopped // http.Server.Serve returns before the drain ends
+	if !byCtx() {
+		<-finished // the end was ctx's: wait for the drain
 		return nil
 	}
 	return err
@@ -273,7 +272,7 @@ func (s *Server) maxBody() int64 {
 
 func (s *Server) drainTimeout() time.Duration {
 	if s.DrainTimeout <= 0 {
-		return DefaultDrainTimeout
+		return netserver.DefaultDrainTimeout
 	}
 	return s.DrainTimeout
 }

@@ -41,7 +41,7 @@ func startServer(t testing.TB, s *Server) string {
 		cancel()
 		select {
 		case err := <-done:
-			if err != nil {
+			if err != nil && !errors.Is(err, http.ErrServerClosed) { // a test may call Shutdown
 				t.Errorf("Serve: %v", err)
 			}
 		case <-time.After(10 * time.Second):
@@ -583,9 +583,16 @@ func TestServeStops(t *testing.T) {
 		c.Close()
 		t.Errorf("port %s still open after Serve returned", addr)
 	}
-	// Shutdown after the fact is harmless.
+	// Shutdown after the fact is harmless, and Serve then refuses at once.
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown: %v", err)
+	}
+	again, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(context.Background(), again); !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve after Shutdown: %v, want http.ErrServerClosed", err)
 	}
 }
 

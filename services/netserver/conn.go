@@ -1,4 +1,4 @@
-package tcpserver
+package netserver
 
 import (
 	"context"
@@ -17,7 +17,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 type Conn struct {
 	net.Conn
 
-	srv    *Server
+	drain  *Drain
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -25,8 +25,9 @@ type Conn struct {
 	idle bool       // waiting for a request, so Shutdown may interrupt
 }
 
-// Context ends when Serve's context ends, when Shutdown gives up waiting,
-// or when Handle returns.
+// Context ends when Handle returns or when the stop is forced (Shutdown's
+// context ended, or the drain after Serve's context ended took longer than
+// DrainTimeout); it carries the values of Serve's context.
 func (c *Conn) Context() context.Context {
 	if c.ctx == nil {
 		return context.Background()
@@ -60,7 +61,7 @@ func (c *Conn) EndIdle() bool {
 	return !c.closing()
 }
 
-func (c *Conn) closing() bool { return c.srv != nil && c.srv.closing.Load() }
+func (c *Conn) closing() bool { return c.drain != nil && c.drain.Stopping() }
 
 // wake interrupts a connection that waits for a request; one in the
 // middle of a request is left to finish it.

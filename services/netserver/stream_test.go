@@ -1,4 +1,4 @@
-package tcpserver
+package netserver
 
 import (
 	"bufio"
@@ -253,18 +253,6 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
-// TestErrClosed: Serve after Shutdown returns the caller's sentinel.
-func TestErrClosed(t *testing.T) {
-	errMine := errors.New("mine: server closed")
-	s := &Server{ErrClosed: errMine}
-	if err := s.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := serve(t, newLines(), s).wait(); err != errMine {
-		t.Errorf("Serve: %v", err)
-	}
-}
-
 // TestShutdownDeadline: a session that never finishes is cut off, its
 // context cancelled, when Shutdown's context ends.
 func TestShutdownDeadline(t *testing.T) {
@@ -310,11 +298,11 @@ func TestServeContext(t *testing.T) {
 	}
 }
 
-// TestShutdownTimeout: when Serve's context ends, a session that does not
-// finish gets ShutdownTimeout, then is closed and Serve returns.
-func TestShutdownTimeout(t *testing.T) {
+// TestDrainTimeout: when Serve's context ends, a session that does not
+// finish gets DrainTimeout, then is closed and Serve returns.
+func TestDrainTimeout(t *testing.T) {
 	p := newLines()
-	h := serve(t, p, &Server{ShutdownTimeout: 50 * time.Millisecond})
+	h := serve(t, p, &Server{DrainTimeout: 50 * time.Millisecond})
 	c := h.connect()
 	c.send("wait")
 	<-p.entered
