@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,22 +28,25 @@ import (
 	"github.com/annuaire/annuaire/services/echo"
 	"github.com/annuaire/annuaire/services/mail"
 	"github.com/annuaire/annuaire/services/netserver"
-	"github.com/annuaire/annuaire/services/telnet"
 	"github.com/annuaire/annuaire/services/web"
 )
 
 // serveFlags is the command line of "annuaire serve".
 type serveFlags struct {
-	zone, dns, web, echo, mail, telnet string
-	data, advertise, hostname          string
-	echoMode                           string
-	backlog                            int
-	token                              string
-	tsig, notify, allowTransfer        listFlag
-	dnsLimits                          dnsLimitFlags
-	logLevel, logFormat                string
-	drain                              time.Duration
-	recover                            bool
+	zone, dns                   string
+	hosted                      map[string]*string // by flag: the address of each hosted service
+	data, advertise, hostname   string
+	echoMode                    string
+	backlog                     int
+	token                       string
+	tsig, notify, allowTransfer listFlag
+	dnsLimits                   dnsLimitFlags
+	logLevel, logFormat         string
+	drain                       time.Duration
+	recover                     bool
+
+	keys  []tsig.Key     // --tsig, parsed
+	allow []netip.Prefix // --allow-transfer, parsed
 }
 
 // listFlag is a repeatable string flag.
@@ -52,14 +56,13 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func parseServeFlags(e *env, args []string) (*serveFlags, error) {
-	f := &serveFlags{}
+	f := &serveFlags{hosted: map[string]*string{}}
 	fs := newFlagSet(e, "serve", "[flags]")
 	fs.StringVar(&f.zone, "zone", registry.DefaultZone, "the `zone` to answer for")
 	fs.StringVar(&f.dns, "dns", "127.0.0.1:1053", "DNS `address` (UDP and TCP)")
-	fs.StringVar(&f.web, "web", "127.0.0.1:8080", "web page and HTTP API `address`")
-	fs.StringVar(&f.echo, "echo", "127.0.0.1:7007", "echo service `address` (TCP and UDP); \"\" to disable")
-	fs.StringVar(&f.mail, "mail", "127.0.0.1:2525", "SMTP receiver `address`; \"\" to disable")
-	fs.StringVar(&f.telnet, "telnet", "127.0.0.1:2323", "telnet console `address`; \"\" to disable")
+	for _, h := range hostedServices() {
+		f.hosted[h.flag] = fs.String(h.flag, h.addr, h.usage())
+	}
 	fs.StringVar(&f.data, "data", defaultDataDir(e), "state `directory`: registry journal, lock, API token")
 	fs.StringVar(&f.advertise, "advertise", "", "`IP` to publish for services bound to a wildcard address")
 	fs.StringVar(&f.hostname, "hostname", "", "host `name` in the zone for the hosted services (default: this machine's name)")
@@ -108,6 +111,20 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	if f.logFormat != "text" && f.logFormat != "json" {
 		return nil, bad("--log-format %q: want text or json", f.logFormat)
 	}
+	for _, s := range f.tsig {
+		k, err := tsig.ParseKey(s)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--tsig: %w", err)}
+		}
+		f.keys = append(f.keys, k)
+	}
+	for _, s := range f.allowTransfer {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--allow-transfer %q: %w", s, err)}
+		}
+		f.allow = append(f.allow, p)
+	}
 	return f, nil
 }
 
@@ -122,42 +139,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	logger := newLogger(e.stderr, f.logLevel, f.logFormat)
 
-	keys := make([]tsig.Key, 0, len(f.tsig))
-	for _, s := range f.tsig {
-		k, err := tsig.ParseKey(s)
-		if err != nil {
-			return usageError{fmt.Errorf("--tsig: %w", err)}
-		}
-		keys = append(keys, k)
-	}
-	var allow []netip.Prefix
-	for _, s := range f.allowTransfer {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return usageError{fmt.Errorf("--allow-transfer %q: %w", s, err)}
-		}
-		allow = append(allow, p)
-	}
-
 	reg, err := openRegistry(f.data, logger, f.recover)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	// Where the journal cannot go through io_uring, its fdatasync(2)
-	// keeps its P until the runtime's monitor takes it back, which it
-	// does late (up to 10 ms) when no goroutine is runnable — and
-	// goroutines waiting on sockets are not runnable until someone polls
-	// the network. With a single P (GOMAXPROCS follows the CPU affinity
-	// and cgroup quota: taskset -c 0, a one-CPU container), every fsync
-	// then stalls DNS: under 1,000 registrations/s, TCP answers fell from
-	// 296k to 22k queries/s (bench/run.sh updates). A second P polls
-	// while the first waits for the disk. With io_uring nothing blocks,
-	// and one P on one CPU answered UDP 20% faster than two under the
-	// same writes. An explicit GOMAXPROCS is left as it is.
-	if reg.SyncBlocks() && runtime.GOMAXPROCS(0) < 2 && e.getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(2)
-	}
+	keepTwoPs(e, reg)
 
 	token := f.token
 	if token == "" {
@@ -175,68 +162,29 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	zone := f.zone
 	metrics := newMetrics(reg)
 	dnsServer := &authority.Server{
-		Registry: reg, Zone: zone, Logger: logger, Keys: keys,
-		AllowTransfer: allow, Notify: f.notify, Metrics: metrics.dns,
+		Registry: reg, Zone: zone, Logger: logger, Keys: f.keys,
+		AllowTransfer: f.allow, Notify: f.notify, Metrics: metrics.dns,
 	}
 	if err := f.dnsLimits.apply(dnsServer); err != nil {
 		return usageError{err}
 	}
 	checker := &registry.Checker{Registry: reg, Logger: logger}
 	lookup := &resolver.Resolver{Server: l.dnsUDP.LocalAddr().String(), Zone: zone}
-	// The page re-runs one lookup per service type when the registry
-	// changes; a resolver without cache makes its pictures the zone as it
-	// is now, not as it was up to a TTL (10 s) ago.
-	fresh := &resolver.Resolver{Server: lookup.Server, Zone: zone, NoCache: true}
-	// Datagram services share a Guard: none of them answers another.
-	guard := &netserver.Guard{}
-	echoServer := &echo.Server{Mode: f.echoMode, Guard: guard, DrainTimeout: f.drain, Logger: logger}
 	hosts := newHostNamer(f)
-	// The greeting names the host the zone's MX points at.
-	mailbox := &mail.Receiver{Logger: logger, Hostname: hosts.base + "." + strings.TrimSuffix(zone, ".")}
-	mailServer := &netserver.Server{Name: "mail", Handle: mailbox.Handle, Refusal: mailbox.Refusal(), DrainTimeout: f.drain, Logger: logger}
-	console := &telnet.Console{
-		List: func(ctx context.Context) (string, error) { return directoryText(reg.Snapshot(), zone), nil },
-		Lookup: func(ctx context.Context, name string) (string, error) {
-			chain, err := lookup.Lookup(ctx, name)
-			if chain == nil {
-				return "", err
-			}
-			return chain.Text(), err
-		},
+	p := &process{
+		flags: f, logger: logger, reg: reg, zone: zone, token: token, checker: checker, metrics: metrics,
+		lookup: lookup,
+		// The page re-runs one lookup per service type when the registry
+		// changes; a resolver without cache makes its pictures the zone as
+		// it is now, not as it was up to a TTL (10 s) ago.
+		fresh: &resolver.Resolver{Server: lookup.Server, Zone: zone, NoCache: true},
+		// The greeting names the host the zone's MX points at.
+		mailbox: &mail.Receiver{Logger: logger, Hostname: hosts.base + "." + strings.TrimSuffix(zone, ".")},
+		guard:   &netserver.Guard{},
 	}
-	telnetServer := &netserver.Server{Name: "telnet", Handle: console.Handle, Refusal: telnet.Refusal, DrainTimeout: f.drain, Logger: logger}
-	webServer := &web.Server{
-		Registry: reg, Zone: zone, Token: token, Logger: logger, DrainTimeout: f.drain,
-		Lookup:      lookup.Lookup,
-		ChainLookup: fresh.Lookup,
-		Messages:    func() any { return mailbox.Messages() },
-		Health:      checker.Heartbeat,
-		Metrics:     metrics.Handler(),
-	}
-	metrics.WatchConns("web", webServer.Stats)
-	metrics.WatchConns("echo", func() (int64, int64) { st := echoServer.Stats(); return st.Accepted, st.Active })
-	metrics.WatchConns("mail", func() (int64, int64) { st := mailServer.Stats(); return st.Accepted, st.Active })
-	metrics.WatchConns("telnet", func() (int64, int64) { st := telnetServer.Stats(); return st.Accepted, st.Active })
-
-	var self []registry.Instance
-	publish := func(service, proto string, addr net.Addr, check *registry.Check) error {
-		ip, port, err := hosts.advertise(addr)
-		if err != nil {
-			return err
-		}
-		host := hosts.name(ip)
-		inst := registry.Instance{
-			ID: "annuaire-" + service + "-" + proto, Service: service, Proto: proto,
-			Host: host, Port: port, Check: check, TTL: registry.DefaultTTL,
-			TXT: registry.TXT{"served-by=annuaire", "pid=" + strconv.Itoa(os.Getpid())},
-		}
-		if _, err := reg.Register(inst, &registry.Host{Name: host, Addrs: []netip.Addr{ip}, TTL: registry.DefaultTTL, Auto: true}); err != nil {
-			return fmt.Errorf("register %s/%s: %w", service, proto, err)
-		}
-		self = append(self, inst)
-		fmt.Fprintf(e.stdout, "%-7s _%s._%s.%s SRV → %s.%s:%d → %s\n",
-			service, service, proto, zone, host, zone, port, netip.AddrPortFrom(ip, port))
-		return nil
+	for _, h := range l.hosted {
+		h.srv = h.row.start(p)
+		metrics.WatchConns(h.row.flag, h.srv.stats)
 	}
 
 	// Every server runs until it is shut down explicitly, in order, below;
@@ -257,16 +205,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	serve("dns/tcp", func(ctx context.Context) error { return dnsServer.Serve(ctx, l.dnsTCP) })
 	serve("notify", dnsServer.RunNotify)
 	serve("health", checker.Run)
-	serve("web", func(ctx context.Context) error { return webServer.Serve(ctx, l.web) })
-	if l.echoTCP != nil {
-		serve("echo/tcp", func(ctx context.Context) error { return echoServer.Serve(ctx, l.echoTCP) })
-		serve("echo/udp", func(ctx context.Context) error { return echoServer.ServePacket(ctx, l.echoUDP) })
-	}
-	if l.mail != nil {
-		serve("mail", func(ctx context.Context) error { return mailServer.Serve(ctx, l.mail) })
-	}
-	if l.telnet != nil {
-		serve("telnet", func(ctx context.Context) error { return telnetServer.Serve(ctx, l.telnet) })
+	for _, h := range l.hosted {
+		for _, s := range h.sockets {
+			serve(h.row.flag+"/"+s.proto, func(ctx context.Context) error { return s.serve(ctx, h.srv) })
+		}
 	}
 
 	// The name server's own host: the zone's NS record points at it.
@@ -280,28 +222,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("register ns: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "%-7s %s served on %s (udp, tcp)\n", "dns", zone, l.dnsUDP.LocalAddr())
-	webCheck := &registry.Check{Type: "http", Target: "http://" + l.web.Addr().String() + "/healthz", Interval: registry.Duration(5 * time.Second)}
-	tcpCheck := func(a net.Addr) *registry.Check {
-		return &registry.Check{Type: "tcp", Target: a.String(), Interval: registry.Duration(5 * time.Second)}
-	}
-	err = publish("http", "tcp", l.web.Addr(), webCheck)
-	if err == nil && l.echoTCP != nil {
-		err = publish("echo", "tcp", l.echoTCP.Addr(), tcpCheck(l.echoTCP.Addr()))
-		if err == nil {
-			err = publish("echo", "udp", l.echoUDP.LocalAddr(), tcpCheck(l.echoTCP.Addr()))
+	var self []*socket
+	for _, h := range l.hosted {
+		for _, s := range h.sockets {
+			if err := publish(e, reg, hosts, zone, h, s); err != nil {
+				return err
+			}
+			self = append(self, s)
 		}
 	}
-	if err == nil && l.mail != nil {
-		err = publish("smtp", "tcp", l.mail.Addr(), tcpCheck(l.mail.Addr()))
+	if web := l.socket("web", "tcp"); web != nil {
+		fmt.Fprintf(e.stdout, "%-7s http://%s/ (API token in %s)\n", "web", web.addr(), filepath.Join(f.data, "token"))
 	}
-	if err == nil && l.telnet != nil {
-		err = publish("telnet", "tcp", l.telnet.Addr(), tcpCheck(l.telnet.Addr()))
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%-7s http://%s/ (API token in %s)\n", "web", l.web.Addr(), filepath.Join(f.data, "token"))
-	logger.Info("annuaire serving", "zone", zone, "dns", l.dnsUDP.LocalAddr().String(), "web", l.web.Addr().String(), "data", f.data)
+	logger.Info("annuaire serving", "zone", zone, "dns", l.dnsUDP.LocalAddr().String(), "data", f.data)
 
 	<-gctx.Done()
 	stopping.Store(true)
@@ -310,28 +243,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		runErr = nil // a signal: the normal way to stop
 	}
 
-	// Deregister first, so that DNS stops handing out what is going away;
-	// secondaries get the NOTIFY and a short while to transfer it before
-	// the DNS server closes, or they would hand out dead services until
-	// their SOA refresh. Then connections in flight get the drain period.
-	for _, inst := range self {
-		if err := reg.Deregister(inst.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {
-			logger.Warn("deregister", "id", inst.ID, "err", err)
-		}
+	shutdowns := []func(context.Context) error{dnsServer.Shutdown}
+	for _, h := range l.hosted {
+		shutdowns = append(shutdowns, h.srv.shutdown)
 	}
-	drainCtx, cancel := context.WithTimeout(context.Background(), f.drain)
-	defer cancel()
-	if len(f.notify) > 0 && runErr == nil {
-		select {
-		case <-time.After(min(2*time.Second, f.drain)):
-		case <-drainCtx.Done():
-		}
-	}
-	for _, s := range []interface{ Shutdown(context.Context) error }{dnsServer, webServer, echoServer, mailServer, telnetServer} {
-		if err := s.Shutdown(drainCtx); err != nil {
-			logger.Warn("shutdown", "err", err)
-		}
-	}
+	stopServers(f, logger, reg, self, runErr == nil && len(f.notify) > 0, shutdowns)
 	stopRun() // the health checker and the NOTIFY loop
 	if err := g.Wait(); err != nil && runErr == nil {
 		runErr = err
@@ -340,19 +256,114 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	return runErr
 }
 
+// stopServers deregisters the hosted instances first, so that DNS stops
+// handing out what is going away; secondaries get the NOTIFY and a short
+// while to transfer it (notify) before the DNS server closes, or they
+// would hand out dead services until their SOA refresh. Then every server
+// drains at once, within the one --drain period.
+func stopServers(f *serveFlags, logger *slog.Logger, reg *registry.Registry, self []*socket, notify bool, shutdowns []func(context.Context) error) {
+	for _, s := range self {
+		if err := reg.Deregister(s.id); err != nil && !errors.Is(err, registry.ErrNotFound) {
+			logger.Warn("deregister", "id", s.id, "err", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.drain)
+	defer cancel()
+	if notify {
+		select {
+		case <-time.After(min(2*time.Second, f.drain)):
+		case <-ctx.Done():
+		}
+	}
+	var stops sync.WaitGroup
+	for _, shutdown := range shutdowns {
+		stops.Go(func() {
+			if err := shutdown(ctx); err != nil {
+				logger.Warn("shutdown", "err", err)
+			}
+		})
+	}
+	stops.Wait()
+}
+
+// keepTwoPs gives the runtime a second P on one CPU where the journal's
+// syncs block. Where the journal cannot go through io_uring, its
+// fdatasync(2) keeps its P until the runtime's monitor takes it back,
+// which it does late (up to 10 ms) when no goroutine is runnable — and
+// goroutines waiting on sockets are not runnable until someone polls the
+// network. With a single P (GOMAXPROCS follows the CPU affinity and cgroup
+// quota: taskset -c 0, a one-CPU container), every fsync then stalls DNS:
+// under 1,000 registrations/s, TCP answers fell from 296k to 22k queries/s
+// (bench/run.sh updates). A second P polls while the first waits for the
+// disk. With io_uring nothing blocks, and one P on one CPU answered UDP
+// 20% faster than two under the same writes. An explicit GOMAXPROCS is
+// left as it is.
+func keepTwoPs(e *env, reg *registry.Registry) {
+	if reg.SyncBlocks() && runtime.GOMAXPROCS(0) < 2 && e.getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2)
+	}
+}
+
+// publish registers one hosted socket as an instance and prints its
+// chain. The web page is checked with GET /healthz, the others with a
+// connect to their TCP socket.
+func publish(e *env, reg *registry.Registry, hosts *hostNamer, zone string, h *hosting, s *socket) error {
+	service := h.row.service
+	tcp := h.sockets[0].addr().String()
+	check := &registry.Check{Type: "tcp", Target: tcp, Interval: registry.Duration(5 * time.Second)}
+	if h.row.flag == "web" {
+		check = &registry.Check{Type: "http", Target: "http://" + tcp + "/healthz", Interval: registry.Duration(5 * time.Second)}
+	}
+	ip, port, err := hosts.advertise(s.addr())
+	if err != nil {
+		return err
+	}
+	host := hosts.name(ip)
+	s.id = "annuaire-" + service + "-" + s.proto
+	inst := registry.Instance{
+		ID: s.id, Service: service, Proto: s.proto,
+		Host: host, Port: port, Check: check, TTL: registry.DefaultTTL,
+		TXT: registry.TXT{"served-by=annuaire", "pid=" + strconv.Itoa(os.Getpid())},
+	}
+	if _, err := reg.Register(inst, &registry.Host{Name: host, Addrs: []netip.Addr{ip}, TTL: registry.DefaultTTL, Auto: true}); err != nil {
+		return fmt.Errorf("register %s/%s: %w", service, s.proto, err)
+	}
+	fmt.Fprintf(e.stdout, "%-7s _%s._%s.%s SRV → %s.%s:%d → %s\n",
+		service, service, s.proto, zone, host, zone, port, netip.AddrPortFrom(ip, port))
+	return nil
+}
+
 // listeners are every socket serve binds, opened before anything is served.
 type listeners struct {
-	dnsUDP, echoUDP       net.PacketConn
-	dnsTCP, web           net.Listener
-	echoTCP, mail, telnet net.Listener
+	dnsUDP net.PacketConn
+	dnsTCP net.Listener
+	hosted []*hosting // the hosted services enabled, in the table's order
 }
 
 func (l *listeners) close() {
-	for _, c := range []io.Closer{l.dnsUDP, l.echoUDP, l.dnsTCP, l.web, l.echoTCP, l.mail, l.telnet} {
-		if c != nil {
-			c.Close()
+	if l.dnsUDP != nil {
+		l.dnsUDP.Close()
+	}
+	if l.dnsTCP != nil {
+		l.dnsTCP.Close()
+	}
+	for _, h := range l.hosted {
+		for _, s := range h.sockets {
+			s.close()
 		}
 	}
+}
+
+// socket returns the flag's service's socket for proto, or nil.
+func (l *listeners) socket(flag, proto string) *socket {
+	for _, h := range l.hosted {
+		for _, s := range h.sockets {
+			if h.row.flag == flag && s.proto == proto {
+				return s
+			}
+		}
+	}
+	return nil
 }
 
 // listen binds every listener; the first failure is one line naming the
@@ -370,25 +381,16 @@ func listen(ctx context.Context, f *serveFlags) (l *listeners, err error) {
 	}, f.dns); err != nil {
 		return l, flagError("--dns", f.dns, err)
 	}
-	if l.web, err = lc.Listen(ctx, "tcp", f.web); err != nil {
-		return l, flagError("--web", f.web, err)
-	}
-	if f.echo != "" {
-		if l.echoTCP, l.echoUDP, err = listenPair(ctx, func(addr string) (net.Listener, error) {
-			return echo.Listen(ctx, "tcp", addr, f.backlog)
-		}, f.echo); err != nil {
-			return l, flagError("--echo", f.echo, err)
+	for _, h := range hostedServices() {
+		addr := *f.hosted[h.flag]
+		if addr == "" {
+			continue
 		}
-	}
-	if f.mail != "" {
-		if l.mail, err = lc.Listen(ctx, "tcp", f.mail); err != nil {
-			return l, flagError("--mail", f.mail, err)
+		sockets, err := listenHosted(ctx, f, h, addr)
+		if err != nil {
+			return l, flagError("--"+h.flag, addr, err)
 		}
-	}
-	if f.telnet != "" {
-		if l.telnet, err = lc.Listen(ctx, "tcp", f.telnet); err != nil {
-			return l, flagError("--telnet", f.telnet, err)
-		}
+		l.hosted = append(l.hosted, &hosting{row: h, sockets: sockets})
 	}
 	return l, nil
 }

@@ -73,6 +73,16 @@ var (
 	reEcho = regexp.MustCompile(`(?m)^echo\s+_echo\._tcp\.\S+ SRV → \S+ → (\S+)$`)
 )
 
+// anyPorts are the flags that put every hosted service on a port the
+// system picks.
+func anyPorts() []string {
+	var args []string
+	for _, h := range hostedServices() {
+		args = append(args, "--"+h.flag, "127.0.0.1:0")
+	}
+	return args
+}
+
 // startServe runs "annuaire serve" on :0 ports and waits until it prints
 // its web line, the last one it prints at start.
 func startServe(t *testing.T, extra ...string) *annuaire {
@@ -84,8 +94,8 @@ func startServe(t *testing.T, extra ...string) *annuaire {
 func startServeOn(t *testing.T, data string, extra ...string) *annuaire {
 	t.Helper()
 	a := &annuaire{data: data, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}
-	args := append([]string{"serve", "--dns", "127.0.0.1:0", "--web", "127.0.0.1:0", "--echo", "127.0.0.1:0",
-		"--mail", "127.0.0.1:0", "--telnet", "127.0.0.1:0", "--data", a.data, "--hostname", "box"}, extra...)
+	args := append(append([]string{"serve", "--dns", "127.0.0.1:0"}, anyPorts()...), "--data", a.data, "--hostname", "box")
+	args = append(args, extra...)
 	a.cmd = command(t, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.stdout, a.stderr
 	if err := a.cmd.Start(); err != nil {
@@ -305,8 +315,8 @@ func TestServePortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cmd := command(t, "serve", "--dns", "127.0.0.1:0", "--web", busy.Addr().String(), "--echo", "127.0.0.1:0",
-		"--mail", "", "--telnet", "", "--data", t.TempDir())
+	args := append(append([]string{"serve", "--dns", "127.0.0.1:0"}, anyPorts()...), "--web", busy.Addr().String(), "--data", t.TempDir())
+	cmd := command(t, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err = cmd.Run()
