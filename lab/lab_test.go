@@ -166,7 +166,7 @@ func startAnnuaire(t *testing.T, extra ...string) *directory {
 	d := &directory{state: t.TempDir()}
 	d.data = filepath.Join(d.state, "annuaire")
 	args := append([]string{"serve", "--data", d.data, "--dns", "127.0.0.1:0", "--web", "127.0.0.1:0",
-		"--echo", "", "--mail", "", "--telnet", "", "--hostname", "box"}, extra...)
+		"--echo", "", "--mail", "", "--telnet", "", "--daytime", "", "--discard", "", "--hostname", "box"}, extra...)
 	p := start(t, exec.Command(annuaireBin, args...))
 	p.waitFor(t, reWeb)
 	out := p.stdout.String()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/services/daytime"
+	"github.com/annuaire/annuaire/services/discard"
 	"github.com/annuaire/annuaire/services/echo"
 	"github.com/annuaire/annuaire/services/mail"
 	"github.com/annuaire/annuaire/services/netserver"
@@ -99,6 +101,16 @@ func hostedServices() []hostedService {
 					},
 				}
 				return small(p, "telnet", c.Handle, telnet.Refusal, nil)
+			}},
+		{service: "daytime", flag: "daytime", addr: "127.0.0.1:1313", protos: tcpUDP,
+			help: "daytime (RFC 867)",
+			start: func(p *process) hostedServer {
+				return small(p, "daytime", daytime.Handle, "", daytime.Reply)
+			}},
+		{service: "discard", flag: "discard", addr: "127.0.0.1:9009", protos: tcpUDP,
+			help: "discard (RFC 863)",
+			start: func(p *process) hostedServer {
+				return small(p, "discard", discard.Handle, "", nil)
 			}},
 	}
 }
