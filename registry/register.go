@@ -143,7 +143,7 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 		return "", err
 	}
 	if reg.Check != nil {
-		c, err := fillCheck(*reg.Check, addrs, inst.Port)
+		c, err := fillCheck(*reg.Check, inst.Proto, addrs, inst.Port)
 		if err != nil {
 			return "", err
 		}
@@ -169,8 +169,9 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 }
 
 // fillCheck fills in a check's defaults: the interval, and the target of
-// a tcp or http check from the instance's first address and port.
-func fillCheck(c Check, addrs []netip.Addr, port uint16) (*Check, error) {
+// a tcp or http check from the instance's first address and port. proto
+// is the instance's.
+func fillCheck(c Check, proto string, addrs []netip.Addr, port uint16) (*Check, error) {
 	c.Type = FoldName(strings.TrimSpace(c.Type))
 	c.Target = strings.TrimSpace(c.Target)
 	if c.Interval == 0 {
@@ -182,6 +183,12 @@ func fillCheck(c Check, addrs []netip.Addr, port uint16) (*Check, error) {
 	}
 	switch c.Type {
 	case "tcp":
+		if proto == "udp" {
+			// A TCP connect to a UDP service's port says nothing of the
+			// UDP socket: it fails where nothing listens on TCP, and passes
+			// for a TCP listener while the UDP one is dead.
+			return nil, &FieldError{"check.type", c.Type, "a udp instance is not checked with tcp: use ttl (the service sends heartbeats) or http"}
+		}
 		if c.Target == "" {
 			c.Target = endpoint
 		}

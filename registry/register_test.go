@@ -125,6 +125,8 @@ func TestRegisterInvalid(t *testing.T) {
 		{Registration{Service: "echo", From: lo, Check: &Check{Type: "tcp", Target: "nohostport"}}, "check.target"},
 		{Registration{Service: "echo", From: lo, Check: &Check{Type: "ttl", Target: "x:1"}}, "check.target"},
 		{Registration{Service: "echo", From: lo, Check: &Check{Type: "ping"}}, "check.type"},
+		{Registration{Service: "echo", Proto: "udp", From: lo, Check: &Check{Type: "tcp"}}, "check.type"},
+		{Registration{Service: "echo", Proto: "UDP", From: lo, Check: &Check{Type: "tcp", Target: "127.0.0.1:7"}}, "check.type"},
 	}
 	for _, tt := range tests {
 		r := New(1)

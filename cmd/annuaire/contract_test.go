@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -165,7 +164,7 @@ func checkShutdown(t *testing.T, h hostedService, mode string) {
 		if err := s.serve(context.Background(), r.srv); !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("Serve (%s) after Shutdown: %v, want http.ErrServerClosed", s.proto, err)
 		}
-		if isOpen(s) {
+		if s.open() {
 			t.Errorf("Serve (%s) after Shutdown left its socket open", s.proto)
 		}
 	}
@@ -329,14 +328,4 @@ func TestContractCoversEveryRow(t *testing.T) {
 			t.Errorf("--%s: no busy client in the stop contract's test", h.flag)
 		}
 	}
-}
-
-// isOpen reports whether s's socket is open: Control fails on a closed one.
-func isOpen(s *socket) bool {
-	var c any = s.pc
-	if s.ln != nil {
-		c = s.ln
-	}
-	rc, err := c.(syscall.Conn).SyscallConn()
-	return err == nil && rc.Control(func(uintptr) {}) == nil
 }

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
@@ -176,12 +179,13 @@ type hosting struct {
 }
 
 // socket is one bound socket of a hosted service, registered as one
-// instance.
+// instance whose health is the socket's own.
 type socket struct {
-	proto string // "tcp" or "udp"
-	ln    net.Listener
-	pc    net.PacketConn
-	id    string // its instance in the directory
+	proto   string // "tcp" or "udp"
+	ln      net.Listener
+	pc      net.PacketConn
+	id      string      // its instance in the directory
+	serving atomic.Bool // its serve loop runs
 }
 
 func (s *socket) addr() net.Addr {
@@ -200,12 +204,69 @@ func (s *socket) close() {
 	}
 }
 
-// serve runs the server's loop on the socket.
+// serve runs the server's loop on the socket, marking it as serving for
+// as long as the loop runs.
 func (s *socket) serve(ctx context.Context, srv hostedServer) error {
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 	if s.ln != nil {
 		return srv.serve(ctx, s.ln)
 	}
 	return srv.servePacket(ctx, s.pc)
+}
+
+// healthy reports whether the socket is served: its serve loop runs and
+// the socket is open. Nothing is dialed: an iterative echo busy with one
+// client, whose listen queue is full, is serving (issue 15), and a UDP
+// socket cannot be checked by a TCP connect.
+func (s *socket) healthy() bool { return s.serving.Load() && s.open() }
+
+// open reports whether the socket is open.
+func (s *socket) open() bool {
+	var c any = s.pc
+	if s.ln != nil {
+		c = s.ln
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true // not an operating system's socket: the loop is all there is to see
+	}
+	rc, err := sc.SyscallConn()
+	// Control fails once the socket is closed.
+	return err == nil && rc.Control(func(uintptr) {}) == nil
+}
+
+// Hosted instances carry a ttl check that the process feeds itself: every
+// hostedBeat, each socket that is served heartbeats its instance; one
+// whose loop has ended or whose socket has closed leaves DNS within
+// hostedTTL.
+const (
+	hostedTTL  = 10 * time.Second
+	hostedBeat = hostedTTL / 5
+)
+
+// hostedCheck is the check a hosted instance is registered with.
+func hostedCheck(ttl time.Duration) *registry.Check {
+	return &registry.Check{Type: "ttl", Interval: registry.Duration(ttl)}
+}
+
+// heartbeat feeds the hosted instances' checks every period until ctx
+// ends.
+func heartbeat(ctx context.Context, checker *registry.Checker, sockets []*socket, every time.Duration) error {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		for _, s := range sockets {
+			if s.healthy() {
+				checker.Heartbeat(s.id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // listenHosted binds a row's sockets on addr: TCP and UDP on the same

@@ -225,12 +225,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var self []*socket
 	for _, h := range l.hosted {
 		for _, s := range h.sockets {
-			if err := publish(e, reg, hosts, zone, h, s); err != nil {
+			if err := publish(e, reg, hosts, zone, h.row.service, s); err != nil {
 				return err
 			}
 			self = append(self, s)
 		}
 	}
+	serve("heartbeat", func(ctx context.Context) error { return heartbeat(ctx, checker, self, hostedBeat) })
 	if web := l.socket("web", "tcp"); web != nil {
 		fmt.Fprintf(e.stdout, "%-7s http://%s/ (API token in %s)\n", "web", web.addr(), filepath.Join(f.data, "token"))
 	}
@@ -248,7 +249,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		shutdowns = append(shutdowns, h.srv.shutdown)
 	}
 	stopServers(f, logger, reg, self, runErr == nil && len(f.notify) > 0, shutdowns)
-	stopRun() // the health checker and the NOTIFY loop
+	stopRun() // the health checker, the heartbeats and the NOTIFY loop
 	if err := g.Wait(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -304,16 +305,9 @@ func keepTwoPs(e *env, reg *registry.Registry) {
 	}
 }
 
-// publish registers one hosted socket as an instance and prints its
-// chain. The web page is checked with GET /healthz, the others with a
-// connect to their TCP socket.
-func publish(e *env, reg *registry.Registry, hosts *hostNamer, zone string, h *hosting, s *socket) error {
-	service := h.row.service
-	tcp := h.sockets[0].addr().String()
-	check := &registry.Check{Type: "tcp", Target: tcp, Interval: registry.Duration(5 * time.Second)}
-	if h.row.flag == "web" {
-		check = &registry.Check{Type: "http", Target: "http://" + tcp + "/healthz", Interval: registry.Duration(5 * time.Second)}
-	}
+// publish registers one hosted socket as an instance, with a ttl check
+// that the process feeds while the socket is served, and prints its chain.
+func publish(e *env, reg *registry.Registry, hosts *hostNamer, zone, service string, s *socket) error {
 	ip, port, err := hosts.advertise(s.addr())
 	if err != nil {
 		return err
@@ -322,7 +316,7 @@ func publish(e *env, reg *registry.Registry, hosts *hostNamer, zone string, h *h
 	s.id = "annuaire-" + service + "-" + s.proto
 	inst := registry.Instance{
 		ID: s.id, Service: service, Proto: s.proto,
-		Host: host, Port: port, Check: check, TTL: registry.DefaultTTL,
+		Host: host, Port: port, Check: hostedCheck(hostedTTL), TTL: registry.DefaultTTL,
 		TXT: registry.TXT{"served-by=annuaire", "pid=" + strconv.Itoa(os.Getpid())},
 	}
 	if _, err := reg.Register(inst, &registry.Host{Name: host, Addrs: []netip.Addr{ip}, TTL: registry.DefaultTTL, Auto: true}); err != nil {

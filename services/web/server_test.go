@@ -260,6 +260,8 @@ func TestRegisterInvalid(t *testing.T) {
 		{`{"name":"echo","check":{"type":"tcp","target":"nowhere"}}`, "check.target"},
 		{`{"name":"echo","check":{"type":"http","target":"ftp://x/"}}`, "check.target"},
 		{`{"name":"echo","check":{"type":"ttl","target":"x:1"}}`, "check.target"},
+		{`{"name":"echo","proto":"udp","check":{"type":"tcp"}}`, "check.type"},
+		{`{"name":"echo","proto":"UDP","check":{"type":"tcp","target":"127.0.0.1:7"}}`, "check.type"},
 		{`{"name":"echo","colour":"blue"}`, "unknown field"},
 		{`{"name":"echo","check":{"type":"tcp","every":"1s"}}`, "unknown field"},
 		{`{"name":"echo"} {"name":"echo"}`, "after the JSON object"},
