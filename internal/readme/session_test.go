@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,7 +58,7 @@ func startSession(t *testing.T, dir string, env []string) *session {
 	cmd.Dir = dir
 	cmd.Env = env
 	// Its own process group: whatever it leaves running is killed with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +167,7 @@ func (s *session) close() {
 	case <-time.After(10 * time.Second):
 	}
 	// Background jobs the block left, and the server if it is still up.
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	killGroup(s.cmd)
 	<-done
 }
 
