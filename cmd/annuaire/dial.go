@@ -15,6 +15,27 @@ import (
 // before saying that it is waiting.
 const quietAfter = time.Second
 
+const dialAbout = `Looks NAME up as "annuaire lookup" does and connects to the first
+candidate that answers (RFC 8305: IPv6 and IPv4 raced, a new attempt
+every 250 ms), then relays like nc: stdin to the connection, the
+connection to stdout. At the end of stdin it half-closes the connection,
+so that the server sees EOF and can still answer; it exits when both
+directions are done, or at Ctrl-C.
+
+--trace prints on stderr the chain, each connection attempt with its
+start, the local and remote address:port, and a notice when the server
+says nothing for a second (an iterative server busy with another client
+has not accepted the connection yet: the kernel queued it). --select
+relays in one loop waiting in select(2) on stdin and the socket, as the
+course's last slide.
+
+` + namesAbout
+
+const dialExample = `
+$ printf 'bonjour\n' | annuaire dial echo
+bonjour
+`
+
 // runDial connects to a service by name and relays, like nc: stdin to the
 // connection, the connection to stdout. At the end of stdin it half-closes
 // the connection (the server sees EOF and can still answer); it returns
@@ -33,12 +54,11 @@ const quietAfter = time.Second
 // queues the connection, and an iterative server busy with another client
 // reads it only when it accepts it.
 func runDial(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "dial", "[--server HOST:PORT] [--zone ZONE] [--trace] [--select] NAME")
-	nameUsage(e, fs)
+	fs := newFlagSet(e, "dial")
 	r := resolverFlags(e, fs)
 	trace := fs.Bool("trace", false, "print the chain, each connection attempt with its start, the local and remote address:port and timings to stderr")
 	useSelect := fs.Bool("select", false, "relay in one loop that waits in select(2) on stdin and the socket at once, as the course's select.select([clisock, sys.stdin], ...) (Unix)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
 	name, err := nameArg(fs)
@@ -58,7 +78,7 @@ func runDial(ctx context.Context, e *env, args []string) error {
 		fmt.Fprint(e.stderr, c.Text())
 	}
 	if err != nil {
-		return err
+		return serverHint(err)
 	}
 	defer conn.Close()
 	var tr *dialTrace

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -17,6 +19,25 @@ import (
 	"github.com/annuaire/annuaire/registry"
 )
 
+const exportAbout = `Prints the zone in the master-file format of RFC 1035 section 5, which
+named-checkzone, NSD, Knot and BIND read: the SOA first, then every
+record, each owner name absolute. It reads a data directory (--data,
+default serve's) whose server is stopped, or transfers the zone by AXFR
+from a running annuaire (--server HOST:PORT), signed with --tsig if the
+server wants a key. A data directory in use is refused, with the command
+that asks the server instead. --json prints the zone, its serial, the
+count and each record as JSON.
+`
+
+const exportExample = `
+$ annuaire export --server 127.0.0.1:1053 --tsig hmac-sha256:xfr:$SECRET
+; zone svc.internal. serial 1795517403, 10 records, exported by annuaire
+$ORIGIN svc.internal.
+$TTL 60
+svc.internal.	60	IN	SOA	ns.svc.internal. hostmaster.svc.internal. 1795517403 300 60 86400 10
+...
+`
+
 // runExport prints the zone in RFC 1035 master-file format (section 5),
 // read from a data directory or transferred (AXFR) from a running server.
 //
@@ -25,24 +46,22 @@ import (
 // Export then refuses and says to ask the server with --server, which
 // gives the same zone from one consistent snapshot.
 func runExport(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "export", "[--data DIR | --server HOST:PORT [--tsig ALG:NAME:SECRET]] [--zone ZONE]")
+	fs := newFlagSet(e, "export")
 	zoneName := fs.String("zone", registry.DefaultZone, "the `zone` to export")
 	data := fs.String("data", "", "state `directory` to read, not in use by a running annuaire (default: serve's)")
 	server := fs.String("server", "", "transfer the zone by AXFR from the annuaire at `HOST:PORT` instead")
-	tsigKey := fs.String("tsig", "", "TSIG key `alg:name:base64secret` to sign the AXFR with")
-	if err := parseFlags(fs, args); err != nil {
+	tsigKey := fs.String("tsig", "", "TSIG `key` to sign the AXFR with, as alg:name:base64secret")
+	asJSON := fs.Bool("json", false, "print the zone, its serial and its records as JSON, for programs")
+	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
 	switch {
 	case fs.NArg() > 0:
-		fs.Usage()
-		return usageError{fmt.Errorf("export: unexpected argument %q", fs.Arg(0))}
+		return usageError{err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	case *server != "" && *data != "":
-		fs.Usage()
-		return usageError{errors.New("export: --data and --server exclude each other")}
+		return usageError{err: errors.New("--data and --server exclude each other: read a stopped server's directory, or ask a running one")}
 	case *tsigKey != "" && *server == "":
-		fs.Usage()
-		return usageError{errors.New("export: --tsig goes with --server")}
+		return usageError{err: errors.New("--tsig goes with --server")}
 	}
 	origin := dns.CanonicalName(*zoneName)
 
@@ -55,7 +74,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		if *tsigKey != "" {
 			k, err := tsig.ParseKey(*tsigKey)
 			if err != nil {
-				return usageError{fmt.Errorf("export: --tsig: %w", err)}
+				return usageError{err: fmt.Errorf("--tsig: %w", err)}
 			}
 			key = &k
 		}
@@ -69,6 +88,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		return writeZoneJSON(e.stdout, origin, rrs)
 	}
 	return writeZone(e.stdout, origin, rrs)
 }
@@ -142,6 +164,42 @@ func rcodeHint(err error) string {
 		return " (REFUSED: sign with a --tsig key the server knows, or transfer from an address in its --allow-transfer)"
 	}
 	return " (" + dns.RcodeToString[n] + ")"
+}
+
+// zoneJSON is export --json's document: the master file's first line as
+// fields, and the records.
+type zoneJSON struct {
+	Zone    string       `json:"zone"`
+	Serial  uint32       `json:"serial"`
+	Count   int          `json:"count"`
+	Records []recordJSON `json:"records"`
+}
+
+// recordJSON is one resource record; Data is its RDATA in presentation
+// format, as in the master file.
+type recordJSON struct {
+	Name string `json:"name"`
+	TTL  uint32 `json:"ttl"`
+	Type string `json:"type"`
+	Data string `json:"data"`
+}
+
+func writeZoneJSON(w io.Writer, origin string, rrs []dns.RR) error {
+	if len(rrs) == 0 || rrs[0].Header().Rrtype != dns.TypeSOA {
+		return errors.New("export: zone without SOA")
+	}
+	z := zoneJSON{Zone: origin, Serial: rrs[0].(*dns.SOA).Serial, Count: len(rrs), Records: make([]recordJSON, len(rrs))}
+	for i, rr := range rrs {
+		h := rr.Header()
+		z.Records[i] = recordJSON{
+			Name: h.Name, TTL: h.Ttl, Type: dns.TypeToString[h.Rrtype],
+			Data: strings.TrimPrefix(rr.String(), h.String()),
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(z)
 }
 
 // writeZone writes rrs, SOA first, as a master file. Every owner name is

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -106,6 +108,22 @@ func TestExportServer(t *testing.T) {
 			t.Fatalf("export: %v\n%s", err, stderr)
 		}
 		checkExport(t, out)
+
+		// --json holds the same records, the first line's figures as fields.
+		js, stderr, err := exportRun(t, "--server", ln.Addr().String(), "--json", "--tsig", exportKey)
+		var z zoneJSON
+		if err != nil || json.Unmarshal([]byte(js), &z) != nil {
+			t.Fatalf("export --json: %v\n%s%s", err, js, stderr)
+		}
+		want := fmt.Sprintf("; zone %s serial %d, %d records, exported by annuaire\n", z.Zone, z.Serial, z.Count)
+		if !strings.HasPrefix(out, want) || len(z.Records) != z.Count || z.Records[0].Type != "SOA" {
+			t.Errorf("export --json: %s, %d records\nwant the figures of %q", z.Zone, len(z.Records), want)
+		}
+		for _, r := range z.Records {
+			if line := fmt.Sprintf("%s\t%d\tIN\t%s\t%s\n", r.Name, r.TTL, r.Type, r.Data); !strings.Contains(out, line) {
+				t.Errorf("export --json has %q, the master file does not", line)
+			}
+		}
 	})
 	t.Run("ErrNoKey", func(t *testing.T) {
 		if _, _, err := exportRun(t, "--server", ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "REFUSED") {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 
@@ -21,14 +22,13 @@ func resolverFlags(e *env, fs *flag.FlagSet) *resolver.Resolver {
 	if zone == "" {
 		zone = "svc.internal"
 	}
-	fs.StringVar(&r.Server, "server", server, `DNS server to ask, host:port (env ANNUAIRE_SERVER; "" for the resolvers of /etc/resolv.conf)`)
-	fs.StringVar(&r.Zone, "zone", zone, "zone the service names live in (env ANNUAIRE_ZONE)")
+	fs.StringVar(&r.Server, "server", server, "DNS server to ask, `HOST:PORT` (env ANNUAIRE_SERVER; \"\" for the resolvers of /etc/resolv.conf)")
+	fs.StringVar(&r.Zone, "zone", zone, "`zone` the service names live in (env ANNUAIRE_ZONE)")
 	return r
 }
 
-// namesHelp ends the usage of the commands that take a NAME.
-const namesHelp = `
-NAME is a service ("echo", "echo/udp", "mail"), a name in the zone
+// namesAbout says what NAME may be, for lookup's and dial's pages.
+const namesAbout = `NAME is a service ("echo", "echo/udp", "mail"), a name in the zone
 ("echo.svc.internal"), HOST:PORT, or a mail address ("prof@example.org").
 
 Mail in the zone (mail, smtp, user@ZONE) follows annuaire's own convention:
@@ -38,38 +38,47 @@ address. Mail for another domain follows RFC 5321 section 5.1: its MX,
 then the domain's own address, nothing else.
 `
 
-// nameUsage prints the flags, then what NAME may be.
-func nameUsage(e *env, fs *flag.FlagSet) {
-	usage := fs.Usage
-	fs.Usage = func() {
-		usage()
-		fmt.Fprint(e.stderr, namesHelp)
+const lookupAbout = `Asks the DNS server for NAME as a client does and prints each step on a
+line of its own: the SRV record, the target's address, the candidates in
+the order a dial tries them. The last line is the whole chain, ending
+with the ADDRESS:PORT a dial would try first. A lookup that fails prints
+the chain up to the failed step on stdout, the error on stderr, and
+exits 1. --json prints the chain as JSON (the API's GET /api/lookup).
+
+` + namesAbout
+
+const lookupExample = `
+$ annuaire lookup echo
+echo: service echo over tcp in zone svc.internal.
+  srv        _echo._tcp.svc.internal. SRV → 0 0 7007 vm.svc.internal.   (ttl 10, 127.0.0.1:1053, 1.03ms)
+  address    vm.svc.internal. A → 127.0.0.1   (ttl 10, no query: the address came in the answer's additional section)
+echo → _echo._tcp.svc.internal. SRV 0 0 7007 vm.svc.internal. → vm.svc.internal. A 127.0.0.1 → 127.0.0.1:7007
+`
+
+// serverHint says, after an error from a lookup that reached no DNS
+// server, where the server is looked for, as the API commands do for theirs.
+func serverHint(err error) error {
+	if errors.Is(err, resolver.ErrServerUnreachable) {
+		return fmt.Errorf("%w; is `annuaire serve` running? --server or ANNUAIRE_SERVER says where", err)
 	}
+	return err
 }
 
 // nameArg returns the one NAME argument, or a usage error.
 func nameArg(fs *flag.FlagSet) (string, error) {
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return "", usageError{fmt.Errorf("%s: want one NAME, got %d arguments", fs.Name(), fs.NArg())}
+		return "", usageError{err: fmt.Errorf("want one NAME, got %d arguments", fs.NArg())}
 	}
 	return fs.Arg(0), nil
 }
 
 // runLookup prints the chain from a name to its address:port, one step per
-// line, the last line ending with the ADDRESS:PORT a dial would try first:
-//
-//	$ annuaire lookup echo
-//	echo: service echo over tcp in zone svc.internal.
-//	  srv        _echo._tcp.svc.internal. SRV → 0 0 7007 box.svc.internal.   (ttl 10, 127.0.0.1:1053, 312µs)
-//	  address    box.svc.internal. A → 127.0.0.1   (ttl 10, no query: the address came in the answer's additional section)
-//	echo → _echo._tcp.svc.internal. SRV 0 0 7007 box.svc.internal. → box.svc.internal. A 127.0.0.1 → 127.0.0.1:7007
+// line (lookupExample).
 func runLookup(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "lookup", "[--server HOST:PORT] [--zone ZONE] [--json] NAME")
-	nameUsage(e, fs)
+	fs := newFlagSet(e, "lookup")
 	r := resolverFlags(e, fs)
 	asJSON := fs.Bool("json", false, "print the chain as JSON, for programs")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
 	name, err := nameArg(fs)
@@ -77,6 +86,7 @@ func runLookup(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	c, err := r.Lookup(ctx, name)
+	err = serverHint(err)
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")

@@ -130,15 +130,22 @@ func TestLookupCommand(t *testing.T) {
 	t.Logf("annuaire lookup telnet\n%s%s", out, errs)
 
 	// -h says what NAME may be, and annuaire's own convention for mail.
-	_, errs, code = run(t, "", envv, "lookup", "-h")
-	if code != 0 || !strings.Contains(errs, "the _smtp._tcp SRV record first") || !strings.Contains(errs, "RFC 5321 section 5.1: its MX") {
-		t.Errorf("lookup -h: exit %d\n%s", code, errs)
+	out, _, code = run(t, "", envv, "lookup", "-h")
+	if code != 0 || !strings.Contains(out, "the _smtp._tcp SRV record first") || !strings.Contains(out, "RFC 5321 section 5.1: its MX") {
+		t.Errorf("lookup -h: exit %d\n%s", code, out)
 	}
 
-	for _, args := range [][]string{{"lookup", "--bogus", "echo"}, {"lookup"}, {"lookup", "a", "b"}} {
-		_, errs, code = run(t, "", envv, args...)
-		if code != 2 || !strings.Contains(errs, "Usage: annuaire lookup") {
-			t.Errorf("%q: exit %d, want 2 with usage\n%s", args, code, errs)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lookup", "--bogus", "echo"}, "unknown flag --bogus"},
+		{[]string{"lookup"}, "want one NAME, got 0 arguments"},
+		{[]string{"lookup", "a", "b"}, "want one NAME, got 2 arguments"},
+	} {
+		out, errs, code = run(t, "", envv, tc.args...)
+		if want := "annuaire lookup: " + tc.want + "\ntry 'annuaire lookup --help'\n"; code != 2 || errs != want || out != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, out, errs, want)
 		}
 	}
 }

@@ -12,8 +12,12 @@
 //	annuaire deregister  remove instances through the HTTP API
 //	annuaire list        list the registered services
 //	annuaire export      print the zone as a master file, from DIR or by AXFR
+//	annuaire repair      accept the loss of a damaged journal
+//	annuaire help        show a command's help page
+//	annuaire version     print the version
+//	annuaire completion  print a shell's completion script
 //
-// Run "annuaire COMMAND -h" for a command's flags.
+// "annuaire help COMMAND" shows a command's flags, with an example.
 package main
 
 import (
@@ -23,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/annuaire/annuaire/services/echo"
 )
@@ -48,100 +53,142 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+
+	// inspect, when set, receives a command's flag set in place of
+	// running the command: completion reads every command's flags so.
+	inspect func(*flag.FlagSet)
 }
 
-// usageError is a bad command line: the command's usage was printed, and
-// the exit code is 2 as for any Unix command.
-type usageError struct{ err error }
+// usageError is a bad command line: one line says what is wrong, one
+// where to read more, and the exit code is 2 as for any Unix command.
+type usageError struct {
+	cmd string // the subcommand, if the error is one of its command line
+	err error
+}
 
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
+// A subcommand is one command of annuaire. Its help page (annuaire CMD --help,
+// annuaire help CMD) is made of summary, args, about, the flags and
+// example.
+type subcommand struct {
+	name    string
+	args    string // what follows the flags in the synopsis: "NAME"
+	summary string // one line, for the list of commands
+	about   string // the description, before the flags
+	example string // one real transcript
+	run     func(context.Context, *env, []string) error
+	hidden  bool
+}
+
+// commands is every subcommand, in the order the usage lists them.
+func commands() []subcommand {
+	return []subcommand{
+		{name: "serve", summary: "run the registry, its DNS server and the hosted services", about: serveAbout, example: serveExample, run: runServe},
+		{name: "stop", summary: "stop the annuaire that runs on a data directory", about: stopAbout, example: stopExample, run: runStop},
+		{name: "lookup", args: "NAME", summary: "show the chain from a name to its address:port", about: lookupAbout, example: lookupExample, run: runLookup},
+		{name: "dial", args: "NAME", summary: "connect to a service by name and relay stdin and stdout, like nc", about: dialAbout, example: dialExample, run: runDial},
+		{name: "register", args: "NAME [PORT]", summary: "add a service instance through the HTTP API; prints its id", about: registerAbout, example: registerExample, run: runRegister},
+		{name: "deregister", args: "ID|NAME", summary: "remove an instance by id, or a service's instances by name", about: deregisterAbout, example: deregisterExample, run: runDeregister},
+		{name: "list", summary: "list the registered services: name, host, address, port, health", about: listAbout, example: listExample, run: runList},
+		{name: "export", summary: "print the zone as a master file (RFC 1035), from a data directory or by AXFR", about: exportAbout, example: exportExample, run: runExport},
+		{name: "repair", summary: "accept the loss of a damaged journal: keep every intact record, set the damage aside", about: repairAbout, example: repairExample, run: runRepair},
+		{name: "help", args: "[COMMAND]", summary: "show a command's help page", about: helpAbout, example: helpExample, run: runHelp},
+		{name: "version", summary: "print the version, its revision and the Go that built it", about: versionAbout, example: versionExample, run: runVersion},
+		{name: "completion", args: "bash|zsh|fish", summary: "print the shell's completion script for annuaire", about: completionAbout, example: completionExample, run: runCompletion},
+		// process mode's exécutant, re-executed by the echo server
+		{name: "echo-child", hidden: true, run: func(ctx context.Context, _ *env, args []string) error { return echo.RunChild(ctx, args) }},
+	}
+}
+
+func findCommand(name string) (subcommand, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return subcommand{}, false
+}
+
 // Run runs the subcommand named by args[0].
 func Run(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
-		return usageError{errors.New("no command given")}
+		io.WriteString(e.stderr, usage())
+		return usageError{err: errors.New("no command given")}
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return runServe(ctx, e, rest)
-	case "stop":
-		return runStop(ctx, e, rest)
-	case "echo-child": // hidden: process mode's exécutant, re-executed by the echo server
-		return echo.RunChild(ctx, rest)
-	case "lookup":
-		return runLookup(ctx, e, rest)
-	case "dial":
-		return runDial(ctx, e, rest)
-	case "register":
-		return runRegister(ctx, e, rest)
-	case "deregister":
-		return runDeregister(ctx, e, rest)
-	case "list":
-		return runList(ctx, e, rest)
-	case "export":
-		return runExport(ctx, e, rest)
-	case "repair":
-		return runRepair(ctx, e, rest)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(e.stdout, usage)
+	switch args[0] {
+	case "-h", "-help", "--help":
+		io.WriteString(e.stdout, usage())
 		return nil
-	default:
-		fmt.Fprint(e.stderr, usage)
-		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	case "-version", "--version":
+		return runVersion(ctx, e, args[1:])
 	}
+	c, ok := findCommand(args[0])
+	if !ok {
+		return usageError{err: fmt.Errorf("unknown command %q", args[0])}
+	}
+	err := c.run(ctx, e, args[1:])
+	if u, ok := errors.AsType[usageError](err); ok && u.cmd == "" {
+		u.cmd = c.name
+		return u
+	}
+	return err
 }
 
-const usage = `annuaire: a service directory that answers by DNS — name → address → port.
+// usage is the list of commands, for "annuaire --help".
+func usage() string {
+	var b strings.Builder
+	b.WriteString("annuaire: a service directory that answers by DNS — name → address → port.\n\n")
+	b.WriteString("Usage: annuaire COMMAND [flags] [arguments]\n\nCommands:\n")
+	for _, c := range commands() {
+		if !c.hidden {
+			fmt.Fprintf(&b, "  %-11s%s\n", c.name, c.summary)
+		}
+	}
+	b.WriteString("\nFlags go before or after the arguments. \"annuaire help COMMAND\" or\n" +
+		"\"annuaire COMMAND --help\" shows a command's page; \"annuaire --version\" the version.\n")
+	return b.String()
+}
 
-Usage: annuaire COMMAND [flags] [args]
-
-Commands:
-  serve      run the registry, its DNS server and the hosted services
-  stop       stop the annuaire that runs on a data directory
-  lookup     show the chain from a name to its address:port (name → SRV → host → address → port)
-  dial       connect to a service by name and relay stdin/stdout, like nc
-  register   add a service instance through the HTTP API; prints its id
-  deregister remove an instance by id, or a service's instances by name
-  list       list the registered services: name, host, address, port, health
-  export     print the zone as a master file (RFC 1035), from a data directory or by AXFR
-  repair     accept the loss of a damaged journal: keep every intact record, set the damage aside
-
-Run "annuaire COMMAND -h" for a command's flags.
+const helpAbout = `Prints the help page of COMMAND, as "annuaire COMMAND --help" does, or
+without COMMAND the list of commands.
 `
 
-// newFlagSet returns a flag set that reports errors instead of exiting and
-// prints its usage to stderr.
-func newFlagSet(e *env, name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: annuaire %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
+const helpExample = `
+$ annuaire help stop
+annuaire stop — stop the annuaire that runs on a data directory
+...
+`
 
-// parseFlags parses args, turning a bad flag into a usageError.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+func runHelp(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "help")
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
-	return nil
+	switch fs.NArg() {
+	case 0:
+		io.WriteString(e.stdout, usage())
+		return nil
+	case 1:
+		c, ok := findCommand(fs.Arg(0))
+		if !ok || c.hidden {
+			return usageError{err: fmt.Errorf("no command %q", fs.Arg(0))}
+		}
+		return c.run(ctx, e, []string{"--help"})
+	}
+	return usageError{err: fmt.Errorf("want at most one COMMAND, got %d arguments", fs.NArg())}
 }
 
 func exitCode(e *env, err error) int {
-	var u usageError
-	switch {
+	switch u, isUsage := errors.AsType[usageError](err); {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &u):
-		fmt.Fprintln(e.stderr, "annuaire:", err)
+	case isUsage && u.cmd != "":
+		fmt.Fprintf(e.stderr, "annuaire %s: %v\ntry 'annuaire %s --help'\n", u.cmd, err, u.cmd)
+		return 2
+	case isUsage:
+		fmt.Fprintf(e.stderr, "annuaire: %v\ntry 'annuaire --help'\n", err)
 		return 2
 	default:
 		fmt.Fprintln(e.stderr, "annuaire:", err)

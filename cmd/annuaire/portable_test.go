@@ -46,8 +46,8 @@ func TestServeEchoModeRefused(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
 	code := exitCode(e, Run(context.Background(), e, []string{"serve", "--echo-mode", "poll", "--data", t.TempDir()}))
-	want := "annuaire: --echo-mode " + err.Error() + "\n"
+	want := "annuaire serve: --echo-mode " + err.Error() + "\ntry 'annuaire serve --help'\n"
 	if code != 2 || stderr.String() != want {
-		t.Errorf("exit %d, stderr %q; want 2 and the one line %q", code, stderr.String(), want)
+		t.Errorf("exit %d, stderr %q; want 2 and the line %q", code, stderr.String(), want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -28,17 +29,17 @@ type apiFlags struct {
 	env              *env
 }
 
-func addAPIFlags(e *env, fs *flag.FlagSet, writes bool) *apiFlags {
+func addAPIFlags(e *env, fs *flag.FlagSet) *apiFlags {
 	f := &apiFlags{env: e}
 	fs.StringVar(&f.web, "web", "", "`address` of annuaire's web API (default $ANNUAIRE_WEB, else 127.0.0.1:8080)")
-	if writes {
-		fs.StringVar(&f.token, "token", "", "API bearer `token` (default $ANNUAIRE_TOKEN, else the token file in --data)")
-		fs.StringVar(&f.data, "data", defaultDataDir(e), "the server's state `directory`, where its token file is")
-	}
+	fs.StringVar(&f.token, "token", "", "API bearer `token` (default $ANNUAIRE_TOKEN, else the token file in --data)")
+	fs.StringVar(&f.data, "data", defaultDataDir(e), "the server's state `directory`, where its token file is")
 	return f
 }
 
-// client resolves the flags into an API client; writes need the token.
+// client resolves the flags into an API client. Writes need the token;
+// reads send it when there is one, as a server that listens beyond
+// loopback wants it for reads too.
 func (f *apiFlags) client(writes bool) (*apiClient, error) {
 	base := f.web
 	if base == "" {
@@ -51,28 +52,27 @@ func (f *apiFlags) client(writes bool) (*apiClient, error) {
 		base = "http://" + base
 	}
 	c := &apiClient{base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 30 * time.Second}}
-	if !writes {
-		return c, nil
-	}
-	c.token = f.token
-	if c.token == "" {
-		c.token = f.env.getenv("ANNUAIRE_TOKEN")
-	}
-	if c.token == "" {
+	switch {
+	case f.token != "":
+		c.token, c.tokenFrom = f.token, "--token"
+	case f.env.getenv("ANNUAIRE_TOKEN") != "":
+		c.token, c.tokenFrom = f.env.getenv("ANNUAIRE_TOKEN"), "$ANNUAIRE_TOKEN"
+	default:
 		tok, err := web.ReadToken(f.data)
-		if err != nil {
+		if err != nil && writes {
 			return nil, fmt.Errorf("no API token: pass --token, set ANNUAIRE_TOKEN, or point --data at the server's state directory (%v)", err)
 		}
-		c.token = tok
+		c.token, c.tokenFrom = tok, filepath.Join(f.data, web.TokenFile)
 	}
 	return c, nil
 }
 
 // apiClient speaks the JSON API of package web.
 type apiClient struct {
-	base  string // "http://127.0.0.1:8080"
-	token string // "" for reads
-	http  *http.Client
+	base      string // "http://127.0.0.1:8080"
+	token     string // "" if none was found (reads only)
+	tokenFrom string // where the token came from: "--token", "$ANNUAIRE_TOKEN" or a file
+	http      *http.Client
 }
 
 // apiError is an answer of the API with an error status; Message is the
@@ -81,10 +81,15 @@ type apiError struct {
 	Method, URL string
 	Status      int
 	Message     string
+	Hint        string // what to do about it, if the CLI knows
 }
 
 func (e *apiError) Error() string {
-	return fmt.Sprintf("%s %s: %s (HTTP %d)", e.Method, e.URL, e.Message, e.Status)
+	s := fmt.Sprintf("%s %s: %s (HTTP %d)", e.Method, e.URL, e.Message, e.Status)
+	if e.Hint != "" {
+		s += "; " + e.Hint
+	}
+	return s
 }
 
 // do sends body (if not nil) as JSON and decodes the answer into out (if
@@ -111,7 +116,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach annuaire's API at %s (is \"annuaire serve\" running? --web or ANNUAIRE_WEB says where): %w", c.base, err)
+		return fmt.Errorf("cannot reach annuaire's API at %s: %w; is `annuaire serve` running? --web or ANNUAIRE_WEB says where", c.base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -123,7 +128,15 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &apiError{Method: method, URL: u, Status: resp.StatusCode, Message: e.Error}
+		ae := &apiError{Method: method, URL: u, Status: resp.StatusCode, Message: e.Error}
+		switch {
+		case resp.StatusCode != http.StatusUnauthorized:
+		case c.token != "":
+			ae.Hint = fmt.Sprintf("the token came from %s: give the server's with --token or ANNUAIRE_TOKEN, or its data directory with --data", c.tokenFrom)
+		default:
+			ae.Hint = fmt.Sprintf("no token was sent (none in --token, ANNUAIRE_TOKEN or %s): give the server's with --token or ANNUAIRE_TOKEN, or its data directory with --data", c.tokenFrom)
+		}
+		return ae
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -133,56 +146,52 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	return nil
 }
 
-// parseInterspersed parses flags that may come before, between or after the
-// positional arguments ("register echo 7007 --host lab"), which the flag
-// package alone stops at.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil // everything after "--" is positional
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
+const registerAbout = `Registers an instance of service NAME through the HTTP API of a running
+"annuaire serve" and prints its id on stdout; stderr shows the SRV record
+and the address:port the registration put in DNS. PORT defaults to the
+well-known port of NAME (the IANA catalog: echo 7, http 80, mail 25, ...),
+the address to the one this command connects from, the host to a name
+made from the address. A --check is run by the server: an instance whose
+check fails leaves DNS until it passes again, and register waits for the
+first result of a tcp or http check to say so.
+
+Writes need the server's token: --token, $ANNUAIRE_TOKEN, or the token
+file in the server's data directory (--data, default serve's).
+`
+
+const registerExample = `
+$ annuaire register db 5432 --address 127.0.0.2
+db-tcp-h-127-0-0-2-5432
+registered _db._tcp.svc.internal. SRV 0 0 5432 h-127-0-0-2.svc.internal. → 127.0.0.2:5432
+`
 
 func runRegister(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "register", "NAME [PORT] [flags]\n\nRegisters an instance of service NAME and prints its id. PORT defaults to\nthe well-known port of NAME; the host defaults to a name made from the\naddress, and the address to the one this command connects from.")
-	api := addAPIFlags(e, fs, true)
+	fs := newFlagSet(e, "register")
+	api := addAPIFlags(e, fs)
 	var addrs, txt listFlag
 	host := fs.String("host", "", "SRV target `host`, relative to the zone")
 	fs.Var(&addrs, "address", "host `IP` address (repeatable)")
-	proto := fs.String("proto", "tcp", "`protocol`: tcp or udp")
+	proto := choice(fs, "proto", "tcp", "transport protocol", "tcp", "udp")
 	instance := fs.String("instance", "", "DNS-SD instance `label` (default HOST-PORT)")
 	priority := fs.Int("priority", 0, "SRV `priority`: lower is tried first")
 	weight := fs.Int("weight", 0, "SRV `weight` among equal priorities")
 	ttl := fs.Int("ttl", 0, "record TTL in `seconds` (default: the server's)")
 	fs.Var(&txt, "txt", "TXT string `key=value`, or a boolean key alone (repeatable, served in this order)")
-	check := fs.String("check", "", "health check `type`: tcp, http or ttl")
+	check := choice(fs, "check", "", "health check: tcp connects, http GETs (2xx or 3xx pass), ttl waits for PUT /api/services/ID/heartbeat", "tcp", "http", "ttl")
 	checkTarget := fs.String("check-target", "", "check `target`: HOST:PORT for tcp, a URL for http (default: the instance's address and port)")
 	checkInterval := fs.Duration("check-interval", 0, "`interval` between checks; for ttl, the heartbeat deadline (default 10s)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) < 1 || len(pos) > 2 {
-		fs.Usage()
-		return usageError{errors.New("register: want NAME [PORT]")}
+		return usageError{err: fmt.Errorf("want NAME [PORT], got %d arguments", len(pos))}
 	}
 	body := web.Registration{Name: pos[0], Proto: *proto, Host: *host, Addresses: addrs, Instance: *instance, Priority: *priority, Weight: *weight}
 	if len(pos) == 2 {
 		port, err := strconv.Atoi(pos[1])
 		if err != nil || port < 1 || port > 65535 {
-			fs.Usage()
-			return usageError{fmt.Errorf("register: PORT %q is not a number from 1 to 65535", pos[1])}
+			return usageError{err: fmt.Errorf("PORT %q is not a number from 1 to 65535", pos[1])}
 		}
 		body.Port = &port
 	}
@@ -200,8 +209,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 			body.Check.Interval = checkInterval.String()
 		}
 	} else if *checkTarget != "" || *checkInterval != 0 {
-		fs.Usage()
-		return usageError{errors.New("register: --check-target and --check-interval need --check")}
+		return usageError{err: errors.New("--check-target and --check-interval need --check")}
 	}
 
 	c, err := api.client(true)
@@ -217,22 +225,31 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+const deregisterAbout = `Removes the instance with id ID, or the instance of service NAME, through
+the HTTP API, and prints each id removed. A NAME that covers several
+instances removes nothing unless --all is given: the refusal lists their
+ids. Writes need the server's token, found as for register.
+`
+
+const deregisterExample = `
+$ annuaire deregister db
+db-tcp-h-127-0-0-2-5432
+`
+
 // runDeregister removes one instance by id, or the instances of a service
 // by name. A name that covers several instances is refused unless --all is
 // given, so that a typo cannot empty the directory; the refusal lists them.
 func runDeregister(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "deregister", "ID|NAME [flags]\n\nRemoves the instance with that id, or the instance of service NAME.\nIf NAME has several instances, they are listed and nothing is removed\nunless --all is given.")
-	api := addAPIFlags(e, fs, true)
+	fs := newFlagSet(e, "deregister")
+	api := addAPIFlags(e, fs)
 	all := fs.Bool("all", false, "remove every instance of NAME")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return usageError{errors.New("deregister: want one ID or NAME")}
+	if fs.NArg() != 1 {
+		return usageError{err: fmt.Errorf("want one ID or NAME, got %d arguments", fs.NArg())}
 	}
-	arg := pos[0]
+	arg := fs.Arg(0)
 	c, err := api.client(true)
 	if err != nil {
 		return err
@@ -276,17 +293,28 @@ func deregisterIDs(ctx context.Context, e *env, c *apiClient, ids []string) erro
 	return nil
 }
 
+const listAbout = `Lists the instances registered in a running annuaire, from its HTTP API:
+service name, protocol, the SRV target host, its addresses, the port,
+the health and the id. Only healthy instances are in DNS. --json prints
+the API's own JSON (GET /api/services), each instance with its chain.
+`
+
+const listExample = `
+$ annuaire list
+NAME    PROTO  HOST                       ADDRESS    PORT  HEALTH   ID
+db      tcp    h-127-0-0-2.svc.internal.  127.0.0.2  5432  passing  db-tcp-h-127-0-0-2-5432
+echo    tcp    vm.svc.internal.           127.0.0.1  7007  passing  annuaire-echo-tcp
+`
+
 func runList(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "list", "[flags]\n\nLists the registered services with their chain: host, address, port.")
-	api := addAPIFlags(e, fs, false)
-	asJSON := fs.Bool("json", false, "print the API's JSON instead of a table")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+	fs := newFlagSet(e, "list")
+	api := addAPIFlags(e, fs)
+	asJSON := fs.Bool("json", false, "print the API's JSON (GET /api/services) instead of a table")
+	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return usageError{fmt.Errorf("list: unexpected argument %q", pos[0])}
+	if fs.NArg() != 0 {
+		return usageError{err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	c, err := api.client(false)
 	if err != nil {

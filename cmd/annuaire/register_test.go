@@ -85,9 +85,14 @@ func TestRegisterCommands(t *testing.T) {
 	})
 	t.Run("register with the token file", func(t *testing.T) {
 		out, errs, code := runCLI(t, noToken, "register", "echo", "7007", "--proto", "udp", "--data", data, "--token", "")
-		// The file's token is not the server's: refused, and the server says why.
-		if code != 1 || out != "" || !strings.Contains(errs, "wrong token") || !strings.Contains(errs, "HTTP 401") {
+		// The file's token is not the server's: refused, the server says
+		// why and the CLI which token it sent.
+		if code != 1 || out != "" || !strings.Contains(errs, "wrong token (HTTP 401); the token came from "+filepath.Join(data, web.TokenFile)+": ") {
 			t.Errorf("code %d, stdout %q, stderr %q", code, out, errs)
+		}
+		_, errs, _ = runCLI(t, map[string]string{"ANNUAIRE_WEB": addr, "ANNUAIRE_TOKEN": "stale"}, "register", "echo", "7007")
+		if !strings.Contains(errs, "wrong token (HTTP 401); the token came from $ANNUAIRE_TOKEN: ") {
+			t.Errorf("a wrong $ANNUAIRE_TOKEN: stderr %q", errs)
 		}
 	})
 	t.Run("register with the server's token file", func(t *testing.T) {
@@ -118,7 +123,7 @@ func TestRegisterCommands(t *testing.T) {
 		{"server rejects a field", []string{"register", "nosuchservice"}, 1, `invalid port "": required`},
 		{"server rejects the host", []string{"register", "echo", "7", "--host", "a..b"}, 1, "invalid host"},
 		{"bad port", []string{"register", "echo", "seven"}, 2, "not a number"},
-		{"bad flag", []string{"register", "echo", "--colour", "blue"}, 2, "flag provided but not defined"},
+		{"bad flag", []string{"register", "echo", "--colour", "blue"}, 2, "unknown flag --colour"},
 		{"no name", []string{"register"}, 2, "want NAME [PORT]"},
 		{"check target without check", []string{"register", "echo", "--check-target", "x:1"}, 2, "need --check"},
 		{"deregister two args", []string{"deregister", "a", "b"}, 2, "want one ID or NAME"},

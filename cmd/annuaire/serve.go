@@ -57,7 +57,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	f := &serveFlags{hosted: map[string]*string{}}
-	fs := newFlagSet(e, "serve", "[flags]")
+	fs := newFlagSet(e, "serve")
 	fs.StringVar(&f.zone, "zone", registry.DefaultZone, "the `zone` to answer for")
 	fs.StringVar(&f.dns, "dns", "127.0.0.1:1053", "DNS `address` (UDP and TCP)")
 	for _, h := range hostedServices() {
@@ -77,12 +77,11 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.drain, "drain", netserver.DefaultDrainTimeout, "how long connections in flight get to finish at shutdown")
 	fs.BoolVar(&f.recover, "recover", false, "start on a damaged journal with every intact record, dropping the damage (kept aside as FILE.damaged)")
 	f.dnsLimits.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(e, fs, args); err != nil {
 		return nil, err
 	}
 	bad := func(format string, a ...any) error {
-		fs.Usage()
-		return usageError{fmt.Errorf(format, a...)}
+		return usageError{err: fmt.Errorf(format, a...)}
 	}
 	if fs.NArg() > 0 {
 		return nil, bad("serve takes no arguments, got %q", fs.Args())
@@ -100,7 +99,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	case "iterative", "concurrent", "process", "poll":
 		// A design this system cannot run is one line, not the usage.
 		if err := echo.CheckMode(f.echoMode); err != nil {
-			return nil, usageError{fmt.Errorf("--echo-mode %w", err)}
+			return nil, usageError{err: fmt.Errorf("--echo-mode %w", err)}
 		}
 	default:
 		return nil, bad("--echo-mode %q: want iterative, concurrent, process or poll", f.echoMode)
@@ -114,19 +113,39 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	for _, s := range f.tsig {
 		k, err := tsig.ParseKey(s)
 		if err != nil {
-			return nil, usageError{fmt.Errorf("--tsig: %w", err)}
+			return nil, usageError{err: fmt.Errorf("--tsig: %w", err)}
 		}
 		f.keys = append(f.keys, k)
 	}
 	for _, s := range f.allowTransfer {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return nil, usageError{fmt.Errorf("--allow-transfer %q: %w", s, err)}
+			return nil, usageError{err: fmt.Errorf("--allow-transfer %q: %w", s, err)}
 		}
 		f.allow = append(f.allow, p)
 	}
 	return f, nil
 }
+
+const serveAbout = `Runs the directory: the registry with its journal in --data, the DNS
+server answering for --zone, and the services it hosts (echo, web page
+and API, mail, telnet), each registered in the zone under its name with
+the port it really bound. Every address is loopback unless a flag says
+otherwise; any port may be :0, and the banner then shows the port the
+system chose. Ctrl-C, SIGTERM or "annuaire stop" stop it gracefully: its
+services deregister, connections in flight get --drain, exit 0.
+`
+
+const serveExample = `
+$ annuaire serve
+dns     svc.internal. served on 127.0.0.1:1053 (udp, tcp)
+http    _http._tcp.svc.internal. SRV → vm.svc.internal.:8080 → 127.0.0.1:8080
+echo    _echo._tcp.svc.internal. SRV → vm.svc.internal.:7007 → 127.0.0.1:7007
+echo    _echo._udp.svc.internal. SRV → vm.svc.internal.:7007 → 127.0.0.1:7007
+smtp    _smtp._tcp.svc.internal. SRV → vm.svc.internal.:2525 → 127.0.0.1:2525
+telnet  _telnet._tcp.svc.internal. SRV → vm.svc.internal.:2323 → 127.0.0.1:2323
+web     http://127.0.0.1:8080/ (API token in /home/alice/.local/state/annuaire/token)
+`
 
 // runServe runs the directory: it binds every listener first (so a port in
 // use fails before anything starts), registers the hosted services with the
@@ -166,7 +185,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		AllowTransfer: f.allow, Notify: f.notify, Metrics: metrics.dns,
 	}
 	if err := f.dnsLimits.apply(dnsServer); err != nil {
-		return usageError{err}
+		return usageError{err: err}
 	}
 	checker := &registry.Checker{Registry: reg, Logger: logger}
 	lookup := &resolver.Resolver{Server: l.dnsUDP.LocalAddr().String(), Zone: zone}

@@ -343,8 +343,8 @@ func TestServeBadFlags(t *testing.T) {
 		if code := exitCode(e, err); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (err %v)", args, code, err)
 		}
-		if !strings.Contains(stderr.String(), "Usage") && !strings.Contains(stderr.String(), "usage") {
-			t.Errorf("%v: no usage message in %q", args, stderr.String())
+		if lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[1], "try 'annuaire ") {
+			t.Errorf("%v: stderr %q, want the line that is wrong and where to read more", args, stderr.String())
 		}
 	}
 }
