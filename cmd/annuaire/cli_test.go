@@ -395,3 +395,16 @@ func TestCompletionZsh(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A second serve on a data directory in use says whose it is and what to
+// do about it.
+func TestServeDataInUse(t *testing.T) {
+	a := startServe(t)
+	out, err := command(t, "serve", "--data", a.data, "--dns", "127.0.0.1:0", "--web", "127.0.0.1:0",
+		"--echo", "", "--mail", "", "--telnet", "").CombinedOutput()
+	want := fmt.Sprintf("annuaire: data directory %s is in use by pid %d: stop it with annuaire stop --data %s, or give this one another --data\n",
+		a.data, a.cmd.Process.Pid, a.data)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || string(out) != want {
+		t.Errorf("exit %v, output\n%s\nwant exit 1 and\n%s", err, out, want)
+	}
+}

@@ -12,11 +12,14 @@ import (
 
 // openRegistry opens the registry in dir for serve. A damaged journal is
 // refused unless recover is set; the refusal then says how to accept the
-// loss.
+// loss. A directory another annuaire holds says how to stop it.
 func openRegistry(dir string, logger *slog.Logger, recover bool) (*registry.Registry, error) {
 	reg, err := registry.Open(dir, registry.Options{Logger: logger, Recover: recover})
 	if errors.Is(err, registry.ErrDamaged) {
 		return nil, fmt.Errorf("%w.\nTo accept the loss: annuaire repair --data %s, or annuaire serve --recover", err, dir)
+	}
+	if errors.Is(err, registry.ErrLocked) {
+		return nil, fmt.Errorf("%w: stop it with annuaire stop --data %s, or give this one another --data", err, dir)
 	}
 	return reg, err
 }
