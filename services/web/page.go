@@ -190,7 +190,7 @@ func (s *Server) lookupBox(r *http.Request, snap *registry.Snapshot, name string
 // value is only known to marshal to JSON (the web package does not import
 // the mail service), so the page reads it from there.
 func (s *Server) messagesJSON() []byte {
-	if s.Messages == nil {
+	if s.Messages == nil || s.exposed.Load() { // the page has no token to show
 		return nil
 	}
 	b, err := json.Marshal(s.Messages())

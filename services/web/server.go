@@ -8,8 +8,9 @@
 // needs no script; its script only swaps in what the server renders again
 // after a change (/events) or for the lookup box.
 //
-// Reads are open to anyone who can reach the listener; writes (register,
-// deregister, heartbeat) need the bearer token. The page and its files are
+// Reads are open to anyone who can reach the listener, but for the
+// received mail when the listener is reachable beyond loopback; writes
+// (register, deregister, heartbeat) need the bearer token. The page and its files are
 // embedded in the binary and load nothing from the network.
 package web
 
@@ -100,6 +101,10 @@ type Server struct {
 
 	accepted, open atomic.Int64 // connections, counted by ConnState
 
+	// exposed: the listener is reachable beyond loopback, so the received
+	// mail is shown only with the token (Serve sets it).
+	exposed atomic.Bool
+
 	initOnce sync.Once
 	handler  http.Handler
 	hs       *http.Server
@@ -161,6 +166,7 @@ func (s *Server) Handler() http.Handler {
 // and returns nil. Any other error is the listener's.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.init()
+	s.exposed.Store(!onLoopback(ln.Addr()))
 	finished := make(chan struct{})
 	byCtx := context.AfterFunc(ctx, func() {
 		defer close(finished)
@@ -174,6 +180,32 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// onLoopback reports whether only this machine can reach addr: a loopback
+// address (127.0.0.0/8, ::1) or a Unix socket. A wildcard (0.0.0.0, ::)
+// listens on every interface.
+func onLoopback(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+// private lets a read through only with the token when the listener is
+// exposed beyond loopback: what it shows is not for the network.
+func (s *Server) private(next http.HandlerFunc) http.HandlerFunc {
+	authorized := s.authorized(next)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.exposed.Load() {
+			authorized(w, r)
+			return
+		}
+		next(w, r)
+	}
 }
 
 // Shutdown stops accepting connections, ends event streams, and waits for
@@ -225,7 +257,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.HandleFunc("GET /api/lookup", s.lookup)
 	mux.HandleFunc("GET /api/chains", s.listChains)
-	mux.HandleFunc("GET /api/messages", s.messages)
+	mux.HandleFunc("GET /api/messages", s.private(s.messages)) // mail bodies
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}

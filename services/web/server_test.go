@@ -676,3 +676,41 @@ func TestCurl(t *testing.T) {
 		t.Fatalf("curl DELETE: %s", code)
 	}
 }
+
+// exposedListener is a loopback listener that says it listens on every
+// interface, as one bound to 0.0.0.0 would: the tests stay on loopback.
+type exposedListener struct{ net.Listener }
+
+func (exposedListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero, Port: 8080} }
+
+// On a listener reachable beyond loopback, the received mail is shown
+// only with the token: not by /api/messages without it, not on the page.
+func TestMessagesExposed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Registry: registry.New(1), Token: testToken, Messages: func() any {
+		return []map[string]string{{"subject": "bulletin de notes", "body": "confidentiel"}}
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, exposedListener{ln}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base := "http://" + ln.Addr().String()
+
+	if r := call(t, "GET", base+"/api/messages", "", ""); r.status != http.StatusUnauthorized {
+		t.Errorf("exposed /api/messages without the token: %d %s", r.status, r.body)
+	}
+	if r := call(t, "GET", base+"/api/messages", testToken, ""); r.status != 200 || !strings.Contains(string(r.body), "confidentiel") {
+		t.Errorf("exposed /api/messages with the token: %d %s", r.status, r.body)
+	}
+	if r := call(t, "GET", base+"/", "", ""); r.status != 200 || strings.Contains(string(r.body), "confidentiel") {
+		t.Errorf("exposed page: %d, shows the mail: %v", r.status, strings.Contains(string(r.body), "confidentiel"))
+	}
+	// On loopback, the page shows it, as before.
+	local := startServer(t, &Server{Messages: s.Messages})
+	if r := call(t, "GET", local+"/", "", ""); !strings.Contains(string(r.body), "confidentiel") {
+		t.Errorf("the page on loopback does not show the mail")
+	}
+}
