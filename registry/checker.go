@@ -51,6 +51,27 @@ type Checker struct {
 type runningCheck struct {
 	spec   Check
 	cancel context.CancelFunc
+	last   CheckResult // zero until the check has run once
+}
+
+// A CheckResult is what an instance's check found the last time it ran.
+type CheckResult struct {
+	Health Health    `json:"health"`
+	Output string    `json:"output"` // why: "tcp connect to 127.0.0.1:9 succeeded", "no heartbeat within 10s"
+	At     time.Time `json:"at"`     // when it ran
+}
+
+// Result returns the last result of instance id's check, and false while
+// the check has not run yet (or the instance has none). A result is kept
+// in memory only: the registry records the health, not why.
+func (c *Checker) Result(id string) (CheckResult, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rc := c.checks[FoldName(id)]
+	if rc == nil || rc.last.At.IsZero() {
+		return CheckResult{}, false
+	}
+	return rc.last, true
 }
 
 // Run runs checks until ctx ends, then stops them all and returns nil.
@@ -265,6 +286,11 @@ func (c *Checker) httpClient() *http.Client {
 // still has the check spec and still() (if given) holds, all inside one
 // update so that racing writers cannot undo each other; it logs the change.
 func (c *Checker) transition(id string, spec Check, h Health, why string, still func() bool) error {
+	c.mu.Lock()
+	if rc := c.checks[FoldName(id)]; rc != nil && rc.spec == spec {
+		rc.last = CheckResult{Health: h, Output: why, At: time.Now()}
+	}
+	c.mu.Unlock()
 	var from Health
 	_, err := c.Registry.Update(func(tx *Tx) error {
 		inst, ok := tx.Instance(id)

@@ -75,6 +75,13 @@ func TestCheckTCP(t *testing.T) {
 		Check: &Check{Type: "tcp", Target: addr, Interval: every(200 * time.Millisecond)}}, nil)
 	healthy := mustRegister(t, r, Instance{Service: "echo", Host: "b", Port: 7}, nil)
 	waitHealth(t, r, id, Critical, 3*time.Second)
+	// Why is known before the health is recorded.
+	if res, ok := c.Result(id); !ok || res.Health != Critical || !strings.Contains(res.Output, "connection refused") {
+		t.Errorf("Result after a refused connect: %+v, %v", res, ok)
+	}
+	if _, ok := c.Result(healthy); ok {
+		t.Errorf("a result for an instance without a check")
+	}
 	// The line is logged just after the update that waitHealth saw.
 	for deadline := time.Now().Add(3 * time.Second); !strings.Contains(logs.String(), "id="+id+" from=passing to=critical"); {
 		if time.Now().After(deadline) {
@@ -89,6 +96,9 @@ func TestCheckTCP(t *testing.T) {
 	}
 	defer ln.Close()
 	waitHealth(t, r, id, Passing, 3*time.Second)
+	if res, ok := c.Result(id); !ok || res.Health != Passing || res.Output != "tcp connect to "+addr+" succeeded" {
+		t.Errorf("Result after a connect: %+v, %v", res, ok)
+	}
 	if inst, _ := r.Snapshot().Instance(healthy); inst.Health != Passing {
 		t.Error("instance without a check changed health")
 	}

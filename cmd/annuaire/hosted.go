@@ -71,6 +71,7 @@ func hostedServices() []hostedService {
 					ChainLookup: p.fresh.Lookup,
 					Messages:    func() any { return p.mailbox.Messages() },
 					Health:      p.checker.Heartbeat,
+					LastCheck:   p.checker.Result,
 					Metrics:     p.metrics.Handler(),
 				}
 				return hostedServer{serve: s.Serve, shutdown: s.Shutdown, stats: s.Stats}

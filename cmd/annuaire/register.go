@@ -221,8 +221,49 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(e.stdout, s.ID)
-	fmt.Fprintf(e.stderr, "registered %s → %s\n", s.Chain.SRV, strings.Join(s.Chain.Endpoints, ", "))
+	chain := s.Chain.SRV + " → " + strings.Join(s.Chain.Endpoints, ", ")
+	if s.Check == nil || s.Check.Type == "ttl" {
+		fmt.Fprintf(e.stderr, "registered %s\n", chain)
+		return nil
+	}
+	// The server runs a tcp or http check at once: say what it found.
+	wait := min(time.Duration(s.Check.Interval), maxCheckWait)
+	res, err := awaitCheck(ctx, c, s.ID, wait)
+	switch {
+	case err != nil:
+		return err
+	case res == nil:
+		fmt.Fprintf(e.stderr, "registered %s; its %s check had not answered after %v (annuaire list shows its health)\n", chain, s.Check.Type, wait)
+	case res.Health == registry.Critical:
+		fmt.Fprintf(e.stderr, "registered, but critical: %s; DNS leaves %s out until its %s check passes\n", res.Output, s.Chain.SRV, s.Check.Type)
+	default:
+		fmt.Fprintf(e.stderr, "registered %s; %s\n", chain, res.Output)
+	}
 	return nil
+}
+
+// maxCheckWait bounds how long register waits for the first result of
+// the instance's check: a check's timeout is its interval, up to 10 s.
+const maxCheckWait = 5 * time.Second
+
+// awaitCheck asks the API for instance id until its check has run, for at
+// most wait; nil if it has not by then.
+func awaitCheck(ctx context.Context, c *apiClient, id string, wait time.Duration) (*registry.CheckResult, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		var s web.Service
+		if err := c.do(ctx, http.MethodGet, "/api/services/"+url.PathEscape(id), nil, &s); err != nil {
+			return nil, err
+		}
+		if s.LastCheck != nil || time.Now().After(deadline) {
+			return s.LastCheck, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 const deregisterAbout = `Removes the instance with id ID, or the instance of service NAME, through

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -211,4 +212,39 @@ func TestRegisterCommands(t *testing.T) {
 			t.Errorf("code %d, stderr %q", code, errs)
 		}
 	})
+}
+
+// register of an instance whose check fails at once says so, with the
+// server's reason, instead of a plain "registered".
+func TestRegisterCritical(t *testing.T) {
+	const token = "cli-test-token"
+	reg := registry.New(1)
+	checker := &registry.Checker{Registry: reg, Logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- checker.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s := &web.Server{Registry: reg, Token: token, LastCheck: checker.Result}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	envv := map[string]string{"ANNUAIRE_WEB": ln.Addr().String(), "ANNUAIRE_TOKEN": token}
+
+	dead := deadAddr(t)
+	out, errs, code := runCLI(t, envv, "register", "ghost", "9", "--address", "127.0.0.1", "--check", "tcp", "--check-target", dead)
+	want := "registered, but critical: dial tcp " + dead + ": connect: connection refused; DNS leaves _ghost._tcp.svc.internal. SRV 0 0 9 h-127-0-0-1.svc.internal. out until its tcp check passes\n"
+	if code != 0 || out != "ghost-tcp-h-127-0-0-1-9\n" || errs != want {
+		t.Errorf("exit %d, stdout %q, stderr\n%s\nwant\n%s", code, out, errs, want)
+	}
+
+	alive := ln.Addr().String()
+	_, errs, code = runCLI(t, envv, "register", "web2", "8080", "--address", "127.0.0.1", "--check", "tcp", "--check-target", alive)
+	want = "registered _web2._tcp.svc.internal. SRV 0 0 8080 h-127-0-0-1.svc.internal. → 127.0.0.1:8080; tcp connect to " + alive + " succeeded\n"
+	if code != 0 || errs != want {
+		t.Errorf("a passing check: exit %d, stderr\n%s\nwant\n%s", code, errs, want)
+	}
 }

@@ -80,6 +80,11 @@ type Server struct {
 	// mail.Message does. Nil means no messages.
 	Messages func() any
 
+	// LastCheck returns what an instance's check found the last time it
+	// ran ((*registry.Checker).Result), shown by the API as last_check.
+	// Nil means the API shows none.
+	LastCheck func(id string) (registry.CheckResult, bool)
+
 	// Health records a heartbeat for a ttl check. Nil means heartbeats are
 	// not accepted (404).
 	Health func(id string) error

@@ -16,20 +16,21 @@ import (
 // as POST /api/services answers: the registry's row, the host's
 // addresses, and the chain a client follows.
 type Service struct {
-	ID        string          `json:"id"`
-	Name      string          `json:"name"`     // the service: "echo"
-	Proto     string          `json:"proto"`    // tcp or udp
-	Instance  string          `json:"instance"` // the DNS-SD instance name
-	Host      string          `json:"host"`     // the SRV target, relative to the zone
-	Port      uint16          `json:"port"`
-	Priority  uint16          `json:"priority"`
-	Weight    uint16          `json:"weight"`
-	TTL       uint32          `json:"ttl"`
-	TXT       registry.TXT    `json:"txt"` // in order; a string that is not UTF-8 as {"base64": "..."}
-	Check     *registry.Check `json:"check,omitempty"`
-	Health    registry.Health `json:"health"`
-	Addresses []string        `json:"addresses"` // the host's
-	Chain     ServiceChain    `json:"chain"`
+	ID        string                `json:"id"`
+	Name      string                `json:"name"`     // the service: "echo"
+	Proto     string                `json:"proto"`    // tcp or udp
+	Instance  string                `json:"instance"` // the DNS-SD instance name
+	Host      string                `json:"host"`     // the SRV target, relative to the zone
+	Port      uint16                `json:"port"`
+	Priority  uint16                `json:"priority"`
+	Weight    uint16                `json:"weight"`
+	TTL       uint32                `json:"ttl"`
+	TXT       registry.TXT          `json:"txt"` // in order; a string that is not UTF-8 as {"base64": "..."}
+	Check     *registry.Check       `json:"check,omitempty"`
+	LastCheck *registry.CheckResult `json:"last_check,omitempty"` // what the check found last; absent until it ran
+	Health    registry.Health       `json:"health"`
+	Addresses []string              `json:"addresses"` // the host's
+	Chain     ServiceChain          `json:"chain"`
 }
 
 // Healthy reports whether DNS hands the instance out.
@@ -73,6 +74,11 @@ func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) Service 
 	}
 	if v.TXT == nil {
 		v.TXT = registry.TXT{} // [], not null
+	}
+	if s.LastCheck != nil && inst.Check != nil {
+		if res, ok := s.LastCheck(inst.ID); ok {
+			v.LastCheck = &res
+		}
 	}
 	c := ServiceChain{
 		Name:      inst.Service,
