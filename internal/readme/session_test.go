@@ -186,10 +186,14 @@ func serveFlags(t *testing.T, bin string) map[string]int {
 	t.Helper()
 	out, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
 	flags := map[string]int{}
-	re := regexp.MustCompile(`(?m)^  -([a-z-]+) address\n\s+.*\(default "127\.0\.0\.1:(\d+)"\)`)
+	// "  --dns ADDRESS", then its usage, wrapped and indented.
+	re := regexp.MustCompile(`(?m)^  --([a-z-]+) ADDRESS\n((?:      .*\n)+)`)
+	def := regexp.MustCompile(`\(default 127\.0\.0\.1:(\d+)\)`)
 	for _, m := range re.FindAllStringSubmatch(string(out), -1) {
-		p, _ := strconv.Atoi(m[2])
-		flags[m[1]] = p
+		if d := def.FindStringSubmatch(strings.Join(strings.Fields(m[2]), " ")); d != nil {
+			p, _ := strconv.Atoi(d[1])
+			flags[m[1]] = p
+		}
 	}
 	if flags["dns"] == 0 || flags["web"] == 0 {
 		t.Fatalf("serve -h names no --dns or --web address:\n%s", out)
