@@ -7,8 +7,11 @@
 //
 //	<!-- real -->
 //	<!-- real serve="--echo 127.0.0.1:17007 --echo-mode iterative --backlog 1" -->
+//	<!-- real env="SECRET=c2VjcmV0" serve="--tsig hmac-sha256:k:$SECRET" -->
 //
-// serve adds flags to the server the block runs against. Each block gets
+// serve adds flags to the server the block runs against; env sets
+// variables in the block's shell before the server starts, so that its
+// flags and the block's commands may use them. Each block gets
 // its own server, built from this tree, with a private state directory
 // ($XDG_STATE_HOME, so that the commands' defaults find it) and every
 // address flag on a port the system picks; the shell runs in a process
@@ -23,10 +26,11 @@
 // The README shows the default ports (1053, 8080, 7007, ...), and the
 // addresses the serve attribute gives; the test puts the chosen ports in
 // the commands and the default ones back in what they print. Before the
-// comparison both sides are normalised: process ids, ephemeral ports,
-// durations, descriptor numbers, pointers, this machine's name (the
-// README's is vm), the state directory and the binary's path, and runs
-// of blanks. Everything else must match.
+// comparison both sides are normalised: process ids (and dig's message
+// ids), ephemeral ports,
+// durations, descriptor numbers, pointers, zone serials (ten digits from
+// 1: annuaire starts them at the time), this machine's name (the README's
+// is vm), the state directory and the binary's path, and runs of blanks. Everything else must match.
 //
 // The test logs each block's real output, ports put back, ready to paste
 // into the README (shown on a mismatch, and with go test -v).

@@ -86,6 +86,7 @@ func runBlock(t *testing.T, b block, bin, hostname string) {
 		"LC_ALL=C.UTF-8",
 		"TERM=dumb",
 	}
+	env = append(env, strings.Fields(b.env)...)
 	s := startSession(t, dir, env)
 	srv := startServer(t, s, bin+"/annuaire", dir, strings.Fields(b.serve))
 	// The client commands find the server as the README's defaults would.

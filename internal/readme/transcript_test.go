@@ -13,6 +13,7 @@ type block struct {
 	line     int    // of its opening fence, 1-based
 	section  string // the heading it is under
 	serve    string // extra flags for its server
+	env      string // NAME=VALUE ... set in its shell before the server starts
 	commands []command
 }
 
@@ -48,6 +49,8 @@ func parseBlocks(md string) ([]block, error) {
 			switch a[1] {
 			case "serve":
 				b.serve = a[2]
+			case "env":
+				b.env = a[2]
 			default:
 				return nil, fmt.Errorf("README.md:%d: unknown attribute %s of <!-- real -->", i+1, a[1])
 			}
@@ -115,11 +118,13 @@ type normaliser struct {
 }
 
 var (
-	pidRE = regexp.MustCompile(`\[pid +\d+\]|\bpid=\d+|\(pid \d+\)|/proc/\d+/|Process \d+ attached`)
+	pidRE = regexp.MustCompile(`\[pid +\d+\]|\bpid=\d+|\(pid \d+\)|/proc/\d+/|Process \d+ attached|, id: \d+$`)
 	// ps -o pid,ppid,args: two numbers, then the command.
 	psRE  = regexp.MustCompile(`^\s*\d+\s+\d+\s+annuaire\b`)
 	fdRE  = regexp.MustCompile(`\bfd=\d+|^\d+ -> `)
 	hexRE = regexp.MustCompile(`\b0x[0-9a-f]{4,}\b`)
+	// A zone's SOA serial: annuaire starts it at the time, in seconds.
+	serialRE = regexp.MustCompile(`\b1\d{9}\b`)
 	// Go's durations (1h2m3.5s, 774µs), time's 0m1.955s.
 	durRE = regexp.MustCompile(`\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b`)
 	// ADDRESS:PORT and strace's htons(PORT).
@@ -158,6 +163,7 @@ func (n *normaliser) normalise(line string) string {
 		}
 		return m[4] + n.port(m[5]) + m[6]
 	})
+	line = serialRE.ReplaceAllString(line, "SERIAL")
 	line = durRE.ReplaceAllString(line, "T")
 	line = blankRE.ReplaceAllString(line, " ")
 	return strings.TrimSpace(line)
@@ -209,7 +215,7 @@ func match(want, got []string) (bad int) {
 }
 
 func TestParseBlocks(t *testing.T) {
-	md := "# Lab\n\ntext\n<!-- real serve=\"--echo-mode process\" -->\n```\n$ printf 'a\\n' | \\\n  cat\na\n$ cat <<'END'\nx\nEND\nx\n$ true &\n```\n\n```\n$ not real\n```\n"
+	md := "# Lab\n\ntext\n<!-- real serve=\"--echo-mode process\" env=\"SECRET=c2VjcmV0\" -->\n```\n$ printf 'a\\n' | \\\n  cat\na\n$ cat <<'END'\nx\nEND\nx\n$ true &\n```\n\n```\n$ not real\n```\n"
 	blocks, err := parseBlocks(md)
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +224,7 @@ func TestParseBlocks(t *testing.T) {
 		t.Fatalf("%d blocks, want 1", len(blocks))
 	}
 	b := blocks[0]
-	if b.serve != "--echo-mode process" || b.section != "Lab" || b.line != 5 || len(b.commands) != 3 {
+	if b.serve != "--echo-mode process" || b.env != "SECRET=c2VjcmV0" || b.section != "Lab" || b.line != 5 || len(b.commands) != 3 {
 		t.Fatalf("%+v", b)
 	}
 	for i, want := range []command{
@@ -262,6 +268,9 @@ func TestNormalise(t *testing.T) {
 		{`"from": "root@box7",`, `"from": "root@vm",`},
 		{"0 0 7007 vm.svc.internal.", "0 0 7007 vm.svc.internal."},
 		{"annuaire echo (pid 4242)", "annuaire echo (pid N)"},
+		{";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 35301", ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: N"},
+		{"svc.internal.		60	IN	SOA	ns.svc.internal. hostmaster.svc.internal. 1795516214 300 60 86400 10", "svc.internal. 60 IN SOA ns.svc.internal. hostmaster.svc.internal. SERIAL 300 60 86400 10"},
+		{"; zone svc.internal. serial 1795517403, 10 records, exported by annuaire", "; zone svc.internal. serial SERIAL, 10 records, exported by annuaire"},
 	} {
 		if got := n.normalise(tc.in); got != tc.want {
 			t.Errorf("normalise(%q)\n = %q\nwant %q", tc.in, got, tc.want)
