@@ -408,3 +408,16 @@ func TestServeDataInUse(t *testing.T) {
 		t.Errorf("exit %v, output\n%s\nwant exit 1 and\n%s", err, out, want)
 	}
 }
+
+// Against a real serve: register of an instance whose check fails at
+// once says so, with the reason its checker found.
+func TestServeRegisterCritical(t *testing.T) {
+	a := startServe(t)
+	dead := deadAddr(t)
+	out, errs, code := runCLI(t, map[string]string{"ANNUAIRE_WEB": a.web},
+		"register", "ghost", "9", "--data", a.data, "--address", "127.0.0.1", "--check", "tcp", "--check-target", dead)
+	want := "registered, but critical: dial tcp " + dead + ": connect: connection refused; DNS leaves _ghost._tcp.svc.internal. SRV 0 0 9 h-127-0-0-1.svc.internal. out until its tcp check passes\n"
+	if code != 0 || out != "ghost-tcp-h-127-0-0-1-9\n" || errs != want {
+		t.Errorf("exit %d, stdout %q, stderr\n%s\nwant\n%s", code, out, errs, want)
+	}
+}
