@@ -57,13 +57,13 @@ func TestReadmeFlagTable(t *testing.T) {
 			inTable[m[1]] = true
 		}
 	}
-	usage := stderr.String()
+	usage := stdout.String() + stderr.String() // help goes to stdout when asked for
 	for name := range inTable {
-		if !strings.Contains(usage, "\n  -"+name+" ") && !strings.Contains(usage, "\n  -"+name+"\n") {
+		if !strings.Contains(usage, "\n  --"+name+" ") && !strings.Contains(usage, "\n  --"+name+"\n") {
 			t.Errorf("README's flag table names --%s, which serve does not have", name)
 		}
 	}
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(usage, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^  --([a-z-]+)`).FindAllStringSubmatch(usage, -1) {
 		if !inTable[m[1]] {
 			t.Errorf("serve's --%s is not in README's flag table", m[1])
 		}
