@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# bench/run.sh — annuaire's DNS beside NSD, same zone, same queries, same
-# pinning, over loopback (issue 7). Prints one table; see BENCHMARKS.md.
+# bench/run.sh — annuaire's DNS beside NSD and Knot, same zone, same
+# queries, same pinning, over loopback (issues 7 and 19). Prints tables;
+# see BENCHMARKS.md.
 #
-#   bench/run.sh                 # side by side: 3 alternating runs each, UDP and TCP
+#   bench/run.sh                 # side by side: 3 rounds, each server once per round in rotating order, UDP and TCP
 #   bench/run.sh scale           # annuaire at 100 / 100k / 1M instances, NSD on the base zone
 #   bench/run.sh updates         # annuaire while bench/churn writes through the API, and without
 #   bench/run.sh echo            # echo beside socat and ncat (bench/echo.sh)
 #   bench/run.sh web             # web beside nginx, with wrk (bench/web.sh)
 #
-# Environment: RUNS (3), SECS (10 per run), SERVER_CPU (0), PERF_CPU (1),
+# Environment: RUNS (3), SECS (10 per run), CLIENTS (dnsperf's -c, 20),
+# SERVER_CPU (0), PERF_CPU (1),
 # ANNUAIRE (a prebuilt binary; default: build from this tree), SIZES
 # ("100 100000 1000000" in scale mode), SIZE (instances in updates mode,
 # 100), CHURN_RATE / CHURN_WORKERS (write requests/s and concurrency of
-# bench/churn in updates mode, 1000 / 16), PORT_A / PORT_N / PORT_W (annuaire
-# DNS / NSD / annuaire web API, 15353 / 15354 / 15355; scale mode puts its
+# bench/churn in updates mode, 1000 / 16), PORT_A / PORT_N / PORT_W / PORT_K
+# (annuaire DNS / NSD / annuaire web API / Knot, 15353 / 15354 / 15355 /
+# 15356; scale mode puts its
 # k-th size on PORT_A+10k and PORT_W+10k), TMPDIR (/tmp: where the data
 # directories go).
 set -euo pipefail
@@ -27,6 +30,8 @@ PERF_CPU=${PERF_CPU:-1}
 PORT_A=${PORT_A:-15353}
 PORT_N=${PORT_N:-15354}
 PORT_W=${PORT_W:-15355}
+PORT_K=${PORT_K:-15356}
+CLIENTS=${CLIENTS:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # TMPDIR=/dev/shm puts the data directories on tmpfs, where the journal's
 # fsync costs nothing: a disk's fsync is part of what updates mode measures.
@@ -48,6 +53,7 @@ need() {
 	command -v nsd >/dev/null || missing+=(nsd)
 	command -v taskset >/dev/null || missing+=(util-linux)
 	command -v kdig >/dev/null || missing+=(knot-dnsutils)
+	[ "$MODE" != side ] || command -v knotd >/dev/null || missing+=(knot)
 	if ((${#missing[@]})); then
 		echo "installing ${missing[*]}" >&2
 		sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -109,10 +115,17 @@ start_annuaire() {
 	ARSS=$(awk '/VmRSS/ {print $2}' /proc/$APID/status)
 }
 
+# export_zone PORT: the zone of the annuaire on PORT, by AXFR, into
+# WORK/zone: what NSD and Knot serve.
+export_zone() {
+	"$BIN" export --server "127.0.0.1:$1" >"$WORK/zone"
+}
+
 start_nsd() { # [PORT of the annuaire whose zone NSD serves]
 	local d=$WORK/nsd
 	mkdir -p "$d"
-	"$BIN" export --server "127.0.0.1:${1:-$PORT_A}" >"$d/zone"
+	export_zone "${1:-$PORT_A}"
+	cp "$WORK/zone" "$d/zone"
 	cat >"$d/nsd.conf" <<EOF
 server:
 	ip-address: 127.0.0.1@$PORT_N
@@ -143,15 +156,54 @@ EOF
 	waitdns "$PORT_N"
 }
 
-# queries: the mix of issue 7 over the 20-host/20-SRV zone, 1,000 lines:
-# 40% A, 25% SRV, 10% TXT, 10% SOA, 15% NXDOMAIN.
+# start_knot: Knot serving WORK/zone (start_nsd exports it) with one UDP
+# and one TCP worker, as NSD's server-count 1; no journal, no zone file
+# written back, no RRL (a module Knot loads only when told).
+start_knot() {
+	local d=$WORK/knot
+	mkdir -p "$d/db"
+	cp "$WORK/zone" "$d/zone"
+	cat >"$d/knot.conf" <<EOF
+server:
+    rundir: "$d"
+    listen: 127.0.0.1@$PORT_K
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+    tcp-max-clients: 1000
+    tcp-idle-timeout: 60
+database:
+    storage: "$d/db"
+control:
+    listen: "$d/knot.sock"
+log:
+  - target: "$d/knot.log"
+    any: warning
+zone:
+  - domain: $ZONE
+    file: "$d/zone"
+    storage: "$d"
+    zonefile-sync: -1
+    journal-content: none
+EOF
+	knotc -c "$d/knot.conf" conf-check >&2
+	taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" &
+	KPID=$!
+	PIDS+=("$KPID")
+	SERVERS+=("$KPID")
+	waitdns "$PORT_K"
+}
+
+# queries: the mix of issue 19 over the 20-host/20-SRV zone, 1,000 lines:
+# 40% A, 30% SRV, 5% instance TXT, 5% SOA, 20% NXDOMAIN (issue 7's was
+# 40/25/10/10/15).
 queries() {
 	awk -v z=$ZONE 'BEGIN { srand(7); for (n = 0; n < 1000; n++) {
 		i = int(rand() * 20) + 1; r = rand()
 		if (r < .40) print "h" i "." z " A"
-		else if (r < .65) print "_s" i "._tcp." z " SRV"
+		else if (r < .70) print "_s" i "._tcp." z " SRV"
 		else if (r < .75) print "inst._s" i "._tcp." z " TXT"
-		else if (r < .85) print z " SOA"
+		else if (r < .80) print z " SOA"
 		else print "nx" i "." z " A"
 	} }' >"$WORK/queries"
 }
@@ -179,7 +231,7 @@ perf() {
 	# the shell's cutime+cstime after wait is dnsperf's CPU time
 	# shellcheck disable=SC2016 # $@ and $$ are the inner sh's
 	out=$(taskset -c "$PERF_CPU" sh -c 'dnsperf "$@"; s=$(cat /proc/$$/stat); echo "STAT ${s##*) }"' sh \
-		-s 127.0.0.1 -p "$port" -m "$mode" -d "$WORK/queries" -l "$SECS" -c 8 -T 1 -q 500 2>&1)
+		-s 127.0.0.1 -p "$port" -m "$mode" -d "$WORK/queries" -l "$SECS" -c "$CLIENTS" -T 1 -q 500 2>&1)
 	# shellcheck disable=SC2046,SC2086
 	after=$(cputicks $(tree "$pid")); t1=$(date +%s.%N)
 	# shellcheck disable=SC2086
@@ -221,10 +273,10 @@ churnperf() {
 	}' "$WORK/churn.out"
 }
 
-median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+median() { sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # bench NAME PORT PID: RUNS runs of UDP then TCP, medians into globals.
-declare -A UDP CPS TCP LOST RSS SCPU PCPU TSCPU TPCPU
+declare -A UDP CPS TCP TCPS LOST RSS SCPU PCPU TSCPU TPCPU
 measure() {
 	local name=$1 port=$2 pid=$3 i r
 	for i in $(seq "$RUNS"); do
@@ -242,6 +294,7 @@ summarise() { # name
 	UDP[$n]=$(awk '{print $1}' "$WORK/$n.udp" | median)
 	CPS[$n]=$(awk '$2 > 0 {print $1 / $2}' "$WORK/$n.udp" | median)
 	TCP[$n]=$(awk '{print $1}' "$WORK/$n.tcp" | median)
+	TCPS[$n]=$(awk '$2 > 0 {print $1 / $2}' "$WORK/$n.tcp" | median)
 	LOST[$n]=$(awk '{s += $3} END {print s + 0}' "$WORK/$n.udp")
 	SCPU[$n]=$(awk '{print $2}' "$WORK/$n.udp" | median)
 	PCPU[$n]=$(awk '{print $4}' "$WORK/$n.udp" | median)
@@ -250,20 +303,53 @@ summarise() { # name
 }
 
 row() { # label name
-	printf '| %-28s | %10.0f | %10.0f | %10.0f | %6s | %.2f / %.2f | %.2f / %.2f |\n' "$1" "${UDP[$2]}" "${CPS[$2]}" "${TCP[$2]}" "${LOST[$2]}" \
+	printf '| %-28s | %10.0f | %10.0f | %10.0f | %10.0f | %6s | %.2f / %.2f | %.2f / %.2f |\n' "$1" "${UDP[$2]}" "${CPS[$2]}" "${TCP[$2]}" "${TCPS[$2]}" "${LOST[$2]}" \
 		"${SCPU[$2]}" "${PCPU[$2]}" "${TSCPU[$2]}" "${TPCPU[$2]}"
 }
 
 header() {
-	echo "| server (server on CPU $SERVER_CPU, dnsperf on CPU $PERF_CPU; medians of $RUNS × ${SECS}s) | UDP q/s | q per server CPU-s | TCP q/s | UDP lost | UDP CPU share server / dnsperf | TCP CPU share server / dnsperf |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| server (server on CPU $SERVER_CPU, dnsperf -c $CLIENTS on CPU $PERF_CPU; medians of $RUNS × ${SECS}s) | UDP q/s | UDP q per server CPU-s | TCP q/s | TCP q per server CPU-s | UDP lost | UDP CPU share server / dnsperf | TCP CPU share server / dnsperf |"
+	echo "|---|---|---|---|---|---|---|---|"
 }
 
-ratio() { # name-a name-b
-	printf '| %-28s | %10.2f | %10.2f | %10.2f | | | |\n' "ratio $1/$2" \
+ratio() { # name-a name-b: the ratios of the medians
+	printf '| %-28s | %10.2f | %10.2f | %10.2f | %10.2f | | | |\n' "ratio $1/$2" \
 		"$(awk -v a="${UDP[$1]}" -v b="${UDP[$2]}" 'BEGIN {print a / b}')" \
 		"$(awk -v a="${CPS[$1]}" -v b="${CPS[$2]}" 'BEGIN {print a / b}')" \
-		"$(awk -v a="${TCP[$1]}" -v b="${TCP[$2]}" 'BEGIN {print a / b}')"
+		"$(awk -v a="${TCP[$1]}" -v b="${TCP[$2]}" 'BEGIN {print a / b}')" \
+		"$(awk -v a="${TCPS[$1]}" -v b="${TCPS[$2]}" 'BEGIN {print a / b}')"
+}
+
+# rounds A B...: per round (line i of each server's raw files), the ratios
+# of A's q per server CPU-second to each other server's, UDP and TCP, and
+# their medians: ratios within a round, minutes apart at most, drift less
+# than ratios of medians taken over the whole run.
+rounds() {
+	local a=$1 b m i
+	shift
+	printf '| round | load at its start |'
+	for b in "$@"; do printf ' UDP %s/%s per CPU-s | TCP %s/%s per CPU-s |' "$a" "$b" "$a" "$b"; done
+	echo
+	printf '|---|---|'
+	for b in "$@"; do printf -- '---|---|'; done
+	echo
+	for m in udp tcp; do
+		for b in "$@"; do
+			paste -d' ' "$WORK/$a.$m" "$WORK/$b.$m" | awk '{print ($2 > 0 && $8 > 0) ? ($1 / $2) / ($7 / $8) : "nan"}' >"$WORK/ratio.$b.$m"
+		done
+	done
+	for i in $(seq "$RUNS"); do
+		printf '| %d | %s |' "$i" "$(sed -n "${i}p" "$WORK/$a.udp" | awk '{print $5}')"
+		for b in "$@"; do
+			printf ' %.3f | %.3f |' "$(sed -n "${i}p" "$WORK/ratio.$b.udp")" "$(sed -n "${i}p" "$WORK/ratio.$b.tcp")"
+		done
+		echo
+	done
+	printf '| **median** | |'
+	for b in "$@"; do
+		printf ' **%.3f** | **%.3f** |' "$(median <"$WORK/ratio.$b.udp")" "$(median <"$WORK/ratio.$b.tcp")"
+	done
+	echo
 }
 
 # col FILE FIELD: the median of one field of a raw file.
@@ -298,16 +384,29 @@ case $MODE in
 side)
 	start_annuaire 100
 	start_nsd
-	# alternate: annuaire run, NSD run, so drift hits both alike
+	start_knot
+	echo "knotd $(knotd --version | awk '{print $NF}')" >&2
+	# Each round measures every server once, UDP then TCP, starting one
+	# place further along the list each time, so that drift and order
+	# hit all alike.
+	read -ra order <<<"annuaire nsd knot"
+	declare -A SPORT=([annuaire]=$PORT_A [nsd]=$PORT_N [knot]=$PORT_K) SPID=([annuaire]=$APID [nsd]=$NPID [knot]=$KPID)
 	for i in $(seq "$RUNS"); do
-		RUNS=1 measure annuaire "$PORT_A" "$APID"
-		RUNS=1 measure nsd "$PORT_N" "$NPID"
+		echo "== round $i" >&2
+		for j in 0 1 2; do
+			n=${order[$(((i - 1 + j) % 3))]}
+			RUNS=1 measure "$n" "${SPORT[$n]}" "${SPID[$n]}"
+		done
 	done
-	summarise annuaire; summarise nsd
+	summarise annuaire; summarise nsd; summarise knot
 	header
 	row "NSD $(nsd -v 2>&1 | awk '/version/ {print $3; exit}')" nsd
+	row "Knot $(knotd --version | awk '{print $NF}')" knot
 	row "annuaire" annuaire
+	ratio annuaire knot
 	ratio annuaire nsd
+	echo
+	rounds annuaire knot nsd
 	;;
 scale)
 	SIZES=${SIZES:-100 100000 1000000}

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -208,7 +209,9 @@ func BenchmarkWireAfterUpdate(b *testing.B) {
 	for _, n := range []int{100, 100000} {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			s := newServer(authtest.Bench(b, n))
-			mix := authtest.BenchMix(b)
+			// the mix's questions without its repeats in a row: 100
+			// requests, 81 distinct
+			mix := slices.CompactFunc(authtest.BenchMix(b), bytes.Equal)
 			out := make([]byte, zone.MaxUDPSize)
 			pass := func() {
 				for _, req := range mix {
