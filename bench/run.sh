@@ -106,7 +106,7 @@ start_annuaire() {
 	rm -rf "$ADATA"
 	"$WORK/load" -data "$ADATA" -instances "$n" >&2
 	taskset -c "$SERVER_CPU" "$BIN" serve --data "$ADATA" --dns "127.0.0.1:$dns" --web "127.0.0.1:$web" \
-		--echo '' --mail '' --telnet '' --allow-transfer 127.0.0.0/8 --log-level error >"$WORK/annuaire-$n.log" 2>&1 &
+		--echo '' --mail '' --telnet '' --daytime '' --discard '' --allow-transfer 127.0.0.0/8 --log-level error >"$WORK/annuaire-$n.log" 2>&1 &
 	APID=$!
 	PIDS+=("$APID")
 	SERVERS+=("$APID")

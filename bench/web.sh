@@ -43,7 +43,7 @@ fi
 waithttp() { for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/healthz" && return 0; sleep 0.1; done; echo "no HTTP on $1" >&2; return 1; }
 
 taskset -c "$SERVER_CPU" "$BIN" serve --data "$WORK/data" --dns 127.0.0.1:0 --web 127.0.0.1:$PORT_A \
-	--echo '' --mail '' --telnet '' --log-level error >"$WORK/annuaire.log" 2>&1 &
+	--echo '' --mail '' --telnet '' --daytime '' --discard '' --log-level error >"$WORK/annuaire.log" 2>&1 &
 PIDS+=($!)
 waithttp $PORT_A
 
