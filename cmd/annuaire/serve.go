@@ -86,9 +86,23 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	if fs.NArg() > 0 {
 		return nil, bad("serve takes no arguments, got %q", fs.Args())
 	}
+	// The zone's names are host names too (the hosted services' hosts
+	// live in it), so it follows the registry's rule for them; miekg/dns
+	// alone would take "bad zone!" (any byte is a label's in DNS).
 	f.zone = dns.CanonicalName(f.zone)
-	if _, ok := dns.IsDomainName(f.zone); !ok || f.zone == "." {
-		return nil, bad("--zone %q is not a domain name", f.zone)
+	if f.zone == "." {
+		return nil, bad("--zone %q: annuaire serves a zone below the root, such as %s", f.zone, registry.DefaultZone)
+	}
+	if err := registry.ValidHostName(strings.TrimSuffix(f.zone, ".")); err != nil {
+		return nil, bad("--zone %q is not a domain name: %v", f.zone, err)
+	}
+	if f.hostname != "" {
+		if err := registry.ValidHostName(f.hostname); err != nil || strings.Contains(f.hostname, ".") {
+			if err == nil {
+				err = errors.New("one label, without dots: the zone is appended to it")
+			}
+			return nil, bad("--hostname %q is not a host label: %v", f.hostname, err)
+		}
 	}
 	if f.advertise != "" {
 		if _, err := netip.ParseAddr(f.advertise); err != nil {

@@ -334,6 +334,10 @@ func TestServeBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve", "--no-such-flag"},
 		{"serve", "--zone", "bad..zone"},
+		{"serve", "--zone", "bad zone!"}, // miekg/dns takes it: any byte is a label's
+		{"serve", "--zone", "."},
+		{"serve", "--hostname", "a.b"}, // was cut to "a" without a word
+		{"serve", "--hostname", "-x"},
 		{"serve", "--echo-mode", "threads"},
 		{"frobnicate"},
 	} {
