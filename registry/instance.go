@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,30 +59,45 @@ type Instance struct {
 	Weight   uint16 `json:"weight"`
 	TTL      uint32 `json:"ttl"` // seconds; 0 is a TTL (RFC 2181 section 8)
 	TXT      TXT    `json:"txt,omitempty"`
-	Check    *Check `json:"check,omitempty"`
-	Health   Health `json:"health"`
+	// Subtypes are the instance's DNS-SD subtypes (RFC 6763 section 7.1):
+	// labels, usually "_printer", under which _printer._sub._S._P lists
+	// the instance. They compare as names do.
+	Subtypes []string `json:"subtypes,omitempty"`
+	Check    *Check   `json:"check,omitempty"`
+	Health   Health   `json:"health"`
 }
 
 // instanceJSON is an Instance without its JSON methods.
 type instanceJSON Instance
 
-// MarshalJSON writes the label as octets: exactly, whatever its bytes.
+// MarshalJSON writes the label and subtypes as octets: exactly, whatever
+// their bytes.
 func (inst Instance) MarshalJSON() ([]byte, error) {
+	var subs []octets
+	for _, s := range inst.Subtypes {
+		subs = append(subs, octets(s))
+	}
 	return json.Marshal(struct {
 		*instanceJSON
-		Label octets `json:"instance"`
-	}{(*instanceJSON)(&inst), octets(inst.Label)})
+		Label    octets   `json:"instance"`
+		Subtypes []octets `json:"subtypes,omitempty"`
+	}{(*instanceJSON)(&inst), octets(inst.Label), subs})
 }
 
 func (inst *Instance) UnmarshalJSON(b []byte) error {
 	v := struct {
 		*instanceJSON
-		Label octets `json:"instance"`
+		Label    octets   `json:"instance"`
+		Subtypes []octets `json:"subtypes"`
 	}{instanceJSON: (*instanceJSON)(inst)}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	inst.Label = string(v.Label)
+	inst.Subtypes = nil
+	for _, s := range v.Subtypes {
+		inst.Subtypes = append(inst.Subtypes, string(s))
+	}
 	return nil
 }
 
@@ -129,6 +145,17 @@ func fillInstance(inst *Instance) error {
 	}
 	if err := inst.TXT.check(); err != nil {
 		return err
+	}
+	if len(inst.Subtypes) > MaxSubtypes {
+		return &FieldError{"subtypes", strconv.Itoa(len(inst.Subtypes)) + " subtypes", "at most " + strconv.Itoa(MaxSubtypes)}
+	}
+	for i, st := range inst.Subtypes {
+		if st == "" || len(st) > 63 || strings.ContainsFunc(st, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return &FieldError{"subtypes", st, "a subtype is one label: 1 to 63 bytes, no control characters (RFC 6763 section 7.2)"}
+		}
+		if slices.ContainsFunc(inst.Subtypes[:i], func(o string) bool { return SameName(o, st) }) {
+			return &FieldError{"subtypes", st, "given twice"}
+		}
 	}
 	if inst.Check != nil {
 		switch inst.Check.Type {

@@ -50,6 +50,7 @@ func TestNamesFoldASCII(t *testing.T) {
 func TestBytesSurviveRestart(t *testing.T) {
 	txt := TXT{"txtvers=1", "utf=café", `q=say "hi"`, `path=C:\dir`, "bin=\x00\xff\xfe", "duplex", "empty="}
 	label := "Imprimante Salle 2.3 (étage) \xfe"
+	subtypes := []string{"_printer", "_\xfe"}
 	dir := t.TempDir()
 	for _, segment := range []int64{0, 1} { // a journal record, then a checkpoint
 		r, err := Open(dir, Options{plainSync: true, SegmentSize: segment})
@@ -57,7 +58,7 @@ func TestBytesSurviveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		if segment == 0 {
-			if _, err := r.Register(Instance{Service: "ipp", Host: "printer", Port: 631, Label: label, TXT: txt}, nil); err != nil {
+			if _, err := r.Register(Instance{Service: "ipp", Host: "printer", Port: 631, Label: label, TXT: txt, Subtypes: subtypes}, nil); err != nil {
 				t.Fatal(err)
 			}
 		} else if _, err := r.Register(Instance{Service: "other", Host: "b", Port: 1}, nil); err != nil {
@@ -69,7 +70,7 @@ func TestBytesSurviveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		inst, ok := r.Snapshot().ByLabel("tcp", "ipp", label)
-		if !ok || inst.Label != label || !slices.Equal(inst.TXT, txt) {
+		if !ok || inst.Label != label || !slices.Equal(inst.TXT, txt) || !slices.Equal(inst.Subtypes, subtypes) {
 			t.Errorf("after a restart (segment size %d): %+v, %v", segment, inst, ok)
 		}
 		r.Close()

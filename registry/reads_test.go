@@ -30,6 +30,10 @@ func reads() []read {
 		for _, svc := range append(registrytest.Services, "ECHO", "ech", "nope") {
 			add("Type "+proto+" "+svc, func(s *registry.Snapshot) string { t, ok := s.Type(proto, svc); return fmt.Sprint(t, ok) })
 			add("Instances "+proto+" "+svc, func(s *registry.Snapshot) string { return ptrs(s.Instances(proto, svc)) })
+			add("HasSubtypes "+proto+" "+svc, func(s *registry.Snapshot) string { return fmt.Sprint(s.HasSubtypes(proto, svc)) })
+			for _, st := range []string{"_printer", "_PRINTER", "_scan", "_sub", "_print", "_printers"} {
+				add("Subtype "+proto+" "+svc+" "+st, func(s *registry.Snapshot) string { return ptrs(s.Subtype(proto, svc, st)) })
+			}
 			for _, l := range append(registrytest.Labels, "ECHO ONE", "My Web", "v2") {
 				add("ByLabel "+proto+" "+svc+" "+l, func(s *registry.Snapshot) string {
 					inst, ok := s.ByLabel(proto, svc, l)
@@ -93,6 +97,11 @@ func FuzzReadKeys(f *testing.F) {
 	f.Add([]byte{P, 0, 0, 0, 0, 1, 0, C, P, 0, 0, 1, 1, 2, 0}, []byte{D, 1, P, 2, 0, 1, 3, 0, 2})
 	f.Add([]byte{Ph, 5, 1, 3, 0, 0, P, 3, 0, 5, 0, 3, 0, 0, 0, 0, 1}, []byte{P, 3, 0, 5, 0, 3, 0, 0, 0, 0, 2, 0, 1})
 	f.Add([]byte{P, 0, 1, 1, 1, 2, 2}, []byte{Ph, 1, 3, 2, 3, 1, 1})
+	// Subtypes come, change and go with an instance's change.
+	const Ch = registrytest.OpChangeInstance
+	f.Add([]byte{P, 0, 0, 0, 0, 1, 0, C, Ch, 0, 6, 1}, []byte{Ch, 0, 6, 2})
+	f.Add([]byte{P, 0, 0, 0, 0, 1, 0, C, Ch, 0, 6, 4}, []byte{Ch, 0, 6, 0})
+	f.Add([]byte{P, 0, 0, 0, 0, 1, 0, C, Ch, 0, 6, 1}, []byte{Ch, 0, 4, 4})
 	reads := reads()
 	f.Fuzz(func(t *testing.T, build, change []byte) {
 		reg := registry.New(1)

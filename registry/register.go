@@ -55,6 +55,9 @@ type Registration struct {
 	// TXT is the instance's DNS-SD TXT record (RFC 6763 section 6), in
 	// the order to serve it; a key may be given once.
 	TXT TXT
+	// Subtypes are the instance's DNS-SD subtypes (RFC 6763 section
+	// 7.1), in the RFC's form "_printer"; "printer" means "_printer".
+	Subtypes []string
 	// Check is the instance's health check, if any. An Interval of 0
 	// means DefaultCheckInterval; a tcp or http check without a Target
 	// checks the first address at Port.
@@ -138,6 +141,12 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 		Weight:   uint16(reg.Weight),
 		TTL:      uint32(ttl),
 		TXT:      reg.TXT,
+	}
+	for _, st := range reg.Subtypes {
+		if !strings.HasPrefix(st, "_") {
+			st = "_" + st
+		}
+		inst.Subtypes = append(inst.Subtypes, st)
 	}
 	if err := reg.TXT.checkUnique(); err != nil {
 		return "", err

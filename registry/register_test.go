@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -39,6 +40,10 @@ func TestRegister(t *testing.T) {
 		{name: "without addresses or caller, the host is only named",
 			reg:  Registration{Service: "ftp", Host: "files", Port: new(2121), Instance: "My Files"},
 			inst: "ftp-tcp-files-2121 _ftp._tcp My Files files:2121 ttl 10"},
+		{name: "subtypes, with or without their underscore",
+			reg:  Registration{Service: "http", Port: new(80), From: lo, Subtypes: []string{"_printer", "scan"}},
+			inst: "http-tcp-h-127-0-0-1-80 _http._tcp h-127-0-0-1-80 h-127-0-0-1:80 ttl 10 subtypes [_printer _scan]",
+			host: "h-127-0-0-1 [127.0.0.1] ttl 10 auto"},
 		{name: "a check's defaults",
 			reg:  Registration{Service: "http", Port: new(80), Addresses: []netip.Addr{lo}, Check: &Check{Type: "HTTP"}},
 			inst: "http-tcp-h-127-0-0-1-80 _http._tcp h-127-0-0-1-80 h-127-0-0-1:80 ttl 10 check http http://127.0.0.1:80/ 10s",
@@ -77,6 +82,9 @@ func TestRegister(t *testing.T) {
 
 func describe(inst *Instance) string {
 	s := inst.ID + " _" + inst.Service + "._" + inst.Proto + " " + inst.Label + " " + inst.Host + ":" + strconv.Itoa(int(inst.Port)) + " ttl " + strconv.Itoa(int(inst.TTL))
+	if len(inst.Subtypes) > 0 {
+		s += fmt.Sprint(" subtypes ", inst.Subtypes)
+	}
 	if c := inst.Check; c != nil {
 		s += " check " + c.Type + " " + c.Target + " " + string(must(c.Interval.MarshalText()))
 	}
@@ -127,6 +135,9 @@ func TestRegisterInvalid(t *testing.T) {
 		{Registration{Service: "echo", From: lo, Check: &Check{Type: "ping"}}, "check.type"},
 		{Registration{Service: "echo", Proto: "udp", From: lo, Check: &Check{Type: "tcp"}}, "check.type"},
 		{Registration{Service: "echo", Proto: "UDP", From: lo, Check: &Check{Type: "tcp", Target: "127.0.0.1:7"}}, "check.type"},
+		{Registration{Service: "echo", From: lo, Subtypes: []string{"_printer", "_PRINTER"}}, "subtypes"},
+		{Registration{Service: "echo", From: lo, Subtypes: []string{"_" + strings.Repeat("x", 63)}}, "subtypes"},
+		{Registration{Service: "echo", From: lo, Subtypes: []string{"_a\tb"}}, "subtypes"},
 	}
 	for _, tt := range tests {
 		r := New(1)

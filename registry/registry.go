@@ -23,9 +23,10 @@ const DefaultZone = "svc.internal."
 
 // Limits on what may be registered.
 const (
-	DefaultTTL = 10     // seconds, for instances and hosts that set none
-	MaxTTL     = 604800 // one week, RFC 8767's cap on how long to hold data
-	MaxTXT     = 64     // key=value pairs per instance
+	DefaultTTL  = 10     // seconds, for instances and hosts that set none
+	MaxTTL      = 604800 // one week, RFC 8767's cap on how long to hold data
+	MaxTXT      = 64     // strings in an instance's TXT record
+	MaxSubtypes = 16     // subtypes per instance
 )
 
 // A ServiceType is one _service._proto pair with how many instances it has.
@@ -297,7 +298,7 @@ func healthOnly(cs ChangeSet) bool {
 		}
 		if a.ID != b.ID || a.Service != b.Service || a.Proto != b.Proto || a.Label != b.Label || a.Host != b.Host ||
 			a.Port != b.Port || a.Priority != b.Priority || a.Weight != b.Weight || a.TTL != b.TTL ||
-			!slices.Equal(a.TXT, b.TXT) || (a.Check == nil) != (b.Check == nil) || a.Check != nil && *a.Check != *b.Check {
+			!slices.Equal(a.TXT, b.TXT) || !slices.Equal(a.Subtypes, b.Subtypes) || (a.Check == nil) != (b.Check == nil) || a.Check != nil && *a.Check != *b.Check {
 			return false
 		}
 	}
@@ -499,6 +500,21 @@ func (s *reader) HasProto(proto string) bool {
 // Instances yields every instance of _service._proto, healthy or not.
 func (s *reader) Instances(proto, service string) iter.Seq[*Instance] {
 	return rows[Instance](s, tableInstances, indexLabel+"_prefix", proto, service)
+}
+
+// Subtype yields the instances of _service._proto that have the subtype
+// sub (RFC 6763 section 7.1), healthy or not, in label order.
+func (s *reader) Subtype(proto, service, sub string) iter.Seq[*Instance] {
+	return rows[Instance](s, tableInstances, indexSubtype+"_prefix", proto, service, sub)
+}
+
+// HasSubtypes reports whether some instance of _service._proto has a
+// subtype: whether _sub._service._proto exists, as an empty non-terminal.
+func (s *reader) HasSubtypes(proto, service string) bool {
+	for range rows[Instance](s, tableInstances, indexSubtype+"_prefix", proto, service) {
+		return true
+	}
+	return false
 }
 
 // All yields every instance, ordered by ID.

@@ -17,10 +17,11 @@ const (
 	tableZone      = "zone"
 	tableHostRefs  = "hostrefs"
 
-	indexID    = "id"
-	indexLabel = "label" // instances by (proto, service, DNS-SD instance label)
-	indexRName = "rname" // hosts by reversed name, for empty non-terminals
-	indexAddr  = "addr"  // hosts by address, for PTR
+	indexID      = "id"
+	indexLabel   = "label"   // instances by (proto, service, DNS-SD instance label)
+	indexSubtype = "subtype" // instances by (proto, service, subtype, label), one entry per subtype
+	indexRName   = "rname"   // hosts by reversed name, for empty non-terminals
+	indexAddr    = "addr"    // hosts by address, for PTR
 
 	zoneRow = "soa"
 )
@@ -52,6 +53,11 @@ func instancesTable() *memdb.TableSchema {
 				Name:    indexID,
 				Unique:  true,
 				Indexer: instanceIDIndex{},
+			},
+			indexSubtype: {
+				Name:         indexSubtype,
+				AllowMissing: true, // most instances have no subtype, and no entry
+				Indexer:      subtypeIndex{},
 			},
 			indexLabel: {
 				Name: indexLabel,
@@ -206,6 +212,54 @@ func (labelIndex) PrefixFromArgs(args ...any) ([]byte, error) {
 		s, ok := a.(string)
 		if !ok {
 			return nil, fmt.Errorf("label index: want string arguments, got %T", a)
+		}
+		key = fieldKey(key, s)
+	}
+	return key, nil
+}
+
+// subtypeIndex indexes instances by (proto, service, subtype, label), one
+// entry per subtype, each field folded and ended by \x00 as labelIndex's:
+// a prefix of (proto, service, subtype) is the browse RRset of the
+// subtype, _subtype._sub._service._proto (RFC 6763 section 7.1), in label
+// order; (proto, service) says whether _sub._service._proto exists.
+type subtypeIndex struct{}
+
+func (subtypeIndex) FromObject(raw any) (bool, [][]byte, error) {
+	inst, ok := raw.(*Instance)
+	if !ok {
+		return false, nil, fmt.Errorf("subtype index: %T is not an *Instance", raw)
+	}
+	if len(inst.Subtypes) == 0 {
+		return false, nil, nil
+	}
+	keys := make([][]byte, len(inst.Subtypes))
+	for i, st := range inst.Subtypes {
+		key := make([]byte, 0, len(inst.Proto)+len(inst.Service)+len(st)+len(inst.Label)+len(inst.ID)+5)
+		key = fieldKey(key, inst.Proto)
+		key = fieldKey(key, inst.Service)
+		key = fieldKey(key, st)
+		keys[i] = fieldKey(key, inst.Label)
+	}
+	return true, keys, nil
+}
+
+func (x subtypeIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 4 {
+		return nil, fmt.Errorf("subtype index: want proto, service, subtype and label, got %d arguments", len(args))
+	}
+	return x.PrefixFromArgs(args...)
+}
+
+func (subtypeIndex) PrefixFromArgs(args ...any) ([]byte, error) {
+	if len(args) == 0 || len(args) > 4 {
+		return nil, fmt.Errorf("subtype index: want 1 to 4 arguments, got %d", len(args))
+	}
+	var key []byte
+	for _, a := range args {
+		s, ok := a.(string)
+		if !ok {
+			return nil, fmt.Errorf("subtype index: want string arguments, got %T", a)
 		}
 		key = fieldKey(key, s)
 	}

@@ -1,9 +1,12 @@
 package resolver
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/annuaire/annuaire/authority"
@@ -52,5 +55,57 @@ func TestAuthority(t *testing.T) {
 	_, err = r.Lookup(t.Context(), "telnet")
 	if err == nil || err.Error() != "telnet: _telnet._tcp.svc.internal. SRV: NXDOMAIN; telnet.svc.internal. A: NXDOMAIN; well-known port 23/tcp, but no host is registered" {
 		t.Errorf("telnet: %v", err)
+	}
+}
+
+// TestLookupInstance resolves a DNS-SD instance by its name (RFC 6763
+// section 4.3), one with spaces, a dot and UTF-8 in its label, written
+// with the dot escaped as a user types it, relative to the zone or not:
+// its SRV, its target's address, and its TXT kept as the bytes served.
+func TestLookupInstance(t *testing.T) {
+	_, port := listenEcho(t)
+	reg := registry.New(1)
+	txt := registry.TXT{"txtvers=1", "note=étage \"2\"", "bin=\x00\xff", "duplex"}
+	_, err := reg.Register(registry.Instance{Service: "ipp", Proto: "tcp", Host: "printer", Port: uint16(port), TTL: 10,
+		Label: "Imprimante Salle 2.3 (étage)", TXT: txt, Subtypes: []string{"_printer"}},
+		&registry.Host{Name: "printer", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, TTL: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &authority.Server{Registry: reg, Zone: "svc.internal."}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServePacket(t.Context(), pc) }()
+	t.Cleanup(func() {
+		srv.Shutdown(t.Context())
+		<-done
+	})
+
+	r := &Resolver{Server: pc.LocalAddr().String()}
+	for _, name := range []string{`Imprimante Salle 2\.3 (étage)._ipp._tcp`, `IMPRIMANTE Salle 2\.3 (étage)._IPP._tcp.svc.internal.`, `Imprimante\032Salle\0322\.3\032\(\195\169tage\)._ipp._tcp`} {
+		c, err := r.Lookup(t.Context(), name)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, c.Text())
+		}
+		if want := fmt.Sprintf("127.0.0.1:%d", port); len(c.Candidates) != 1 || c.Candidates[0].HostPort() != want || c.Service != "ipp" {
+			t.Errorf("%s: candidates %+v, want %s\n%s", name, c.Candidates, want, c.Text())
+		}
+		if !slices.Equal(c.TXT, txt) {
+			t.Errorf("%s: TXT %q, want %q", name, c.TXT, txt)
+		}
+		b, _ := json.Marshal(c)
+		if !bytes.Contains(b, []byte(`"txt":["txtvers=1","note=étage \"2\"",{"base64":"YmluPQD/"},"duplex"]`)) {
+			t.Errorf("%s: JSON %s", name, b)
+		}
+	}
+	if _, err := r.Lookup(t.Context(), `Imprimante Salle 2\.4 (étage)._ipp._tcp`); err == nil {
+		t.Error("an instance that does not exist was found")
+	}
+	// "café" and "CAFÉ" are two names: only ASCII folds.
+	if _, err := r.Lookup(t.Context(), `IMPRIMANTE SALLE 2\.3 (ÉTAGE)._ipp._tcp`); err == nil {
+		t.Error("É folded to é")
 	}
 }

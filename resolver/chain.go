@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/annuaire/annuaire/registry"
 )
 
 // A Chain is what a lookup did and found: every step from the name to the
@@ -15,13 +17,17 @@ import (
 // returned by Lookup is the caller's, but its Answers slices are shared
 // with the cache and must not be modified.
 type Chain struct {
-	Name       string      `json:"name"`    // as the caller gave it
-	Service    string      `json:"service"` // canonical service name: mail → smtp
-	Proto      string      `json:"proto"`   // tcp or udp
-	Zone       string      `json:"zone"`    // fully qualified
-	Steps      []Step      `json:"steps"`
-	Candidates []Candidate `json:"candidates"`
-	Error      string      `json:"error"` // "" when the chain succeeded
+	Name    string `json:"name"`    // as the caller gave it
+	Service string `json:"service"` // canonical service name: mail → smtp
+	Proto   string `json:"proto"`   // tcp or udp
+	Zone    string `json:"zone"`    // fully qualified
+	Steps   []Step `json:"steps"`
+	// TXT is the TXT record of a DNS-SD instance looked up by its name
+	// (RFC 6763 section 6): its strings in order, as the bytes served; a
+	// string that is not UTF-8 is {"base64": "..."} in JSON.
+	TXT        registry.TXT `json:"txt,omitempty"`
+	Candidates []Candidate  `json:"candidates"`
+	Error      string       `json:"error"` // "" when the chain succeeded
 
 	start time.Time // when a timed chain (a dial's trace) began; zero otherwise
 }
@@ -107,16 +113,34 @@ func (s Step) outcome() string {
 // rdata strips the owner, TTL, class and type from a record in zone-file
 // form: "box.svc.internal. 10 IN A 127.0.0.1" → "127.0.0.1".
 func rdata(rr string) string {
-	f := strings.SplitN(rr, " ", 5)
+	f := rrFields(rr, 5)
 	if len(f) < 5 {
 		return rr
 	}
 	return f[4]
 }
 
+// rrFields splits a record in zone-file form into at most n fields at
+// its spaces, but not at an escaped one: an owner name may hold "\ "
+// (a DNS-SD instance name, RFC 6763 section 4.3).
+func rrFields(rr string, n int) []string {
+	var f []string
+	start := 0
+	for i := 0; i < len(rr) && len(f) < n-1; i++ {
+		switch rr[i] {
+		case '\\':
+			i++ // the escaped byte, or the first digit of \DDD
+		case ' ':
+			f = append(f, rr[start:i])
+			start = i + 1
+		}
+	}
+	return append(f, rr[start:])
+}
+
 // ttl returns the TTL of a record in zone-file form, or "".
 func ttl(rr string) string {
-	f := strings.SplitN(rr, " ", 3)
+	f := rrFields(rr, 3)
 	if len(f) < 3 {
 		return ""
 	}
@@ -243,10 +267,10 @@ func pointsAt(rr string, cd Candidate) bool {
 	return typeOf(rr) != "SRV" || len(f) == 4 && f[2] == strconv.Itoa(int(cd.Port))
 }
 
-func owner(rr string) string { return strings.SplitN(rr, " ", 2)[0] }
+func owner(rr string) string { return rrFields(rr, 2)[0] }
 
 func typeOf(rr string) string {
-	f := strings.SplitN(rr, " ", 5)
+	f := rrFields(rr, 5)
 	if len(f) < 5 {
 		return ""
 	}

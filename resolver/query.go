@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/annuaire/annuaire/registry"
 	"github.com/miekg/dns"
 )
 
@@ -100,7 +101,7 @@ func (r *Resolver) query(ctx context.Context, kind, name string, qtype uint16) (
 	if a := r.cachedAnswer(name, qtype, now); a != nil {
 		return a, a.step(kind, true)
 	}
-	k := qkey{strings.ToLower(name), qtype}
+	k := qkey{registry.FoldName(name), qtype}
 	ch := r.flight.DoChan(k.name+"/"+dns.TypeToString[qtype], func() (any, error) {
 		if !r.NoCache {
 			if a := r.cache.get(k, time.Now()); a != nil {
@@ -128,7 +129,7 @@ func (r *Resolver) cachedAnswer(name string, qtype uint16, now time.Time) *answe
 	if r.NoCache {
 		return nil
 	}
-	return r.cache.get(qkey{strings.ToLower(name), qtype}, now)
+	return r.cache.get(qkey{registry.FoldName(name), qtype}, now)
 }
 
 func (a *answer) step(kind string, cached bool) Step {

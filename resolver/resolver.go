@@ -281,6 +281,9 @@ func (r *Resolver) plan(ctx context.Context, network, name string, timed bool) (
 	}
 
 	rel := r.relative(host)
+	if asTyped := r.relativeAsTyped(host); isInstanceName(dns.SplitDomainName(asTyped)) {
+		return r.instancePlan(ctx, c, asTyped, dns.SplitDomainName(asTyped))
+	}
 	wk, known := r.catalog.Lookup(rel)
 	if known && !strings.Contains(rel, ".") {
 		c.Service = wk.Name
@@ -569,7 +572,7 @@ func below(zone, name string) bool {
 	if zone == "." {
 		return true
 	}
-	if len(name) < len(zone) || !strings.EqualFold(name[len(name)-len(zone):], zone) {
+	if len(name) < len(zone) || !registry.SameName(name[len(name)-len(zone):], zone) {
 		return false
 	}
 	return len(name) == len(zone) || name[len(name)-len(zone)-1] == '.'
@@ -582,16 +585,113 @@ func looksLikeIP(s string) bool {
 }
 
 // inZone reports whether host is read as a service name: a single label
-// ("echo") or a name below the zone ("echo.svc.internal.").
+// ("echo"), a DNS-SD instance name relative to the zone ("Salle\ 101._ipp._tcp"),
+// or a name below the zone ("echo.svc.internal.").
 func (r *Resolver) inZone(host string) bool {
 	h := strings.TrimSuffix(host, ".")
-	return !strings.Contains(h, ".") || dns.IsSubDomain(r.zone, dns.Fqdn(h)) && !strings.EqualFold(dns.Fqdn(h), r.zone)
+	return !strings.Contains(h, ".") || isInstanceName(dns.SplitDomainName(h)) ||
+		dns.IsSubDomain(r.zone, dns.Fqdn(h)) && !registry.SameName(dns.Fqdn(h), r.zone)
 }
 
-// relative returns host relative to the zone, lowercased: "Echo.svc.internal." → "echo".
+// relative returns host relative to the zone, folded as names compare
+// (registry.FoldName): "Echo.svc.internal." → "echo".
 func (r *Resolver) relative(host string) string {
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
-	return strings.TrimSuffix(h, "."+strings.TrimSuffix(r.zone, "."))
+	return registry.FoldName(r.relativeAsTyped(host))
+}
+
+// relativeAsTyped returns host relative to the zone, as typed.
+func (r *Resolver) relativeAsTyped(host string) string {
+	h := strings.TrimSuffix(host, ".")
+	if z := "." + strings.TrimSuffix(r.zone, "."); len(h) > len(z) && registry.SameName(h[len(h)-len(z):], z) {
+		h = h[:len(h)-len(z)]
+	}
+	return h
+}
+
+// isInstanceName reports whether labels, in presentation form, are a
+// DNS-SD instance name relative to the zone: <Instance>._<service>._<proto>
+// (RFC 6763 section 4.1), the instance label any text with its dots
+// escaped ("Imprimante Salle 2\.3 (étage)._ipp._tcp").
+func isInstanceName(labels []string) bool {
+	if len(labels) != 3 {
+		return false
+	}
+	service, proto := registry.FoldName(labels[1]), registry.FoldName(labels[2])
+	return strings.HasPrefix(service, "_") && isServiceLabel(service[1:]) && (proto == "_tcp" || proto == "_udp")
+}
+
+// instancePlan is the chain of a DNS-SD instance (RFC 6763 section 4.3):
+// the SRV record at its own name, then its target's addresses; the TXT
+// record at that name is what the service says of itself (section 6),
+// kept in the chain as the bytes served.
+func (r *Resolver) instancePlan(ctx context.Context, c *Chain, rel string, labels []string) (*Chain, plan, error) {
+	c.Service, c.Proto = registry.FoldName(labels[1][1:]), registry.FoldName(labels[2][1:])
+	// As miekg/dns presents it once read from the wire ("\ ", "\195"), so
+	// that the answer's question and owners compare equal to it.
+	name := presented(rel + "." + r.zone)
+	c.add(Step{Step: "normalize", Question: c.Name,
+		Answers: []string{"DNS-SD instance " + strconv.Quote(unescapeLabel(labels[0])) + " of service " + c.Service + " over " + c.Proto + " in zone " + c.Zone},
+		Skipped: "no query: the name is read as typed"})
+	a, st := r.query(ctx, "srv", name, dns.TypeSRV)
+	c.add(st)
+	if a.err != nil {
+		return c, plan{}, c.fail("srv", a.server, a.err)
+	}
+	if len(a.records) == 0 {
+		return c, plan{}, c.fail("srv", a.server, fmt.Errorf("no SRV record at %s: %w", name, ErrNoSuchService))
+	}
+	t, tst := r.query(ctx, "txt", name, dns.TypeTXT)
+	c.add(tst)
+	for _, rr := range t.records {
+		if txt, ok := rr.(*dns.TXT); ok {
+			c.TXT = append(c.TXT, txtBytes(txt)...)
+		}
+	}
+	return r.srvPlan(c, a)
+}
+
+// presented returns a name in the form miekg/dns gives it after
+// unpacking, or name itself if it is not a valid name.
+func presented(name string) string {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)
+	if err != nil {
+		return name
+	}
+	s, _, err := dns.UnpackDomainName(buf[:n], 0)
+	if err != nil {
+		return name
+	}
+	return s
+}
+
+// unescapeLabel returns a presentation-form label's bytes, for people.
+func unescapeLabel(l string) string {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(l+".", buf, 0, nil, false)
+	if err != nil || n < 2 {
+		return l
+	}
+	return string(buf[1 : 1+int(buf[0])])
+}
+
+// txtBytes returns a TXT record's character-strings as the bytes on the
+// wire: miekg/dns keeps them escaped (\DDD, \"), and its packer is what
+// knows its escapes.
+func txtBytes(rr *dns.TXT) []string {
+	buf := make([]byte, dns.Len(rr)+16)
+	end, err := dns.PackRR(rr, buf, 0, nil, false)
+	if err != nil {
+		return nil
+	}
+	rdata := buf[end-int(rr.Hdr.Rdlength) : end]
+	var out []string
+	for len(rdata) > 0 && int(rdata[0]) < len(rdata) {
+		l := int(rdata[0])
+		out = append(out, string(rdata[1:1+l]))
+		rdata = rdata[1+l:]
+	}
+	return out
 }
 
 // isServiceLabel reports whether s can be the _Service label of an SRV

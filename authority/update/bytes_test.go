@@ -100,3 +100,100 @@ func patchSerial(soa string, serial uint32) string {
 }
 
 var _ = registry.DefaultTTL
+
+// TestUpdateSubtypes: a subtype's PTR (RFC 6763 section 7.1) added and
+// removed by UPDATE, and browsing it: only the instances that have it,
+// with their SRV, TXT and addresses in the additional section as for the
+// type (section 12.1). The instance name has spaces, a dot, parentheses
+// and UTF-8 (section 4.3).
+func TestUpdateSubtypes(t *testing.T) {
+	const (
+		imp    = `Imprimante\ Salle\ 2\.3\ \(étage\)._ipp._tcp`
+		impAbs = imp + ".svc.internal."
+		soaNeg = `svc.internal. 10 IN SOA ns.svc.internal. hostmaster.svc.internal. 0 300 60 86400 10`
+		extra  = impAbs + ` 60 IN SRV 0 0 631 a.svc.internal.
+			` + impAbs + ` 60 IN TXT "txtvers=1" "duplex"
+			a.svc.internal. 30 IN A 127.0.0.1
+			a.svc.internal. 30 IN AAAA ::1`
+	)
+	steps := []struct {
+		name    string
+		update  []string
+		rcode   int
+		queries []authtest.Case
+	}{
+		{name: "an instance with a subtype, another without",
+			update: []string{
+				imp + ` 60 IN SRV 0 0 631 a`, imp + ` 60 IN TXT "txtvers=1" "duplex"`,
+				`_printer._sub._ipp._tcp 60 IN PTR ` + imp,
+				`Plain._ipp._tcp 60 IN SRV 0 0 632 b`,
+			},
+			queries: []authtest.Case{
+				{Name: "_printer._sub._ipp._tcp.svc.internal.", Type: dns.TypePTR,
+					Answer: `_printer._sub._ipp._tcp.svc.internal. 60 IN PTR ` + impAbs, Extra: extra},
+				{Name: "_PRINTER._sub._ipp._tcp.svc.internal.", Type: dns.TypePTR,
+					Answer: `_PRINTER._sub._ipp._tcp.svc.internal. 60 IN PTR ` + impAbs, Extra: extra},
+				{Name: "_ipp._tcp.svc.internal.", Type: dns.TypePTR,
+					Answer: `_ipp._tcp.svc.internal. 60 IN PTR ` + impAbs + `
+						_ipp._tcp.svc.internal. 60 IN PTR Plain._ipp._tcp.svc.internal.`,
+					Extra: impAbs + ` 60 IN SRV 0 0 631 a.svc.internal.
+						` + impAbs + ` 60 IN TXT "txtvers=1" "duplex"
+						Plain._ipp._tcp.svc.internal. 60 IN SRV 0 0 632 b.svc.internal.
+						Plain._ipp._tcp.svc.internal. 60 IN TXT ""
+						a.svc.internal. 30 IN A 127.0.0.1
+						a.svc.internal. 30 IN AAAA ::1
+						b.svc.internal. 10 IN A 127.0.0.2`},
+				{Name: impAbs, Type: dns.TypeSRV, Answer: impAbs + ` 60 IN SRV 0 0 631 a.svc.internal.`,
+					Extra: "a.svc.internal. 30 IN A 127.0.0.1\na.svc.internal. 30 IN AAAA ::1"},
+				{Name: "_sub._ipp._tcp.svc.internal.", Type: dns.TypePTR, Ns: soaNeg},
+				{Name: "_scan._sub._ipp._tcp.svc.internal.", Type: dns.TypePTR, Rcode: dns.RcodeNameError, Ns: soaNeg},
+				{Name: "_printer._sub._ipp._tcp.svc.internal.", Type: dns.TypeSRV, Ns: soaNeg},
+			}},
+		{name: "a subtype's PTR to no instance", update: []string{`_scan._sub._ipp._tcp 60 IN PTR Nobody._ipp._tcp`}, rcode: dns.RcodeRefused},
+		{name: "a subtype's PTR to another type's instance", update: []string{`_scan._sub._ipp._tcp 60 IN PTR Echo\ One._echo._tcp`}, rcode: dns.RcodeRefused},
+		{name: "a second subtype, and the same again",
+			update: []string{`_scan._sub._ipp._tcp 60 IN PTR Plain._ipp._tcp`, `_Printer._sub._ipp._tcp 60 IN PTR ` + imp},
+			queries: []authtest.Case{{Name: "_scan._sub._ipp._tcp.svc.internal.", Type: dns.TypePTR,
+				Answer: `_scan._sub._ipp._tcp.svc.internal. 60 IN PTR Plain._ipp._tcp.svc.internal.`,
+				Extra: `Plain._ipp._tcp.svc.internal. 60 IN SRV 0 0 632 b.svc.internal.
+					Plain._ipp._tcp.svc.internal. 60 IN TXT ""
+					b.svc.internal. 10 IN A 127.0.0.2`}}},
+		{name: "a prerequisite on a subtype",
+			update: []string{"prereq _printer._sub._ipp._tcp 0 IN PTR " + imp, "nxdomain _fax._sub._ipp._tcp.svc.internal.", "z 60 IN A 192.0.2.1"}},
+		{name: "deleting the PTR takes the subtype",
+			update: []string{`del _printer._sub._ipp._tcp 0 IN PTR ` + imp},
+			queries: []authtest.Case{
+				{Name: "_printer._sub._ipp._tcp.svc.internal.", Type: dns.TypePTR, Rcode: dns.RcodeNameError, Ns: soaNeg},
+				{Name: "_sub._ipp._tcp.svc.internal.", Type: dns.TypePTR, Ns: soaNeg},
+			}},
+		{name: "deleting the RRset takes it from every instance",
+			update: []string{`delset _scan._sub._ipp._tcp.svc.internal. PTR`},
+			queries: []authtest.Case{
+				{Name: "_sub._ipp._tcp.svc.internal.", Type: dns.TypePTR, Rcode: dns.RcodeNameError, Ns: soaNeg},
+				{Name: "Plain._ipp._tcp.svc.internal.", Type: dns.TypeSRV, Answer: `Plain._ipp._tcp.svc.internal. 60 IN SRV 0 0 632 b.svc.internal.`,
+					Extra: "b.svc.internal. 10 IN A 127.0.0.2"},
+			}},
+	}
+	reg := authtest.Registry(t)
+	addr := newUpdateServer(t, reg, updKey)
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			r, err := exchange(t, addr, "tcp", updKey, updateMsg(t, authtest.Zone, st.update...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != st.rcode {
+				t.Fatalf("update: rcode %s, want %s", dns.RcodeToString[r.Rcode], dns.RcodeToString[st.rcode])
+			}
+			for _, q := range st.queries {
+				q.Ns = patchSerial(q.Ns, reg.Snapshot().Serial())
+				q.EDNS = true
+				m, err := dns.Exchange(q.Request(), addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Run(q.Name, func(t *testing.T) { q.Check(t, m) })
+			}
+		})
+	}
+}

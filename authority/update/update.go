@@ -7,6 +7,7 @@
 //	_S._P.Z    SRV prio weight port H.Z   an instance of S over P on H:port
 //	L._S._P.Z  SRV prio weight port H.Z   the DNS-SD instance L (RFC 6763)
 //	L._S._P.Z  TXT "k=v" "flag"           instance L's TXT keys (RFC 6763 section 6)
+//	T._sub._S._P.Z  PTR L._S._P.Z         instance L's subtype T (RFC 6763 section 7.1)
 //	H.Z        A / AAAA                   host H's addresses
 //
 // Everything else the zone shows is derived (SOA, NS, DNS-SD PTRs, S.Z
@@ -25,6 +26,10 @@
 //     without '=' stays a boolean key (RFC 6763 section 6.4), never
 //     "key=". TXT needs the instance's SRV first, earlier in the same
 //     update or in an earlier one: REFUSED otherwise.
+//   - A subtype's PTR must point at an instance of the same type that
+//     exists, earlier in the same update or in an earlier one: REFUSED
+//     otherwise. Deleting the PTR RRset of a subtype takes the subtype
+//     from every instance that has it.
 //   - An SRV target must be a host in Z (the registry keeps hosts relative
 //     to the zone): REFUSED otherwise.
 //   - Removing a host's last address removes the host; SRV records that
@@ -277,6 +282,7 @@ const (
 	nameInstance        // L._S._P: an instance's SRV and TXT
 	nameHost            // H: a host's A and AAAA, or S's derived addresses
 	nameServices        // _services._dns-sd._udp and below: derived
+	nameSubtype         // T._sub._S._P: PTRs to the instances with subtype T
 )
 
 // An owner is a name in the zone, taken apart.
@@ -285,6 +291,7 @@ type owner struct {
 	name           string   // as in the message
 	service, proto string   // nameType, nameInstance
 	label          string   // nameInstance: the raw label, any bytes
+	subtype        string   // nameSubtype: the raw label
 	rel            []string // the labels below the origin, raw
 	host           string   // nameHost: relative, lowercase
 }
@@ -309,10 +316,13 @@ func (v *view) parseOwner(name string) (owner, bool) {
 		case registry.ValidServiceName(o.service) != nil:
 		case n == 2:
 			o.kind = nameType
+		case n == 3 && low(0) == "_sub":
+			// Above the subtypes (RFC 6763 section 7.1): no instance.
 		case n == 3:
 			o.kind, o.label = nameInstance, rel[0]
+		case n == 4 && low(1) == "_sub":
+			o.kind, o.subtype = nameSubtype, rel[0]
 		}
-		// Deeper names (RFC 6763 section 7.1 subtypes) are not kept.
 	default:
 		for i := range rel {
 			if strings.HasPrefix(rel[i], "_") {
@@ -568,6 +578,22 @@ func (v *view) add(o owner, rr dns.RR, u *updateLog) error {
 			_, err := v.tx.PutInstance(c)
 			return err
 		}
+	case *dns.PTR:
+		if o.kind == nameSubtype {
+			inst, err := v.subtypeTarget(o, rr)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(inst.Subtypes, func(s string) bool { return registry.SameName(s, o.subtype) }) {
+				u.ignored++ // RFC 2136 section 3.4.2.2: a duplicate is not added
+				return nil
+			}
+			c := *inst
+			c.Subtypes = append(slices.Clip(inst.Subtypes), o.subtype)
+			u.added++
+			_, err = v.tx.PutInstance(c)
+			return err
+		}
 	case *dns.A, *dns.AAAA:
 		if o.kind == nameHost {
 			addr, _ := netip.AddrFromSlice(ipOf(rr))
@@ -616,6 +642,33 @@ func (v *view) addInstanceSRV(o owner, rr *dns.SRV, host string) error {
 	return err
 }
 
+// subtypeTarget returns the instance a subtype's PTR points at: one of the
+// subtype's type, which must exist.
+func (v *view) subtypeTarget(o owner, rr *dns.PTR) (*registry.Instance, error) {
+	t, in := v.parseOwner(rr.Ptr)
+	if !in || t.kind != nameInstance || t.service != o.service || t.proto != o.proto {
+		return nil, refused("%s PTR %s: a subtype's PTR points at an instance of _%s._%s", o.name, rr.Ptr, o.service, o.proto)
+	}
+	inst, ok := v.tx.ByLabel(t.proto, t.service, t.label)
+	if !ok {
+		return nil, refused("%s PTR %s: no instance there; add its SRV first", o.name, rr.Ptr)
+	}
+	return inst, nil
+}
+
+// withoutSubtype writes inst without the subtype sub, if it has it.
+func (v *view) withoutSubtype(inst *registry.Instance, sub string, u *updateLog) error {
+	subs := slices.DeleteFunc(slices.Clone(inst.Subtypes), func(s string) bool { return registry.SameName(s, sub) })
+	if len(subs) == len(inst.Subtypes) {
+		return nil
+	}
+	c := *inst
+	c.Subtypes = subs
+	u.removed++
+	_, err := v.tx.PutInstance(c)
+	return err
+}
+
 // deleteRR removes one record (class NONE, RFC 2136 section 3.4.2.4).
 // Deleting a record that does not exist is not an error.
 func (v *view) deleteRR(o owner, rr dns.RR, u *updateLog) error {
@@ -655,6 +708,15 @@ func (v *view) deleteRR(o owner, rr dns.RR, u *updateLog) error {
 		u.removed++
 		_, err := v.tx.PutInstance(c)
 		return err
+	case *dns.PTR:
+		if o.kind != nameSubtype {
+			return nil
+		}
+		inst, err := v.subtypeTarget(o, rr)
+		if err != nil {
+			return nil // no such instance: no such record to delete
+		}
+		return v.withoutSubtype(inst, o.subtype, u)
 	case *dns.A, *dns.AAAA:
 		if o.kind != nameHost {
 			return nil
@@ -692,6 +754,17 @@ func (v *view) deleteRRset(o owner, t uint16, u *updateLog) error {
 			}
 		}
 		return v.deleteInstances(ids, u)
+	case nameSubtype:
+		if t != dns.TypePTR && t != dns.TypeANY {
+			return nil
+		}
+		insts := slices.Collect(v.tx.Subtype(o.proto, o.service, o.subtype)) // before writing
+		for _, inst := range insts {
+			if err := v.withoutSubtype(inst, o.subtype, u); err != nil {
+				return err
+			}
+		}
+		return nil
 	case nameHost:
 		switch t {
 		case dns.TypeA:

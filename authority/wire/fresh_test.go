@@ -28,6 +28,7 @@ func staleRequests() []*dns.Msg {
 		"70.0.9.10.in-addr.arpa.", "2.0.0.127.in-addr.arpa.",
 		"late.svc.internal.", "_late._tcp.svc.internal.", "L1._late._tcp.svc.internal.", "lab2.svc.internal.",
 		"x.lab2.svc.internal.", "auto.svc.internal.", "_smtp._tcp.svc.internal.", "_bulk._tcp.svc.internal.",
+		"_printer._sub._http._tcp.svc.internal.", "_printer._sub._echo._tcp.svc.internal.", "_sub._echo._tcp.svc.internal.",
 	}
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypeSOA, dns.TypeNS, dns.TypeMX, dns.TypePTR, dns.TypeANY}
 	var reqs []*dns.Msg
@@ -110,6 +111,28 @@ func TestWireCacheAcrossUpdates(t *testing.T) {
 			}
 			return fmt.Errorf("no http")
 		}, "_echo._tcp.svc.internal. SRV", `my\032web\.v2._http._tcp.svc.internal. TXT`},
+		// A subtype (RFC 6763 section 7.1) is an answer shape the cache has
+		// no code for: what its lookup read keeps it fresh.
+		{"subtype added", func(tx *registry.Tx) error {
+			for inst := range tx.Instances("tcp", "http") {
+				i := *inst
+				i.Subtypes = []string{"_printer"}
+				_, err := tx.PutInstance(i)
+				return err
+			}
+			return fmt.Errorf("no http")
+		}, "_echo._tcp.svc.internal. SRV", "_printer._sub._http._tcp.svc.internal. PTR"},
+		{"subtype on another type", func(tx *registry.Tx) error {
+			_, err := tx.PutInstance(registry.Instance{ID: "e8", Service: "echo", Proto: "tcp", Host: "m7", Port: 8, Subtypes: []string{"_printer"}})
+			return err
+		}, "_printer._sub._http._tcp.svc.internal. PTR", "_printer._sub._echo._tcp.svc.internal. PTR"},
+		{"subtype gone", func(tx *registry.Tx) error {
+			inst, _ := tx.Instance("e8")
+			i := *inst
+			i.Subtypes = nil
+			_, err := tx.PutInstance(i)
+			return err
+		}, "_printer._sub._http._tcp.svc.internal. PTR", "_sub._echo._tcp.svc.internal. PTR"},
 		{"type gone", func(tx *registry.Tx) error { return tx.DeleteInstance("late") },
 			"www.lab.svc.internal. A", "_services._dns-sd._udp.svc.internal. PTR"},
 		{"host named like a former service", host("late", "192.0.2.88"), "_echo._tcp.svc.internal. SRV", "late.svc.internal. A"},
@@ -349,12 +372,13 @@ func FuzzWireCache(f *testing.F) {
 	const P, D, H, Ph, Dh, Ch, C = registrytest.OpPutInstance, registrytest.OpDeleteInstance, registrytest.OpSetHealth,
 		registrytest.OpPutHost, registrytest.OpDeleteHost, registrytest.OpChangeInstance, registrytest.OpCommit
 	programs := [][]byte{
-		{P, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, C, D, 0},        // an instance of echo on a, then gone
-		{Ph, 1, 2, 1, 3, 0, 0, C, Dh, 1},                     // b moves to ::1 and 2001:db8::2, then goes
-		{H, 3, 1, C, Ch, 3, 0, 2, C, Ch, 5, 3, 4},            // health, TXT, host of existing instances
-		{Ph, 5, 1, 4, 0, 0, P, 3, 0, 5, 2, 2, 0, 0, 0, 0, 1}, // a host below lab2; late on it
-		{P, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, Ch, 9, 4, 5},    // mail on b, relabelled
-		{Ph, 8, 1, 4, 1, 1, C, Ch, 40, 1, 2},                 // m7 moves; an instance of many changes port
+		{P, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, C, D, 0},                             // an instance of echo on a, then gone
+		{Ph, 1, 2, 1, 3, 0, 0, C, Dh, 1},                                          // b moves to ::1 and 2001:db8::2, then goes
+		{H, 3, 1, C, Ch, 3, 0, 2, C, Ch, 5, 3, 4},                                 // health, TXT, host of existing instances
+		{Ph, 5, 1, 4, 0, 0, P, 3, 0, 5, 2, 2, 0, 0, 0, 0, 1},                      // a host below lab2; late on it
+		{P, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, Ch, 9, 4, 5},                         // mail on b, relabelled
+		{Ph, 8, 1, 4, 1, 1, C, Ch, 40, 1, 2},                                      // m7 moves; an instance of many changes port
+		{Ch, 0, 6, 1, C, Ch, 0, 6, 2, C, Ch, 0, 6, 3, C, H, 0, 1, C, Ch, 0, 6, 0}, // subtypes come, grow, change case, fail, go
 	}
 	for i, r := range staleRequests() {
 		if i%7 == 0 {
@@ -446,6 +470,10 @@ func panelRequests() [][]byte {
 				if l != "" {
 					qs = append(qs, q{escapeLabel(l) + "." + typ, []uint16{dns.TypeSRV, dns.TypeTXT}})
 				}
+			}
+			qs = append(qs, q{"_sub." + typ, []uint16{dns.TypePTR}})
+			for _, st := range []string{"_printer", "_scan", "_sub", "_fax"} {
+				qs = append(qs, q{st + "._sub." + typ, []uint16{dns.TypePTR, dns.TypeANY}})
 			}
 		}
 	}

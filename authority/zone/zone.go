@@ -8,6 +8,7 @@
 //	S.Z                        A, AAAA: the hosts of S's healthy instances
 //	_S._P.Z                    SRV (RFC 2782), PTR (DNS-SD browsing, RFC 6763)
 //	<instance>._S._P.Z         SRV, TXT
+//	<sub>._sub._S._P.Z         PTR: the instances with that subtype (RFC 6763 section 7.1)
 //	_services._dns-sd._udp.Z   PTR _S._P.Z, one per service type
 //
 // and the reverse (PTR) name of every registered address. A service whose
@@ -293,7 +294,43 @@ func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype
 			}
 		}
 	}
+	// Subtypes, RFC 6763 section 7.1: _printer._sub._http._tcp lists the
+	// instances of _http._tcp that have the subtype _printer, and
+	// _sub._http._tcp is above it. Like a type, a subtype whose instances
+	// all fail their checks keeps its name, which answers NODATA.
+	if len(lc) == 4 && lc[1] == "_sub" && isService(lc[2]) && isProto(lc[3]) {
+		proto, service := lc[3][1:], lc[2][1:]
+		ptrs, found := z.subtypePTR(snap, proto, service, rel[0], owner, add)
+		exists = exists || found
+		if want(dns.TypePTR) {
+			rrs = append(rrs, ptrs...)
+		}
+	}
+	if len(lc) == 3 && lc[0] == "_sub" && isService(lc[1]) && isProto(lc[2]) && snap.HasSubtypes(lc[2][1:], lc[1][1:]) {
+		exists = true
+	}
 	return rrs, exists
+}
+
+// subtypePTR is the browse RRset of a subtype, one PTR per healthy
+// instance that has it, with their SRV, TXT and addresses to add as for
+// the type's (RFC 6763 section 12.1); found says whether any instance,
+// healthy or not, has the subtype.
+func (z *Zone) subtypePTR(snap *registry.Snapshot, proto, service, sub, owner string, add *additions) (rrs []dns.RR, found bool) {
+	ttl := uint32(registry.MaxTTL)
+	for inst := range snap.Subtype(proto, service, sub) {
+		found = true
+		if !inst.Healthy() {
+			continue
+		}
+		ttl = min(ttl, inst.TTL)
+		rrs = append(rrs, &dns.PTR{
+			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET},
+			Ptr: z.instanceName(inst),
+		})
+		add.instance(inst)
+	}
+	return setTTL(rrs, ttl), found
 }
 
 // mx synthesizes the apex MX RRset from the healthy instances of
@@ -537,6 +574,9 @@ func (z *Zone) Records(snap *registry.Snapshot) []dns.RR {
 		for inst := range snap.Instances(t.Proto, t.Service) {
 			if inst.Healthy() {
 				addNode([]string{inst.Label, "_" + t.Service, "_" + t.Proto}, z.instanceName(inst))
+			}
+			for _, st := range inst.Subtypes {
+				addNode([]string{st, "_sub", "_" + t.Service, "_" + t.Proto}, EscapeLabel(st)+"._sub."+z.abs(typeName(t.Proto, t.Service)))
 			}
 		}
 	}

@@ -85,14 +85,15 @@ type txtWant struct {
 	dig     string // what dig +short prints, written by hand
 }
 
-// TestNamesAndBytes registers TXT records and names of any bytes through
-// nsupdate, dnspython's UPDATE and the HTTP API, and reads them back with
-// dig and dnspython, by query, AXFR and IXFR, from annuaire before and
-// after a restart, from its export (which named-checkzone and kzonecheck
-// accept) and from BIND as a secondary: every byte comes back, in order;
-// names differing in a non-ASCII byte stay apart, and only ASCII case
-// folds (RFC 1035 section 3.3.14, RFC 4343, RFC 6763 sections 4.3 and 6,
-// RFC 2181 section 8).
+// TestNamesAndBytes registers TXT records, names of any bytes, the
+// instance "Imprimante Salle 2.3 (étage)" and subtypes through nsupdate,
+// dnspython's UPDATE and the HTTP API, and reads them back with dig and
+// dnspython, by query, browse, AXFR and IXFR, from annuaire before and
+// after a restart, with `annuaire lookup`, from its export (which
+// named-checkzone and kzonecheck accept) and from BIND as a secondary:
+// every byte comes back, in order; names differing in a non-ASCII byte
+// stay apart, and only ASCII case folds (RFC 1035 section 3.3.14, RFC
+// 4343, RFC 6763 sections 4.3, 6 and 7.1, RFC 2181 section 8).
 func TestNamesAndBytes(t *testing.T) {
 	nsupdate := testenv.NeedTool(t, "nsupdate")
 	named := testenv.NeedTool(t, "named")
@@ -143,6 +144,7 @@ send
 		{Name: hexAll("Py", "_ipp", "_tcp"), TTL: 60, Type: "TXT", Strings: hexAll(pyTXT...)},
 		{Name: hexAll(imprimante, "_printer", "_tcp"), TTL: 60, Type: "SRV", SRV: []any{0, 0, 515, hexAll("printer")}},
 		{Name: hexAll(imprimante, "_printer", "_tcp"), TTL: 60, Type: "TXT", Strings: hexAll(`note=étage "2"`)},
+		{Name: hexAll("_color", "_sub", "_printer", "_tcp"), TTL: 60, Type: "PTR", Target: hexAll(imprimante, "_printer", "_tcp")},
 	}})
 	if res[0].Rcode != "NOERROR" {
 		t.Fatalf("dnspython UPDATE: %s", res[0].Rcode)
@@ -150,7 +152,7 @@ send
 
 	// 3. The HTTP API: the list form of TXT, a string that is not UTF-8
 	// as base64, a TTL of 0.
-	body, _ := json.Marshal(web.Registration{Name: "ipp", Port: new(634), Host: "printer", Instance: imprimante, TTL: new(0),
+	body, _ := json.Marshal(web.Registration{Name: "ipp", Port: new(634), Host: "printer", Instance: imprimante, TTL: new(0), Subtypes: []string{"printer"},
 		TXT: registry.TXT{"txtvers=1", "utf=café", "bin=\x00\xff", "duplex", "paper=A4"}})
 	if !bytes.Contains(body, []byte(`{"base64":"YmluPQD/"}`)) {
 		t.Fatalf("the request does not carry the binary string as base64: %s", body)
@@ -190,8 +192,22 @@ send
 		{[]string{"bin\xc0", "_x", "_tcp"}, 0, 0}, {[]string{"_zero", "_tcp"}, 9, 0}, {[]string{imprimante, "_ipp", "_tcp"}, 634, 0},
 	}
 
+	// Browsing (RFC 6763 section 4) and browsing a subtype (section 7.1):
+	// each PTR RRset and the instances it must name.
+	browse := []struct {
+		labels  []string
+		targets [][]string
+	}{
+		{[]string{"_ipp", "_tcp"}, [][]string{{"Imp", "_ipp", "_tcp"}, {"Py", "_ipp", "_tcp"}, {imprimante, "_ipp", "_tcp"}}},
+		{[]string{"_printer", "_sub", "_ipp", "_tcp"}, [][]string{{imprimante, "_ipp", "_tcp"}}},
+		{[]string{"_printer", "_tcp"}, [][]string{{imprimante, "_printer", "_tcp"}}},
+		{[]string{"_color", "_sub", "_printer", "_tcp"}, [][]string{{imprimante, "_printer", "_tcp"}}},
+	}
 	check := func(t *testing.T, server string, transfers bool) {
 		var ops []map[string]any
+		for _, b := range browse {
+			ops = append(ops, map[string]any{"op": "query", "name": hexAll(b.labels...), "type": "PTR"})
+		}
 		for _, w := range txts {
 			ops = append(ops, map[string]any{"op": "query", "name": hexAll(w.labels...), "type": "TXT"})
 		}
@@ -202,6 +218,21 @@ send
 			ops = append(ops, map[string]any{"op": "xfr", "type": "AXFR"})
 		}
 		res := dnspython(t, py, server, keyName, secret, ops...)
+		for i, b := range browse {
+			var got, want []string
+			for _, rr := range res[i].Answer {
+				got = append(got, strings.Join(rr.Target, "."))
+			}
+			for _, l := range b.targets {
+				want = append(want, strings.Join(hexAll(l...), "."))
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("dnspython browse %q: %q, want %q", b.labels, got, want)
+			}
+		}
+		res = res[len(browse):]
 		for i, w := range txts {
 			if a := res[i].Answer; len(a) != 1 || !slices.Equal(a[0].Strings, hexAll(w.strings...)) || a[0].TTL != w.ttl {
 				t.Errorf("dnspython TXT %q: %+v, want %q ttl %d", w.labels, res[i], w.strings, w.ttl)
@@ -255,8 +286,22 @@ send
 	a = startServeOn(t, a.data, flags...)
 	t.Run("after a restart", func(t *testing.T) { check(t, a.dns, true) })
 
+	// The CLI resolves the instance by its name, the dot escaped as a user
+	// types it, and shows its TXT as the bytes served.
+	out, errs, code := runCLI(t, nil, "lookup", "--server", a.dns, "--json", `Imprimante Salle 2\.3 (étage)._ipp._tcp`)
+	var chain struct {
+		TXT        registry.TXT `json:"txt"`
+		Candidates []struct {
+			Port int `json:"port"`
+		} `json:"candidates"`
+	}
+	if err := json.Unmarshal([]byte(out), &chain); code != 0 || err != nil || len(chain.Candidates) != 1 || chain.Candidates[0].Port != 634 ||
+		!slices.Equal(chain.TXT, registry.TXT{"txtvers=1", "utf=café", "bin=\x00\xff", "duplex", "paper=A4"}) {
+		t.Errorf("annuaire lookup --json: %d %v\n%s%s", code, err, out, errs)
+	}
+
 	// The export, checked by two zone checkers, parsed back.
-	out, errs, code := runCLI(t, nil, "export", "--server", a.dns, "--tsig", key)
+	out, errs, code = runCLI(t, nil, "export", "--server", a.dns, "--tsig", key)
 	if code != 0 {
 		t.Fatalf("export: %d %s", code, errs)
 	}

@@ -168,7 +168,7 @@ registered _db._tcp.svc.internal. SRV 0 0 5432 h-127-0-0-2.svc.internal. → 127
 func runRegister(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "register")
 	api := addAPIFlags(e, fs)
-	var addrs, txt listFlag
+	var addrs, txt, subtypes listFlag
 	host := fs.String("host", "", "SRV target `host`, relative to the zone")
 	fs.Var(&addrs, "address", "host `IP` address (repeatable)")
 	proto := choice(fs, "proto", "tcp", "transport protocol", "tcp", "udp")
@@ -176,6 +176,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	priority := fs.Int("priority", 0, "SRV `priority`: lower is tried first")
 	weight := fs.Int("weight", 0, "SRV `weight` among equal priorities")
 	ttl := fs.Int("ttl", 0, "record TTL in `seconds` (default: the server's)")
+	fs.Var(&subtypes, "subtype", "DNS-SD `subtype` such as _printer (repeatable; RFC 6763 section 7.1)")
 	fs.Var(&txt, "txt", "TXT string `key=value`, or a boolean key alone (repeatable, served in this order)")
 	check := choice(fs, "check", "", "health check: tcp connects, http GETs (2xx or 3xx pass), ttl waits for PUT /api/services/ID/heartbeat", "tcp", "http", "ttl")
 	checkTarget := fs.String("check-target", "", "check `target`: HOST:PORT for tcp, a URL for http (default: the instance's address and port)")
@@ -203,6 +204,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	if len(txt) > 0 {
 		body.TXT = registry.TXT(txt)
 	}
+	body.Subtypes = subtypes
 	if *check != "" {
 		body.Check = &web.CheckRequest{Type: *check, Target: *checkTarget}
 		if *checkInterval != 0 {

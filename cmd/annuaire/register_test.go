@@ -71,13 +71,13 @@ func TestRegisterCommands(t *testing.T) {
 	})
 	t.Run("register with flags between arguments", func(t *testing.T) {
 		out, errs, code := runCLI(t, noToken, "register", "--token", token, "www", "--address", "192.0.2.1",
-			"--address", "2001:db8::1", "8080", "--host", "lab", "--txt", "path=/", "--txt", "duplex", "--priority", "1", "--weight", "5",
+			"--address", "2001:db8::1", "8080", "--host", "lab", "--txt", "path=/", "--txt", "duplex", "--subtype", "printer", "--priority", "1", "--weight", "5",
 			"--check", "tcp", "--check-interval", "1s", "--proto", "tcp")
 		if code != 0 || out != "http-tcp-lab-8080\n" {
 			t.Fatalf("code %d, stdout %q, stderr %q", code, out, errs)
 		}
 		inst, ok := reg.Snapshot().Instance("http-tcp-lab-8080")
-		if !ok || inst.Priority != 1 || inst.Weight != 5 || !slices.Equal(inst.TXT, registry.TXT{"path=/", "duplex"}) || inst.Check == nil || inst.Check.Target != "192.0.2.1:8080" {
+		if !ok || inst.Priority != 1 || inst.Weight != 5 || !slices.Equal(inst.TXT, registry.TXT{"path=/", "duplex"}) || !slices.Equal(inst.Subtypes, []string{"_printer"}) || inst.Check == nil || inst.Check.Target != "192.0.2.1:8080" {
 			t.Errorf("registered %+v", inst)
 		}
 		if h, ok := reg.Snapshot().Host("lab"); !ok || len(h.Addrs) != 2 {

@@ -27,7 +27,10 @@ var (
 		netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("::1"),
 		netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("10.9.0.7"), netip.MustParseAddr("192.0.2.7"),
 	}
-	TXTs = []registry.TXT{nil, {"v=1"}, {"v=2", "path=/"}, {"path=/", "v=2"}, {"duplex"}, {"duplex="}, {"bin=\x00\xff"}}
+	// Subtypes differ in ASCII case only, or not at all; "_sub" is also a
+	// label of the name that lists them.
+	Subtypes = [][]string{nil, {"_printer"}, {"_printer", "_scan"}, {"_PRINTER"}, {"_scan", "_sub"}}
+	TXTs     = []registry.TXT{nil, {"v=1"}, {"v=2", "path=/"}, {"path=/", "v=2"}, {"duplex"}, {"duplex="}, {"bin=\x00\xff"}}
 )
 
 // Operations, the first byte of each (modulo their number).
@@ -118,7 +121,7 @@ func apply(tx *registry.Tx, op byte, p *reader) error {
 		}
 		old, _ := tx.Instance(id)
 		inst := *old
-		switch p.byte() % 6 {
+		switch p.byte() % 7 { // 7, not a new operation: older programs keep their meaning
 		case 0:
 			inst.TXT = slices.Clone(pick(p, TXTs))
 		case 1:
@@ -131,6 +134,8 @@ func apply(tx *registry.Tx, op byte, p *reader) error {
 			inst.Label = pick(p, Labels)
 		case 5:
 			inst.TTL = pick(p, []uint32{0, 5, 30})
+		case 6:
+			inst.Subtypes = slices.Clone(pick(p, Subtypes))
 		}
 		_, err := tx.PutInstance(inst)
 		return err

@@ -28,8 +28,9 @@ type Registration struct {
 	Addresses []string      `json:"addresses,omitempty"`
 	Priority  int           `json:"priority,omitempty"`
 	Weight    int           `json:"weight,omitempty"`
-	TTL       *int          `json:"ttl,omitempty"` // absent: registry.DefaultTTL; 0 is a TTL
-	TXT       registry.TXT  `json:"txt,omitempty"` // ["txtvers=1", "duplex"], or {"key": "value"}
+	TTL       *int          `json:"ttl,omitempty"`      // absent: registry.DefaultTTL; 0 is a TTL
+	TXT       registry.TXT  `json:"txt,omitempty"`      // ["txtvers=1", "duplex"], or {"key": "value"}
+	Subtypes  []string      `json:"subtypes,omitempty"` // ["_printer"]; "printer" is "_printer"
 	Check     *CheckRequest `json:"check,omitempty"`
 }
 
@@ -162,6 +163,7 @@ func (s *Server) registration(req *Registration, remote string) (registry.Regist
 		Weight:   req.Weight,
 		TTL:      req.TTL,
 		TXT:      req.TXT,
+		Subtypes: req.Subtypes,
 	}
 	if z := "." + strings.TrimSuffix(s.zone(), "."); len(rr.Host) > len(z) && registry.SameName(rr.Host[len(rr.Host)-len(z):], z) {
 		rr.Host = rr.Host[:len(rr.Host)-len(z)]

@@ -179,6 +179,8 @@ func TestRegisterDefaults(t *testing.T) {
 			map[string]any{"host": "box", "proto": "udp", "txt": []any{"path=/"}}, "192.0.2.7", "_echo._udp.svc.internal. SRV 0 0 7007 box.svc.internal."},
 		{"TXT as a list, in order, a boolean key, ttl 0", `{"name":"ipp","port":631,"txt":["txtvers=1","duplex","paper=A4","empty="],"ttl":0}`,
 			map[string]any{"txt": []any{"txtvers=1", "duplex", "paper=A4", "empty="}, "ttl": 0}, "127.0.0.1", ""},
+		{"subtypes, with or without their underscore", `{"name":"ipp","port":631,"subtypes":["printer","_scan"]}`,
+			map[string]any{"subtypes": []any{"_printer", "_scan"}}, "127.0.0.1", ""},
 		{"TXT as an object keeps its order", `{"name":"ipp","port":631,"txt":{"txtvers":"1","b":"2","a":""}}`,
 			map[string]any{"txt": []any{"txtvers=1", "b=2", "a="}, "ttl": 10}, "127.0.0.1", ""},
 		{"tcp check defaults to the endpoint", `{"name":"echo","port":7007,"addresses":["192.0.2.8"],"check":{"type":"tcp"}}`,

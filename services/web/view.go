@@ -25,7 +25,8 @@ type Service struct {
 	Priority  uint16                `json:"priority"`
 	Weight    uint16                `json:"weight"`
 	TTL       uint32                `json:"ttl"`
-	TXT       registry.TXT          `json:"txt"` // in order; a string that is not UTF-8 as {"base64": "..."}
+	TXT       registry.TXT          `json:"txt"`      // in order; a string that is not UTF-8 as {"base64": "..."}
+	Subtypes  []string              `json:"subtypes"` // DNS-SD subtypes: "_printer"
 	Check     *registry.Check       `json:"check,omitempty"`
 	LastCheck *registry.CheckResult `json:"last_check,omitempty"` // what the check found last; absent until it ran
 	Health    registry.Health       `json:"health"`
@@ -70,7 +71,10 @@ func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) Service 
 	v := Service{
 		ID: inst.ID, Name: inst.Service, Proto: inst.Proto, Instance: inst.Label, Host: inst.Host,
 		Port: inst.Port, Priority: inst.Priority, Weight: inst.Weight, TTL: inst.TTL,
-		TXT: inst.TXT, Check: inst.Check, Health: inst.Health, Addresses: []string{},
+		TXT: inst.TXT, Subtypes: inst.Subtypes, Check: inst.Check, Health: inst.Health, Addresses: []string{},
+	}
+	if v.Subtypes == nil {
+		v.Subtypes = []string{} // [], not null
 	}
 	if v.TXT == nil {
 		v.TXT = registry.TXT{} // [], not null

@@ -9,7 +9,8 @@ Operations:
   {"op": "query", "name": [...], "type": "TXT"}         a query over UDP (TCP if truncated)
   {"op": "xfr", "type": "AXFR"|"IXFR", "serial": N}     a transfer, TSIG-signed
 An RR is {"name": [...], "ttl": N, "type": T, and "strings": [...] for TXT,
-"srv": [prio, weight, port, [target labels]] for SRV, "text" otherwise}.
+"srv": [prio, weight, port, [target labels]] for SRV, "target": [labels] for
+PTR, "text" otherwise}.
 """
 
 import json
@@ -23,6 +24,7 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.tsigkeyring
@@ -47,6 +49,8 @@ def rdata_of(rr):
     t = dns.rdatatype.from_text(rr["type"])
     if t == dns.rdatatype.TXT:
         return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, t, [bytes.fromhex(s) for s in rr["strings"]])
+    if t == dns.rdatatype.PTR:
+        return dns.rdtypes.ANY.PTR.PTR(dns.rdataclass.IN, t, name_of(rr["target"]))
     if t == dns.rdatatype.SRV:
         p, w, port_, target = rr["srv"]
         return dns.rdata.from_text(dns.rdataclass.IN, t, "%d %d %d %s" % (p, w, port_, name_of(target).to_text()))
