@@ -191,7 +191,12 @@ func exitCode(e *env, err error) int {
 		fmt.Fprintf(e.stderr, "annuaire: %v\ntry 'annuaire --help'\n", err)
 		return 2
 	default:
-		fmt.Fprintln(e.stderr, "annuaire:", err)
+		// errors.Join's lines (every address serve could not bind) each
+		// stand alone.
+		for line := range strings.Lines(err.Error()) {
+			fmt.Fprint(e.stderr, "annuaire: ", line)
+		}
+		fmt.Fprintln(e.stderr)
 		return 1
 	}
 }

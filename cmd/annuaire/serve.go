@@ -393,12 +393,14 @@ func (l *listeners) socket(flag, proto string) *socket {
 	return nil
 }
 
-// listen binds every listener; the first failure is one line naming the
-// flag and the address.
+// listen binds every listener. Each address that cannot be bound is one
+// line naming its flag, all of them in one go: a user who runs a second
+// annuaire beside the first learns every flag to change at once.
 func listen(ctx context.Context, f *serveFlags) (l *listeners, err error) {
 	l = &listeners{}
+	var errs []error
 	defer func() {
-		if err != nil {
+		if err = errors.Join(errs...); err != nil {
 			l.close()
 		}
 	}()
@@ -406,7 +408,7 @@ func listen(ctx context.Context, f *serveFlags) (l *listeners, err error) {
 	if l.dnsTCP, l.dnsUDP, err = listenPair(ctx, func(addr string) (net.Listener, error) {
 		return lc.Listen(ctx, "tcp", addr)
 	}, f.dns); err != nil {
-		return l, flagError("--dns", f.dns, err)
+		errs = append(errs, flagError("--dns", f.dns, err))
 	}
 	for _, h := range hostedServices() {
 		addr := *f.hosted[h.flag]
@@ -415,7 +417,8 @@ func listen(ctx context.Context, f *serveFlags) (l *listeners, err error) {
 		}
 		sockets, err := listenHosted(ctx, f, h, addr)
 		if err != nil {
-			return l, flagError("--"+h.flag, addr, err)
+			errs = append(errs, flagError("--"+h.flag, addr, err))
+			continue
 		}
 		l.hosted = append(l.hosted, &hosting{row: h, sockets: sockets})
 	}
@@ -447,12 +450,17 @@ func listenPair(ctx context.Context, listenTCP func(string) (net.Listener, error
 	}
 }
 
-// flagError says which flag's address could not be bound, in one line:
-// "--echo 127.0.0.1:7007: address already in use".
+// flagError says which flag's address could not be bound, in one line,
+// with what to do when another program has it: "--echo 127.0.0.1:7007:
+// address already in use: give --echo another address, or :0 for any free
+// port".
 func flagError(flag, addr string, err error) error {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		return fmt.Errorf("%s %s: %w", flag, addr, errno)
+		err = errno
+	}
+	if errors.Is(err, errAddrInUse) {
+		return fmt.Errorf("%s %s: %w: give %s another address, or :0 for any free port", flag, addr, err, flag)
 	}
 	return fmt.Errorf("%s %s: %w", flag, addr, err)
 }

@@ -309,24 +309,31 @@ func TestStopCommand(t *testing.T) {
 	}
 }
 
+// TestServePortInUse: every address another program holds is named at
+// once, each with its flag and what to do.
 func TestServePortInUse(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var busy []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		busy = append(busy, ln.Addr().String())
 	}
-	defer busy.Close()
-	args := append(append([]string{"serve", "--dns", "127.0.0.1:0"}, anyPorts()...), "--web", busy.Addr().String(), "--data", t.TempDir())
+	args := append(append([]string{"serve", "--dns", "127.0.0.1:0"}, anyPorts()...), "--web", busy[0], "--telnet", busy[1], "--data", t.TempDir())
 	cmd := command(t, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 1 {
 		t.Fatalf("exit = %v, want 1\n%s", err, stderr.String())
 	}
-	want := "--web " + busy.Addr().String() + ": address already in use"
-	if !strings.Contains(stderr.String(), want) {
-		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	want := "annuaire: --web " + busy[0] + ": address already in use: give --web another address, or :0 for any free port\n" +
+		"annuaire: --telnet " + busy[1] + ": address already in use: give --telnet another address, or :0 for any free port\n"
+	if stderr.String() != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
 	}
 }
 
