@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,7 +267,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	serve("heartbeat", func(ctx context.Context) error { return heartbeat(ctx, checker, self, hostedBeat) })
 	if web := l.socket("web", "tcp"); web != nil {
-		fmt.Fprintf(e.stdout, "%-7s http://%s/ (API token in %s)\n", "web", web.addr(), filepath.Join(f.data, "token"))
+		// http://[::]:8080/ is no address a browser can open: a wildcard
+		// shows the address published for it.
+		ip, port, err := hosts.advertise(web.addr())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%-7s http://%s/ (API token in %s)\n", "web", netip.AddrPortFrom(ip, port), filepath.Join(f.data, "token"))
+	}
+	for _, line := range exposures(f, l) {
+		fmt.Fprintln(e.stdout, "warning:", line)
 	}
 	logger.Info("annuaire serving", "zone", zone, "dns", l.dnsUDP.LocalAddr().String(), "data", f.data)
 
@@ -423,6 +433,37 @@ func listen(ctx context.Context, f *serveFlags) (l *listeners, err error) {
 		l.hosted = append(l.hosted, &hosting{row: h, sockets: sockets})
 	}
 	return l, nil
+}
+
+// exposures says, one line per flag, what listens beyond loopback and what
+// anyone who reaches it can do: secure by default means loopback unless
+// told otherwise, and told otherwise is said out loud.
+func exposures(f *serveFlags, l *listeners) []string {
+	beyond := func(a net.Addr) bool {
+		ap, err := netip.ParseAddrPort(a.String())
+		return err == nil && !ap.Addr().IsLoopback()
+	}
+	var lines []string
+	if beyond(l.dnsUDP.LocalAddr()) {
+		what := "anyone can query the zone; UPDATE and transfers need a TSIG key"
+		if len(f.allowTransfer) > 0 {
+			what += " or a source in --allow-transfer " + strings.Join(f.allowTransfer, ", ")
+		}
+		lines = append(lines, fmt.Sprintf("--dns %s is reachable from the network: %s", l.dnsUDP.LocalAddr(), what))
+	}
+	for _, h := range l.hosted {
+		for _, s := range h.sockets {
+			if !beyond(s.addr()) || s.proto == "udp" && slices.Contains(h.row.protos, "tcp") {
+				continue // a TCP and UDP pair is one line
+			}
+			what := "anyone can use " + h.row.service
+			if h.row.flag == "web" {
+				what = "anyone can read the directory; writes and the received mail need the API token"
+			}
+			lines = append(lines, fmt.Sprintf("--%s %s is reachable from the network: %s", h.row.flag, s.addr(), what))
+		}
+	}
+	return lines
 }
 
 // listenPair binds TCP and UDP on the same port. With port 0 the UDP port
