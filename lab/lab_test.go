@@ -663,26 +663,11 @@ func TestConcurrentForksAndReaps(t *testing.T) {
 // bavard is a server that speaks first: a greeting at connection, then an
 // echo, and a goodbye at the end of the client's stream.
 func bavard(t *testing.T) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "bonjour du serveur\n")
-				io.Copy(c, c)
-				io.WriteString(c, "au revoir\n")
-			}()
-		}
-	}()
-	return ln
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		io.WriteString(c, "bonjour du serveur\n")
+		io.Copy(c, c)
+		io.WriteString(c, "au revoir\n")
+	})
 }
 
 // client_select.py prints what the server sends while stdin is silent,

@@ -4,26 +4,14 @@ import (
 	"fmt"
 	"net"
 	"testing"
+
+	"github.com/annuaire/annuaire/internal/testenv"
 )
 
 // acceptAndClose serves a loopback port that accepts and drops every
 // connection, the cheapest peer for measuring a dial.
 func acceptAndClose(b *testing.B) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testenv.Port(testenv.ServeTCP(b, func(net.Conn) {}))
 }
 
 // closeNow closes without TIME_WAIT, so that a long benchmark does not run

@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -13,21 +12,8 @@ import (
 
 // listenEchoOn is listenEcho on a given address.
 func listenEchoOn(t *testing.T, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return nil
+	_, err := testenv.ServeTCPOn(t, addr, testenv.Echo)
+	return err
 }
 
 // racePort returns a port where an echo listens on live and that is free

@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -40,21 +41,8 @@ _web._tcp       IN SRV  0 0 %d box
 // stops with the test.
 func listenEcho(t testing.TB) (net.Listener, int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln, ln.Addr().(*net.TCPAddr).Port
+	ln := testenv.ServeTCP(t, testenv.Echo)
+	return ln, testenv.Port(ln)
 }
 
 // deadPort returns a loopback port nothing listens on.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/services/web"
 )
@@ -161,31 +162,17 @@ func TestRun(t *testing.T) {
 // next of its answers, then closes that connection.
 func scripted(t *testing.T, answers ...string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			nc, err := ln.Accept()
+	ln := testenv.ServeTCP(t, func(nc net.Conn) {
+		br := bufio.NewReader(nc)
+		for _, a := range answers {
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer nc.Close()
-				br := bufio.NewReader(nc)
-				for _, a := range answers {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					req.Body.Close()
-					nc.Write([]byte(a))
-				}
-			}()
+			req.Body.Close()
+			nc.Write([]byte(a))
 		}
-	}()
+	})
 	return "http://" + ln.Addr().String()
 }
 

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
 
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/miekg/dns"
 )
 
@@ -65,24 +65,7 @@ func startZoneDNS(t *testing.T, zone string) string {
 // startEcho runs an echo server on loopback and returns its port.
 func startEcho(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testenv.Port(testenv.ServeTCP(t, testenv.Echo))
 }
 
 func echoZone(port int) string {
