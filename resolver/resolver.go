@@ -293,8 +293,9 @@ func (r *Resolver) plan(ctx context.Context, network, name string, timed bool) (
 	}
 	c.add(normalizeStep(name, rel, c, wk, known, port))
 
-	// 1. SRV, when the name can be a service label (RFC 6335 section 5.1).
-	if isServiceLabel(c.Service) {
+	// 1. SRV, when the name can be a service label: the registry's rule,
+	// RFC 6335 section 5.1's, which what annuaire registers follows.
+	if registry.ValidServiceName(c.Service) == nil {
 		a, st := r.query(ctx, "srv", "_"+c.Service+"._"+c.Proto+"."+r.zone, dns.TypeSRV)
 		c.add(st)
 		if a.err != nil {
@@ -617,7 +618,7 @@ func isInstanceName(labels []string) bool {
 		return false
 	}
 	service, proto := registry.FoldName(labels[1]), registry.FoldName(labels[2])
-	return strings.HasPrefix(service, "_") && isServiceLabel(service[1:]) && (proto == "_tcp" || proto == "_udp")
+	return strings.HasPrefix(service, "_") && registry.ValidServiceName(service[1:]) == nil && (proto == "_tcp" || proto == "_udp")
 }
 
 // instancePlan is the chain of a DNS-SD instance (RFC 6763 section 4.3):
@@ -694,17 +695,3 @@ func txtBytes(rr *dns.TXT) []string {
 	return out
 }
 
-// isServiceLabel reports whether s can be the _Service label of an SRV
-// name: letters, digits and hyphens, as RFC 6335 section 5.1 asks (we
-// allow up to 63 characters where it says 15, as some sites do).
-func isServiceLabel(s string) bool {
-	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for _, ch := range s {
-		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-') {
-			return false
-		}
-	}
-	return true
-}

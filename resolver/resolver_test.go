@@ -151,6 +151,9 @@ func TestErrors(t *testing.T) {
 		{"nosuch", "nosuch: _nosuch._tcp.svc.internal. SRV: NXDOMAIN; nosuch.svc.internal. A: NXDOMAIN; not a well-known service either: no such service", ErrNoSuchService},
 		{"gone", `gone: _gone._tcp.svc.internal. SRV: 0 0 0 .; target ".": service decidedly not available`, ErrNotAvailable},
 		{"box", "box: _box._tcp.svc.internal. SRV: NXDOMAIN; box.svc.internal. A: 127.0.0.1; box.svc.internal. has an address but no port: no SRV record and not a well-known service: no such service", ErrNoSuchService},
+		// 16 letters: no service name (RFC 6335 section 5.1, the registry's
+		// rule), so no SRV is asked, as the registry could hold none.
+		{"sixteen-letters0", "sixteen-letters0: sixteen-letters0.svc.internal. A: NXDOMAIN; not a well-known service either: no such service", ErrNoSuchService},
 		{"127.0.0.1", "127.0.0.1: 127.0.0.1 is not a service name in svc.internal., and no port was given: no such service", ErrNoSuchService},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
