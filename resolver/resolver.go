@@ -694,4 +694,3 @@ func txtBytes(rr *dns.TXT) []string {
 	}
 	return out
 }
-
