@@ -16,12 +16,20 @@ type Host struct {
 	// Auto marks a host created by an instance's registration: it goes away
 	// with the last instance that points at it.
 	Auto bool `json:"auto,omitempty"`
+	// Owner is the name of the token whose registration created the
+	// host, "" for the administrator: only they may change its addresses
+	// (owner.go).
+	Owner string `json:"owner,omitempty"`
 }
 
 func fillHost(h *Host) error {
 	h.Name = FoldName(strings.TrimSuffix(h.Name, "."))
 	if err := ValidHostName(h.Name); err != nil {
 		return &FieldError{"host", h.Name, err.Error()}
+	}
+	h.Owner = FoldName(h.Owner)
+	if err := validOwner(h.Owner); err != nil {
+		return err
 	}
 	if h.TTL > MaxTTL {
 		return &FieldError{"ttl", strconv.Itoa(int(h.TTL)), "must be at most " + strconv.Itoa(MaxTTL)}

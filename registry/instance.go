@@ -65,6 +65,9 @@ type Instance struct {
 	Subtypes []string `json:"subtypes,omitempty"`
 	Check    *Check   `json:"check,omitempty"`
 	Health   Health   `json:"health"`
+	// Owner is the name of the token that registered the instance, ""
+	// for the administrator (owner.go).
+	Owner string `json:"owner,omitempty"`
 }
 
 // instanceJSON is an Instance without its JSON methods.
@@ -167,6 +170,10 @@ func fillInstance(inst *Instance) error {
 			return &FieldError{"check.interval", time.Duration(inst.Check.Interval).String(), "must be between 100ms and 24h"}
 		}
 	}
+	inst.Owner = FoldName(inst.Owner)
+	if err := validOwner(inst.Owner); err != nil {
+		return err
+	}
 	if inst.Health == "" {
 		inst.Health = Passing
 	}
@@ -256,6 +263,9 @@ func (*Instance) derived(r *reader, keys []Key, before, after Row) []Key {
 		}
 		if !sameHost {
 			keys = r.rowKeys(keys, tableHostRefs, &hostRef{Name: inst.Host})
+		}
+		if inst.Owner != "" && (b == nil || a == nil || b.Owner != a.Owner) {
+			keys = r.rowKeys(keys, tableOwners, &ownerCount{Name: inst.Owner})
 		}
 	}
 	return keys

@@ -47,6 +47,9 @@ func reads() []read {
 		add("HasHostBelow "+h, func(s *registry.Snapshot) string { return fmt.Sprint(s.HasHostBelow(h)) })
 		add("OnHost "+h, func(s *registry.Snapshot) string { return ptrs(s.OnHost(h)) })
 	}
+	for _, o := range append(registrytest.Owners, "ALICE", "carol") {
+		add("Owned "+o, func(s *registry.Snapshot) string { return fmt.Sprint(s.Owned(o)) })
+	}
 	for _, a := range registrytest.Addrs {
 		add("HostsByAddr "+a.String(), func(s *registry.Snapshot) string { return ptrs(s.HostsByAddr(a)) })
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,14 @@ type Registration struct {
 	// means DefaultCheckInterval; a tcp or http check without a Target
 	// checks the first address at Port.
 	Check *Check
+	// Owner is who registers: a token's name, or "" for the
+	// administrator. An owner may replace only its own instance and
+	// change the addresses of only its own host (owner.go); the instance,
+	// and a host it creates, are the owner's.
+	Owner string
+	// MaxOwned, with an Owner, is how many instances the owner may hold
+	// once registered; 0 means no limit.
+	MaxOwned int
 }
 
 // Register validates reg, fills in its defaults and writes its host and
@@ -130,7 +139,9 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 		addrs = existing.Addrs
 	}
 
+	owner := FoldName(reg.Owner)
 	inst := Instance{
+		Owner:    owner,
 		ID:       reg.ID,
 		Service:  service,
 		Proto:    FoldName(strings.TrimSpace(reg.Proto)),
@@ -168,8 +179,28 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 			return "", &FieldError{"id", inst.ID, fmt.Sprintf("taken by _%s._%s instance %q, now at %s:%d", old.Service, old.Proto, old.Label, old.Host, old.Port)}
 		}
 	}
+	old, replacing := tx.Instance(inst.ID)
+	if replacing {
+		if err := checkOwner("instance "+strconv.Quote(old.ID), owner, old.Owner); err != nil {
+			return "", err
+		}
+	}
+	if owner != "" && reg.MaxOwned > 0 && !(replacing && old.Owner == owner) && tx.Owned(owner) >= reg.MaxOwned {
+		return "", &QuotaError{Owner: owner, Max: reg.MaxOwned}
+	}
 	if len(reg.Addresses) > 0 || !exists && len(addrs) > 0 {
-		h := Host{Name: host, Addrs: addrs, TTL: uint32(ttl), Auto: !exists || existing.Auto}
+		h := Host{Name: host, Addrs: addrs, TTL: uint32(ttl), Auto: !exists || existing.Auto, Owner: owner}
+		switch {
+		case !exists:
+		case mayChange(owner, existing.Owner):
+			h.Owner = existing.Owner // the administrator's change keeps it the owner's
+		case slices.Equal(existing.Addrs, addrs):
+			// Another's host, named with the addresses it has: the
+			// instance points at it and leaves it as it is.
+			h = *existing
+		default:
+			return "", checkOwner("host "+strconv.Quote(host), owner, existing.Owner)
+		}
 		if err := tx.PutHost(h); err != nil {
 			return "", err
 		}

@@ -659,6 +659,7 @@ type Tx struct {
 	// once, at the end).
 	types    map[typeKey]*pendingType
 	hostRefs map[string]*pendingRef // the same for host reference counts
+	owners   map[string]*pendingRef // the same for owners' instance counts (owner.go)
 	typesErr error
 
 	// The registry's marks of single use, and those this Tx adds (once.go).
@@ -795,6 +796,7 @@ func (tx *Tx) flushTypes() error {
 		}
 	}
 	clear(tx.hostRefs)
+	tx.flushOwners()
 	return tx.typesErr
 }
 
@@ -868,7 +870,7 @@ func (tx *Tx) PutHost(h Host) error {
 		return err
 	}
 	old, _ := tx.Host(h.Name)
-	if old != nil && old.Name == h.Name && old.TTL == h.TTL && old.Auto == h.Auto && slices.Equal(old.Addrs, h.Addrs) {
+	if old != nil && old.Name == h.Name && old.TTL == h.TTL && old.Auto == h.Auto && old.Owner == h.Owner && slices.Equal(old.Addrs, h.Addrs) {
 		return nil
 	}
 	if err := tx.txn.Insert(tableHosts, &h); err != nil {
@@ -907,6 +909,9 @@ func (tx *Tx) removeInstance(old *Instance) error {
 	if err := tx.countHost(old.Host, -1); err != nil {
 		return err
 	}
+	if err := tx.countOwner(old.Owner, -1); err != nil {
+		return err
+	}
 	return tx.countType(old, -1)
 }
 
@@ -918,6 +923,9 @@ func (tx *Tx) insertInstance(inst *Instance) error {
 	tx.noteWrite(inst.ID, inst)
 	tx.labels[labelKeyOf(inst.Proto, inst.Service, inst.Label)] = inst
 	if err := tx.countHost(inst.Host, +1); err != nil {
+		return err
+	}
+	if err := tx.countOwner(inst.Owner, +1); err != nil {
 		return err
 	}
 	return tx.countType(inst, +1)

@@ -16,6 +16,7 @@ const (
 	tableHosts     = "hosts"
 	tableZone      = "zone"
 	tableHostRefs  = "hostrefs"
+	tableOwners    = "owners"
 
 	indexID      = "id"
 	indexLabel   = "label"   // instances by (proto, service, DNS-SD instance label)
@@ -33,6 +34,7 @@ func schema() *memdb.DBSchema {
 		tableHosts:     hostsTable(),
 		tableZone:      zoneTable(),
 		tableHostRefs:  hostRefsTable(),
+		tableOwners:    ownersTable(),
 	}}
 }
 
@@ -118,6 +120,21 @@ func hostsTable() *memdb.TableSchema {
 func hostRefsTable() *memdb.TableSchema {
 	return &memdb.TableSchema{
 		Name: tableHostRefs,
+		Indexes: map[string]*memdb.IndexSchema{
+			indexID: {
+				Name:    indexID,
+				Unique:  true,
+				Indexer: &memdb.StringFieldIndex{Field: "Name"},
+			},
+		},
+	}
+}
+
+// ownersTable counts the instances each owner holds (owner.go), for
+// quotas: one row per owner instead of an index entry per instance.
+func ownersTable() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: tableOwners,
 		Indexes: map[string]*memdb.IndexSchema{
 			indexID: {
 				Name:    indexID,

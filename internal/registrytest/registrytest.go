@@ -30,6 +30,7 @@ var (
 	// Subtypes differ in ASCII case only, or not at all; "_sub" is also a
 	// label of the name that lists them.
 	Subtypes = [][]string{nil, {"_printer"}, {"_printer", "_scan"}, {"_PRINTER"}, {"_scan", "_sub"}}
+	Owners   = []string{"", "alice", "bob"}
 	TXTs     = []registry.TXT{nil, {"v=1"}, {"v=2", "path=/"}, {"path=/", "v=2"}, {"duplex"}, {"duplex="}, {"bin=\x00\xff"}}
 )
 
@@ -82,6 +83,7 @@ func apply(tx *registry.Tx, op byte, p *reader) error {
 			TTL:      pick(p, []uint32{0, 5, 30}),
 			TXT:      slices.Clone(pick(p, TXTs)), // rows never share an array
 			Health:   pick(p, []registry.Health{registry.Passing, registry.Critical}),
+			Owner:    pick(p, Owners),
 		}
 		_, err := tx.PutInstance(inst)
 		return err
