@@ -49,7 +49,11 @@ type QuotaError struct {
 }
 
 func (e *QuotaError) Error() string {
-	return e.Owner + " already holds " + strconv.Itoa(e.Max) + " instances, the most its token may"
+	n := strconv.Itoa(e.Max) + " instances"
+	if e.Max == 1 {
+		n = "1 instance"
+	}
+	return e.Owner + " already holds " + n + ", the most its token may"
 }
 
 func (e *QuotaError) Unwrap() error { return ErrQuota }
@@ -84,6 +88,23 @@ func (tx *Tx) Deregister(id, by string) error {
 		return err
 	}
 	return tx.DeleteInstance(inst.ID)
+}
+
+// checkService refuses a registration made as by into a service that
+// another owner's instances, or the administrator's, already answer for:
+// a service name is its first registrant's, or a student could put an
+// endpoint of theirs among another's SRV records, and half the clients
+// would reach it. A service whose instances all left is free again.
+func (tx *Tx) checkService(by string, inst *Instance) error {
+	if by == "" {
+		return nil
+	}
+	for other := range tx.Instances(inst.Proto, inst.Service) {
+		if other.ID != inst.ID && !mayChange(by, other.Owner) {
+			return &OwnerError{What: "service " + strconv.Quote("_"+inst.Service+"._"+inst.Proto), Owner: other.Owner, By: by}
+		}
+	}
+	return nil
 }
 
 // MayChange reports whether a write made as by ("" for the administrator)

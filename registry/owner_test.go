@@ -65,6 +65,35 @@ func TestOwnership(t *testing.T) {
 		}
 	})
 
+	t.Run("Service", func(t *testing.T) {
+		// bob's endpoint among alice's SRV records: refused, for him.
+		_, err := register(r, student("bob", "echo-alice", 4002, "127.0.0.3"))
+		if !errors.Is(err, ErrNotOwner) || err.Error() != `service "_echo-alice._tcp" belongs to alice, not to bob` {
+			t.Errorf("bob joins alice's service: %v", err)
+		}
+		// Nor the administrator's.
+		if _, err := register(r, student("", "echo", 7007, "127.0.0.1")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := register(r, student("bob", "echo", 4002, "127.0.0.3")); !errors.Is(err, ErrNotOwner) {
+			t.Errorf("bob joins the administrator's echo: %v", err)
+		}
+		// alice adds a second instance to her own; bob's service over
+		// udp is another service.
+		id, err := register(r, student("alice", "echo-alice", 4003, "127.0.0.2"))
+		if err != nil {
+			t.Errorf("alice's second instance: %v", err)
+		}
+		deregister(r, id, "alice")
+		udp := student("bob", "echo-alice", 4002, "127.0.0.3")
+		udp.Proto = "udp"
+		id, err = register(r, udp)
+		if err != nil {
+			t.Errorf("bob's echo-alice over udp: %v", err)
+		}
+		deregister(r, id, "bob")
+	})
+
 	t.Run("SharedHost", func(t *testing.T) {
 		// bob's server on alice's machine: the host as it is, still hers.
 		id, err := register(r, student("bob", "echo-bob", 4001, "127.0.0.2"))
@@ -123,10 +152,10 @@ func TestQuota(t *testing.T) {
 		t.Errorf("Owned: %d, want 2", n)
 	}
 	// Others' instances do not count, and a deregistration frees a place.
-	if _, err := register(r, student("bob", "echo", 5000, "127.0.0.3")); err != nil {
+	if _, err := register(r, student("bob", "echo-bob", 5000, "127.0.0.3")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := register(r, student("", "echo", 5001, "127.0.0.1")); err != nil {
+	if _, err := register(r, student("", "http", 5001, "127.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
 	if err := deregister(r, "echo-tcp-h-127-0-0-2-4000", "alice"); err != nil {
@@ -150,7 +179,7 @@ func TestOwnershipDurable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := register(r, student("bob", "echo", 5000, "127.0.0.3")); err != nil {
+	if _, err := register(r, student("bob", "echo-bob", 5000, "127.0.0.3")); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -166,7 +195,7 @@ func TestOwnershipDurable(t *testing.T) {
 	if h, _ := s.Host("h-127-0-0-3"); h.Owner != "bob" {
 		t.Errorf("host owner %q, want bob", h.Owner)
 	}
-	if err := deregister(r, "echo-tcp-h-127-0-0-3-5000", "alice"); !errors.Is(err, ErrNotOwner) {
+	if err := deregister(r, "echo-bob-tcp-h-127-0-0-3-5000", "alice"); !errors.Is(err, ErrNotOwner) {
 		t.Errorf("alice deregisters bob's after the restart: %v", err)
 	}
 }

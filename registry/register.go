@@ -185,6 +185,9 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 			return "", err
 		}
 	}
+	if err := tx.checkService(owner, &inst); err != nil {
+		return "", err
+	}
 	if owner != "" && reg.MaxOwned > 0 && !(replacing && old.Owner == owner) && tx.Owned(owner) >= reg.MaxOwned {
 		return "", &QuotaError{Owner: owner, Max: reg.MaxOwned}
 	}
