@@ -67,6 +67,8 @@ func hostedServices() []hostedService {
 			start: func(p *process) hostedServer {
 				s := &web.Server{
 					Registry: p.reg, Zone: p.zone, Token: p.token, Logger: p.logger, DrainTimeout: p.flags.drain,
+					Tokens: web.TokensIn(p.flags.data), TokenPrefix: p.flags.tokenPrefix,
+					TokenMaxInstances: studentLimit(p.flags.tokenMaxInstances), TokenRate: p.flags.tokenRate,
 					Lookup:      p.lookup.Lookup,
 					ChainLookup: p.fresh.Lookup,
 					Messages:    func() any { return p.mailbox.Messages() },
@@ -305,4 +307,13 @@ func listenHosted(ctx context.Context, f *serveFlags, h hostedService, addr stri
 		}
 		return []*socket{{proto: "udp", pc: pc}}, nil
 	}
+}
+
+// studentLimit is --token-max-instances as web.Server takes it: there 0
+// is the default and a negative number no limit; here 0 is no limit.
+func studentLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -11,6 +11,7 @@
 //	annuaire register    add a service instance through the HTTP API
 //	annuaire deregister  remove instances through the HTTP API
 //	annuaire list        list the registered services
+//	annuaire token       add, list and revoke the students' tokens
 //	annuaire export      print the zone as a master file, from DIR or by AXFR
 //	annuaire repair      accept the loss of a damaged journal
 //	annuaire help        show a command's help page
@@ -92,6 +93,7 @@ func commands() []subcommand {
 		{name: "register", args: "NAME [PORT]", summary: "add a service instance through the HTTP API; prints its id", about: registerAbout, example: registerExample, run: runRegister},
 		{name: "deregister", args: "ID|NAME", summary: "remove an instance by id, or a service's instances by name", about: deregisterAbout, example: deregisterExample, run: runDeregister},
 		{name: "list", summary: "list the registered services: name, host, address, port, health", about: listAbout, example: listExample, run: runList},
+		{name: "token", args: "add NAME | list | revoke NAME", summary: "add, list and revoke the students' tokens: each writes its own services only", about: tokenAbout, example: tokenExample, run: runToken},
 		{name: "export", summary: "print the zone as a master file (RFC 1035), from a data directory or by AXFR", about: exportAbout, example: exportExample, run: runExport},
 		{name: "repair", summary: "accept the loss of a damaged journal: keep every intact record, set the damage aside", about: repairAbout, example: repairExample, run: runRepair},
 		{name: "help", args: "[COMMAND]", summary: "show a command's help page", about: helpAbout, example: helpExample, run: runHelp},

@@ -131,6 +131,8 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		ae := &apiError{Method: method, URL: u, Status: resp.StatusCode, Message: e.Error}
 		switch {
 		case resp.StatusCode != http.StatusUnauthorized:
+		case web.TokenName(c.token) != "": // a student's: the teacher makes another
+			ae.Hint = "the token came from " + c.tokenFrom
 		case c.token != "":
 			ae.Hint = fmt.Sprintf("the token came from %s: give the server's with --token or ANNUAIRE_TOKEN, or its data directory with --data", c.tokenFrom)
 		default:

@@ -40,6 +40,9 @@ type serveFlags struct {
 	echoMode                    string
 	backlog                     int
 	token                       string
+	tokenPrefix                 bool
+	tokenMaxInstances           int
+	tokenRate                   float64
 	tsig, notify, allowTransfer listFlag
 	dnsLimits                   dnsLimitFlags
 	logLevel, logFormat         string
@@ -70,6 +73,9 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.echoMode, "echo-mode", "concurrent", "echo server design: iterative, concurrent, process or poll")
 	fs.IntVar(&f.backlog, "backlog", 0, "listen(2) backlog of the echo service (0: the system's)")
 	fs.StringVar(&f.token, "token", "", "bearer `token` for API writes (default: read or create DATA/token)")
+	fs.BoolVar(&f.tokenPrefix, "token-prefix", false, "a student's service names must start with its token's name and a hyphen (alice-echo); else names are free, first come first served")
+	fs.IntVar(&f.tokenMaxInstances, "token-max-instances", web.DefaultTokenMaxInstances, "how many instances a student token may hold, unless its own --max-instances says (0: no limit)")
+	fs.Float64Var(&f.tokenRate, "token-rate", web.DefaultTokenRate, "writes per `second` a student token may make, in bursts of twice that; past it, HTTP 429")
 	fs.Var(&f.tsig, "tsig", "TSIG key `alg[-bits]:name:base64secret` allowed to UPDATE and transfer (repeatable); -bits (BIND's hmac-sha256-128) accepts MACs truncated to that many bits")
 	fs.Var(&f.notify, "notify", "secondary `HOST:PORT` to NOTIFY on every change (repeatable)")
 	fs.Var(&f.allowTransfer, "allow-transfer", "`CIDR` allowed to AXFR/IXFR without a key (repeatable)")
@@ -124,6 +130,12 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	}
 	if f.logFormat != "text" && f.logFormat != "json" {
 		return nil, bad("--log-format %q: want text or json", f.logFormat)
+	}
+	if f.tokenMaxInstances < 0 {
+		return nil, bad("--token-max-instances %d: want 0 (no limit) or more", f.tokenMaxInstances)
+	}
+	if !(f.tokenRate > 0) || f.tokenRate > 1e6 {
+		return nil, bad("--token-rate %g: want writes per second, more than 0", f.tokenRate)
 	}
 	for _, s := range f.tsig {
 		k, err := tsig.ParseKey(s)

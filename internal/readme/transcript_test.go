@@ -125,13 +125,15 @@ var (
 	hexRE = regexp.MustCompile(`\b0x[0-9a-f]{4,}\b`)
 	// A zone's SOA serial: annuaire starts it at the time, in seconds.
 	serialRE = regexp.MustCompile(`\b1\d{9}\b`)
+	// Dates and times: 2026-12-04 21:40:12Z, 2026-12-04T21:40:12.5+01:00.
+	dateRE = regexp.MustCompile(`\b\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?`)
 	// Go's durations (1h2m3.5s, 774µs), time's 0m1.955s.
 	durRE = regexp.MustCompile(`\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b`)
 	// ADDRESS:PORT and strace's htons(PORT).
 	portRE = regexp.MustCompile(`((?:\d{1,3}\.){3}\d{1,3}|\])(:)(\d+)\b|(htons\()(\d+)(\))`)
 	// An absolute path to the annuaire binary, as ps shows a child's.
 	binRE   = regexp.MustCompile(`(?:/[\w.+-]+)+/annuaire( |$)`)
-	stateRE = regexp.MustCompile(`\S*/\.local/state\b`)
+	stateRE = regexp.MustCompile(`[^\s(]*/\.local/state\b`)
 	blankRE = regexp.MustCompile(`[ \t]+`)
 )
 
@@ -156,6 +158,7 @@ func (n *normaliser) normalise(line string) string {
 		return regexp.MustCompile(`\d+`).ReplaceAllString(s, "N")
 	})
 	line = hexRE.ReplaceAllString(line, "0xX")
+	line = dateRE.ReplaceAllString(line, "DATE")
 	line = portRE.ReplaceAllStringFunc(line, func(s string) string {
 		m := portRE.FindStringSubmatch(s)
 		if m[3] != "" {
@@ -271,6 +274,8 @@ func TestNormalise(t *testing.T) {
 		{";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 35301", ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: N"},
 		{"svc.internal.		60	IN	SOA	ns.svc.internal. hostmaster.svc.internal. 1795516214 300 60 86400 10", "svc.internal. 60 IN SOA ns.svc.internal. hostmaster.svc.internal. SERIAL 300 60 86400 10"},
 		{"; zone svc.internal. serial 1795517403, 10 records, exported by annuaire", "; zone svc.internal. serial SERIAL, 10 records, exported by annuaire"},
+		{"alice  default        2026-12-04 21:40:12Z", "alice default DATE"},
+		{"time=2026-12-04T18:47:50.618+01:00 level=INFO", "time=DATE level=INFO"},
 	} {
 		if got := n.normalise(tc.in); got != tc.want {
 			t.Errorf("normalise(%q)\n = %q\nwant %q", tc.in, got, tc.want)

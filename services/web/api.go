@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -42,34 +41,6 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-// authorized lets a request through only with "Authorization: Bearer
-// TOKEN" (RFC 6750 section 2.1). The comparison takes the same time
-// whatever the guess, so the token cannot be found a byte at a time.
-func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		const scheme = "bearer "
-		h := r.Header.Get("Authorization")
-		challenge := `Bearer realm="annuaire"`
-		msg := "this request needs Authorization: Bearer TOKEN (the token is in the data directory's token file)"
-		if len(h) > len(scheme) && strings.EqualFold(h[:len(scheme)], scheme) {
-			got := strings.TrimSpace(h[len(scheme):])
-			if s.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1 {
-				next(w, r)
-				return
-			}
-			// RFC 6750 section 3.1.
-			challenge += `, error="invalid_token"`
-			msg = "wrong token"
-		}
-		if s.Token == "" {
-			msg = "writes are disabled: the server has no token"
-		}
-		s.logger().Warn("web: refused write", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", msg)
-		w.Header().Set("WWW-Authenticate", challenge)
-		writeError(w, http.StatusUnauthorized, msg)
-	}
-}
-
 // withHeaders gives what the prepared assets do not answer (directory
 // listings, redirects, 404s under /static/) the page's policy headers.
 func withHeaders(h http.Handler) http.Handler {
@@ -101,7 +72,12 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := s.Registry.Deregister(id); err != nil {
+	by := who(r)
+	_, err := s.Registry.Update(func(tx *registry.Tx) error { return tx.Deregister(id, by.Name) })
+	if err != nil {
+		if ownershipError(w, err) {
+			return
+		}
 		if errors.Is(err, registry.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "no instance with id "+quote(id))
 			return
@@ -110,7 +86,7 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	s.logger().Info("web: deregistered", "id", id, "remote", r.RemoteAddr)
+	s.logger().Info("web: deregistered", "id", id, "by", by.owner(), "remote", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -120,8 +96,12 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "heartbeats are not accepted by this server")
 		return
 	}
-	if _, ok := s.Registry.Snapshot().Instance(id); !ok {
+	inst, ok := s.Registry.Snapshot().Instance(id)
+	if !ok {
 		writeError(w, http.StatusNotFound, "no instance with id "+quote(id))
+		return
+	}
+	if ownershipError(w, inst.MayChange(who(r).Name)) {
 		return
 	}
 	if err := s.Health(id); err != nil {
@@ -138,7 +118,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	snap := s.Registry.Snapshot()
-	inst, ok := snap.Instance(id)
+	inst, ok = snap.Instance(id)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no instance with id "+quote(id))
 		return

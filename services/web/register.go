@@ -116,7 +116,12 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
+	by := who(r)
 	rr, err := s.registration(req, r.RemoteAddr)
+	rr.Owner, rr.MaxOwned = by.Name, by.MaxInstances
+	if err == nil {
+		err = s.checkName(by, rr.Service)
+	}
 	var id string
 	if err == nil {
 		_, err = s.Registry.Update(func(tx *registry.Tx) error {
@@ -126,6 +131,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err != nil {
+		if ownershipError(w, err) {
+			return
+		}
 		var fe *registry.FieldError
 		if errors.As(err, &fe) || errors.Is(err, registry.ErrInvalid) {
 			writeError(w, http.StatusBadRequest, err.Error())
@@ -142,7 +150,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.view(snap, inst)
-	s.logger().Info("web: registered", "id", id, "srv", v.Chain.SRV, "addresses", v.Addresses, "remote", r.RemoteAddr)
+	s.logger().Info("web: registered", "id", id, "srv", v.Chain.SRV, "addresses", v.Addresses, "by", by.owner(), "remote", r.RemoteAddr)
 	w.Header().Set("Location", "/api/services/"+url.PathEscape(id))
 	writeJSON(w, http.StatusCreated, v)
 }

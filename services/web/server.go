@@ -61,6 +61,23 @@ type Server struct {
 	// write is refused with 401: an API without a key must not be open.
 	Token string
 
+	// Tokens, if set, holds the student tokens (tokens.go): each may
+	// write its own services only, within TokenMaxInstances and
+	// TokenRate. Nil means Token is the only one.
+	Tokens *Tokens
+	// TokenMaxInstances is how many instances a student token may hold
+	// when its own record sets no number: 0 means
+	// DefaultTokenMaxInstances, a negative number no limit.
+	TokenMaxInstances int
+	// TokenRate is how many writes per second a student token may make,
+	// in bursts of twice that; past it a write gets 429 with Retry-After.
+	// 0 means DefaultTokenRate.
+	TokenRate float64
+	// TokenPrefix, when set, gives each student the service names that
+	// start with its token's name and a hyphen (alice-echo) and only
+	// those; else names are free, first come first served.
+	TokenPrefix bool
+
 	// Lookup runs a name through the client's chain and returns its
 	// trace, also when it fails (a *resolver.LookupError then carries the
 	// same chain). Nil means /api/lookup answers 503 and the page's lookup
@@ -109,6 +126,8 @@ type Server struct {
 	// exposed: the listener is reachable beyond loopback, so the received
 	// mail is shown only with the token (Serve sets it).
 	exposed atomic.Bool
+
+	limiter writeLimiter // student tokens' writes
 
 	initOnce sync.Once
 	handler  http.Handler
@@ -201,9 +220,10 @@ func onLoopback(addr net.Addr) bool {
 }
 
 // private lets a read through only with the token when the listener is
-// exposed beyond loopback: what it shows is not for the network.
+// exposed beyond loopback: what it shows is not for the network, nor for
+// a student's token.
 func (s *Server) private(next http.HandlerFunc) http.HandlerFunc {
-	authorized := s.authorized(next)
+	authorized := s.adminOnly(next)
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.exposed.Load() {
 			authorized(w, r)

@@ -32,6 +32,9 @@ type Service struct {
 	Health    registry.Health       `json:"health"`
 	Addresses []string              `json:"addresses"` // the host's
 	Chain     ServiceChain          `json:"chain"`
+	// Owner is the student token that registered it; absent for the
+	// administrator (the server's token, DNS UPDATE, the hosted services).
+	Owner string `json:"owner,omitempty"`
 }
 
 // Healthy reports whether DNS hands the instance out.
@@ -71,7 +74,7 @@ func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) Service 
 	v := Service{
 		ID: inst.ID, Name: inst.Service, Proto: inst.Proto, Instance: inst.Label, Host: inst.Host,
 		Port: inst.Port, Priority: inst.Priority, Weight: inst.Weight, TTL: inst.TTL,
-		TXT: inst.TXT, Subtypes: inst.Subtypes, Check: inst.Check, Health: inst.Health, Addresses: []string{},
+		TXT: inst.TXT, Subtypes: inst.Subtypes, Check: inst.Check, Health: inst.Health, Addresses: []string{}, Owner: inst.Owner,
 	}
 	if v.Subtypes == nil {
 		v.Subtypes = []string{} // [], not null
