@@ -43,6 +43,7 @@ type serveFlags struct {
 	tokenPrefix                 bool
 	tokenMaxInstances           int
 	tokenRate                   float64
+	listenLAN                   string
 	tsig, notify, allowTransfer listFlag
 	dnsLimits                   dnsLimitFlags
 	logLevel, logFormat         string
@@ -67,6 +68,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	for _, h := range hostedServices() {
 		f.hosted[h.flag] = fs.String(h.flag, h.addr, h.usage())
 	}
+	fs.StringVar(&f.listenLAN, "listen-lan", "", "serve DNS and the web page and API on this `IP` (a lab room's network), on the ports of --dns and --web, and say so loudly: for a class, with a token per student")
 	fs.StringVar(&f.data, "data", defaultDataDir(e), "state `directory`: registry journal, lock, API token")
 	fs.StringVar(&f.advertise, "advertise", "", "`IP` to publish for services bound to a wildcard address")
 	fs.StringVar(&f.hostname, "hostname", "", "host `name` in the zone for the hosted services (default: this machine's name)")
@@ -111,6 +113,20 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 			return nil, bad("--hostname %q is not a host label: %v", f.hostname, err)
 		}
 	}
+	if f.listenLAN != "" {
+		ip, err := netip.ParseAddr(f.listenLAN)
+		if err != nil || ip.Zone() != "" {
+			return nil, bad("--listen-lan %q is not an IP address: give this machine's address on the room's network (ip -br addr shows it)", f.listenLAN)
+		}
+		if f.dns, err = onAddr(ip, f.dns); err != nil {
+			return nil, bad("--dns %q: %v", f.dns, err)
+		}
+		if web := f.hosted["web"]; *web != "" {
+			if *web, err = onAddr(ip, *web); err != nil {
+				return nil, bad("--web %q: %v", *web, err)
+			}
+		}
+	}
 	if f.advertise != "" {
 		if _, err := netip.ParseAddr(f.advertise); err != nil {
 			return nil, bad("--advertise %q is not an IP address", f.advertise)
@@ -152,6 +168,16 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 		f.allow = append(f.allow, p)
 	}
 	return f, nil
+}
+
+// onAddr is the address hostport with its host replaced by ip: the port
+// of --dns or --web on --listen-lan's address.
+func onAddr(ip netip.Addr, hostport string) (string, error) {
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(ip.String(), port), nil
 }
 
 const serveAbout = `Runs the directory: the registry with its journal in --data, the DNS
@@ -289,6 +315,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	for _, line := range exposures(f, l) {
 		fmt.Fprintln(e.stdout, "warning:", line)
+	}
+	if f.listenLAN != "" {
+		io.WriteString(e.stdout, classroomBanner(f, l))
 	}
 	logger.Info("annuaire serving", "zone", zone, "dns", l.dnsUDP.LocalAddr().String(), "data", f.data)
 

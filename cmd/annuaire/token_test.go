@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -95,5 +96,43 @@ func TestTokenBadFlags(t *testing.T) {
 		if want := tc.want + "try 'annuaire " + cmd + " --help'\n"; code != 2 || errs != want {
 			t.Errorf("%v: exit %d, stderr\n%s\nwant exit 2 and\n%s", tc.args, code, errs, want)
 		}
+	}
+}
+
+// TestListenLAN: --listen-lan puts DNS and the web on that address, on
+// the ports of --dns and --web, and the banner says loudly what anyone
+// who reaches them can do. 127.0.0.2 stands for the room's address.
+func TestListenLAN(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("127.0.0.2 is usable without setup on Linux only")
+	}
+	data := t.TempDir()
+	if _, _, code := runCLI(t, map[string]string{"HOME": t.TempDir()}, "token", "add", "alice", "--data", data); code != 0 {
+		t.Fatal("token add")
+	}
+	a := startServeOn(t, data, "--listen-lan", "127.0.0.2", "--token-max-instances", "5")
+	if !strings.HasPrefix(a.dns, "127.0.0.2:") || !strings.HasPrefix(a.web, "127.0.0.2:") {
+		t.Fatalf("dns %s, web %s: want both on 127.0.0.2", a.dns, a.web)
+	}
+	if out := dig(t, a.dns, "+short", "_http._tcp.svc.internal.", "SRV"); !strings.Contains(out, " "+strings.Split(a.web, ":")[1]+" box.svc.internal.") {
+		t.Errorf("dig @%s: %q", a.dns, out)
+	}
+	banner := a.stdout.String()
+	for _, want := range []string{
+		"!!! --listen-lan 127.0.0.2: annuaire is REACHABLE FROM THE NETWORK !!!\n",
+		"    dns   " + a.dns + " ",
+		"    web   http://" + a.web + "/ ",
+		"      the teacher's   " + data + "/token: any service, and the mail received\n",
+		"      a student's     annuaire token add NAME: that student's services only (at most 5 instances, 10 writes/s, names free, first come first served)\n",
+		"      DNS UPDATE      refused: no --tsig key\n",
+		"    student tokens: alice\n",
+		"    students: export ANNUAIRE_SERVER=" + a.dns + " ANNUAIRE_WEB=" + a.web + " ANNUAIRE_TOKEN=...\n",
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	if _, errs, code := runCLI(t, nil, "serve", "--listen-lan", "lab-room"); code != 2 || !strings.Contains(errs, `--listen-lan "lab-room" is not an IP address`) {
+		t.Errorf("--listen-lan lab-room: exit %d, %q", code, errs)
 	}
 }
