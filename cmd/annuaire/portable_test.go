@@ -37,15 +37,21 @@ func TestDataDir(t *testing.T) {
 
 // An echo design this system cannot run is refused in one line that says
 // why, before anything starts. On Linux, the portable build tag (.ci/run)
-// makes poll mode one of them.
+// makes epoll mode one of them, under its two names.
 func TestServeEchoModeRefused(t *testing.T) {
-	err := echo.CheckMode("poll")
+	for _, mode := range []string{"epoll", "poll"} {
+		t.Run(mode, func(t *testing.T) { testServeEchoModeRefused(t, mode) })
+	}
+}
+
+func testServeEchoModeRefused(t *testing.T, mode string) {
+	err := echo.CheckMode(mode)
 	if err == nil {
-		t.Skip("this system runs every echo design; go test -tags portable refuses poll")
+		t.Skip("this system runs every echo design; go test -tags portable refuses epoll")
 	}
 	var stdout, stderr bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
-	code := exitCode(e, Run(context.Background(), e, []string{"serve", "--echo-mode", "poll", "--data", t.TempDir()}))
+	code := exitCode(e, Run(context.Background(), e, []string{"serve", "--echo-mode", mode, "--data", t.TempDir()}))
 	want := "annuaire serve: --echo-mode " + err.Error() + "\ntry 'annuaire serve --help'\n"
 	if code != 2 || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q; want 2 and the line %q", code, stderr.String(), want)

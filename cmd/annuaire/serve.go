@@ -72,7 +72,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.data, "data", defaultDataDir(e), "state `directory`: registry journal, lock, API token")
 	fs.StringVar(&f.advertise, "advertise", "", "`IP` to publish for services bound to a wildcard address")
 	fs.StringVar(&f.hostname, "hostname", "", "host `name` in the zone for the hosted services (default: this machine's name)")
-	fs.StringVar(&f.echoMode, "echo-mode", "concurrent", "echo server design: iterative, concurrent, process or poll")
+	fs.StringVar(&f.echoMode, "echo-mode", "concurrent", "echo server design: iterative, concurrent, process, select or epoll (also poll)")
 	fs.IntVar(&f.backlog, "backlog", 0, "listen(2) backlog of the echo service (0: the system's)")
 	fs.StringVar(&f.token, "token", "", "bearer `token` for API writes (default: read or create DATA/token)")
 	fs.BoolVar(&f.tokenPrefix, "token-prefix", false, "a student's service names must start with its token's name and a hyphen (alice-echo); else names are free, first come first served")
@@ -133,13 +133,13 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 		}
 	}
 	switch f.echoMode {
-	case "iterative", "concurrent", "process", "poll":
+	case "iterative", "concurrent", "process", "select", "epoll", "poll":
 		// A design this system cannot run is one line, not the usage.
 		if err := echo.CheckMode(f.echoMode); err != nil {
 			return nil, usageError{err: fmt.Errorf("--echo-mode %w", err)}
 		}
 	default:
-		return nil, bad("--echo-mode %q: want iterative, concurrent, process or poll", f.echoMode)
+		return nil, bad("--echo-mode %q: want iterative, concurrent, process, select or epoll", f.echoMode)
 	}
 	if _, err := parseLevel(f.logLevel); err != nil {
 		return nil, bad("--log-level: %v", err)

@@ -1,5 +1,5 @@
 // Package echo is the echo service of RFC 862 — every byte received is sent
-// back — served over TCP in the four designs of the sockets course and over
+// back — served over TCP in the designs of the sockets course and over
 // UDP as a plain recvfrom/sendto loop.
 //
 // The designs, one file each, follow the course's diagrams:
@@ -8,15 +8,17 @@
 //	concurrent.go       a goroutine per connection (the default)
 //	process_unix.go     a child process per connection: the "veilleur" accepts,
 //	                    an "exécutant" serves (the Go equivalent of fork)
-//	poll_linux.go       one goroutine, non-blocking sockets and epoll: the
-//	                    course's select, on the server side
+//	select_unix.go      one goroutine, non-blocking sockets and select(2) over
+//	                    the listener and every connection: the course's last
+//	                    slide, on the server side
+//	epoll_linux.go      the same loop waiting in Linux's epoll instead
 //
 // Listen (listen_unix.go) makes the listening socket with the course's
 // calls in the course's order — socket, bind, listen(backlog) — so that the
 // size of the listen queue is the one asked for.
 //
-// Every design runs on Linux; poll mode needs Linux's epoll, and process
-// mode a Unix system (see Modes).
+// Every design runs on Linux; epoll mode needs Linux's epoll, and process
+// and select modes a Unix system (see Modes).
 package echo
 
 import (
@@ -54,12 +56,13 @@ var ErrServerClosed = netserver.ErrServerClosed
 // stopping in every design.
 type Server struct {
 	// Mode picks the design that serves TCP: "concurrent" (the default when
-	// empty), "iterative", "process" or "poll". UDP is the same loop in
-	// every mode.
+	// empty), "iterative", "process", "select" or "epoll" ("poll" is
+	// another name for "epoll", the design's first). UDP is the same loop
+	// in every mode.
 	Mode string
 
-	// MaxConns caps the TCP connections served at once in concurrent and
-	// poll modes; 0 means DefaultMaxConns (256). At the cap the server stops
+	// MaxConns caps the TCP connections served at once in concurrent,
+	// select and epoll modes; 0 means DefaultMaxConns (256). At the cap the server stops
 	// calling accept, so new clients wait in the listen queue, exactly as
 	// they do behind an iterative server.
 	MaxConns int
@@ -105,7 +108,7 @@ type Server struct {
 	accepted atomic.Int64 // TCP connections accepted, in every mode
 	active   atomic.Int64 // TCP connections being served now
 
-	drain netserver.Drain // TCP: serve loops, connections, children, poll loops
+	drain netserver.Drain // TCP: serve loops, connections, children, select and epoll loops
 
 	udpOnce sync.Once // sets up udp from the fields above
 	udp     netserver.PacketServer
@@ -144,18 +147,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		serve = s.serveIterative
 	case "process":
 		serve = s.serveProcess
-	case "poll":
-		serve = s.servePoll
+	case "select":
+		serve = s.serveSelect
+	case "epoll", "poll":
+		serve = s.serveEpoll
 	}
 	return s.drain.Run(ctx, s.DrainTimeout, func() { ln.Close() }, func() error { return serve(ln) })
 }
 
 // Modes returns the designs this system can run, in the course's order:
-// all four on Linux; no "poll" (epoll) on other Unix systems; on Windows,
-// which has neither fork nor epoll, "iterative" and "concurrent".
+// all five on Linux; no "epoll" on other Unix systems; on Windows, which
+// has neither fork nor epoll and whose select takes sockets only,
+// "iterative" and "concurrent". CheckMode also takes "poll", the first
+// name of "epoll".
 func Modes() []string {
 	var ms []string
-	for _, m := range []string{"iterative", "concurrent", "process", "poll"} {
+	for _, m := range []string{"iterative", "concurrent", "process", "select", "epoll"} {
 		if unsupported(m) == "" {
 			ms = append(ms, m)
 		}
@@ -167,7 +174,7 @@ func Modes() []string {
 // "concurrent"), and otherwise an error of one line that says why not and
 // what runs instead, to follow the name of a flag or field:
 //
-//	"poll" needs Linux's epoll(7); on darwin use iterative, concurrent or process
+//	"epoll" needs Linux's epoll(7); on darwin use iterative, concurrent, process or select
 func CheckMode(mode string) error {
 	switch why := unsupported(mode); why {
 	case "":
@@ -186,8 +193,10 @@ func unsupported(mode string) string {
 		return ""
 	case "process":
 		return processUnsupported
-	case "poll":
-		return pollUnsupported
+	case "select":
+		return selectUnsupported
+	case "epoll", "poll":
+		return epollUnsupported
 	}
 	return "unknown"
 }

@@ -352,7 +352,7 @@ func TestHold(t *testing.T) {
 // TestSlowReader: a client that sends without reading must not stop the
 // others (every design but the iterative one).
 func TestSlowReader(t *testing.T) {
-	forModes(t, []string{"concurrent", "process", "poll"}, func(t *testing.T, mode string) {
+	forModes(t, []string{"concurrent", "process", "select", "epoll"}, func(t *testing.T, mode string) {
 		ts := start(t, mode, 0)
 		stallingClient(t, ts.addr)
 		c := dial(t, ts.addr)
@@ -380,7 +380,7 @@ func TestIdleTimeout(t *testing.T) {
 // TestCap: at MaxConns (MaxChildren in process mode) the server stops
 // accepting; the next client waits in the listen queue until one leaves.
 func TestCap(t *testing.T) {
-	forModes(t, []string{"concurrent", "process", "poll"}, func(t *testing.T, mode string) {
+	forModes(t, []string{"concurrent", "process", "select", "epoll"}, func(t *testing.T, mode string) {
 		ts := start(t, mode, 0, func(s *Server) { s.MaxConns, s.MaxChildren = 1, 1 })
 		first := dial(t, ts.addr)
 		roundTrip(t, first, "first\n")

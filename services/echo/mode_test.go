@@ -9,15 +9,18 @@ import (
 )
 
 func TestModes(t *testing.T) {
-	want := []string{"iterative", "concurrent", "process", "poll"}
+	want := []string{"iterative", "concurrent", "process", "select", "epoll"}
 	switch {
 	case runtime.GOOS == "windows":
 		want = want[:2]
-	case pollUnsupported != "": // not Linux, or the portable build tag
-		want = want[:3]
+	case epollUnsupported != "": // not Linux, or the portable build tag
+		want = want[:4]
 	}
 	if got := Modes(); !slices.Equal(got, want) {
 		t.Errorf("Modes() = %q, want %q", got, want)
+	}
+	if epollUnsupported == "" {
+		want = append(want, "poll") // epoll's first name
 	}
 	for _, m := range append([]string{""}, want...) {
 		if err := CheckMode(m); err != nil {
@@ -30,10 +33,14 @@ func TestModes(t *testing.T) {
 // CheckMode (what "annuaire serve --echo-mode" calls) and from Serve.
 func TestModeRefused(t *testing.T) {
 	cases := map[string]string{
-		"select": `"select" is not a design: want ` + orList(Modes()),
+		"threads": `"threads" is not a design: want ` + orList(Modes()),
 	}
-	if pollUnsupported != "" {
+	if epollUnsupported != "" {
+		cases["epoll"] = `"epoll" needs Linux's epoll(7); on ` + runtime.GOOS + " use " + orList(Modes())
 		cases["poll"] = `"poll" needs Linux's epoll(7); on ` + runtime.GOOS + " use " + orList(Modes())
+	}
+	if selectUnsupported != "" {
+		cases["select"] = `"select" needs a Unix system's select(2); on ` + runtime.GOOS + " use " + orList(Modes())
 	}
 	for mode, want := range cases {
 		if err := CheckMode(mode); err == nil || err.Error() != want {

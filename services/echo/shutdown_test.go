@@ -27,7 +27,8 @@ func waitServe(t *testing.T, done chan error, limit time.Duration) error {
 
 // stallingClient connects a client that sends and never reads, and returns
 // once its sends stall: the server's buffers and the client's are full, so
-// the server is blocked in send (or, in poll mode, has stopped reading it).
+// the server is blocked in send (or, in select and epoll modes, has
+// stopped reading it).
 func stallingClient(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c := dial(t, addr)

@@ -4,42 +4,40 @@ package echo
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// pollUnsupported is empty: Linux has epoll.
-const pollUnsupported = ""
+// epollUnsupported is empty: Linux has epoll.
+const epollUnsupported = ""
 
-// servePoll is the course's select, on the server side: one goroutine
-// watches the listening socket t and every connection s at once, and calls
-// accept, recv or send only on a socket the kernel reported ready, on
-// non-blocking descriptors, so no call ever waits.
+// serveEpoll is select (select_unix.go) as Linux does it at scale: one
+// goroutine watches the listening socket t and every connection s at once,
+// and calls accept, recv or send only on a socket the kernel reported
+// ready, on non-blocking descriptors, so no call ever waits.
 //
-//	t=socket(); t.bind(); t.listen()      → Listen (listen.go)
+//	t=socket(); t.bind(); t.listen()      → Listen (listen_unix.go)
 //	loop:
 //	    ready = epoll_wait(t, s1, s2 ...)  → select.select(lectures, écritures, [])
 //	    t readable   → s=t.accept(), and watch s
 //	    s readable   → s.recv() into s's buffer
 //	    s writable   → s.send() from s's buffer
 //
-// epoll is Linux's select without select's limit of 1024 descriptors and
-// without handing the whole list to the kernel at each call. Each
-// connection has a bounded buffer (pollBufSize): a client that sends but
-// does not read fills its buffer, the loop stops reading from it until the
-// buffer drains, and TCP's flow control then slows that client alone.
-// Shutdown wakes the loop through an eventfd.
-func (s *Server) servePoll(ln net.Listener) error {
+// epoll is select without select's limit of FD_SETSIZE descriptors and
+// without handing the whole list to the kernel at each call: the list
+// lives in the kernel, in the epoll descriptor, and changes with
+// epoll_ctl; epoll_wait returns only the ready ones. Each connection has
+// a bounded buffer (loopBufSize). Shutdown wakes the loop through an
+// eventfd.
+func (s *Server) serveEpoll(ln net.Listener) error {
 	t, err := dupFD(ln)
 	if err != nil {
 		return err
 	}
-	p := &poller{s: s, t: t, ep: -1, wake: -1, conns: make(map[int]*pollConn)}
+	p := &poller{s: s, t: t, ep: -1, wake: -1, conns: make(map[int]*epollConn)}
 	defer p.closeAll()
 	if p.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return os.NewSyscallError("epoll_create1", err)
@@ -109,27 +107,19 @@ func (s *Server) servePoll(ln net.Listener) error {
 	}
 }
 
-// pollBufSize bounds what one connection may have read but not yet sent
-// back.
-const pollBufSize = 64 << 10
-
-// pollConn is one client of the poll loop.
-type pollConn struct {
-	fd         int
-	buf        []byte
-	start, end int       // buf[start:end] is read and not yet sent back
-	eof        bool      // nothing more to read: the client sent FIN, or we are draining
-	events     uint32    // what epoll watches for fd
-	last       time.Time // last progress, for the idle timeout
+// epollConn is one client of the epoll loop.
+type epollConn struct {
+	*loopConn
+	events uint32 // what epoll watches for fd
 }
 
 // poller is the state of one poll loop; only that loop touches it.
 type poller struct {
 	s        *Server
-	ep, wake int  // wake is -1 once the loop runs: servePoll owns it
+	ep, wake int  // wake is -1 once the loop runs: serveEpoll owns it
 	t        int  // the listening socket; -1 once closed
 	watchedT bool // whether epoll watches t (not at MaxConns)
-	conns    map[int]*pollConn
+	conns    map[int]*epollConn
 }
 
 func (p *poller) ctl(op, fd int, events uint32) error {
@@ -164,7 +154,7 @@ func (p *poller) timeout() int {
 // stops watching t, so new clients wait in the listen queue.
 func (p *poller) accept() {
 	for len(p.conns) < p.s.maxConns() {
-		fd, _, err := unix.Accept4(p.t, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) // s=t.accept()
+		fd, err := accept(p.t) // s=t.accept()
 		switch {
 		case err == nil:
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
@@ -178,7 +168,7 @@ func (p *poller) accept() {
 			time.Sleep(10 * time.Millisecond)
 			return
 		}
-		c := &pollConn{fd: fd, buf: make([]byte, pollBufSize), events: unix.EPOLLIN, last: time.Now()}
+		c := &epollConn{loopConn: newLoopConn(fd), events: unix.EPOLLIN}
 		if err := p.ctl(unix.EPOLL_CTL_ADD, fd, c.events); err != nil {
 			unix.Close(fd)
 			continue
@@ -201,35 +191,24 @@ func (p *poller) handle(fd int, events uint32) {
 		p.closeConn(c)
 		return
 	}
-	progress := false
-	if events&(unix.EPOLLIN|unix.EPOLLHUP) != 0 && !c.eof && c.end < len(c.buf) {
-		n, err := unix.Read(fd, c.buf[c.end:]) // s.recv()
-		switch {
-		case n > 0:
-			c.end += n
-			progress = true
-		case err == nil:
-			c.eof = true // the client shut down its sending side
-			progress = true
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-		default:
+	moved := false
+	if events&(unix.EPOLLIN|unix.EPOLLHUP) != 0 && c.wantsRecv() {
+		m, err := c.recv()
+		if err != nil {
 			p.closeConn(c)
 			return
 		}
+		moved = m
 	}
-	if c.end > c.start {
-		// MSG_NOSIGNAL: a client gone away is an EPIPE, not a SIGPIPE.
-		n, err := unix.SendmsgN(fd, c.buf[c.start:c.end], nil, nil, unix.MSG_NOSIGNAL) // s.send()
-		if n > 0 {
-			c.start += n
-			progress = true
-		}
-		if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+	if c.pending() {
+		m, err := c.send()
+		if err != nil {
 			p.closeConn(c)
 			return
 		}
+		moved = moved || m
 	}
-	if progress {
+	if moved {
 		c.last = time.Now()
 	} else if events&unix.EPOLLHUP != 0 {
 		p.closeConn(c) // hung up and nothing more can move
@@ -240,23 +219,16 @@ func (p *poller) handle(fd int, events uint32) {
 
 // update closes c when it is done, else tells epoll what c waits for:
 // readable while its buffer has room, writable while it holds bytes.
-func (p *poller) update(c *pollConn) {
-	if c.start == c.end {
-		c.start, c.end = 0, 0
-		if c.eof {
-			p.closeConn(c) // everything read was sent back
-			return
-		}
-	}
-	if c.end == len(c.buf) && c.start > 0 {
-		c.end = copy(c.buf, c.buf[c.start:c.end])
-		c.start = 0
+func (p *poller) update(c *epollConn) {
+	if c.done() {
+		p.closeConn(c) // everything read was sent back
+		return
 	}
 	var want uint32
-	if !c.eof && c.end < len(c.buf) {
+	if c.wantsRecv() {
 		want |= unix.EPOLLIN
 	}
-	if c.end > c.start {
+	if c.pending() {
 		want |= unix.EPOLLOUT
 	}
 	if want != c.events {
@@ -267,7 +239,7 @@ func (p *poller) update(c *pollConn) {
 	}
 }
 
-func (p *poller) closeConn(c *pollConn) {
+func (p *poller) closeConn(c *epollConn) {
 	unix.Close(c.fd) // s.close(); closing also removes it from epoll
 	delete(p.conns, c.fd)
 	p.s.active.Add(-1)
@@ -313,38 +285,4 @@ func (p *poller) closeAll() {
 			*fd = -1
 		}
 	}
-}
-
-// closed reports whether c is closed, without waiting.
-func closed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
-// dupFD returns a descriptor of its own for ln's socket, so that the loop
-// can call accept4 on it directly.
-func dupFD(ln net.Listener) (int, error) {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return -1, fmt.Errorf("echo: poll mode needs a socket listener, not %T", ln)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, dupErr := -1, error(nil)
-	err = rc.Control(func(u uintptr) {
-		fd, dupErr = unix.FcntlInt(u, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if err == nil {
-		err = dupErr
-	}
-	if err != nil {
-		return -1, os.NewSyscallError("dup", err)
-	}
-	return fd, nil
 }
