@@ -136,6 +136,9 @@ func (p *replay) record(payload []byte) error {
 				return err
 			}
 		}
+		if err := p.tx.stamp(rec.ChangeSet); err != nil {
+			return err
+		}
 		p.r.remember(rec.ChangeSet)
 	}
 	if d := p.open; d != nil {

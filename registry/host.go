@@ -102,5 +102,10 @@ func (h *Host) drop(tx *Tx) error {
 	return nil
 }
 
-// derived: nothing is derived from hosts.
-func (*Host) derived(_ *reader, keys []Key, _, _ Row) []Key { return keys }
+// derived: the stamps of the networks whose PTR records the change
+// touches (reverse.go).
+func (*Host) derived(r *reader, keys []Key, before, after Row) []Key {
+	b, _ := before.(*Host)
+	a, _ := after.(*Host)
+	return r.stampKeys(keys, b, a)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -699,6 +700,8 @@ type checkpointRecord struct {
 	NSets     int         `json:"n_sets,omitempty"`
 	Instances []*Instance `json:"instances,omitempty"`
 	Hosts     []*Host     `json:"hosts,omitempty"`
+	NStamps   int         `json:"n_stamps,omitempty"`
+	Stamps    []*Stamp    `json:"stamps,omitempty"` // reverse.go; absent from checkpoints written before them
 	Set       *ChangeSet  `json:"set,omitempty"`
 	NUsed     int         `json:"n_used,omitempty"`
 	Used      []Mark      `json:"used,omitempty"` // once.go; absent from checkpoints written before marks
@@ -727,12 +730,20 @@ func writeCheckpoint(dir string, snap *Snapshot, used []Mark, seg uint64) (int64
 	for h := range snap.Hosts() {
 		hosts = append(hosts, h)
 	}
-	w.put(checkpointRecord{Version: 1, Serial: snap.Serial(), Segment: seg, NInst: len(insts), NHosts: len(hosts), NSets: len(snap.hist), NUsed: len(used)})
+	var stamps []*Stamp
+	for st := range rows[Stamp](&snap.reader, tableStamps, indexID+"_prefix", netip.Prefix{}) {
+		stamps = append(stamps, st)
+	}
+	w.put(checkpointRecord{Version: 1, Serial: snap.Serial(), Segment: seg, NInst: len(insts), NHosts: len(hosts),
+		NStamps: len(stamps), NSets: len(snap.hist), NUsed: len(used)})
 	for i := 0; i < len(insts); i += checkpointChunk {
 		w.put(checkpointRecord{Instances: insts[i:min(i+checkpointChunk, len(insts))]})
 	}
 	for i := 0; i < len(hosts); i += checkpointChunk {
 		w.put(checkpointRecord{Hosts: hosts[i:min(i+checkpointChunk, len(hosts))]})
+	}
+	for i := 0; i < len(stamps); i += checkpointChunk {
+		w.put(checkpointRecord{Stamps: stamps[i:min(i+checkpointChunk, len(stamps))]})
 	}
 	for i := range snap.hist {
 		w.put(checkpointRecord{Set: &snap.hist[i]})

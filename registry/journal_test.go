@@ -79,6 +79,9 @@ func dump(s *Snapshot) string {
 	for t := range s.Types() {
 		fmt.Fprintf(&b, "%+v\n", t)
 	}
+	for st := range rows[Stamp](&s.reader, tableStamps, indexID+"_prefix", netip.Prefix{}) {
+		fmt.Fprintf(&b, "stamp %+v\n", *st)
+	}
 	return b.String()
 }
 

@@ -233,6 +233,12 @@ func (j *journal) restore(opts Options) error {
 	if err := tx.txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: final}); err != nil {
 		return fmt.Errorf("registry: restore serial: %w", err)
 	}
+	// A checkpoint written before reverse zones had serials has no floor
+	// stamps: they begin at the serial restored. Records lost may have
+	// changed any reverse zone: every one moves past them too.
+	if err := raiseFloors(tx.txn, final, !recovering); err != nil {
+		return err
+	}
 	tx.txn.Commit()
 
 	var dropped int64
@@ -382,6 +388,11 @@ func (j *journal) jumpSerial(s uint32) error {
 		txn.Abort()
 		return fmt.Errorf("registry: %w", err)
 	}
+	// The lost records may have changed any reverse zone too.
+	if err := raiseFloors(txn, s, false); err != nil {
+		txn.Abort()
+		return err
+	}
 	txn.Commit()
 	r.remember(cs)
 	rec, err := encodeChangeSet(cs)
@@ -421,7 +432,7 @@ func (j *journal) dropTail(path string, data []byte, end int64, reason string) i
 // so damage means the disk, not a crash.
 func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRecord, error) {
 	var hdr checkpointRecord
-	var ninst, nhosts, nsets, nused, frames int
+	var ninst, nhosts, nstamps, nsets, nused, frames int
 	now := time.Now().Unix()
 	_, damage := readFrames(f, size, checkpointMagic, func(off int64, payload []byte) error {
 		var rec checkpointRecord
@@ -458,10 +469,19 @@ func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRe
 				return err
 			}
 		}
+		for _, st := range rec.Stamps {
+			if st == nil || !st.Net.IsValid() || st.Net != st.Net.Masked() {
+				return fmt.Errorf("bad stamp %v", st)
+			}
+			if err := tx.txn.Insert(tableStamps, st); err != nil {
+				return err
+			}
+		}
 		r.used.add(now, rec.Used...)
 		nused += len(rec.Used)
 		ninst += len(rec.Instances)
 		nhosts += len(rec.Hosts)
+		nstamps += len(rec.Stamps)
 		if rec.Set != nil {
 			for _, c := range rec.Set.Changes {
 				if err := c.check(); err != nil {
@@ -479,9 +499,9 @@ func (r *Registry) loadCheckpoint(tx *Tx, f io.Reader, size int64) (checkpointRe
 	if frames == 0 {
 		return hdr, errors.New("no header")
 	}
-	if ninst != hdr.NInst || nhosts != hdr.NHosts || nsets != hdr.NSets || nused != hdr.NUsed {
-		return hdr, fmt.Errorf("holds %d instances, %d hosts, %d change sets, %d marks; its header says %d, %d, %d, %d",
-			ninst, nhosts, nsets, nused, hdr.NInst, hdr.NHosts, hdr.NSets, hdr.NUsed)
+	if ninst != hdr.NInst || nhosts != hdr.NHosts || nstamps != hdr.NStamps || nsets != hdr.NSets || nused != hdr.NUsed {
+		return hdr, fmt.Errorf("holds %d instances, %d hosts, %d stamps, %d change sets, %d marks; its header says %d, %d, %d, %d, %d",
+			ninst, nhosts, nstamps, nsets, nused, hdr.NInst, hdr.NHosts, hdr.NStamps, hdr.NSets, hdr.NUsed)
 	}
 	if hdr.Segment == 0 {
 		return hdr, errors.New("header names no journal segment")

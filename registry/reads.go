@@ -58,6 +58,8 @@ func (s *Snapshot) Recording(r *Reads) *Snapshot {
 //
 // A Change lists the rows written; each kind of row adds the rows the
 // registry derives from it (Row.derived).
+// A serial jump (a change set without changes) touches the floors of
+// the reverse zones\' stamps (reverse.go).
 func (s *Snapshot) Touched(cs ChangeSet) []Key {
 	var keys []Key
 	for _, c := range cs.Changes {
@@ -70,6 +72,9 @@ func (s *Snapshot) Touched(cs ChangeSet) []Key {
 			after = nil
 		}
 		keys = c.Row.derived(&s.reader, keys, c.Old, after)
+	}
+	if len(cs.Changes) == 0 {
+		keys = s.floorKeys(keys)
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)

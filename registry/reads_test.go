@@ -52,7 +52,16 @@ func reads() []read {
 	}
 	for _, a := range registrytest.Addrs {
 		add("HostsByAddr "+a.String(), func(s *registry.Snapshot) string { return ptrs(s.HostsByAddr(a)) })
+		for _, bits := range []int{0, 8, 16, 24, 32, 48, 64, 80, 128} {
+			p, err := a.Prefix(bits)
+			if err != nil {
+				continue
+			}
+			add("HasAddrIn "+p.String(), func(s *registry.Snapshot) string { return fmt.Sprint(s.HasAddrIn(p)) })
+			add("ReverseSerial "+p.String(), func(s *registry.Snapshot) string { return fmt.Sprint(s.ReverseSerial(p)) })
+		}
 	}
+	add("ReverseNets", func(s *registry.Snapshot) string { return seq(s.ReverseNets()) })
 	for _, id := range []string{"telnet", "f1", "F2", "echo-tcp-a-1", "http-udp-b-2", "nope"} {
 		add("Instance "+id, func(s *registry.Snapshot) string { x, ok := s.Instance(id); return one(x, ok) })
 	}

@@ -103,6 +103,9 @@ func New(serial uint32) *Registry {
 	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
 		panic(err)
 	}
+	if err := raiseFloors(txn, serial, false); err != nil {
+		panic(err)
+	}
 	txn.Commit()
 	r.snap.Store(r.newSnapshot())
 	return r
@@ -235,6 +238,11 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 			r.writeMu.Unlock()
 			return 0, done, err
 		}
+	}
+	if err := tx.stamp(cs); err != nil {
+		txn.Abort()
+		r.writeMu.Unlock()
+		return 0, done, err
 	}
 	if err := txn.Insert(tableZone, &zoneState{ID: zoneRow, Serial: serial}); err != nil {
 		txn.Abort()
@@ -578,7 +586,7 @@ func (s *reader) Hosts() iter.Seq[*Host] {
 
 // HostsByAddr yields the hosts that have addr, for reverse (PTR) lookups.
 func (s *reader) HostsByAddr(addr netip.Addr) iter.Seq[*Host] {
-	return rows[Host](s, tableHosts, indexAddr, addr.Unmap().WithZone("").String())
+	return rows[Host](s, tableHosts, indexAddr, addrNet(addr))
 }
 
 // HasHostBelow reports whether some host name ends in "."+name: whether name

@@ -17,12 +17,13 @@ const (
 	tableZone      = "zone"
 	tableHostRefs  = "hostrefs"
 	tableOwners    = "owners"
+	tableStamps    = "stamps"
 
 	indexID      = "id"
 	indexLabel   = "label"   // instances by (proto, service, DNS-SD instance label)
 	indexSubtype = "subtype" // instances by (proto, service, subtype, label), one entry per subtype
 	indexRName   = "rname"   // hosts by reversed name, for empty non-terminals
-	indexAddr    = "addr"    // hosts by address, for PTR
+	indexAddr    = "addr"    // hosts by address, for PTR and reverse zones
 
 	zoneRow = "soa"
 )
@@ -35,6 +36,7 @@ func schema() *memdb.DBSchema {
 		tableZone:      zoneTable(),
 		tableHostRefs:  hostRefsTable(),
 		tableOwners:    ownersTable(),
+		tableStamps:    stampsTable(),
 	}}
 }
 
@@ -140,6 +142,21 @@ func ownersTable() *memdb.TableSchema {
 				Name:    indexID,
 				Unique:  true,
 				Indexer: &memdb.StringFieldIndex{Field: "Name"},
+			},
+		},
+	}
+}
+
+// stampsTable keeps the serial of the last change to the addresses of
+// each network (reverse.go).
+func stampsTable() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: tableStamps,
+		Indexes: map[string]*memdb.IndexSchema{
+			indexID: {
+				Name:    indexID,
+				Unique:  true,
+				Indexer: stampIndex{},
 			},
 		},
 	}
@@ -374,35 +391,6 @@ func reverseName(name string) string {
 	}
 	return b.String()
 }
-
-// addrIndex indexes a host under each of its addresses in canonical text
-// form (netip.Addr.String), the form Snapshot.HostsByAddr asks with.
-type addrIndex struct{}
-
-func (addrIndex) FromObject(raw any) (bool, [][]byte, error) {
-	h, ok := raw.(*Host)
-	if !ok {
-		return false, nil, fmt.Errorf("addr index: %T is not a *Host", raw)
-	}
-	if len(h.Addrs) == 0 {
-		return false, nil, nil
-	}
-	keys := make([][]byte, 0, len(h.Addrs))
-	for _, a := range h.Addrs {
-		keys = append(keys, addrKey(a.String()))
-	}
-	return true, keys, nil
-}
-
-func (addrIndex) FromArgs(args ...any) ([]byte, error) {
-	s, err := oneString(args)
-	if err != nil {
-		return nil, err
-	}
-	return addrKey(s), nil
-}
-
-func addrKey(canonical string) []byte { return []byte(canonical + "\x00") }
 
 func oneString(args []any) (string, error) {
 	if len(args) != 1 {
