@@ -194,6 +194,8 @@ func TestRFC8906(t *testing.T) {
 func TestDig(t *testing.T) {
 	addr := authtest.Start(t, &Server{Registry: authtest.Registry(t), Zone: authtest.Zone})
 	soa := "svc.internal. 10 IN SOA ns.svc.internal. hostmaster.svc.internal. 2026112403 300 60 86400 10"
+	soa127 := "0.0.127.in-addr.arpa. 10 IN SOA ns.svc.internal. hostmaster.svc.internal. 2026112402 300 60 86400 10"
+	soa6 := "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa. 10 IN SOA ns.svc.internal. hostmaster.svc.internal. 2026112402 300 60 86400 10"
 	tests := []struct {
 		name      string
 		args      string
@@ -234,6 +236,20 @@ func TestDig(t *testing.T) {
 		{"NODATA all critical", "_telnet._tcp.svc.internal SRV", "NOERROR", nil, []string{soa}, nil},
 		{"empty non-terminal", "_tcp.svc.internal A", "NOERROR", nil, []string{soa}, nil},
 		{"REFUSED", "example.com A", "REFUSED", nil, nil, nil},
+		// Issue 13: dig -x of an address without a name was REFUSED, and
+		// a reverse zone had no SOA.
+		{"PTR unknown address", "-x 127.0.0.9", "NXDOMAIN", nil, []string{soa127}, nil},
+		{"PTR unknown address v6", "-x ::2", "NXDOMAIN", nil, []string{soa6}, nil},
+		{"reverse name SOA", "1.0.0.127.in-addr.arpa SOA", "NOERROR", nil, []string{soa127}, nil},
+		{"reverse zone SOA", "0.0.127.in-addr.arpa SOA", "NOERROR",
+			[]string{"0.0.127.in-addr.arpa. 60 IN SOA ns.svc.internal. hostmaster.svc.internal. 2026112402 300 60 86400 10"}, nil, nil},
+		{"reverse zone NS", "0.0.127.in-addr.arpa NS", "NOERROR",
+			[]string{"0.0.127.in-addr.arpa. 60 IN NS ns.svc.internal."}, nil, []string{"ns.svc.internal. 60 IN A 127.0.0.53"}},
+		{"reverse above the zone", "0.127.in-addr.arpa SOA", "REFUSED", nil, nil, nil},
+		{"reverse of no zone", "-x 192.0.3.1", "REFUSED", nil, nil, nil},
+		{"browse domain", "b._dns-sd._udp.svc.internal PTR", "NOERROR", []string{"b._dns-sd._udp.svc.internal. 60 IN PTR svc.internal."}, nil, nil},
+		{"browse domain by subnet", "lb._dns-sd._udp.0.0.0.127.in-addr.arpa PTR", "NOERROR",
+			[]string{"lb._dns-sd._udp.0.0.0.127.in-addr.arpa. 60 IN PTR svc.internal."}, nil, nil},
 	}
 	for _, tt := range tests {
 		for _, transport := range []string{"+notcp", "+tcp"} {

@@ -1,5 +1,6 @@
 // Package authority is annuaire's authoritative DNS server: it answers for
-// one zone, over UDP and TCP, from the registry. It listens, dispatches
+// one zone and the reverse zones of its addresses, over UDP and TCP, from
+// the registry. It listens, dispatches
 // each request by opcode and counts what it answers; the parts live below:
 //
 //	zone      a name becomes records: the zone, answers, AXFR's records
@@ -46,16 +47,26 @@ type Server struct {
 	// registry.DefaultZone.
 	Zone string
 
-	// NS is the name server's host name relative to Zone; "" means "ns".
-	// The zone's NS record points at it, and its A/AAAA come from the
-	// registry host of that name, which the caller registers.
-	NS string
+	// NS are the name servers of every zone served, each fully qualified
+	// or relative to Zone; nil means "ns". The first is the SOA's MNAME.
+	// The addresses of those inside Zone come from the registry hosts of
+	// those names, which the caller registers.
+	NS []string
+
+	// SOA are the SOA timers of every zone served; a zero field means its
+	// zone.DefaultTimers value.
+	SOA zone.Timers
+
+	// Reverse lists the networks whose reverse zones are served, on octet
+	// or nibble boundaries; nil means the /24 or /64 of every registered
+	// address (registry.ReverseNet).
+	Reverse []netip.Prefix
 
 	// Logger receives one line per update, transfer and notable error,
 	// never one per query; nil means slog.Default(). Lines that anyone
-	// can cause with a packet (a refused update, a transfer) are
-	// aggregated by source: a few at once, then one per remoteLogEvery
-	// with a count of those dropped (package lograte).
+	// can cause with a packet (a refused update, a transfer, a NOTIFY)
+	// are aggregated by source: a few at once, then one per
+	// remoteLogEvery with a count of those dropped (package lograte).
 	Logger *slog.Logger
 
 	// ReadTimeout is how long a new TCP connection has to send its first
@@ -97,6 +108,7 @@ type Server struct {
 	RateLimit *wire.RateLimit
 
 	once  sync.Once // sets the fields below from the exported ones
+	err   error     // the configuration's
 	z     *zone.Zone
 	cache *wire.Cache
 	upd   *update.Handler
@@ -166,6 +178,10 @@ func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
 }
 
 func (s *Server) run(ctx context.Context, srv *dns.Server, network string, addr net.Addr) error {
+	if s.err != nil {
+		closeSocket(srv)
+		return s.err
+	}
 	srv.Handler = s
 	srv.MsgAcceptFunc = accept
 	srv.MaxTCPQueries = -1 // miekg's default of 128 breaks persistent clients
@@ -283,7 +299,11 @@ func (s *Server) isClosed() bool {
 // change afterwards.
 func (s *Server) setup() {
 	s.once.Do(func() {
-		s.z = zone.New(s.Zone, s.NS)
+		c := zone.Config{Origin: s.Zone, NS: s.NS, SOA: s.SOA, Reverse: s.Reverse}
+		if err := c.Check(); err != nil {
+			s.err = fmt.Errorf("authority: %w", err)
+		}
+		s.z = zone.New(c)
 		s.cache = wire.New(s.Registry, s.z, s.Metrics.wireCounters())
 		limit := DefaultRateLimit()
 		if s.RateLimit != nil {
@@ -329,7 +349,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	case dns.OpcodeUpdate:
 		s.upd.ServeDNS(w, r)
 	case dns.OpcodeNotify:
-		transfer.RefuseNotify(w, r)
+		s.xfr.RefuseNotify(w, r)
 	default:
 		// RFC 1035 section 4.1.1; the OPT record is owed even here
 		// (RFC 6891 section 7).
@@ -337,7 +357,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-// RunNotify tells every secondary in Notify that the zone changed (RFC
+// RunNotify tells every secondary in Notify that a zone changed (RFC
 // 1996), until ctx ends: see transfer.Notifier.Run. It returns at once
 // when Notify is empty.
 //
@@ -345,6 +365,9 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // caller starts it once, next to them.
 func (s *Server) RunNotify(ctx context.Context) error {
 	s.setup()
+	if s.err != nil {
+		return s.err
+	}
 	n := &transfer.Notifier{Registry: s.Registry, Zone: s.z, Secondaries: s.Notify, Keys: s.Keys,
 		Logger: s.logger(), Count: s.Metrics.notify}
 	return n.Run(ctx)

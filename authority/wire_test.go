@@ -94,7 +94,7 @@ func sameAnswer(got, want []byte) bool {
 // full path's FORMERR) and the others plain, packed, with the full path's
 // answers to them from reg.
 func mixedRequests(t *testing.T, reg *registry.Registry, tcp bool) (reqs, answers [][]byte) {
-	z := zone.New(authtest.Zone, "")
+	z := zone.New(zone.Config{Origin: authtest.Zone})
 	for i, r := range authtest.Requests()[:300] {
 		if i%7 == 3 {
 			r.Question = append(r.Question, r.Question[0])

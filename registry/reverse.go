@@ -111,7 +111,7 @@ func (s *reader) ReverseSerial(p netip.Prefix) uint32 {
 	p = p.Masked()
 	var serial uint32
 	raise := func(st *Stamp) {
-		if serial == 0 || serialLess(serial, st.Serial) {
+		if serial == 0 || SerialLess(serial, st.Serial) {
 			serial = st.Serial
 		}
 	}
@@ -146,9 +146,6 @@ func (s *reader) ReverseNets() iter.Seq[netip.Prefix] {
 		}
 	}
 }
-
-// serialLess is RFC 1982's order of serials.
-func serialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
 
 // ptrNets appends the networks whose PTR records a change of a host from
 // before to after (either nil for a new or a deleted host) changes: those

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,11 +36,12 @@ const (
 // error: it heard us, so sending again will not help.
 var errNotifyDeclined = errors.New("notify declined")
 
-// A Notifier tells secondaries that the zone changed (RFC 1996).
+// A Notifier tells secondaries that a zone changed (RFC 1996): the
+// forward zone and each reverse zone alike, each when its serial moves.
 type Notifier struct {
-	// Registry is the source of the zone. Required.
+	// Registry is the source of the zones. Required.
 	Registry *registry.Registry
-	// Zone is the zone notified. Required.
+	// Zone holds the zones notified. Required.
 	Zone *zone.Zone
 	// Secondaries are the HOST:PORT addresses told of every change.
 	Secondaries []string
@@ -52,10 +54,11 @@ type Notifier struct {
 	Count func(result string)
 }
 
-// Run tells every secondary that the zone changed: once at start, so that
-// secondaries catch up after a restart, then after each change of the
-// registry, bursts coalesced. Each secondary gets its own retry loop, with
-// backoff, until it acknowledges or a newer serial replaces the one being
+// Run tells every secondary of every zone held: once at start, so that
+// secondaries catch up after a restart, then of each zone whose serial a
+// change of the registry moved, bursts coalesced. Each secondary gets its
+// own loop, which sends each zone's NOTIFY until it is acknowledged or
+// declined, retrying with backoff, a newer serial replacing the one being
 // sent. It returns nil when ctx ends, at once when there is no secondary,
 // and an error naming the address if one is not HOST:PORT.
 func (n *Notifier) Run(ctx context.Context) error {
@@ -71,29 +74,29 @@ func (n *Notifier) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pending := make([]chan uint32, len(n.Secondaries))
+	pending := make([]chan []zone.Held, len(n.Secondaries))
 	for i, addr := range n.Secondaries {
-		pending[i] = make(chan uint32, 1)
+		pending[i] = make(chan []zone.Held, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			n.notifyLoop(ctx, addr, pending[i])
 		}()
 	}
-	post := func(serial uint32) {
+	post := func(held []zone.Held) {
 		for _, ch := range pending {
-			// Latest wins: a serial not yet picked up is replaced. Only
+			// Latest wins: serials not yet picked up are replaced. Only
 			// this goroutine sends, so the send cannot block.
 			select {
 			case <-ch:
 			default:
 			}
-			ch <- serial
+			ch <- held
 		}
 	}
 
 	snap := n.Registry.Snapshot()
-	post(snap.Serial())
+	post(n.Zone.Held(snap))
 	for {
 		select {
 		case <-ctx.Done():
@@ -110,52 +113,80 @@ func (n *Notifier) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		snap = n.Registry.Snapshot()
-		post(snap.Serial())
+		post(n.Zone.Held(snap))
 	}
 }
 
-// notifyLoop sends each serial posted on pending to addr until it is
-// acknowledged, superseded, or ctx ends.
-func (n *Notifier) notifyLoop(ctx context.Context, addr string, pending <-chan uint32) {
-	log := n.Logger.With("secondary", addr, "zone", n.Zone.Origin())
+// A notifyState is where one zone stands with one secondary.
+type notifyState struct {
+	serial   uint32 // the serial being sent, or last sent
+	done     bool   // acknowledged or declined: nothing more to send
+	declined bool   // the last answer was a refusal
+	attempt  int
+}
+
+// notifyLoop sends each zone's serial posted on pending to addr until it
+// is acknowledged, declined, superseded, or ctx ends.
+func (n *Notifier) notifyLoop(ctx context.Context, addr string, pending <-chan []zone.Held) {
+	log := n.Logger.With("secondary", addr)
+	zones := make(map[string]*notifyState)
+	var held []zone.Held
+	wait := notifyRetryFirst
+	var retry <-chan time.Time
 	for {
-		var serial uint32
 		select {
 		case <-ctx.Done():
 			return
-		case serial = <-pending:
+		case held = <-pending:
+			wait = notifyRetryFirst // a newer version: start again
+		case <-retry:
 		}
-		wait := notifyRetryFirst
-		for attempt := 1; ; attempt++ {
+		failed := false
+		for _, h := range held {
+			st := zones[h.Name]
+			if st == nil || st.serial != h.Serial {
+				st = &notifyState{serial: h.Serial, declined: st != nil && st.declined}
+				zones[h.Name] = st
+			}
+			if st.done {
+				continue
+			}
+			st.attempt++
 			start := time.Now()
-			err := n.sendNotify(ctx, addr)
+			err := n.sendNotify(ctx, addr, h)
 			if ctx.Err() != nil {
 				return
 			}
-			if err == nil {
+			zlog := log.With("zone", h.Name, "serial", h.Serial)
+			switch {
+			case err == nil:
 				n.count("acked")
-				log.Info("notify acknowledged", "serial", serial, "attempt", attempt, "duration", time.Since(start))
-				break
-			}
-			if errors.Is(err, errNotifyDeclined) {
+				zlog.Info("notify acknowledged", "attempt", st.attempt, "duration", time.Since(start))
+				st.done, st.declined = true, false
+			case errors.Is(err, errNotifyDeclined):
 				n.count("declined")
-				log.Warn("notify declined", "serial", serial, "err", err)
-				break
+				// A zone the secondary does not carry is declined at each
+				// change: said once, until it is taken again.
+				level := slog.LevelWarn
+				if st.declined {
+					level = slog.LevelDebug
+				}
+				zlog.Log(ctx, level, "notify declined", "err", err)
+				st.done, st.declined = true, true
+			default:
+				n.count("failed")
+				zlog.Warn("notify failed", "attempt", st.attempt, "retry_in", wait, "err", err)
+				failed = true
 			}
-			n.count("failed")
-			log.Warn("notify failed", "serial", serial, "attempt", attempt, "retry_in", wait, "err", err)
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case serial = <-pending:
-				// A newer version replaces the one not yet acknowledged.
-				t.Stop()
-				wait = notifyRetryFirst
-				continue
-			case <-t.C:
+		}
+		for name := range zones { // zones no longer held
+			if !slices.ContainsFunc(held, func(h zone.Held) bool { return h.Name == name }) {
+				delete(zones, name)
 			}
+		}
+		retry = nil
+		if failed {
+			retry = time.After(wait)
 			wait = min(2*wait, notifyRetryMax)
 		}
 	}
@@ -167,11 +198,14 @@ func (n *Notifier) count(result string) {
 	}
 }
 
-// sendNotify sends one NOTIFY for the zone to addr over UDP, signed with the
-// first of Keys if there is one, and waits for its answer.
-func (n *Notifier) sendNotify(ctx context.Context, addr string) error {
+// sendNotify sends one NOTIFY for zone h to addr over UDP, signed with the
+// first of Keys if there is one, and waits for its answer. The zone's SOA
+// goes in the answer section (RFC 1996 section 3.7): a secondary that is
+// already at that serial need not ask, and BIND logs "no serial" without.
+func (n *Notifier) sendNotify(ctx context.Context, addr string, h zone.Held) error {
 	m := new(dns.Msg)
-	m.SetNotify(n.Zone.Origin())
+	m.SetNotify(h.Name)
+	m.Answer = []dns.RR{n.Zone.SOA(h)}
 	c := &dns.Client{Net: "udp", Timeout: notifyTimeout}
 	if len(n.Keys) > 0 {
 		k := n.Keys[0]
@@ -199,9 +233,21 @@ func notifyAlgorithm(alg string) string {
 	return dns.Fqdn(strings.ToLower(alg))
 }
 
-// RefuseNotify answers a NOTIFY (RFC 1996) sent to us: annuaire is a
-// primary and takes none.
-func RefuseNotify(w dns.ResponseWriter, r *dns.Msg) {
+// RefuseNotify answers a NOTIFY (RFC 1996) sent to annuaire: it is the
+// primary of every zone it holds and the secondary of none, so the NOTIFY
+// comes from a host that is not its primary, which RFC 1996 section 3.10
+// says to log and not act on. It is REFUSED, as NSD does (Knot answers
+// NOTAUTH, BIND NOERROR), and logged through Logger, which rate-limits.
+func (h *Handler) RefuseNotify(w dns.ResponseWriter, r *dns.Msg) {
+	name, why := "", "no zone named"
+	if len(r.Question) == 1 {
+		name = r.Question[0].Name
+		why = "not a zone annuaire holds"
+		if h.Zone.Holds(h.Registry.Snapshot(), name) {
+			why = "annuaire is this zone's primary"
+		}
+	}
+	h.Logger.Warn("notify refused", "client", remoteAddr(w).String(), "zone", name, "reason", why)
 	m := new(dns.Msg)
 	m.SetRcode(r, dns.RcodeRefused)
 	w.WriteMsg(m)

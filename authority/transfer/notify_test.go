@@ -2,9 +2,11 @@ package transfer_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 type fakeSecondary struct {
 	mu     sync.Mutex // guards the fields below
 	got    []time.Time
+	zones  []string // "ZONE SERIAL" of each NOTIFY, the serial its answer section's SOA holds
 	drop   int
 	signed bool // every NOTIFY carried a valid TSIG
 }
@@ -47,6 +50,13 @@ func startSecondary(t *testing.T, drop int) (*fakeSecondary, string) {
 				return
 			}
 			f.got = append(f.got, time.Now())
+			serial := "no-soa"
+			if len(r.Answer) == 1 {
+				if soa, ok := r.Answer[0].(*dns.SOA); ok && soa.Hdr.Name == r.Question[0].Name {
+					serial = fmt.Sprint(soa.Serial)
+				}
+			}
+			f.zones = append(f.zones, r.Question[0].Name+" "+serial)
 			f.mu.Unlock()
 			m := new(dns.Msg)
 			m.SetReply(r)
@@ -117,6 +127,37 @@ func TestNotifyCoalesced(t *testing.T) {
 	defer sec.mu.Unlock()
 	if !sec.signed {
 		t.Error("a NOTIFY was not signed with the first key")
+	}
+}
+
+// TestNotifyPerZone: each zone held is notified when its serial moves,
+// and only then, with its SOA in the answer section (RFC 1996 section
+// 3.7: BIND logs "no serial" without it): a reverse zone when an address
+// changes, not when an instance does.
+func TestNotifyPerZone(t *testing.T) {
+	reg := registry.New(1)
+	sec, addr := startSecondary(t, 0)
+	s := &authority.Server{Registry: reg, Notify: []string{addr}}
+	runNotify(t, s)
+	waitFor(t, "the NOTIFY sent at start", func() bool { return sec.count() == 1 })
+	xfrRegister(t, reg, "echo", 7, "host", "127.0.0.1") // serial 2: a host and an instance
+	waitFor(t, "two NOTIFYs", func() bool { return sec.count() == 3 })
+	xfrRegister(t, reg, "http", 80, "host", "127.0.0.1") // serial 3: an instance only
+	waitFor(t, "a NOTIFY", func() bool { return sec.count() == 4 })
+	xfrRegister(t, reg, "ftp", 21, "files", "2001:db8::1") // serial 4: a new IPv6 network
+	waitFor(t, "two NOTIFYs", func() bool { return sec.count() == 6 })
+	time.Sleep(500 * time.Millisecond)
+	sec.mu.Lock()
+	defer sec.mu.Unlock()
+	got := strings.Join(sec.zones, "\n")
+	want := strings.Join([]string{
+		"svc.internal. 1",
+		"svc.internal. 2", "0.0.127.in-addr.arpa. 2",
+		"svc.internal. 3",
+		"svc.internal. 4", "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. 4",
+	}, "\n")
+	if got != want {
+		t.Errorf("NOTIFYs:\n%s\nwant:\n%s", got, want)
 	}
 }
 

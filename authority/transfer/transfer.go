@@ -1,6 +1,6 @@
-// Package transfer carries the zone to secondaries: AXFR (RFC 5936), IXFR
-// from the versions they hold (RFC 1995), and the NOTIFY that tells them
-// to ask (RFC 1996).
+// Package transfer carries the zones to secondaries, the forward zone and
+// each reverse zone alike: AXFR (RFC 5936), IXFR from the versions they
+// hold (RFC 1995), and the NOTIFY that tells them to ask (RFC 1996).
 package transfer
 
 import (
@@ -42,33 +42,41 @@ const (
 // durable history; beyond it, secondaries get the whole zone (RFC 1995
 // section 4).
 type transferState struct {
-	mu    sync.Mutex // guards snaps
-	snaps []*registry.Snapshot
+	mu       sync.Mutex // guards versions
+	versions []version
 }
 
-// remember keeps snap as a version a secondary may hold.
-func (t *transferState) remember(snap *registry.Snapshot) {
+// A version is a zone at a serial, and a snapshot that holds it: a
+// reverse zone's serial is the registry serial of its last change, and
+// every snapshot since holds the same zone.
+type version struct {
+	zone   string
+	serial uint32
+	snap   *registry.Snapshot
+}
+
+// remember keeps snap as holding a version of zone a secondary may hold.
+func (t *transferState) remember(zone string, serial uint32, snap *registry.Snapshot) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	serial := snap.Serial()
-	for _, s := range t.snaps {
-		if s.Serial() == serial {
+	for _, v := range t.versions {
+		if v.zone == zone && v.serial == serial {
 			return
 		}
 	}
-	t.snaps = append(t.snaps, snap)
-	if len(t.snaps) > xfrKeep {
-		t.snaps = append(t.snaps[:0:0], t.snaps[len(t.snaps)-xfrKeep:]...)
+	t.versions = append(t.versions, version{zone, serial, snap})
+	if len(t.versions) > xfrKeep {
+		t.versions = append(t.versions[:0:0], t.versions[len(t.versions)-xfrKeep:]...)
 	}
 }
 
-// version returns the remembered snapshot with the given serial.
-func (t *transferState) version(serial uint32) (*registry.Snapshot, bool) {
+// version returns the remembered snapshot that holds zone at serial.
+func (t *transferState) version(zone string, serial uint32) (*registry.Snapshot, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, s := range t.snaps {
-		if s.Serial() == serial {
-			return s, true
+	for _, v := range t.versions {
+		if v.zone == zone && v.serial == serial {
+			return v.snap, true
 		}
 	}
 	return nil, false
@@ -120,18 +128,20 @@ func withSerial(rrs []dns.RR, serial uint32) []dns.RR {
 	return append([]dns.RR{soa}, rrs[1:]...)
 }
 
-// A Handler answers AXFR and IXFR for one zone. Its fields must not
-// change once it has answered.
+// A Handler answers AXFR and IXFR for the zones Zone holds, and the
+// NOTIFYs sent to annuaire. Its fields must not change once it has
+// answered.
 type Handler struct {
 	// Registry is the source of the zone. Required.
 	Registry *registry.Registry
-	// Zone is the zone transferred. Required.
+	// Zone holds the zones transferred. Required.
 	Zone *zone.Zone
 	// Keys: a request signed with one of them may transfer.
 	Keys []tsig.Key
 	// AllowTransfer lists the networks that may transfer without a key.
 	AllowTransfer []netip.Prefix
-	// Logger receives one line per transfer. Required.
+	// Logger receives one line per transfer and per NOTIFY refused: it
+	// should be rate-limited. Required.
 	Logger *slog.Logger
 	// Count, if not nil, counts each transfer by type (AXFR, IXFR) and
 	// result (full, incremental, incremental-history, uptodate,
@@ -142,14 +152,14 @@ type Handler struct {
 }
 
 // Transfer answers r, an AXFR (RFC 5936) or IXFR (RFC 1995) request for
-// the zone, received over TCP or not. The dns.Server that read r must
+// a zone, received over TCP or not. The dns.Server that read r must
 // have verified its TSIG with a tsig.Keyring of Keys.
 func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	start := time.Now()
 	q := r.Question[0]
 	kind := dns.TypeToString[q.Qtype]
 	client := remoteAddr(w)
-	log := h.Logger.With("client", client.String(), "type", kind)
+	log := h.Logger.With("client", client.String(), "type", kind, "zone", q.Name)
 	count := func(result string) {
 		if h.Count != nil {
 			h.Count(kind, result)
@@ -173,10 +183,12 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 		xfrError(w, r, dns.RcodeRefused)
 		return
 	}
-	if !strings.EqualFold(q.Name, h.Zone.Origin()) || (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) {
+	snap := h.Registry.Snapshot()
+	rrs, held := h.Zone.Records(snap, q.Name)
+	if !held || (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) {
 		// RFC 5936 section 2.2.1: NOTAUTH for a zone the server does not
 		// serve.
-		log.Warn("zone transfer refused", "zone", q.Name, "reason", "not this zone")
+		log.Warn("zone transfer refused", "reason", "not a zone annuaire holds")
 		count("refused")
 		xfrError(w, r, dns.RcodeNotAuth)
 		return
@@ -189,16 +201,10 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 		return
 	}
 
-	snap := h.Registry.Snapshot()
-	cur := snap.Serial()
-	rrs := h.Zone.Records(snap)
-	if len(rrs) == 0 {
-		count("error")
-		xfrError(w, r, dns.RcodeServerFailure)
-		return
-	}
 	soa := rrs[0]
-	h.versions.remember(snap)
+	apex := soa.Header().Name
+	cur := soa.(*dns.SOA).Serial
+	h.versions.remember(apex, cur, snap)
 
 	var (
 		out  []dns.RR
@@ -218,12 +224,12 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 			// RFC 1995 section 2: up to date (or ahead, after a serial
 			// reset): one SOA tells the client there is nothing to do.
 			out, mode = []dns.RR{soa}, "uptodate"
-		} else if oldSnap, ok := h.versions.version(old); ok {
-			out, mode = ixfrRecords(h.Zone.Records(oldSnap), rrs), "incremental"
-		} else if oldSnap, ok := rewind(snap, old); ok {
+		} else if oldRRs, ok := h.oldVersion(snap, apex, old); ok {
+			out, mode = ixfrRecords(oldRRs, rrs), "incremental"
+		} else if oldRRs, ok := h.rewound(snap, apex, old); ok {
 			// A version this process never sent (it restarted since):
 			// rebuilt from the registry's durable history.
-			out, mode = ixfrRecords(withSerial(h.Zone.Records(oldSnap), old), rrs), "incremental-history"
+			out, mode = ixfrRecords(oldRRs, rrs), "incremental-history"
 		} else {
 			// The history does not reach back: the whole zone, in AXFR
 			// form (RFC 1995 section 4).
@@ -246,6 +252,31 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	}
 	log.Info("zone transfer", "serial", cur, "mode", mode, "records", len(out), "messages", msgs, "duration", time.Since(start))
 	count(mode)
+}
+
+// oldVersion returns zone apex at serial old as a transfer sent it.
+func (h *Handler) oldVersion(snap *registry.Snapshot, apex string, old uint32) ([]dns.RR, bool) {
+	oldSnap, ok := h.versions.version(apex, old)
+	if !ok {
+		return nil, false
+	}
+	return h.Zone.Records(oldSnap, apex)
+}
+
+// rewound returns zone apex at serial old, rebuilt from the registry's
+// history: the registry as it was at serial old holds the zone as it was
+// (a reverse zone's serial is that of a registry change). The rebuilt
+// registry has serials of its own: the SOA says old.
+func (h *Handler) rewound(snap *registry.Snapshot, apex string, old uint32) ([]dns.RR, bool) {
+	oldSnap, ok := rewind(snap, old)
+	if !ok {
+		return nil, false
+	}
+	rrs, ok := h.Zone.Records(oldSnap, apex)
+	if !ok {
+		return nil, false
+	}
+	return withSerial(rrs, old), true
 }
 
 // allowed reports whether the client may transfer the zone, and the TSIG

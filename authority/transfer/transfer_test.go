@@ -34,7 +34,10 @@ func startXfr(t testing.TB, s *authority.Server) string {
 }
 
 // records is the zone of a server with the default zone, as AXFR sends it.
-func records(snap *registry.Snapshot) []dns.RR { return zone.New("", "").Records(snap) }
+func records(snap *registry.Snapshot) []dns.RR {
+	rrs, _ := zone.New(zone.Config{}).Records(snap, registry.DefaultZone)
+	return rrs
+}
 
 func xfrRegister(t testing.TB, reg *registry.Registry, service string, port uint16, host string, addr string) string {
 	t.Helper()

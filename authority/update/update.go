@@ -128,6 +128,14 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	if z := r.Question[0]; z.Qclass != dns.ClassINET || dns.CanonicalName(z.Name) != origin {
 		u.zone = z.Name
+		if z.Qclass == dns.ClassINET && h.Zone.Holds(h.Registry.Snapshot(), z.Name) {
+			// A reverse zone: annuaire holds it, so RFC 2136 section
+			// 3.1.1's NOTAUTH would be wrong; its PTR records follow the
+			// hosts' addresses, which are updated in the forward zone.
+			u.why = "a reverse zone: its PTR records follow the hosts' addresses in " + origin
+			reply(dns.RcodeRefused)
+			return
+		}
 		u.why = "not our zone"
 		reply(dns.RcodeNotAuth)
 		return
@@ -546,11 +554,11 @@ func (v *view) add(o owner, rr dns.RR, u *updateLog) error {
 		}
 		return refused("%s: the SOA is derived from the registry", what)
 	case *dns.NS:
-		if o.kind == nameApex && dns.CanonicalName(rr.Ns) == dns.CanonicalName(v.z.NS()) {
+		if o.kind == nameApex && v.z.IsNS(rr.Ns) {
 			u.ignored++ // the record exists: a duplicate is not added twice
 			return nil
 		}
-		return refused("%s: the zone's only name server is %s", what, v.z.NS())
+		return refused("%s: the zone's name servers are set by configuration (--ns): %s", what, strings.Join(v.z.NS(), " "))
 	case *dns.SRV:
 		host, err := v.relHost(rr.Target)
 		if err != nil {

@@ -442,7 +442,12 @@ func (c *Cache) build(snap *registry.Snapshot, req []byte, tcp bool) *entry {
 	e.rrl = rrlKey(rrlKind(msg), r.Question[0].Qtype, req[12:nameEnd(req)])
 	serial := snap.Serial()
 	e.serial.Store(serial)
-	e.serials = serialOffsets(msg, serial)
+	if _, forward := c.zone.Relative(r.Question[0].Name); forward {
+		// The forward zone's serial is the registry's; a reverse zone's
+		// is the serial of its last change, which the answer read (its
+		// stamps) and which is never patched.
+		e.serials = serialOffsets(msg, serial)
+	}
 	e.truncated = msg[2]&0x2 != 0
 	if c.counters.Answers != nil {
 		e.answers = c.counters.Answers(r.Question[0].Qtype, int(msg[3]&0xF))

@@ -22,7 +22,7 @@ import (
 type server struct{ *Cache }
 
 func newServer(reg *registry.Registry) server {
-	return server{New(reg, zone.New(authtest.Zone, ""), Counters{})}
+	return server{New(reg, zone.New(zone.Config{Origin: authtest.Zone}), Counters{})}
 }
 
 // testServer answers from authtest.Many: the test zone, and an SRV RRset

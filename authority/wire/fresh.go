@@ -24,9 +24,11 @@ import (
 // which answers read what: an answer of a new shape, read through the
 // Snapshot's methods, is kept or dropped on what it actually read.
 //
-// The SOA serial, in SOA answers and in negative answers' authority
-// section (RFC 2308 section 3), is not a read: every change moves it, and
-// it is patched in when an answer is sent, never a reason to rebuild. A
+// The forward zone's SOA serial, in SOA answers and in negative answers'
+// authority section (RFC 2308 section 3), is not a read: every change
+// moves it, and it is patched in when an answer is sent, never a reason
+// to rebuild. A reverse zone's serial moves only with the zone's records:
+// it is read (registry.Snapshot.ReverseSerial), like them. A
 // change set too large to list, or a gap in the history, makes every
 // answer stale.
 

@@ -29,6 +29,15 @@ func staleRequests() []*dns.Msg {
 		"late.svc.internal.", "_late._tcp.svc.internal.", "L1._late._tcp.svc.internal.", "lab2.svc.internal.",
 		"x.lab2.svc.internal.", "auto.svc.internal.", "_smtp._tcp.svc.internal.", "_bulk._tcp.svc.internal.",
 		"_printer._sub._http._tcp.svc.internal.", "_printer._sub._echo._tcp.svc.internal.", "_sub._echo._tcp.svc.internal.",
+		// Reverse zones: apexes (their serials), addresses, the network
+		// address and its browse domains, names above a zone, a network
+		// that comes and goes, the IPv6 zone's empty non-terminals.
+		"0.0.127.in-addr.arpa.", "0.9.10.in-addr.arpa.", "0.127.in-addr.arpa.", "53.0.0.127.in-addr.arpa.",
+		"54.0.0.127.in-addr.arpa.", "0.0.0.127.in-addr.arpa.", "b._dns-sd._udp.0.0.0.127.in-addr.arpa.",
+		"50.2.0.192.in-addr.arpa.", "2.0.192.in-addr.arpa.", "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+		"2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", "0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+		"0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+		"b._dns-sd._udp.svc.internal.", "lb._dns-sd._udp.svc.internal.",
 	}
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypeSOA, dns.TypeNS, dns.TypeMX, dns.TypePTR, dns.TypeANY}
 	var reqs []*dns.Msg
@@ -97,8 +106,12 @@ func TestWireCacheAcrossUpdates(t *testing.T) {
 			"www.lab.svc.internal. A", "_http._tcp.svc.internal. SRV"},
 		{"host back", host("b", "127.0.0.2", "2001:db8::2"), "www.lab.svc.internal. A", "svc.internal. MX"},
 		{"new empty non-terminal", host("x.lab2", "192.0.2.50"), "_http._tcp.svc.internal. SRV", "lab2.svc.internal. A"},
+		{"reverse zone of a new address", host("x.lab2", "192.0.2.50", "10.9.0.99"), "0.0.127.in-addr.arpa. SOA", "0.9.10.in-addr.arpa. SOA"},
+		{"reverse name of a new address", host("m7", "10.9.0.70", "127.0.0.54"), "2.0.192.in-addr.arpa. SOA", "54.0.0.127.in-addr.arpa. PTR"},
 		{"empty non-terminal gone", func(tx *registry.Tx) error { return tx.DeleteHost("x.lab2") },
 			"_http._tcp.svc.internal. SRV", "lab2.svc.internal. A"},
+		{"reverse zone gone", func(tx *registry.Tx) error { return tx.DeleteHost("echo") },
+			"0.0.127.in-addr.arpa. SOA", "2.0.192.in-addr.arpa. SOA"},
 		{"name server moves", host("ns", "127.0.0.54"), "_http._tcp.svc.internal. SRV", "svc.internal. NS"},
 		{"mail on another host", put(registry.Instance{ID: "smtp2", Service: "smtp", Proto: "tcp", Host: "a", Port: 25, Priority: 5}),
 			"www.lab.svc.internal. A", "svc.internal. MX"},

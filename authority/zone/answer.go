@@ -47,50 +47,66 @@ func (z *Zone) answer(snap *registry.Snapshot, q question) *dns.Msg {
 	m.Response = true
 	m.Question = []dns.Question{q.Question}
 
-	var extra func() [][]dns.RR
-	rel, inZone := z.Relative(q.Name)
-	switch {
-	case !inZone:
-		rrs, ok := z.reverse(snap, q.Name, q.Qtype)
-		if !ok {
-			// Not ours: RFC 8906 section 3.1.6 prefers REFUSED to silence,
-			// and without aa a resolver knows to look elsewhere.
-			m.Rcode = dns.RcodeRefused
-			break
+	// The zone that holds the name: the forward zone, or a reverse zone.
+	var (
+		lookup   func(qtype uint16, add *additions) ([]dns.RR, bool)
+		negative func() dns.RR
+	)
+	if rel, in := z.Relative(q.Name); in {
+		lookup = func(qtype uint16, add *additions) ([]dns.RR, bool) {
+			return z.lookup(snap, rel, q.Name, qtype, add)
 		}
-		// A registered address's reverse name: we answer its PTR records
-		// with authority. Other types get NODATA without an SOA, since the
-		// reverse zone is not ours to describe: RFC 2308 section 5 makes
-		// that answer uncacheable, which is right.
-		m.Authoritative = true
-		m.Answer = rrs
+		negative = func() dns.RR { return z.soa(z.origin, snap.Serial(), z.negativeTTL()) }
+	} else if n, rev := parseReverse(q.Name); rev {
+		if zn, held := z.reverseZone(snap, n); held {
+			lookup = func(qtype uint16, add *additions) ([]dns.RR, bool) {
+				return z.reverseLookup(snap, zn, n, q.Name, qtype, add)
+			}
+			negative = func() dns.RR { return z.soa(reverseName(zn), snap.ReverseSerial(zn), z.negativeTTL()) }
+		}
+	}
+	if lookup == nil {
+		// Not ours: RFC 8906 section 3.1.6 prefers REFUSED to silence,
+		// and without aa a resolver knows to look elsewhere.
+		m.Rcode = dns.RcodeRefused
+		fit(m, nil, q.edns)
+		return m
+	}
 
-	default:
-		m.Authoritative = true
-		qtype := q.Qtype
-		if qtype == dns.TypeANY && !q.tcp {
-			// RFC 8482 section 4.1: over UDP, one RRset of the name, the
-			// one of lowest type number, never an amplifier. Over TCP the
-			// whole node (section 4.4 allows transports to differ).
-			all, _ := z.lookup(snap, rel, q.Name, dns.TypeANY, nil)
-			for i, rr := range all {
-				if t := rr.Header().Rrtype; i == 0 || t < qtype {
-					qtype = t
-				}
+	m.Authoritative = true
+	qtype := q.Qtype
+	if qtype == dns.TypeANY && !q.tcp {
+		// RFC 8482 section 4.1: over UDP, one RRset of the name, the
+		// one of lowest type number, never an amplifier. Over TCP the
+		// whole node (section 4.4 allows transports to differ).
+		all, _ := lookup(dns.TypeANY, nil)
+		for i, rr := range all {
+			if t := rr.Header().Rrtype; i == 0 || t < qtype {
+				qtype = t
 			}
 		}
-		var add additions
-		rrs, exists := z.lookup(snap, rel, q.Name, qtype, &add)
-		switch {
-		case !exists:
-			m.Rcode = dns.RcodeNameError
-			m.Ns = []dns.RR{z.negativeSOA(snap)}
-		case len(rrs) == 0:
-			m.Ns = []dns.RR{z.negativeSOA(snap)} // NODATA, RFC 2308 section 2.2
-		default:
-			m.Answer = rrs
-			extra = func() [][]dns.RR { return z.additional(snap, &add) }
-		}
+	}
+	var add additions
+	rrs, exists := lookup(qtype, &add)
+	var extra func() [][]dns.RR
+	switch {
+	case !exists:
+		m.Rcode = dns.RcodeNameError
+		m.Ns = []dns.RR{negative()}
+	case len(rrs) == 0:
+		m.Ns = []dns.RR{negative()} // NODATA, RFC 2308 section 2.2
+	default:
+		m.Answer = rrs
+		extra = func() [][]dns.RR { return z.additional(snap, &add) }
+	}
+	if q.Qclass == dns.ClassANY {
+		// QCLASS * (RFC 1035 section 3.2.5): the class IN data, as NSD and
+		// Knot both answer it; and as NSD does, not authoritative, since
+		// a server cannot know it holds every class (RFC 1034 section
+		// 3.7.1), so no SOA makes the negative answer cacheable. Knot sets
+		// aa and adds the SOA; BIND answers FORMERR.
+		m.Authoritative = false
+		m.Ns = nil
 	}
 	fit(m, extra, q.edns)
 	return m

@@ -11,7 +11,7 @@ import (
 // BenchmarkAnswer measures answer construction alone, from a snapshot of
 // 1000 instances, for the questions clients ask most.
 func BenchmarkAnswer(b *testing.B) {
-	s := server{New(authtest.Zone, ""), authtest.Big(b, 1000)}
+	s := server{New(Config{Origin: authtest.Zone}), authtest.Big(b, 1000)}
 	for _, q := range []struct {
 		name  string
 		qtype uint16

@@ -16,7 +16,7 @@ type server struct {
 }
 
 func testServer(tb testing.TB) server {
-	return server{New(authtest.Zone, ""), authtest.Registry(tb)}
+	return server{New(Config{Origin: authtest.Zone}), authtest.Registry(tb)}
 }
 
 func (s server) respond(r *dns.Msg, tcp bool) *dns.Msg { return s.Respond(s.reg.Snapshot(), r, tcp) }

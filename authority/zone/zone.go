@@ -26,7 +26,6 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -34,86 +33,12 @@ import (
 	"github.com/annuaire/annuaire/registry"
 )
 
-// The zone's timers. The data is volatile (instances come, go and fail
-// their checks), so every number is short except expire.
-const (
-	soaTTL = 60 // SOA and NS records: they never change but for the serial
-	// refresh: secondaries get NOTIFY (RFC 1996) on every change; the
-	// timer is only the fallback when a NOTIFY is lost.
-	soaRefresh = 300
-	soaRetry   = 60
-	// expire: a secondary that lost us for a day stops answering rather
-	// than hand out day-old health.
-	soaExpire = 86400
-	// minimum: the negative-caching TTL (RFC 2308 section 4), as short as
-	// registry.DefaultTTL so that a service registered just after a
-	// client asked for it is found within seconds.
-	soaMinimum = registry.DefaultTTL
-)
-
 // The DNS-SD service type enumeration name, RFC 6763 section 9.
 var enumLabels = []string{"_services", "_dns-sd", "_udp"}
 
-// A Zone is what the answers are computed from besides the snapshot: the
-// configuration, normalised once. It is immutable.
-type Zone struct {
-	origin string   // lowercased and fully qualified: "svc.internal."
-	labels []string // origin's labels, unescaped and lowercased
-	ns     string   // the name server's host, relative to origin
-}
-
-// New returns the zone origin, whose name server is the host ns (relative
-// to origin). "" means registry.DefaultZone and "ns".
-func New(origin, ns string) *Zone {
-	if origin == "" {
-		origin = registry.DefaultZone
-	}
-	origin = dns.CanonicalName(origin)
-	labels, ok := rawLabels(origin)
-	if !ok {
-		// An invalid zone name can never match a question; every query
-		// is then REFUSED, which is what a misconfigured server should say.
-		labels = []string{"\x00invalid"}
-	}
-	for i := range labels {
-		labels[i] = registry.FoldName(labels[i])
-	}
-	if ns == "" {
-		ns = "ns"
-	}
-	return &Zone{origin: origin, labels: labels, ns: registry.FoldName(strings.TrimSuffix(ns, "."))}
-}
-
-// Origin is the zone's name, lowercased and fully qualified: "svc.internal.".
-func (z *Zone) Origin() string { return z.origin }
-
-// NS is the fully qualified name of the zone's name server.
-func (z *Zone) NS() string { return z.abs(z.ns) }
-
-// Abs returns the fully qualified name of a name relative to the zone.
-func (z *Zone) Abs(rel string) string { return z.abs(rel) }
-
-// abs returns the fully qualified name of a name relative to the zone.
-func (z *Zone) abs(rel string) string { return rel + "." + z.origin }
-
-func (z *Zone) soa(snap *registry.Snapshot, ttl uint32) *dns.SOA {
-	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: z.origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
-		Ns:      z.abs(z.ns),
-		Mbox:    z.abs("hostmaster"),
-		Serial:  snap.Serial(),
-		Refresh: soaRefresh,
-		Retry:   soaRetry,
-		Expire:  soaExpire,
-		Minttl:  soaMinimum,
-	}
-}
-
-// negativeSOA is the SOA of the authority section of NXDOMAIN and NODATA
-// answers: its TTL is min(SOA TTL, SOA MINIMUM), RFC 2308 section 3.
-func (z *Zone) negativeSOA(snap *registry.Snapshot) *dns.SOA {
-	return z.soa(snap, min(soaTTL, soaMinimum))
-}
+// The DNS-SD browse and registration domains, RFC 6763 section 11: b, db
+// and lb answer where to browse, r and dr where to register.
+var browseLabels = []string{"b", "db", "lb", "r", "dr"}
 
 // Relative splits a question name into its labels below the origin,
 // unescaped, leftmost first. ok is false when the name is not in the zone.
@@ -191,20 +116,13 @@ func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype
 	for i, l := range rel {
 		lc[i] = registry.FoldName(l)
 	}
-	hdr := func(t uint16, ttl uint32) dns.RR_Header {
-		return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
-	}
-
 	if len(lc) == 0 { // the apex
 		exists = true
 		if want(dns.TypeSOA) {
-			soa := z.soa(snap, soaTTL)
-			soa.Hdr.Name = owner
-			rrs = append(rrs, soa)
+			rrs = append(rrs, z.soa(owner, snap.Serial(), soaTTL))
 		}
 		if want(dns.TypeNS) {
-			rrs = append(rrs, &dns.NS{Hdr: hdr(dns.TypeNS, soaTTL), Ns: z.abs(z.ns)})
-			add.host(z.ns)
+			rrs = append(rrs, z.nsRecords(owner, add)...)
 		}
 		if want(dns.TypeMX) {
 			rrs = append(rrs, z.mx(snap, owner, add)...)
@@ -251,8 +169,8 @@ func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype
 	switch {
 	case len(lc) == 1 && isProto(lc[0]): // _tcp, _udp
 		proto := lc[0][1:]
-		if snap.HasProto(proto) || proto == "udp" && hasTypes(snap) {
-			exists = true
+		if proto == "udp" || snap.HasProto(proto) {
+			exists = true // _udp is above the browse domains
 		}
 
 	case len(lc) == 2 && isService(lc[0]) && isProto(lc[1]): // _echo._tcp
@@ -266,8 +184,8 @@ func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype
 				rrs = append(rrs, z.instancePTR(snap, proto, service, owner, add)...)
 			}
 		}
-		if lc[0] == enumLabels[1] && lc[1] == enumLabels[2] && hasTypes(snap) {
-			exists = true // _dns-sd._udp, above _services._dns-sd._udp
+		if lc[0] == enumLabels[1] && lc[1] == enumLabels[2] {
+			exists = true // _dns-sd._udp, above the browse domains
 		}
 
 	case len(lc) == 3 && slices.Equal(lc, enumLabels):
@@ -276,6 +194,12 @@ func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype
 			if want(dns.TypePTR) {
 				rrs = append(rrs, z.enumeration(snap, owner)...)
 			}
+		}
+
+	case len(lc) == 3 && slices.Contains(browseLabels, lc[0]) && slices.Equal(lc[1:], enumLabels[1:]):
+		exists = true
+		if want(dns.TypePTR) {
+			rrs = append(rrs, z.browsePTR(owner))
 		}
 	}
 	if len(lc) == 3 && isService(lc[1]) && isProto(lc[2]) { // Instance._echo._tcp
@@ -412,11 +336,17 @@ func (z *Zone) enumeration(snap *registry.Snapshot, owner string) []dns.RR {
 	var rrs []dns.RR
 	for t := range snap.Types() {
 		rrs = append(rrs, &dns.PTR{
-			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: soaMinimum},
+			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: registry.DefaultTTL},
 			Ptr: z.abs(typeName(t.Proto, t.Service)),
 		})
 	}
 	return rrs
+}
+
+// browsePTR is a browse or registration domain's answer, RFC 6763
+// section 11: this zone.
+func (z *Zone) browsePTR(owner string) *dns.PTR {
+	return &dns.PTR{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: soaTTL}, Ptr: z.origin}
 }
 
 // txtRR is an instance's TXT record: its strings in the order given
@@ -480,75 +410,8 @@ func (z *Zone) hostAddrs(snap *registry.Snapshot, name string, v6 bool) []dns.RR
 	return s.appendRRs(nil, z.abs(name), v6)
 }
 
-// reverse answers a question under in-addr.arpa or ip6.arpa for an
-// address some host has. ok is false when no host has it: the reverse
-// tree is not ours, and the caller refuses the question.
-func (z *Zone) reverse(snap *registry.Snapshot, qname string, qtype uint16) (rrs []dns.RR, ok bool) {
-	addr, valid := reverseAddr(qname)
-	if !valid {
-		return nil, false
-	}
-	ttl := uint32(registry.MaxTTL)
-	for h := range snap.HostsByAddr(addr) {
-		ok = true
-		if qtype != dns.TypePTR && qtype != dns.TypeANY {
-			break
-		}
-		ttl = min(ttl, h.TTL)
-		rrs = append(rrs, &dns.PTR{
-			Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypePTR, Class: dns.ClassINET},
-			Ptr: z.abs(h.Name),
-		})
-	}
-	return setTTL(rrs, ttl), ok
-}
-
-// reverseAddr parses 1.0.0.127.in-addr.arpa. and the 34 labels of an
-// ip6.arpa name (RFC 3596 section 2.5) into an address. Partial names
-// (0.127.in-addr.arpa.) are not addresses.
-func reverseAddr(qname string) (netip.Addr, bool) {
-	labels, ok := rawLabels(qname)
-	if !ok {
-		return netip.Addr{}, false
-	}
-	for i := range labels {
-		labels[i] = registry.FoldName(labels[i])
-	}
-	switch {
-	case len(labels) == 6 && labels[4] == "in-addr" && labels[5] == "arpa":
-		var b [4]byte
-		for i := range 4 {
-			l := labels[3-i]
-			n, err := strconv.ParseUint(l, 10, 8)
-			if err != nil || strconv.FormatUint(n, 10) != l { // no "01", no "+1"
-				return netip.Addr{}, false
-			}
-			b[i] = byte(n)
-		}
-		return netip.AddrFrom4(b), true
-	case len(labels) == 34 && labels[32] == "ip6" && labels[33] == "arpa":
-		var b [16]byte
-		for i := range 32 {
-			l := labels[31-i]
-			if len(l) != 1 {
-				return netip.Addr{}, false
-			}
-			n, err := strconv.ParseUint(l, 16, 4)
-			if err != nil {
-				return netip.Addr{}, false
-			}
-			b[i/2] |= byte(n) << (4 * (1 - i%2))
-		}
-		return netip.AddrFrom16(b), true
-	}
-	return netip.Addr{}, false
-}
-
-// Records returns every record of the zone, as AXFR carries it and as
-// queries answer it: the SOA first, then every RRset in the canonical
-// order of RFC 4034 section 6 (names, then types, then record data). The
-// reverse (PTR) records are not part of the zone.
-func (z *Zone) Records(snap *registry.Snapshot) []dns.RR {
+// forwardRecords returns every record of the forward zone (see Records).
+func (z *Zone) forwardRecords(snap *registry.Snapshot) []dns.RR {
 	type node struct {
 		rel   []string
 		owner string
@@ -583,6 +446,9 @@ func (z *Zone) Records(snap *registry.Snapshot) []dns.RR {
 	if types {
 		addNode(enumLabels, z.abs(strings.Join(enumLabels, ".")))
 	}
+	for _, b := range browseLabels {
+		addNode([]string{b, enumLabels[1], enumLabels[2]}, z.abs(b+"."+enumLabels[1]+"."+enumLabels[2]))
+	}
 
 	slices.SortFunc(nodes, func(a, b node) int { return compareNames(a.rel, b.rel) })
 	var rrs []dns.RR
@@ -590,13 +456,6 @@ func (z *Zone) Records(snap *registry.Snapshot) []dns.RR {
 		set, _ := z.lookup(snap, n.rel, n.owner, dns.TypeANY, nil)
 		sortRRs(set)
 		rrs = append(rrs, set...)
-	}
-	// The apex sorts first; within it, SOA must lead (RFC 5936 section 2.2).
-	i := slices.IndexFunc(rrs, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeSOA })
-	if i > 0 {
-		soa := rrs[i]
-		copy(rrs[1:i+1], rrs[:i])
-		rrs[0] = soa
 	}
 	return rrs
 }

@@ -416,7 +416,7 @@ zone "svc.internal" {
 	txts[1].strings = changed
 	within("follow the change", func() bool { return serial(namedAddr) == serial(a.dns) })
 	// dnspython's IXFR, then named's.
-	if n := strings.Count(a.stderr.String(), "type=IXFR key=ddns. from_serial="+before); n < 2 {
+	if n := strings.Count(a.stderr.String(), "type=IXFR zone=svc.internal. key=ddns. from_serial="+before); n < 2 {
 		t.Errorf("%d IXFRs from %s in annuaire's log, want dnspython's and named's", n, before)
 	}
 	t.Run("BIND secondary after IXFR", func(t *testing.T) { check(t, namedAddr, false) })

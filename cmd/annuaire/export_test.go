@@ -13,11 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -48,23 +50,19 @@ func exportRun(t *testing.T, args ...string) (stdout, stderr string, err error) 
 	return out.String(), errb.String(), err
 }
 
-// checkZone runs named-checkzone on a master file, when it is installed.
-func checkZone(t *testing.T, text string) {
+// checkZone runs named-checkzone and kzonecheck on a master file of the
+// zone origin.
+func checkZone(t *testing.T, origin, text string) {
 	t.Helper()
-	path, err := exec.LookPath("named-checkzone")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("named-checkzone is required under CI: %v", err)
-		}
-		t.Logf("named-checkzone not installed: %v", err)
-		return
-	}
 	file := filepath.Join(t.TempDir(), "zone")
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(path, "svc.internal", file).CombinedOutput(); err != nil {
-		t.Errorf("named-checkzone: %v\n%s\n%s", err, out, text)
+	if out, err := exec.Command(testenv.NeedTool(t, "named-checkzone"), origin, file).CombinedOutput(); err != nil {
+		t.Errorf("named-checkzone %s: %v\n%s\n%s", origin, err, out, text)
+	}
+	if out, err := exec.Command(testenv.NeedTool(t, "kzonecheck"), "-o", origin, file).CombinedOutput(); err != nil {
+		t.Errorf("kzonecheck %s: %v\n%s\n%s", origin, err, out, text)
 	}
 }
 
@@ -82,7 +80,7 @@ func checkExport(t *testing.T, out string) {
 	if strings.Count(out, "\tSOA\t") != 1 {
 		t.Errorf("export has %d SOA records, want 1", strings.Count(out, "\tSOA\t"))
 	}
-	checkZone(t, out)
+	checkZone(t, "svc.internal.", out)
 }
 
 func TestExportServer(t *testing.T) {
@@ -125,6 +123,18 @@ func TestExportServer(t *testing.T) {
 			}
 		}
 	})
+	t.Run("every zone", func(t *testing.T) {
+		out := t.TempDir()
+		stdout, stderr, err := exportRun(t, "--server", ln.Addr().String(), "--tsig", exportKey, "--dir", out)
+		if err != nil {
+			t.Fatalf("export: %v\n%s", err, stderr)
+		}
+		if files := strings.Fields(stdout); len(files) != 2 || files[1] != filepath.Join(out, "0.0.127.in-addr.arpa.zone") {
+			t.Fatalf("export --server --dir wrote %v", files)
+		}
+		text, _ := os.ReadFile(filepath.Join(out, "0.0.127.in-addr.arpa.zone"))
+		checkZone(t, "0.0.127.in-addr.arpa.", string(text))
+	})
 	t.Run("ErrNoKey", func(t *testing.T) {
 		if _, _, err := exportRun(t, "--server", ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "REFUSED") {
 			t.Fatalf("export without a key: %v, want REFUSED", err)
@@ -155,6 +165,48 @@ func TestExportData(t *testing.T) {
 			t.Fatalf("export: %v\n%s", err, stderr)
 		}
 		checkExport(t, out)
+	})
+	t.Run("every zone", func(t *testing.T) {
+		out := t.TempDir()
+		stdout, stderr, err := exportRun(t, "--data", dir, "--dir", out)
+		if err != nil {
+			t.Fatalf("export: %v\n%s", err, stderr)
+		}
+		files := strings.Fields(stdout)
+		want := []string{filepath.Join(out, "svc.internal.zone"), filepath.Join(out, "0.0.127.in-addr.arpa.zone")}
+		if !slices.Equal(files, want) {
+			t.Fatalf("export --dir wrote %v, want %v", files, want)
+		}
+		for _, f := range files {
+			text, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkZone(t, strings.TrimSuffix(filepath.Base(f), ".zone"), string(text))
+		}
+		rev, _ := os.ReadFile(files[1])
+		for _, want := range []string{"1.0.0.127.in-addr.arpa.\t10\tIN\tPTR\thost.svc.internal.", "1.0.0.127.in-addr.arpa.\t10\tIN\tPTR\tns.svc.internal.",
+			"0.0.127.in-addr.arpa.\t60\tIN\tNS\tns.svc.internal.", "b._dns-sd._udp.0.0.0.127.in-addr.arpa.\t60\tIN\tPTR\tsvc.internal."} {
+			if !strings.Contains(string(rev), want) {
+				t.Errorf("the reverse zone lacks %q:\n%s", want, rev)
+			}
+		}
+	})
+	t.Run("one reverse zone", func(t *testing.T) {
+		stdout, stderr, err := exportRun(t, "--data", dir, "0.0.127.IN-ADDR.ARPA")
+		if err != nil {
+			t.Fatalf("export: %v\n%s", err, stderr)
+		}
+		if !strings.HasPrefix(stdout, "; zone 0.0.127.in-addr.arpa. serial ") {
+			t.Errorf("export of the reverse zone:\n%s", stdout)
+		}
+		checkZone(t, "0.0.127.in-addr.arpa.", stdout)
+	})
+	t.Run("ErrNotAZone", func(t *testing.T) {
+		_, _, err := exportRun(t, "--data", dir, "0.0.10.in-addr.arpa.")
+		if err == nil || !strings.Contains(err.Error(), "not a zone held") || !strings.Contains(err.Error(), "0.0.127.in-addr.arpa.") {
+			t.Fatalf("export of a zone not held: %v", err)
+		}
 	})
 	t.Run("ErrNoDir", func(t *testing.T) {
 		if _, _, err := exportRun(t, "--data", filepath.Join(dir, "missing")); err == nil {

@@ -94,7 +94,7 @@ func commands() []subcommand {
 		{name: "deregister", args: "ID|NAME", summary: "remove an instance by id, or a service's instances by name", about: deregisterAbout, example: deregisterExample, run: runDeregister},
 		{name: "list", summary: "list the registered services: name, host, address, port, health", about: listAbout, example: listExample, run: runList},
 		{name: "token", args: "add NAME | list | revoke NAME", summary: "add, list and revoke the students' tokens: each writes its own services only", about: tokenAbout, example: tokenExample, run: runToken},
-		{name: "export", summary: "print the zone as a master file (RFC 1035), from a data directory or by AXFR", about: exportAbout, example: exportExample, run: runExport},
+		{name: "export", args: "[ZONE...]", summary: "print zones as master files (RFC 1035), from a data directory or by AXFR", about: exportAbout, example: exportExample, run: runExport},
 		{name: "repair", summary: "accept the loss of a damaged journal: keep every intact record, set the damage aside", about: repairAbout, example: repairExample, run: runRepair},
 		{name: "help", args: "[COMMAND]", summary: "show a command's help page", about: helpAbout, example: helpExample, run: runHelp},
 		{name: "version", summary: "print the version, its revision and the Go that built it", about: versionAbout, example: versionExample, run: runVersion},

@@ -24,6 +24,7 @@ import (
 
 	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/authority/zone"
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
 	"github.com/annuaire/annuaire/services/echo"
@@ -49,6 +50,9 @@ type serveFlags struct {
 	logLevel, logFormat         string
 	drain                       time.Duration
 	recover                     bool
+	zones                       *zoneFlags // --ns, --soa-*, --reverse
+	zoneConfig                  zone.Config
+	nsHosts                     []nsHost
 
 	keys  []tsig.Key     // --tsig, parsed
 	allow []netip.Prefix // --allow-transfer, parsed
@@ -86,6 +90,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.drain, "drain", netserver.DefaultDrainTimeout, "how long connections in flight get to finish at shutdown")
 	fs.BoolVar(&f.recover, "recover", false, "start on a damaged journal with every intact record, dropping the damage (kept aside as FILE.damaged)")
 	f.dnsLimits.register(fs)
+	f.zones = addZoneFlags(fs)
 	if err := parseFlags(e, fs, args); err != nil {
 		return nil, err
 	}
@@ -126,6 +131,10 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 				return nil, bad("--web %q: %v", *web, err)
 			}
 		}
+	}
+	var err error
+	if f.zoneConfig, f.nsHosts, err = f.zones.config(f.zone); err != nil {
+		return nil, bad("%v", err)
 	}
 	if f.advertise != "" {
 		if _, err := netip.ParseAddr(f.advertise); err != nil {
@@ -236,6 +245,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	dnsServer := &authority.Server{
 		Registry: reg, Zone: zone, Logger: logger, Keys: f.keys,
 		AllowTransfer: f.allow, Notify: f.notify, Metrics: metrics.dns,
+		NS: f.zoneConfig.NS, SOA: f.zoneConfig.SOA, Reverse: f.zoneConfig.Reverse,
 	}
 	if err := f.dnsLimits.apply(dnsServer); err != nil {
 		return usageError{err: err}
@@ -283,15 +293,25 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	// The name server's own host: the zone's NS record points at it.
-	nsIP, _, err := hosts.advertise(l.dnsUDP.LocalAddr())
-	if err != nil {
-		return err
+	// The name servers' hosts: the zone's NS records point at them. By
+	// default, ns at the DNS address.
+	nsHosts := f.nsHosts
+	if len(f.zoneConfig.NS) == 0 {
+		nsIP, _, err := hosts.advertise(l.dnsUDP.LocalAddr())
+		if err != nil {
+			return err
+		}
+		nsHosts = []nsHost{{name: "ns", addrs: []netip.Addr{nsIP}}}
 	}
 	if _, err := reg.Update(func(tx *registry.Tx) error {
-		return tx.PutHost(registry.Host{Name: "ns", Addrs: []netip.Addr{nsIP}})
+		for _, h := range nsHosts {
+			if err := tx.PutHost(registry.Host{Name: h.name, Addrs: h.addrs, TTL: registry.DefaultTTL}); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
-		return fmt.Errorf("register ns: %w", err)
+		return fmt.Errorf("register the name servers: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "%-7s %s served on %s (udp, tcp)\n", "dns", zone, l.dnsUDP.LocalAddr())
 	var self []*socket

@@ -1,0 +1,159 @@
+package transfer_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/annuaire/annuaire/authority"
+	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/internal/testenv"
+	"github.com/annuaire/annuaire/registry"
+)
+
+// namedConf makes BIND a secondary of annuaire for the forward zone and
+// a reverse zone, transfers and NOTIFY signed with one TSIG key; the zone
+// files are text, for named-checkzone.
+const namedConf = `options {
+	directory "%[2]s";
+	listen-on port %[1]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	pid-file "%[2]s/named.pid";
+	session-keyfile "%[2]s/session.key";
+	managed-keys-directory "%[2]s";
+	recursion no;
+	notify no;
+	dnssec-validation no;
+	masterfile-format text;
+};
+key "%[3]s" { algorithm hmac-sha256; secret "%[4]s"; };
+zone "svc.internal" { type secondary; primaries { 127.0.0.1 port %[5]s key "%[3]s"; }; file "%[2]s/svc.internal.db"; };
+zone "0.0.127.in-addr.arpa" { type secondary; primaries { 127.0.0.1 port %[5]s key "%[3]s"; }; file "%[2]s/0.0.127.in-addr.arpa.db"; };
+`
+
+// TestBINDSecondary runs BIND as a secondary of annuaire carrying the
+// forward zone and a reverse zone: both load by AXFR and follow changes by
+// NOTIFY and IXFR, each at its own serial; BIND reads the serial from the
+// SOA each NOTIFY carries; and the zones it wrote pass named-checkzone.
+func TestBINDSecondary(t *testing.T) {
+	named := testenv.NeedTool(t, "named")
+	checkzone := testenv.NeedTool(t, "named-checkzone")
+	reg := registry.New(300)
+	if _, err := reg.Update(func(tx *registry.Tx) error {
+		return tx.PutHost(registry.Host{Name: "ns", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	xfrRegister(t, reg, "echo", 7007, "host", "127.0.0.10")
+
+	namedPort := xfrFreePort(t)
+	namedAddr := fmt.Sprintf("127.0.0.1:%d", namedPort)
+	logs := new(xfrLogBuffer)
+	s := &authority.Server{Registry: reg, Keys: []tsig.Key{xfrKey}, Notify: []string{namedAddr},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	addr := startXfr(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	notifyDone := make(chan struct{})
+	go func() { s.RunNotify(ctx); close(notifyDone) }()
+	t.Cleanup(func() { cancel(); <-notifyDone })
+
+	dir := t.TempDir()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := fmt.Sprintf(namedConf, namedPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, port)
+	namedLog := new(xfrLogBuffer)
+	args := []string{"-g"}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "root") // named switches to the bind user otherwise, who cannot write dir
+	}
+	runSecondaryDaemon(t, dir, "named.conf", conf, namedLog, func() string { return "named log:\n" + namedLog.String() },
+		logs.String, named, append(args, "-c")...)
+
+	ask := func(name string, qtype uint16) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, namedAddr)
+		if err != nil {
+			return new(dns.Msg)
+		}
+		return r
+	}
+	serial := func(zone string) uint32 {
+		if r := ask(zone, dns.TypeSOA); r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 {
+			return r.Answer[0].(*dns.SOA).Serial
+		}
+		return 0
+	}
+	ptr := func(ip string) string {
+		name, _ := dns.ReverseAddr(ip)
+		r := ask(name, dns.TypePTR)
+		if len(r.Answer) != 1 {
+			return dns.RcodeToString[r.Rcode]
+		}
+		return r.Answer[0].(*dns.PTR).Ptr
+	}
+	within := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("BIND did not %s within 15s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	const rev = "0.0.127.in-addr.arpa."
+	revSerial := func() uint32 { return reg.Snapshot().ReverseSerial(netip.MustParsePrefix("127.0.0.0/24")) }
+
+	within("load both zones", func() bool {
+		return serial("svc.internal.") == reg.Snapshot().Serial() && serial(rev) == revSerial()
+	})
+	if got := ptr("127.0.0.10"); got != "host.svc.internal." {
+		t.Errorf("BIND's PTR of 127.0.0.10 = %s", got)
+	}
+	if r := ask("9.0.0.127.in-addr.arpa.", dns.TypePTR); r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 {
+		t.Errorf("BIND's answer for an address without a name: %v, want NXDOMAIN with the SOA", r)
+	}
+
+	// A new address: both zones move, and BIND follows both.
+	xfrRegister(t, reg, "http", 8080, "web", "127.0.0.2")
+	within("serve the new PTR", func() bool { return ptr("127.0.0.2") == "web.svc.internal." })
+	within("serve the new forward serial", func() bool { return serial("svc.internal.") == reg.Snapshot().Serial() })
+	// An instance on a known host: the forward zone moves, the reverse
+	// zone keeps its serial.
+	within("serve the reverse zone's serial", func() bool { return serial(rev) == revSerial() })
+	before := revSerial()
+	xfrRegister(t, reg, "ftp", 21, "web", "127.0.0.2")
+	within("serve the ftp SRV", func() bool { return len(ask("_ftp._tcp.svc.internal.", dns.TypeSRV).Answer) == 1 })
+	if got := revSerial(); got != before {
+		t.Errorf("the reverse zone's serial moved from %d to %d without a change in it", before, got)
+	}
+	// A query may time out on a loaded machine: a serial of 0 is none.
+	within("keep the reverse zone's serial", func() bool { return serial(rev) == before })
+	for _, want := range []string{"zone=0.0.127.in-addr.arpa. serial=", "type=IXFR"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("annuaire's log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(namedLog.String(), "no serial") || !strings.Contains(namedLog.String(), "notify from") {
+		t.Errorf("BIND did not read a serial from every NOTIFY:\n%s", namedLog.String())
+	}
+
+	// The zones as BIND wrote them pass named-checkzone.
+	for _, z := range []string{"svc.internal", "0.0.127.in-addr.arpa"} {
+		file := filepath.Join(dir, z+".db")
+		within("write "+file, func() bool { _, err := os.Stat(file); return err == nil })
+		if out, err := exec.Command(checkzone, z, file).CombinedOutput(); err != nil {
+			t.Errorf("named-checkzone %s: %v\n%s", z, err, out)
+		}
+	}
+}
