@@ -392,3 +392,62 @@ func TestTCPConnCap(t *testing.T) {
 	tc.TCP = true
 	tc.Check(t, queryOver(t, "tcp", addr, tc.Request())) // within the client's 3 s
 }
+
+// TestTrailingBytes: a request with bytes after its last record gets
+// FORMERR, with its question, over UDP and TCP, whether its question is
+// one the wire cache holds an answer to or one only the full path
+// answers (issue 13: it was answered as if the bytes were not there).
+func TestTrailingBytes(t *testing.T) {
+	addr := authtest.Start(t, &Server{Registry: authtest.Registry(t), Zone: authtest.Zone, Logger: slog.New(slog.DiscardHandler)})
+	requests := map[string]*dns.Msg{}
+	q := new(dns.Msg)
+	q.SetQuestion("a.svc.internal.", dns.TypeA)
+	requests["plain query"] = q
+	q = new(dns.Msg)
+	q.SetQuestion("a.svc.internal.", dns.TypeA)
+	q.SetEdns0(1232, false)
+	requests["query with OPT"] = q
+	q = new(dns.Msg)
+	q.SetQuestion("svc.internal.", dns.TypeAXFR) // never the cache's
+	requests["AXFR"] = q
+	q = new(dns.Msg)
+	q.SetNotify("svc.internal.")
+	requests["NOTIFY"] = q
+	for name, r := range requests {
+		for _, network := range []string{"udp", "tcp"} {
+			t.Run(name+" "+network, func(t *testing.T) {
+				clean, err := r.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ask := func(b []byte) *dns.Msg {
+					t.Helper()
+					c, err := net.Dial(network, addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(3 * time.Second))
+					co := &dns.Conn{Conn: c}
+					if _, err := co.Write(b); err != nil {
+						t.Fatal(err)
+					}
+					m, err := co.ReadMsg()
+					if err != nil {
+						t.Fatal(err)
+					}
+					return m
+				}
+				if r.Opcode == dns.OpcodeQuery && r.Question[0].Qtype == dns.TypeA {
+					if m := ask(clean); m.Rcode != dns.RcodeSuccess { // cached now
+						t.Fatalf("without trailing bytes: %s", dns.RcodeToString[m.Rcode])
+					}
+				}
+				m := ask(append(clean, "junk"...))
+				if m.Rcode != dns.RcodeFormatError || m.Id != r.Id || len(m.Question) != 1 || m.Question[0] != r.Question[0] || len(m.Answer) != 0 {
+					t.Errorf("with trailing bytes: %v, want FORMERR with the question", m)
+				}
+			})
+		}
+	}
+}

@@ -320,9 +320,18 @@ func (c *Cache) Answer(req, out []byte, tcp bool) int {
 // byte those of zone.Respond from the registry's newest snapshot, with the
 // server cookie filled in; a rate-limited answer may be a truncated one
 // instead (see RateLimit).
+//
+// A request with bytes after its last record gets FORMERR here, whatever
+// it asks: miekg/dns would read it without them and the full path answer
+// it as if they were not there. Knot answers FORMERR too; a question
+// followed by junk is a client or a middlebox gone wrong, and the junk
+// may be an OPT or TSIG record that the counts leave out.
 func (c *Cache) AnswerFrom(req, out []byte, tcp bool, from netip.Addr) (n int) {
 	q, e := c.lookup(req, tcp)
-	if e == nil || len(e.msg) > len(out) {
+	if e == nil {
+		return copy(out, c.formErr(req, len(out), tcp))
+	}
+	if len(e.msg) > len(out) {
 		return 0
 	}
 	return c.send(out, req, &q, e, tcp, from)
@@ -355,6 +364,70 @@ func (c *Cache) send(out, req []byte, q *request, e *entry, tcp bool, from netip
 	}
 	c.count(e)
 	return n
+}
+
+// formErr returns the FORMERR answer to req if it has bytes after its
+// last record and the answer fits in size bytes, else nil.
+func (c *Cache) formErr(req []byte, size int, tcp bool) []byte {
+	if !trailing(req) {
+		return nil
+	}
+	r := new(dns.Msg)
+	if r.Unpack(req) != nil {
+		return nil // miekg/dns answers what it cannot read
+	}
+	b, err := zone.ErrorReply(r, tcp, dns.RcodeFormatError).Pack()
+	if err != nil || len(b) > size {
+		return nil
+	}
+	if c.counters.Answers != nil && len(r.Question) == 1 {
+		c.counters.Answers(r.Question[0].Qtype, dns.RcodeFormatError).Inc()
+	}
+	return b
+}
+
+// trailing reports whether the DNS message b holds bytes after the
+// records its header counts. A message that ends before them is not
+// trailing: it is malformed, and miekg/dns says so.
+func trailing(b []byte) bool {
+	if len(b) < 12 {
+		return false
+	}
+	off := 12
+	skipName := func() bool {
+		for off < len(b) {
+			switch l := int(b[off]); {
+			case l == 0:
+				off++
+				return true
+			case l&0xC0 == 0xC0:
+				off += 2
+				return off <= len(b)
+			case l&0xC0 != 0:
+				return false
+			default:
+				off += 1 + l
+			}
+		}
+		return false
+	}
+	for range binary.BigEndian.Uint16(b[4:]) {
+		if !skipName() || off+4 > len(b) {
+			return false
+		}
+		off += 4
+	}
+	rrs := int(binary.BigEndian.Uint16(b[6:])) + int(binary.BigEndian.Uint16(b[8:])) + int(binary.BigEndian.Uint16(b[10:]))
+	for range rrs {
+		if !skipName() || off+10 > len(b) {
+			return false
+		}
+		off += 10 + int(binary.BigEndian.Uint16(b[off+8:]))
+		if off > len(b) {
+			return false
+		}
+	}
+	return off < len(b)
 }
 
 // count counts an answer sent from e.

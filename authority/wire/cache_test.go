@@ -173,3 +173,38 @@ func TestWireCacheCasePatterns(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailing: bytes after the records a header counts are trailing;
+// a message cut short is not (it is malformed, and miekg/dns says so).
+func TestTrailing(t *testing.T) {
+	q := new(dns.Msg)
+	q.SetQuestion("a.svc.internal.", dns.TypeA)
+	plain, _ := q.Pack()
+	q.SetEdns0(1232, true)
+	withOPT, _ := q.Pack()
+	u := new(dns.Msg)
+	u.SetUpdate("svc.internal.")
+	rr, _ := dns.NewRR("x.svc.internal. 60 IN A 127.0.0.9")
+	u.Insert([]dns.RR{rr})
+	update, _ := u.Pack()
+	for name, c := range map[string]struct {
+		b    []byte
+		want bool
+	}{
+		"query":                 {plain, false},
+		"query and junk":        {append(plain[:len(plain):len(plain)], 0), true},
+		"query with OPT":        {withOPT, false},
+		"OPT and junk":          {append(withOPT[:len(withOPT):len(withOPT)], "junk"...), true},
+		"OPT not counted":       {append(plain[:len(plain):len(plain)], withOPT[len(plain):]...), true},
+		"cut short":             {plain[:len(plain)-2], false},
+		"update":                {update, false},
+		"update and junk":       {append(update[:len(update):len(update)], 1, 2), true},
+		"header only":           {plain[:12], false},
+		"header and a byte":     {append(append([]byte(nil), 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 7), true},
+		"bad label type (0x40)": {append(append([]byte(nil), plain[:12]...), 0x40, 0, 0, 1, 0, 1, 9), false},
+	} {
+		if got := trailing(c.b); got != c.want {
+			t.Errorf("%s: trailing = %v, want %v", name, got, c.want)
+		}
+	}
+}

@@ -441,7 +441,11 @@ func fuzzMatches(t *testing.T, s server, req []byte, tcp bool, out []byte, when 
 	if err := r.Unpack(req); err != nil {
 		t.Fatalf("%s: answered a request that does not unpack: %v", when, err)
 	}
-	want, err := s.respond(r, tcp).Pack()
+	full := s.respond(r, tcp)
+	if trailing(req) {
+		full = zone.ErrorReply(r, tcp, dns.RcodeFormatError)
+	}
+	want, err := full.Pack()
 	if err != nil {
 		t.Fatal(err)
 	}

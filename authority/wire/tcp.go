@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // DNS over TCP keeps miekg/dns's loop, which reads each query with two
@@ -328,7 +330,18 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 func (c *bufferedConn) answer(req []byte) bool {
 	q, e := c.cache.lookup(req, true)
 	if e == nil {
-		return false
+		// A request with trailing bytes: FORMERR (see Cache.Answer).
+		m := c.cache.formErr(req, dns.MaxMsgSize, true)
+		if m == nil {
+			return false
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.werr == nil {
+			c.w = binary.BigEndian.AppendUint16(c.w, uint16(len(m)))
+			c.w = append(c.w, m...)
+		}
+		return true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
