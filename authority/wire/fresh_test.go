@@ -511,12 +511,41 @@ func panelRequests() [][]byte {
 			out = append(out, b)
 		}
 	}
+	// The reverse zones of every address the changes use: each address,
+	// a neighbour without a name, the zone's apex (its serial moves only
+	// with its addresses), the network address and its browse domains,
+	// and names above the zone and, for IPv6, between apex and address.
+	ask := func(name string, types ...uint16) {
+		for _, t := range types {
+			r := new(dns.Msg)
+			r.SetQuestion(name, t)
+			r.SetEdns0(zone.MaxUDPSize, false)
+			b, _ := r.Pack()
+			out = append(out, b)
+		}
+	}
+	for _, b := range []string{"b", "lb", "dr", "x"} {
+		ask(b+"._dns-sd._udp."+authtest.Zone, dns.TypePTR)
+	}
 	for _, a := range registrytest.Addrs {
 		rev, _ := dns.ReverseAddr(a.String())
-		r := new(dns.Msg)
-		r.SetQuestion(rev, dns.TypePTR)
-		b, _ := r.Pack()
-		out = append(out, b)
+		ask(rev, dns.TypePTR, dns.TypeANY)
+		neighbour, _ := dns.ReverseAddr(a.Next().String())
+		ask(neighbour, dns.TypePTR)
+		labels := dns.SplitDomainName(rev)
+		cut := 1 // the /24
+		if a.Is6() {
+			cut = 16 // the /64
+		}
+		apex := dns.Fqdn(strings.Join(labels[cut:], "."))
+		ask(apex, dns.TypeSOA, dns.TypeNS, dns.TypeANY)
+		ask(dns.Fqdn(strings.Join(labels[cut+1:], ".")), dns.TypeSOA) // above the zone
+		if a.Is6() {
+			ask(dns.Fqdn(strings.Join(labels[cut-3:], ".")), dns.TypePTR)
+		}
+		netAddr, _ := dns.ReverseAddr(registry.ReverseNet(a).Addr().String())
+		ask(netAddr, dns.TypePTR)
+		ask("b._dns-sd._udp."+netAddr, dns.TypePTR)
 	}
 	return out
 }
