@@ -168,12 +168,12 @@ func TestExportData(t *testing.T) {
 	})
 	t.Run("every zone", func(t *testing.T) {
 		out := t.TempDir()
-		stdout, stderr, err := exportRun(t, "--data", dir, "--dir", out)
+		stdout, stderr, err := exportRun(t, "--data", dir, "--dir", filepath.Join(out, "new"))
 		if err != nil {
 			t.Fatalf("export: %v\n%s", err, stderr)
 		}
 		files := strings.Fields(stdout)
-		want := []string{filepath.Join(out, "svc.internal.zone"), filepath.Join(out, "0.0.127.in-addr.arpa.zone")}
+		want := []string{filepath.Join(out, "new", "svc.internal.zone"), filepath.Join(out, "new", "0.0.127.in-addr.arpa.zone")}
 		if !slices.Equal(files, want) {
 			t.Fatalf("export --dir wrote %v, want %v", files, want)
 		}
