@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -449,5 +450,21 @@ func TestTrailingBytes(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestBadZoneConfig: a configuration no zone can have stops Serve and
+// ServePacket with an error that says why, rather than serve nothing.
+func TestBadZoneConfig(t *testing.T) {
+	s := &Server{Registry: authtest.Registry(t), Reverse: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/12")}}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ServePacket(context.Background(), pc); err == nil || !strings.Contains(err.Error(), "10.0.0.0/12") {
+		t.Errorf("ServePacket: %v, want an error naming the network", err)
+	}
+	if err := s.RunNotify(context.Background()); err == nil {
+		t.Error("RunNotify started")
 	}
 }

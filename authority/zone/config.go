@@ -147,6 +147,7 @@ type Zone struct {
 	ns      []string // the name servers, fully qualified and lowercased
 	timers  Timers
 	reverse []netip.Prefix // nil: each registered address's registry.ReverseNet
+	none    bool           // the configuration is invalid: no zone is held
 }
 
 // New returns the zones c describes. A c that Check refuses gives zones
@@ -164,6 +165,7 @@ func New(c Config) *Zone {
 		// No question has this label.
 		labels = []string{"\x00invalid"}
 		z.reverse = []netip.Prefix{}
+		z.none = true
 	}
 	for i := range labels {
 		labels[i] = registry.FoldName(labels[i])

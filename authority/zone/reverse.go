@@ -261,10 +261,10 @@ type Held struct {
 // Held returns the zones held in snap: the forward zone first, then the
 // reverse zones in canonical order.
 func (z *Zone) Held(snap *registry.Snapshot) []Held {
-	held := []Held{{z.origin, snap.Serial()}}
-	if z.labels[0] == "\x00invalid" {
-		return held[:0]
+	if z.none {
+		return nil
 	}
+	held := []Held{{z.origin, snap.Serial()}}
 	for _, p := range z.reverseNets(snap) {
 		held = append(held, Held{reverseName(p), snap.ReverseSerial(p)})
 	}
