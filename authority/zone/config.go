@@ -201,7 +201,9 @@ func (z *Zone) Origin() string { return z.origin }
 func (z *Zone) NS() []string { return slices.Clone(z.ns) }
 
 // IsNS reports whether name is one of the name servers.
-func (z *Zone) IsNS(name string) bool { return slices.Contains(z.ns, registry.FoldName(dns.Fqdn(name))) }
+func (z *Zone) IsNS(name string) bool {
+	return slices.Contains(z.ns, registry.FoldName(dns.Fqdn(name)))
+}
 
 // Timers returns the SOA timers of every zone held.
 func (z *Zone) Timers() Timers { return z.timers }
