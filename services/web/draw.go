@@ -1,7 +1,6 @@
 package web
 
 import (
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,17 +34,20 @@ var queryLabels = map[string]string{"srv": "SRV query", "mx": "MX query", "addre
 // chainBoxes draws a Lookup's chain. procs are the registry's processes
 // at its candidates; withProcs false leaves the process box out. A failed
 // lookup ends at its failing steps, in red, with their rcodes.
-func chainBoxes(t *resolver.Chain, procs []chainProcess, withProcs bool) []box {
+func chainBoxes(t *resolver.Chain, procs []chainProcess, withProcs bool, l lang) []box {
 	failed := t.Error != ""
 	var boxes []box
-	nameMeta := "symbolic name"
+	nameMeta := l.t("symbolic name")
 	for _, s := range t.Steps {
 		if s.Step == "normalize" && len(s.Answers) > 0 {
 			nameMeta = s.Answers[0]
+			if t.Service != "" && nameMeta == "service "+t.Service+" over "+t.Proto+" in zone "+t.Zone {
+				nameMeta = l.f("service %s over %s in zone %s", t.Service, t.Proto, t.Zone)
+			}
 			break
 		}
 	}
-	boxes = append(boxes, box{Kind: "name", Label: "name", Values: lines(t.Name), Meta: nameMeta})
+	boxes = append(boxes, box{Kind: "name", Label: l.t("name"), Values: lines(t.Name), Meta: nameMeta})
 
 	hostShown := false
 	portFrom := ""
@@ -56,33 +58,33 @@ func chainBoxes(t *resolver.Chain, procs []chainProcess, withProcs bool) []box {
 			continue
 		case "well-known":
 			if portFrom == "" {
-				portFrom = "well-known port, from the IANA catalog built in"
+				portFrom = l.t("well-known port, from the IANA catalog built in")
 			}
 			if failed {
-				boxes = append(boxes, box{Kind: "port", Label: "well-known port", Values: lines(append(slices.Clip(s.Answers), s.Question)...), Meta: s.Skipped})
+				boxes = append(boxes, box{Kind: "port", Label: l.t("well-known port"), Values: lines(append(slices.Clip(s.Answers), s.Question)...), Meta: s.Skipped})
 			}
 			continue
 		}
 		if s.Step == "address" && !hostShown && len(t.Candidates) > 0 {
 			hostShown = true
-			meta := "the name itself"
+			meta := l.t("the name itself")
 			if via != "" {
-				meta = "the " + via + " target"
+				meta = l.f("the %s target", via)
 			}
 			var hosts []string
 			for _, c := range t.Candidates {
 				hosts = appendNew(hosts, c.Host)
 			}
-			boxes = append(boxes, box{Kind: "host", Label: "host", Values: hosts, Meta: meta})
+			boxes = append(boxes, box{Kind: "host", Label: l.t("host"), Values: hosts, Meta: meta})
 		}
 		miss := missed(s)
-		b := box{Kind: "dns", Label: s.Step, Values: lines(s.Question), Meta: stepMeta(s),
-			Cached: s.Cached, Skipped: s.Skipped, Err: s.Error}
+		b := box{Kind: "dns", Label: s.Step, Values: lines(s.Question), Meta: stepMeta(s, l),
+			Cached: s.Cached, Skipped: l.t(s.Skipped), Err: s.Error}
 		if s.Step == "address" {
 			b.Kind = "addr"
 		}
-		if l, ok := queryLabels[s.Step]; ok {
-			b.Label = l
+		if label, ok := queryLabels[s.Step]; ok {
+			b.Label = lang.t(l, label)
 		}
 		if miss != "" {
 			b.Kind = "miss"
@@ -97,7 +99,7 @@ func chainBoxes(t *resolver.Chain, procs []chainProcess, withProcs bool) []box {
 			if s.Step == "srv" || s.Step == "mx" {
 				via = strings.ToUpper(s.Step)
 				if portFrom == "" {
-					portFrom = map[string]string{"srv": "from the SRV record", "mx": "the mail port"}[s.Step]
+					portFrom = l.t(map[string]string{"srv": "from the SRV record", "mx": "the mail port"}[s.Step])
 				}
 			}
 		}
@@ -109,7 +111,7 @@ func chainBoxes(t *resolver.Chain, procs []chainProcess, withProcs bool) []box {
 		msg := t.Error[strings.LastIndex(t.Error, "; ")+1:]
 		msg = strings.TrimSpace(msg)
 		msg = strings.TrimSpace(strings.TrimPrefix(msg, t.Name+":"))
-		return append(boxes, box{Kind: "error", Label: "no process", Values: lines("not reachable"), Meta: msg})
+		return append(boxes, box{Kind: "error", Label: l.t("no process"), Values: lines(l.t("not reachable")), Meta: msg})
 	}
 	if len(t.Candidates) > 0 {
 		var ports []string
@@ -117,22 +119,22 @@ func chainBoxes(t *resolver.Chain, procs []chainProcess, withProcs bool) []box {
 			ports = appendNew(ports, strconv.Itoa(int(c.Port)))
 		}
 		if portFrom == "" {
-			portFrom = "given"
+			portFrom = l.t("given")
 		}
-		boxes = append(boxes, box{Kind: "port", Label: "port", Values: ports, Meta: portFrom + " · picks the process"})
+		boxes = append(boxes, box{Kind: "port", Label: l.t("port"), Values: ports, Meta: l.f("%s · picks the process", portFrom)})
 	}
 	if withProcs {
 		if len(procs) == 0 {
-			return append(boxes, box{Kind: "proc", Label: "process", Values: lines("not in the registry"),
-				Meta: "the chain points where no registered instance is"})
+			return append(boxes, box{Kind: "proc", Label: l.t("process"), Values: lines(l.t("not in the registry")),
+				Meta: l.t("the chain points where no registered instance is")})
 		}
-		b := box{Kind: "proc", Label: "process"}
+		b := box{Kind: "proc", Label: l.t("process")}
 		var where []string
 		for _, p := range procs {
-			b.Values = append(b.Values, p.Process)
+			b.Values = append(b.Values, l.process(p.Process))
 			w := p.Endpoint
 			if p.Instance != "" {
-				w = p.Instance + " at " + w
+				w = l.f("%s at %s", p.Instance, w)
 			}
 			where = append(where, w)
 		}
@@ -159,17 +161,17 @@ func missed(s resolver.Step) string {
 	return ""
 }
 
-func stepMeta(s resolver.Step) string {
+func stepMeta(s resolver.Step, l lang) string {
 	var meta []string
 	if s.Server != "" {
-		meta = append(meta, "asked "+s.Server)
+		meta = append(meta, l.f("asked %s", s.Server))
 	}
 	if s.Rcode != "" {
 		meta = append(meta, s.Rcode)
 	}
 	if len(s.Answers) > 0 {
 		if f := strings.SplitN(s.Answers[0], " ", 3); len(f) == 3 {
-			meta = append(meta, "ttl "+f[1])
+			meta = append(meta, l.f("ttl %s", f[1]))
 		}
 	}
 	switch us := s.DurationUS; {
@@ -235,12 +237,21 @@ type directory struct {
 	Cards     []card
 	Omitted   int // service types without a chain (MaxChains)
 	Looked    int // service types with one
+	Class     []student
+}
+
+// A student is one student token's row of the class view: what it
+// registered.
+type student struct {
+	Name      string
+	Instances []Service
+	Passing   int
 }
 
 // drawDirectory groups the registry's instances by type and puts each
 // type's chain in its card. set is nil while the lookups run, or when
 // the server has none (lookups is false).
-func (s *Server) drawDirectory(snap *registry.Snapshot, set *chainSet, lookups bool) *directory {
+func (s *Server) drawDirectory(snap *registry.Snapshot, set *chainSet, lookups bool, l lang) *directory {
 	views := s.views(snap)
 	d := &directory{Serial: snap.Serial(), Instances: len(views)}
 	var byType map[string]*typeChain
@@ -271,13 +282,13 @@ func (s *Server) drawDirectory(snap *registry.Snapshot, set *chainSet, lookups b
 		tc := byType[c.Type]
 		switch {
 		case tc != nil && tc.Trace != nil:
-			c.Chain = chainBoxes(tc.Trace, tc.Processes, true)
+			c.Chain = chainBoxes(tc.Trace, tc.Processes, true, l)
 		case tc != nil:
-			c.ChainErr = "lookup " + c.LookupName + ": " + tc.Error
+			c.ChainErr = l.f("lookup %s: %s", c.LookupName, tc.Error)
 		case set != nil:
-			c.Pending = "not looked up: the page draws at most " + strconv.Itoa(MaxChains) + " chains"
+			c.Pending = l.f("not looked up: the page draws at most %d chains", MaxChains)
 		case lookups:
-			c.Pending = "waiting for the lookups…"
+			c.Pending = l.t("waiting for the lookups…")
 		}
 		if tc != nil {
 			c.Age = &chainAge{At: set.At, Serial: set.Serial, Fresh: set.Fresh}
@@ -288,7 +299,52 @@ func (s *Server) drawDirectory(snap *registry.Snapshot, set *chainSet, lookups b
 		d.Cards = append(d.Cards, c)
 		i = j
 	}
+	d.Class = s.class(views)
 	return d
+}
+
+// class is the class view: every student token, with the instances it
+// holds, and the owners of instances whose token was revoked; nil when
+// there are neither.
+func (s *Server) class(views []Service) []student {
+	byName := map[string]*student{}
+	var names []string
+	add := func(name string) *student {
+		if st := byName[name]; st != nil {
+			return st
+		}
+		byName[name] = &student{Name: name}
+		names = append(names, name)
+		return byName[name]
+	}
+	if s.Tokens != nil {
+		list, err := s.Tokens.List()
+		if err != nil {
+			s.logger().Warn("web: class view without the tokens", "err", err)
+		}
+		for _, t := range list {
+			add(t.Name)
+		}
+	}
+	for _, v := range views {
+		if v.Owner == "" {
+			continue
+		}
+		st := add(v.Owner)
+		st.Instances = append(st.Instances, v)
+		if v.Healthy() {
+			st.Passing++
+		}
+	}
+	slices.Sort(names)
+	out := make([]student, 0, len(names))
+	for _, n := range names {
+		out = append(out, *byName[n])
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // tryIt is the nc command line that reaches endpoint.
@@ -306,7 +362,7 @@ func tryIt(proto, endpoint string) string {
 }
 
 // checkText says how an instance's health is checked, "" when it is not.
-func checkText(c *registry.Check) string {
+func checkText(l lang, c *registry.Check) string {
 	if c == nil {
 		return ""
 	}
@@ -314,5 +370,5 @@ func checkText(c *registry.Check) string {
 	if c.Target != "" {
 		t += " " + c.Target
 	}
-	return fmt.Sprintf("%s every %v", t, time.Duration(c.Interval))
+	return l.f("%s every %v", t, time.Duration(c.Interval))
 }

@@ -19,15 +19,32 @@ import (
 //go:embed page.html
 var pageHTML string
 
-// pageTemplate is page.html with the helpers it calls. The file is part
-// of the build: a template that does not parse is a broken binary.
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"join":      strings.Join,
-	"clock":     func(t time.Time) string { return t.Local().Format("15:04:05 MST") },
-	"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"checkText": checkText,
-	"shown":     shown,
-}).Parse(pageHTML))
+// pageTemplates is page.html with the helpers it calls, one per language
+// (lang.go): t and f say a text in it. The file is part of the build: a
+// template that does not parse is a broken binary.
+var pageTemplates = func() (ts [numLangs]*template.Template) {
+	base := template.Must(template.New("page").Funcs(template.FuncMap{
+		"join":    strings.Join,
+		"clock":   func(t time.Time) string { return t.Local().Format("15:04:05 MST") },
+		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"shown":   shown,
+	}).Funcs(langFuncs(english)).Parse(pageHTML))
+	for l := range numLangs {
+		ts[l] = template.Must(base.Clone()).Funcs(langFuncs(l))
+	}
+	return ts
+}()
+
+// langFuncs are the template's helpers that speak l.
+func langFuncs(l lang) template.FuncMap {
+	return template.FuncMap{
+		"lang":      l.String,
+		"t":         l.t,
+		"f":         l.f,
+		"checkText": func(c *registry.Check) string { return checkText(l, c) },
+		"facts":     func(m message) []string { return m.facts(l) },
+	}
+}
 
 // pageData is what page.html draws.
 type pageData struct {
@@ -58,17 +75,17 @@ type message struct {
 	Body     string    `json:"body"`
 }
 
-// Facts are the message's envelope, for its one line of small print.
-func (m message) Facts() []string {
+// facts are the message's envelope, for its one line of small print.
+func (m message) facts(l lang) []string {
 	var f []string
 	if m.From != "" {
-		f = append(f, "from "+m.From)
+		f = append(f, l.f("from %s", m.From))
 	}
 	if len(m.To) > 0 {
-		f = append(f, "to "+strings.Join(m.To, ", "))
+		f = append(f, l.f("to %s", strings.Join(m.To, ", ")))
 	}
 	if !m.Received.IsZero() {
-		f = append(f, "at "+m.Received.Local().Format("2006-01-02 15:04:05 MST"))
+		f = append(f, l.f("at %s", m.Received.Local().Format("2006-01-02 15:04:05 MST")))
 	}
 	return f
 }
@@ -85,8 +102,8 @@ type directoryCache struct {
 
 // directoryHTML renders the directory section's content for snap with
 // set's chains (nil while they are looked up).
-func (s *Server) directoryHTML(snap *registry.Snapshot, set *chainSet) ([]byte, error) {
-	c := &s.dirCache
+func (s *Server) directoryHTML(snap *registry.Snapshot, set *chainSet, l lang) ([]byte, error) {
+	c := &s.dirCache[l]
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.html != nil && c.serial == snap.Serial() && c.set == set {
@@ -94,7 +111,7 @@ func (s *Server) directoryHTML(snap *registry.Snapshot, set *chainSet) ([]byte, 
 	}
 	lookups, _ := s.chainLookup()
 	var b bytes.Buffer
-	if err := pageTemplate.ExecuteTemplate(&b, "directory", s.drawDirectory(snap, set, lookups != nil)); err != nil {
+	if err := pageTemplates[l].ExecuteTemplate(&b, "directory", s.drawDirectory(snap, set, lookups != nil, l)); err != nil {
 		return nil, err
 	}
 	c.serial, c.set, c.html = snap.Serial(), set, b.Bytes()
@@ -125,7 +142,10 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
 		name = r.URL.Query().Get("name")
 	}
-	c := &s.pageCache
+	l := pickLang(r)
+	w.Header().Set("Content-Language", l.String())
+	w.Header().Add("Vary", "Accept-Language")
+	c := &s.pageCache[l]
 	if name == "" {
 		c.mu.Lock()
 		p := c.page
@@ -139,7 +159,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	dir, err := s.directoryHTML(snap, set)
+	dir, err := s.directoryHTML(snap, set, l)
 	if err != nil {
 		s.pageError(w, err)
 		return
@@ -152,10 +172,10 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	}
 	if name != "" {
 		d.LookupName = name
-		d.Lookup = s.lookupBox(r, snap, name)
+		d.Lookup = s.lookupBox(r, snap, name, l)
 	}
 	var b bytes.Buffer
-	if err := pageTemplate.Execute(&b, d); err != nil {
+	if err := pageTemplates[l].Execute(&b, d); err != nil {
 		s.pageError(w, err)
 		return
 	}
@@ -177,13 +197,13 @@ func (s *Server) pageError(w http.ResponseWriter, err error) {
 
 // lookupBox runs the lookup box's name and finds the registered processes
 // at its candidates, as the directory's cards do.
-func (s *Server) lookupBox(r *http.Request, snap *registry.Snapshot, name string) *lookupView {
+func (s *Server) lookupBox(r *http.Request, snap *registry.Snapshot, name string, l lang) *lookupView {
 	trace, _, err := s.lookupName(r.Context(), name)
 	if err != nil {
 		return &lookupView{Err: err.Error()}
 	}
 	procs := s.processesAt(snap, trace.Service, trace.Proto, trace.Candidates)
-	return &lookupView{Trace: trace, Chain: chainBoxes(trace, procs, true)}
+	return &lookupView{Trace: trace, Chain: chainBoxes(trace, procs, true, l)}
 }
 
 // messagesJSON is Messages' value in JSON, nil when there is none. Its
@@ -228,22 +248,23 @@ func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) {
 		have, _ = strconv.ParseUint(r.URL.Query().Get("serial"), 10, 32)
 	}
 	lookups, _ := s.chainLookup()
+	l := pickLang(r)
 	s.stream(w, r, func(snap *registry.Snapshot) error {
 		if uint64(snap.Serial()) == have {
 			return nil
 		}
 		if lookups != nil && !s.chainsReady(snap) {
 			// The directory at once, the chains when they come.
-			if err := s.sendDirectory(w, snap, nil, false); err != nil {
+			if err := s.sendDirectory(w, snap, nil, false, l); err != nil {
 				return err
 			}
 		}
-		return s.sendDirectory(w, snap, s.chains(snap), true)
+		return s.sendDirectory(w, snap, s.chains(snap), true, l)
 	})
 }
 
-func (s *Server) sendDirectory(w http.ResponseWriter, snap *registry.Snapshot, set *chainSet, final bool) error {
-	dir, err := s.directoryHTML(snap, set)
+func (s *Server) sendDirectory(w http.ResponseWriter, snap *registry.Snapshot, set *chainSet, final bool, l lang) error {
+	dir, err := s.directoryHTML(snap, set, l)
 	if err != nil {
 		return err
 	}

@@ -138,8 +138,8 @@ type Server struct {
 	stopErr  error
 
 	chainCache chainCache
-	dirCache   directoryCache
-	pageCache  pageCache
+	dirCache   [numLangs]directoryCache
+	pageCache  [numLangs]pageCache
 }
 
 func (s *Server) init() {

@@ -8,6 +8,12 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
+  // The page's language, as the server chose it (?lang= or the browser's
+  // Accept-Language): what the script fetches is drawn in it too, and
+  // its own words come from the status line's data attributes.
+  const lang = document.documentElement.lang;
+  const withLang = (query) => lang === "en" ? query : (query ? query + "&" : "?") + "lang=" + encodeURIComponent(lang);
+  const say = $("status").dataset;
 
   function setStatus(text, cls) {
     const s = $("status");
@@ -18,7 +24,7 @@
   // page fetches the page as the server renders it (with ?name=NAME, the
   // lookup box's result too) and parses it, without running it.
   function page(query) {
-    return fetch("/" + (query || ""), { cache: "no-cache" })
+    return fetch("/" + withLang(query || ""), { cache: "no-cache" })
       .then((r) => r.ok ? r.text() : Promise.reject(new Error("HTTP " + r.status)))
       .then((html) => new DOMParser().parseFromString(html, "text/html"));
   }
@@ -41,9 +47,9 @@
     page()
       .then((doc) => {
         swap(doc, "directory", "mail", "serial");
-        setStatus("live (polling every 2 s)", "live");
+        setStatus(say.polling, "live");
       })
-      .catch((e) => setStatus("cannot reach the server: " + e.message, "down"))
+      .catch((e) => setStatus(say.down + " " + e.message, "down"))
       .finally(() => { pollTimer = setTimeout(poll, 2000); });
   }
 
@@ -51,11 +57,11 @@
     if (!window.EventSource) { poll(); return; }
     // The page holds the directory of this serial: the stream starts
     // with the next change.
-    const es = new EventSource("/events?serial=" + encodeURIComponent($("serial").textContent));
+    const es = new EventSource("/events" + withLang("?serial=" + encodeURIComponent($("serial").textContent)));
     let failures = 0;
     es.onopen = () => {
       failures = 0;
-      setStatus("live: the page follows the registry as it changes", "live");
+      setStatus(say.live, "live");
     };
     es.addEventListener("directory", (ev) => {
       // The server's own rendering, escaped by html/template: markup
@@ -66,7 +72,7 @@
     });
     es.onerror = () => {
       failures++;
-      setStatus("connection lost, reconnecting…", "down");
+      setStatus(say.lost, "down");
       if (failures >= 5) { // a proxy that cannot stream: fall back to polling
         es.close();
         if (!pollTimer) poll();
@@ -80,19 +86,19 @@
     const res = $("lookup-result");
     const wait = document.createElement("p");
     wait.className = "empty";
-    wait.textContent = "Looking up " + name + "…";
+    wait.textContent = say.looking + " " + name + "…";
     res.replaceChildren(wait);
     const query = "?name=" + encodeURIComponent(name);
     page(query)
       .then((doc) => {
         swap(doc, "lookup-result");
         // A reload, or the address sent to someone, shows the same.
-        history.replaceState(null, "", "/" + query);
+        history.replaceState(null, "", "/" + withLang(query));
       })
       .catch((e) => {
         const p = document.createElement("p");
         p.className = "err";
-        p.textContent = "lookup failed: " + e.message;
+        p.textContent = say.failed + " " + e.message;
         res.replaceChildren(p);
       });
   }
