@@ -37,6 +37,7 @@ const namedConf = `options {
 	dnssec-validation no;
 	masterfile-format text;
 };
+controls { }; // no rndc channel: it would take port 953
 key "%[3]s" { algorithm hmac-sha256; secret "%[4]s"; };
 zone "svc.internal" { type secondary; primaries { 127.0.0.1 port %[5]s key "%[3]s"; }; file "%[2]s/svc.internal.db"; };
 zone "0.0.127.in-addr.arpa" { type secondary; primaries { 127.0.0.1 port %[5]s key "%[3]s"; }; file "%[2]s/0.0.127.in-addr.arpa.db"; };

@@ -340,6 +340,7 @@ send
 	dnssec-validation no;
 	notify no;
 };
+controls { }; // no rndc channel: it would take port 953
 key "%[3]s" { algorithm hmac-sha256; secret "%[4]s"; };
 server 127.0.0.1 { keys { %[3]s; }; };
 zone "svc.internal" {
