@@ -418,12 +418,15 @@ func publish(e *env, reg *registry.Registry, hosts *hostNamer, zone, service str
 	}
 	host := hosts.name(ip)
 	s.id = "annuaire-" + service + "-" + s.proto
-	inst := registry.Instance{
-		ID: s.id, Service: service, Proto: s.proto,
-		Host: host, Port: port, Check: hostedCheck(hostedTTL), TTL: registry.DefaultTTL,
-		TXT: registry.TXT{"served-by=annuaire", "pid=" + strconv.Itoa(os.Getpid())},
-	}
-	if _, err := reg.Register(inst, &registry.Host{Name: host, Addrs: []netip.Addr{ip}, TTL: registry.DefaultTTL, Auto: true}); err != nil {
+	_, err = reg.Update(func(tx *registry.Tx) error {
+		_, err := tx.Register(registry.Registration{
+			ID: s.id, Service: service, Proto: s.proto, Host: host, Port: new(int(port)),
+			Addresses: []netip.Addr{ip}, Check: hostedCheck(hostedTTL),
+			TXT: registry.TXT{"served-by=annuaire", "pid=" + strconv.Itoa(os.Getpid())},
+		})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("register %s/%s: %w", service, s.proto, err)
 	}
 	fmt.Fprintf(e.stdout, "%-7s _%s._%s.%s SRV → %s.%s:%d → %s\n",

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -177,9 +176,6 @@ func (s *Server) registration(req *Registration, remote string) (registry.Regist
 		rr.Host = rr.Host[:len(rr.Host)-len(z)]
 	}
 	rr.From, _ = remoteAddr(remote)
-	if len(req.Addresses) > registry.MaxAddresses {
-		return rr, &registry.FieldError{Field: "addresses", Value: strconv.Itoa(len(req.Addresses)) + " addresses", Reason: "at most " + strconv.Itoa(registry.MaxAddresses)}
-	}
 	for _, a := range req.Addresses {
 		ip, err := netip.ParseAddr(strings.TrimSpace(a))
 		if err != nil {
