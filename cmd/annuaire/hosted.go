@@ -71,7 +71,7 @@ func hostedServices() []hostedService {
 					TokenMaxInstances: studentLimit(p.flags.tokenMaxInstances), TokenRate: p.flags.tokenRate,
 					Lookup:      p.lookup.Lookup,
 					ChainLookup: p.fresh.Lookup,
-					Messages:    func() any { return p.mailbox.Messages() },
+					Messages:    p.mailbox.Messages,
 					Health:      p.checker.Heartbeat,
 					LastCheck:   p.checker.Result,
 					Metrics:     p.metrics.Handler(),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/services/mail"
 )
 
 // ErrorBody is the shape of every API error: {"error": "..."}.
@@ -163,15 +164,11 @@ func (s *Server) lookupName(ctx context.Context, name string) (*resolver.Chain, 
 }
 
 func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
-	var v any
+	list := []mail.Message{} // [] rather than null when there is none
 	if s.Messages != nil {
-		v = s.Messages()
+		list = append(list, s.Messages()...)
 	}
-	// A nil slice of any type marshals to null; the page wants a list.
-	if b, err := json.Marshal(v); err == nil && string(b) == "null" {
-		v = []any{}
-	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, list)
 }
 
 func quote(s string) string {

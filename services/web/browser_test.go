@@ -13,6 +13,7 @@ import (
 	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/services/mail"
 	"github.com/chromedp/chromedp"
 )
 
@@ -69,8 +70,8 @@ func TestBrowser(t *testing.T) {
 		Token:       testToken,
 		Lookup:      cached.Lookup,
 		ChainLookup: fresh.Lookup,
-		Messages: func() any {
-			return []map[string]any{{"from": "student@lab.example", "to": []string{"teacher@svc.internal"}, "subject": "TP sockets", "body": "Hello from swaks"}}
+		Messages: func() []mail.Message {
+			return []mail.Message{{From: "student@lab.example", To: []string{"teacher@svc.internal"}, Subject: "TP sockets", Body: "Hello from swaks"}}
 		},
 	}
 	base := startServer(t, s)

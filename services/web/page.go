@@ -14,6 +14,7 @@ import (
 
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/services/mail"
 )
 
 //go:embed page.html
@@ -65,15 +66,8 @@ type lookupView struct {
 	Err   string
 }
 
-// message is one received mail as the page shows it; the fields are
-// those of mail.Message's JSON.
-type message struct {
-	From     string    `json:"from"`
-	To       []string  `json:"to"`
-	Subject  string    `json:"subject"`
-	Received time.Time `json:"received"`
-	Body     string    `json:"body"`
-}
+// message is one received mail as the page shows it.
+type message struct{ mail.Message }
 
 // facts are the message's envelope, for its one line of small print.
 func (m message) facts(l lang) []string {
@@ -125,7 +119,7 @@ type pageCache struct {
 	mu       sync.Mutex
 	serial   uint32    // guarded by mu
 	set      *chainSet // guarded by mu
-	messages []byte    // guarded by mu: the received mail's JSON
+	messages []byte    // guarded by mu: the received mail's JSON, its key
 	page     *asset    // guarded by mu
 }
 
@@ -137,7 +131,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	snap := s.Registry.Snapshot()
 	serial := snap.Serial()
 	set := s.chains(snap)
-	mail := s.messagesJSON()
+	msgs, msgsKey := s.received()
 	var name string
 	if r.URL.RawQuery != "" {
 		name = r.URL.Query().Get("name")
@@ -149,7 +143,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		c.mu.Lock()
 		p := c.page
-		if p == nil || c.serial != serial || c.set != set || !bytes.Equal(c.messages, mail) {
+		if p == nil || c.serial != serial || c.set != set || !bytes.Equal(c.messages, msgsKey) {
 			p = nil
 		}
 		c.mu.Unlock()
@@ -168,7 +162,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		Zone:      s.zone(),
 		Serial:    serial,
 		Directory: template.HTML(dir),
-		Messages:  s.messageList(mail),
+		Messages:  msgs,
 	}
 	if name != "" {
 		d.LookupName = name
@@ -184,7 +178,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	p := newAsset(b.Bytes(), "text/html; charset=utf-8", false)
 	if name == "" {
 		c.mu.Lock()
-		c.serial, c.set, c.messages, c.page = serial, set, mail, p
+		c.serial, c.set, c.messages, c.page = serial, set, msgsKey, p
 		c.mu.Unlock()
 	}
 	p.ServeHTTP(w, r)
@@ -206,30 +200,24 @@ func (s *Server) lookupBox(r *http.Request, snap *registry.Snapshot, name string
 	return &lookupView{Trace: trace, Chain: chainBoxes(trace, procs, true, l)}
 }
 
-// messagesJSON is Messages' value in JSON, nil when there is none. Its
-// value is only known to marshal to JSON (the web package does not import
-// the mail service), so the page reads it from there.
-func (s *Server) messagesJSON() []byte {
-	if s.Messages == nil || s.exposed.Load() { // the page has no token to show
-		return nil
+// received returns the mail the page shows and its JSON, which says
+// whether the cached page still shows it: none on a listener reachable
+// beyond loopback, where the page has no token to show it with.
+func (s *Server) received() ([]message, []byte) {
+	if s.Messages == nil || s.exposed.Load() {
+		return nil, nil
 	}
-	b, err := json.Marshal(s.Messages())
+	list := s.Messages()
+	key, err := json.Marshal(list)
 	if err != nil {
 		s.logger().Warn("web: received mail not shown on the page", "err", err)
-		return nil
+		return nil, nil
 	}
-	return b
-}
-
-func (s *Server) messageList(b []byte) []message {
-	var list []message
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &list); err != nil {
-			s.logger().Warn("web: received mail not shown on the page", "err", err)
-			return nil
-		}
+	msgs := make([]message, len(list))
+	for i, m := range list {
+		msgs[i] = message{m}
 	}
-	return list
+	return msgs, key
 }
 
 // pageEvents streams the directory section as the page draws it, as

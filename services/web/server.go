@@ -28,6 +28,7 @@ import (
 
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/services/mail"
 	"github.com/annuaire/annuaire/services/netserver"
 )
 
@@ -92,10 +93,8 @@ type Server struct {
 	ChainLookup LookupFunc
 
 	// Messages returns the mail received by the hosted mail service, for
-	// /api/messages and the page: a list that marshals to JSON objects
-	// with from, to (a list), subject, received and body, as
-	// mail.Message does. Nil means no messages.
-	Messages func() any
+	// /api/messages and the page. Nil means no messages.
+	Messages func() []mail.Message
 
 	// LastCheck returns what an instance's check found the last time it
 	// ran ((*registry.Checker).Result), shown by the API as last_check.

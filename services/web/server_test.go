@@ -19,6 +19,7 @@ import (
 	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 	"github.com/annuaire/annuaire/resolver"
+	"github.com/annuaire/annuaire/services/mail"
 )
 
 const testToken = "s3cret-token"
@@ -484,17 +485,12 @@ func TestLookup(t *testing.T) {
 }
 
 func TestMessages(t *testing.T) {
-	type msg struct {
-		From    string   `json:"from"`
-		To      []string `json:"to"`
-		Subject string   `json:"subject"`
-	}
-	var list []msg // nil at first: must still be []
-	base := startServer(t, &Server{Messages: func() any { return list }})
+	var list []mail.Message // nil at first: must still be []
+	base := startServer(t, &Server{Messages: func() []mail.Message { return list }})
 	if r := call(t, "GET", base+"/api/messages", "", ""); strings.TrimSpace(string(r.body)) != "[]" {
 		t.Errorf("no messages: %s", r.body)
 	}
-	list = []msg{{"a@x", []string{"b@y"}, "hello"}}
+	list = []mail.Message{{From: "a@x", To: []string{"b@y"}, Subject: "hello"}}
 	if r := call(t, "GET", base+"/api/messages", "", ""); !strings.Contains(string(r.body), `"hello"`) {
 		t.Errorf("messages: %s", r.body)
 	}
@@ -692,8 +688,8 @@ func TestMessagesExposed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Registry: registry.New(1), Token: testToken, Messages: func() any {
-		return []map[string]string{{"subject": "bulletin de notes", "body": "confidentiel"}}
+	s := &Server{Registry: registry.New(1), Token: testToken, Messages: func() []mail.Message {
+		return []mail.Message{{Subject: "bulletin de notes", Body: "confidentiel"}}
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

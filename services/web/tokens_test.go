@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/annuaire/annuaire/registry"
+	"github.com/annuaire/annuaire/services/mail"
 )
 
 func TestTokensStore(t *testing.T) {
@@ -162,7 +163,7 @@ func TestStudentTokens(t *testing.T) {
 
 	// The mail received, on a listener reachable from the network, is the
 	// teacher's to read.
-	s.Messages = func() any { return []string{} }
+	s.Messages = func() []mail.Message { return nil }
 	s.exposed.Store(true)
 	if r := call(t, "GET", base+"/api/messages", alice, ""); r.status != http.StatusForbidden || r.errorText() != "this needs the administrator's token, not alice's" {
 		t.Errorf("alice reads the mail: %d %s", r.status, r.body)
