@@ -14,7 +14,7 @@ import (
 // Defaults and bounds of a Registration.
 const (
 	DefaultCheckInterval = 10 * time.Second
-	MaxAddresses         = 32 // per registration: more is a mistake, not a host
+	MaxAddresses         = 32 // per host, however written: more is a mistake, not a host
 )
 
 // A Registration is what a front-end asks the registry to hold: one
@@ -108,9 +108,6 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 		if f.v < 0 || f.v > f.max {
 			return "", &FieldError{f.name, strconv.Itoa(f.v), "must be 0-" + strconv.Itoa(f.max)}
 		}
-	}
-	if len(reg.Addresses) > MaxAddresses {
-		return "", &FieldError{"addresses", strconv.Itoa(len(reg.Addresses)) + " addresses", "at most " + strconv.Itoa(MaxAddresses)}
 	}
 	addrs := make([]netip.Addr, 0, len(reg.Addresses))
 	for _, a := range reg.Addresses {

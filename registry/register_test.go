@@ -128,6 +128,7 @@ func TestRegisterInvalid(t *testing.T) {
 		{Registration{Service: "echo", Proto: "sctp", From: lo}, "proto"},
 		{Registration{Service: "echo"}, "addresses"},
 		{Registration{Service: "echo", Addresses: make([]netip.Addr, MaxAddresses+1)}, "addresses"},
+		{Registration{Service: "echo", Addresses: manyAddrs(MaxAddresses + 1)}, "addresses"},
 		{Registration{Service: "echo", Addresses: []netip.Addr{{}}}, "addresses"},
 		{Registration{Service: "echo", Host: "bad host", From: lo}, "host"},
 		{Registration{Service: "echo", From: lo, Check: &Check{Type: "tcp", Target: "nohostport"}}, "check.target"},
@@ -186,4 +187,13 @@ func TestRegisterAgain(t *testing.T) {
 	if _, err := register(reg); !errors.As(err, &fe) || fe.Field != "id" {
 		t.Errorf("registering the moved instance's old endpoint: %v, want an id error", err)
 	}
+}
+
+// manyAddrs returns n distinct addresses: 10.0.0.1, 10.0.0.2, ...
+func manyAddrs(n int) []netip.Addr {
+	addrs := make([]netip.Addr, n)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i + 1)})
+	}
+	return addrs
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -876,6 +877,10 @@ func (tx *Tx) SetHealth(id string, h Health) error {
 func (tx *Tx) PutHost(h Host) error {
 	if err := fillHost(&h); err != nil {
 		return err
+	}
+	// Written rows only: a journal from before the bound still opens.
+	if len(h.Addrs) > MaxAddresses {
+		return &FieldError{"addresses", strconv.Itoa(len(h.Addrs)) + " addresses", "a host has at most " + strconv.Itoa(MaxAddresses)}
 	}
 	old, _ := tx.Host(h.Name)
 	if old != nil && old.Name == h.Name && old.TTL == h.TTL && old.Auto == h.Auto && old.Owner == h.Owner && slices.Equal(old.Addrs, h.Addrs) {

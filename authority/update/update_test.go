@@ -181,6 +181,9 @@ func TestUpdate(t *testing.T) {
 			rcode: dns.RcodeRefused, hosts: map[string]string{"files": "<none>"}},
 		{name: "invalid port is refused, nothing applied", lines: []string{"files 60 IN A 192.0.2.21", "_ftp._tcp 60 IN SRV 0 5 0 files"},
 			rcode: dns.RcodeRefused, hosts: map[string]string{"files": "<none>"}},
+		{name: "a host holds at most registry.MaxAddresses addresses", lines: manyA("b", 2, registry.MaxAddresses),
+			rcode: dns.RcodeRefused, hosts: map[string]string{"b": "127.0.0.2"}},
+		{name: "a host holds registry.MaxAddresses addresses", lines: manyA("b", 2, registry.MaxAddresses-1)},
 		{name: "target outside the zone", lines: []string{"_ftp._tcp 60 IN SRV 0 5 2121 ftp.example.org."}, rcode: dns.RcodeRefused},
 		{name: "delete one SRV", lines: []string{"del _echo._tcp 0 IN SRV 20 0 7008 b"},
 			instances: with(nil, "b-7008 _echo._tcp b:7008 p20 w0 ttl20")},
@@ -995,4 +998,13 @@ func truncateMAC(t *testing.T, buf []byte, n int) []byte {
 	out = binary.BigEndian.AppendUint16(out, uint16(n))
 	out = append(out, mac[:n]...)
 	return append(out, buf[at+len(mac):]...)
+}
+
+// manyA returns n A records for host, 192.0.2.first and on.
+func manyA(host string, first, n int) []string {
+	var lines []string
+	for i := range n {
+		lines = append(lines, fmt.Sprintf("%s 60 IN A 192.0.2.%d", host, first+i))
+	}
+	return lines
 }

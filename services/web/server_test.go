@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -274,7 +275,7 @@ func TestRegisterInvalid(t *testing.T) {
 		{`{"name":"echo"`, "cut short"},
 		{`["echo"]`, "JSON object"},
 		{`null`, "name"},
-		{`{"name":"echo","addresses":[` + strings.Repeat(`"10.0.0.1",`, registry.MaxAddresses) + `"10.0.0.2"]}`, "addresses"},
+		{`{"name":"echo","addresses":[` + manyAddrs(registry.MaxAddresses+1) + `]}`, "invalid addresses \"33 addresses\": a host has at most 32"},
 	} {
 		t.Run(tc.body, func(t *testing.T) {
 			before := s.Registry.Snapshot().Serial()
@@ -711,4 +712,16 @@ func TestMessagesExposed(t *testing.T) {
 	if r := call(t, "GET", local+"/", "", ""); !strings.Contains(string(r.body), "confidentiel") {
 		t.Errorf("the page on loopback does not show the mail")
 	}
+}
+
+// manyAddrs lists n distinct addresses in JSON: "10.0.0.1", "10.0.0.2", ...
+func manyAddrs(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"10.0.0.%d"`, i+1)
+	}
+	return b.String()
 }
