@@ -164,34 +164,7 @@ func (b *batch) run() {
 			}
 			continue // an ICMP error queued on the socket: nothing to do
 		}
-		b.nOut = 0
-		latency := l.c.counters.UDPLatency
-		var start time.Time
-		if latency != nil {
-			start = time.Now()
-		}
-		for i := range b.n {
-			h := &b.hdrs[i]
-			req := b.bufs[i][:h.Len]
-			var n int
-			if h.Hdr.Flags&unix.MSG_TRUNC == 0 {
-				n = l.c.AnswerFrom(req, b.outBufs[b.nOut][:], false, sockaddrIP(b.names[i][:], h.Hdr.Namelen))
-			}
-			if n < 0 {
-				continue // rate limited
-			}
-			if n == 0 {
-				if addr := sockaddrUDP(b.names[i][:], h.Hdr.Namelen); addr != nil {
-					l.slow.hand(req, addr)
-				}
-				continue
-			}
-			o := &b.out[b.nOut]
-			o.Hdr.Name = h.Hdr.Name // answer to where it came from
-			o.Hdr.Namelen = h.Hdr.Namelen
-			b.outIovs[b.nOut].SetLen(n)
-			b.nOut++
-		}
+		start := b.answer()
 		if b.nOut > 0 {
 			b.sent = 0
 			if err := l.raw.Write(b.writeFn); err != nil {
@@ -201,13 +174,54 @@ func (b *batch) run() {
 		// A batch all for the full path yields too: its goroutines need
 		// the P.
 		now := time.Now()
-		if latency != nil && b.nOut > 0 {
-			d := now.Sub(start).Seconds()
-			for range b.nOut {
-				latency.Observe(d)
-			}
-		}
+		b.observe(start, now)
 		b.yield(now)
+	}
+}
+
+// answer writes the answers to the b.n datagrams read into b.out (b.nOut
+// of them) and hands the others to the full path. It returns when it
+// started if answers' latency is observed.
+func (b *batch) answer() (start time.Time) {
+	l := b.l
+	b.nOut = 0
+	if l.c.counters.UDPLatency != nil {
+		start = time.Now()
+	}
+	for i := range b.n {
+		h := &b.hdrs[i]
+		req := b.bufs[i][:h.Len]
+		var n int
+		if h.Hdr.Flags&unix.MSG_TRUNC == 0 {
+			n = l.c.AnswerFrom(req, b.outBufs[b.nOut][:], false, sockaddrIP(b.names[i][:], h.Hdr.Namelen))
+		}
+		if n < 0 {
+			continue // rate limited
+		}
+		if n == 0 {
+			if addr := sockaddrUDP(b.names[i][:], h.Hdr.Namelen); addr != nil {
+				l.slow.hand(req, addr)
+			}
+			continue
+		}
+		o := &b.out[b.nOut]
+		o.Hdr.Name = h.Hdr.Name // answer to where it came from
+		o.Hdr.Namelen = h.Hdr.Namelen
+		b.outIovs[b.nOut].SetLen(n)
+		b.nOut++
+	}
+	return start
+}
+
+// observe records the latency of the answers sent, from start to now.
+func (b *batch) observe(start, now time.Time) {
+	latency := b.l.c.counters.UDPLatency
+	if latency == nil || b.nOut == 0 {
+		return
+	}
+	d := now.Sub(start).Seconds()
+	for range b.nOut {
+		latency.Observe(d)
 	}
 }
 
