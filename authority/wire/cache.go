@@ -54,8 +54,8 @@ type Cache struct {
 
 	guard *guard // set by Guard before serving; nil: cookies left blank, no limit
 
-	mu    sync.RWMutex // guards the fields below
-	m     map[string]*entry
+	tab   atomic.Pointer[table] // read without a lock (table.go)
+	mu    sync.Mutex            // serialises writers of tab; guards bytes
 	bytes int
 }
 
@@ -86,11 +86,14 @@ type Counters struct {
 // New returns an empty cache of the answers zone gives from reg's
 // snapshots.
 func New(reg *registry.Registry, z *zone.Zone, counters Counters) *Cache {
-	return &Cache{reg: reg, zone: z, counters: counters, m: make(map[string]*entry)}
+	c := &Cache{reg: reg, zone: z, counters: counters}
+	c.tab.Store(newTable(minSlots))
+	return c
 }
 
 // An entry is one packed answer, ready to copy.
 type entry struct {
+	key string // the cache key (request.key)
 	msg []byte
 
 	// What makes it stale (fresh.go): the serial it was last known valid
@@ -282,29 +285,31 @@ func (q *request) key(buf *[maxKey]byte, tcp bool) []byte {
 	return binary.BigEndian.AppendUint16(k, uint16(q.edns.size))
 }
 
-func (c *Cache) get(key []byte) *entry {
-	c.mu.RLock()
-	e := c.m[string(key)] // no allocation: the compiler reads key in place
-	c.mu.RUnlock()
-	return e
-}
+func (c *Cache) get(key []byte) *entry { return c.tab.Load().get(key) }
 
+// put caches e under key, replacing a stale answer.
 func (c *Cache) put(key []byte, e *entry) {
+	e.key = string(key)
 	c.mu.Lock()
-	if len(c.m) >= maxEntries || c.bytes+e.size() > maxBytes {
-		clear(c.m)
+	defer c.mu.Unlock()
+	t := c.tab.Load()
+	switch {
+	case t.used >= maxEntries || c.bytes+e.size() > maxBytes:
+		t = newTable(minSlots)
+		c.tab.Store(t)
 		c.bytes = 0
+	case t.full():
+		t = t.grown()
+		c.tab.Store(t)
 	}
-	if old, ok := c.m[string(key)]; ok {
-		c.bytes -= old.size() + len(key)
+	if old := t.put(e); old != nil {
+		c.bytes -= old.size()
 	}
-	c.m[string(key)] = e // replaces a stale answer
-	c.bytes += e.size() + len(key)
-	c.mu.Unlock()
+	c.bytes += e.size()
 }
 
-// size is about what e holds in memory: its answer and its keys.
-func (e *entry) size() int { return len(e.msg) + 8*len(e.keys) }
+// size is about what e holds in memory: its key, answer and reads.
+func (e *entry) size() int { return len(e.key) + len(e.msg) + 8*len(e.keys) }
 
 // Answer is AnswerFrom for a client whose address is unknown: never
 // limited, and its cookie made for the invalid address.

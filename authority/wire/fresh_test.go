@@ -272,11 +272,12 @@ func BenchmarkWireAfterUpdate(b *testing.B) {
 			pass()
 			c := s.Cache
 			entries := func() map[*entry]bool {
-				c.mu.RLock()
-				defer c.mu.RUnlock()
-				m := make(map[*entry]bool, len(c.m))
-				for _, e := range c.m {
-					m[e] = true
+				m := make(map[*entry]bool)
+				t := c.tab.Load()
+				for i := range t.slots {
+					if e := t.slots[i].Load(); e != nil {
+						m[e] = true
+					}
 				}
 				return m
 			}
