@@ -69,8 +69,9 @@ type Counters struct {
 	// Truncated counts the answers sent with TC set.
 	Truncated prometheus.Counter
 	// UDPLatency and TCPLatency observe the time from reading a request
-	// to sending its answer.
-	UDPLatency, TCPLatency prometheus.Observer
+	// to sending its answer; UDPLatency that of answers sent together.
+	UDPLatency func(seconds float64, answers int)
+	TCPLatency prometheus.Observer
 	// TCPClosed counts a TCP connection closed to make room, by reason:
 	// idlest, per-client, idle, refused (see TCPConfig).
 	TCPClosed func(reason string)

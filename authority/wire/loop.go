@@ -104,7 +104,7 @@ func (l *PacketLoop) readEach() {
 		}
 		l.pc.WriteTo(out[:k], addr)
 		if latency != nil {
-			latency.Observe(time.Since(start).Seconds())
+			latency(time.Since(start).Seconds(), 1)
 		}
 	}
 }
