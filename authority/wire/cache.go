@@ -263,8 +263,10 @@ func parse(b []byte, tcp bool) (q request, ok bool) {
 // the EDNS shape, which with the transport is all an answer depends on.
 func (q *request) key(buf *[maxKey]byte, tcp bool) []byte {
 	n := copy(buf[:], q.name)
-	for i := range n {
-		buf[i] = registry.FoldByte(buf[i]) // length bytes are at most 63: never folded
+	if q.upper {
+		for i := range n {
+			buf[i] = registry.FoldByte(buf[i]) // length bytes are at most 63: never folded
+		}
 	}
 	k := buf[:n]
 	k = binary.BigEndian.AppendUint16(k, q.qtype)
