@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/annuaire/annuaire/authority/internal/authtest"
-	"github.com/annuaire/annuaire/authority/zone"
 )
 
 // TestBatchYield checks when a reader gives up its P: never right after
@@ -49,12 +48,13 @@ func TestBatchYield(t *testing.T) {
 // datagram.
 func BenchmarkBatch(b *testing.B) {
 	queries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "q"}, []string{"qtype", "rcode"})
-	c := New(authtest.Bench(b, 100), zone.New(authtest.Zone, ""), Counters{
+	c := newServer(authtest.Bench(b, 100)).Cache
+	c.counters = Counters{
 		Answers: func(qtype uint16, rcode int) prometheus.Counter {
 			return queries.WithLabelValues(dns.TypeToString[qtype], dns.RcodeToString[rcode])
 		},
 		UDPLatency: func(float64, int) {},
-	})
+	}
 	c.Guard(NewCookies(), RateLimit{Rate: 200, Slip: 2, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	l := &PacketLoop{c: c}
 	bt := newBatch(l)
