@@ -79,7 +79,8 @@ func xfrFreePort(t *testing.T) int {
 }
 
 // knotConf is a Knot DNS configuration making Knot a secondary of annuaire
-// for svc.internal: transfers and NOTIFY signed with one TSIG key. It is
+// for svc.internal and the reverse zone of 127.0.0.0/24: transfers and
+// NOTIFY signed with one TSIG key. It is
 // the configuration the README's "Scaling out" section shows.
 const knotConf = `server:
     listen: 127.0.0.1@%[1]d
@@ -116,10 +117,18 @@ zone:
     zonefile-sync: -1
     zonefile-load: none
     journal-content: all
+  - domain: 0.0.127.in-addr.arpa
+    master: annuaire
+    acl: notify-from-annuaire
+    storage: "%[2]s"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: all
 `
 
-// TestKnotSecondary runs Knot as a secondary of annuaire: it loads the zone
-// by AXFR, and follows registrations through NOTIFY and IXFR.
+// TestKnotSecondary runs Knot as a secondary of annuaire: it loads the
+// forward zone and a reverse zone by AXFR, and follows registrations
+// through NOTIFY and IXFR, the PTR records of their addresses too.
 func TestKnotSecondary(t *testing.T) {
 	knotd := xfrTool(t, "knotd")
 	reg := registry.New(100)
@@ -199,6 +208,8 @@ func TestKnotSecondary(t *testing.T) {
 		t.Errorf("no incremental IXFR in annuaire's log:\n%s", logs.String())
 	}
 
+	within("serve the new PTR", 10*time.Second, func() bool { return servedPTR(ask) == "web.svc.internal." })
+
 	// A deregistration too.
 	if err := reg.Deregister(id); err != nil {
 		t.Fatal(err)
@@ -207,9 +218,28 @@ func TestKnotSecondary(t *testing.T) {
 		r, err := ask("_http._tcp.svc.internal.", dns.TypeSRV)
 		return err == nil && r.Rcode == dns.RcodeNameError
 	})
+	within("drop the PTR", 10*time.Second, func() bool { return servedPTR(ask) == "NXDOMAIN" })
 	if got, want := servedSerial(), reg.Snapshot().Serial(); got != want {
 		t.Errorf("Knot serves serial %d, want %d", got, want)
 	}
+}
+
+// servedPTR is what a secondary that ask queries says of 127.0.0.2: the
+// name of its PTR, NXDOMAIN with the reverse zone's SOA, or else how it
+// failed.
+func servedPTR(ask func(string, uint16) (*dns.Msg, error)) string {
+	r, err := ask("2.0.0.127.in-addr.arpa.", dns.TypePTR)
+	switch {
+	case err != nil:
+		return err.Error()
+	case r.Rcode == dns.RcodeNameError && len(r.Ns) > 0 && r.Ns[0].Header().Name == "0.0.127.in-addr.arpa.":
+		return "NXDOMAIN"
+	case r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1:
+		if ptr, ok := r.Answer[0].(*dns.PTR); ok {
+			return ptr.Ptr
+		}
+	}
+	return r.String()
 }
 
 // runSecondaryDaemon writes a secondary's configuration to dir/confName and

@@ -19,8 +19,8 @@ import (
 	"github.com/annuaire/annuaire/registry"
 )
 
-// nsdConf makes NSD a secondary of annuaire for svc.internal, as knotConf
-// does for Knot.
+// nsdConf makes NSD a secondary of annuaire for svc.internal and the
+// reverse zone of 127.0.0.0/24, as knotConf does Knot.
 const nsdConf = `server:
     ip-address: 127.0.0.1@%[1]d
     username: ""
@@ -45,6 +45,12 @@ key:
 zone:
     name: svc.internal
     zonefile: "svc.internal.zone"
+    request-xfr: %[5]s %[3]s
+    allow-notify: 127.0.0.1 %[3]s
+
+zone:
+    name: 0.0.127.in-addr.arpa
+    zonefile: "0.0.127.in-addr.arpa.zone"
     request-xfr: %[5]s %[3]s
     allow-notify: 127.0.0.1 %[3]s
 `
@@ -75,6 +81,12 @@ func TestNSDSecondary(t *testing.T) {
 		return "nsd log:\n" + string(log)
 	}, logs.String, nsd, "-d", "-c")
 
+	ask := func(name string, qtype uint16) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, nsdAddr)
+		return r, err
+	}
 	srvPort := func(name string) (uint16, bool) {
 		m := new(dns.Msg)
 		m.SetQuestion(name, dns.TypeSRV)
@@ -98,6 +110,7 @@ func TestNSDSecondary(t *testing.T) {
 	within("load the zone", func() bool { p, ok := srvPort("_echo._tcp.svc.internal."); return ok && p == 7007 })
 	id := xfrRegister(t, reg, "http", 8080, "web", "127.0.0.2")
 	within("serve the new SRV", func() bool { p, ok := srvPort("_http._tcp.svc.internal."); return ok && p == 8080 })
+	within("serve the new PTR", func() bool { return servedPTR(ask) == "web.svc.internal." })
 	if !strings.Contains(logs.String(), "mode=incremental") {
 		t.Errorf("no incremental IXFR in annuaire's log:\n%s", logs.String())
 	}
@@ -105,4 +118,5 @@ func TestNSDSecondary(t *testing.T) {
 		t.Fatal(err)
 	}
 	within("drop the SRV", func() bool { _, ok := srvPort("_http._tcp.svc.internal."); return !ok })
+	within("drop the PTR", func() bool { return servedPTR(ask) == "NXDOMAIN" })
 }
