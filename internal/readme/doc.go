@@ -1,7 +1,10 @@
 // Package readme holds the README to what annuaire really prints: its test
 // runs every shell transcript marked as real, command by command, against
 // a fresh `annuaire serve`, and compares what each command prints with
-// what the README shows. For tests only; the package has no API.
+// what the README shows. TestLabDocs does the same for the lab guides
+// (docs/lab.fr.md, docs/lab.en.md, docs/lab-corrige.fr.md), each block in
+// a directory that holds the lab's Python programs. For tests only; the
+// package has no API.
 //
 // A transcript is real when the line before its fence is the marker
 //

@@ -27,23 +27,38 @@ var tools = []string{"curl", "dig", "kdig", "nc", "nsupdate", "pgrep", "ps", "ss
 // TestReadme runs every real transcript of the README against a fresh
 // server; see the package documentation.
 func TestReadme(t *testing.T) {
+	runDoc(t, "README.md")
+}
+
+// TestLabDocs runs the lab guide's real transcripts, in French and in
+// English, and the teacher's answers'.
+func TestLabDocs(t *testing.T) {
+	for _, doc := range []string{"docs/lab.fr.md", "docs/lab.en.md", "docs/lab-corrige.fr.md"} {
+		t.Run(strings.TrimPrefix(doc, "docs/"), func(t *testing.T) { runDoc(t, doc) })
+	}
+}
+
+// runDoc runs the real transcripts of doc, a path from the repository's
+// root; each block runs in a directory that holds the lab's programs
+// (lab/*.py), as a student's would.
+func runDoc(t *testing.T, doc string) {
 	if runtime.GOOS != "linux" {
-		t.Skip("the README's transcripts are Linux's (ss, strace, /proc)")
+		t.Skip("the transcripts are Linux's (ss, strace, /proc)")
 	}
 	if testing.Short() {
 		t.Skip("starts a server per transcript")
 	}
 	testenv.NeedTool(t, "bash")
-	md, err := os.ReadFile("../../README.md")
+	md, err := os.ReadFile("../../" + doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	blocks, err := parseBlocks(string(md))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", doc, err)
 	}
 	if len(blocks) == 0 {
-		t.Fatal("no <!-- real --> transcript in README.md")
+		t.Fatalf("no <!-- real --> transcript in %s", doc)
 	}
 
 	bin := filepath.Join(t.TempDir(), "bin")
@@ -53,10 +68,11 @@ func TestReadme(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	hostname, _ := os.Hostname()
+	lab, _ := filepath.Glob("../../lab/*.py")
 
 	for _, b := range blocks {
 		t.Run(fmt.Sprintf("line_%d", b.line), func(t *testing.T) {
-			t.Logf("README.md:%d (%s), server flags %q", b.line, b.section, b.serve)
+			t.Logf("%s:%d (%s), server flags %q", doc, b.line, b.section, b.serve)
 			for _, tool := range tools {
 				for _, c := range b.commands {
 					if regexp.MustCompile(`(^|[\s|;&(]|\$\()` + tool + `\b`).MatchString(c.text) {
@@ -65,13 +81,33 @@ func TestReadme(t *testing.T) {
 					}
 				}
 			}
-			runBlock(t, b, bin, hostname)
+			if strings.Contains(strings.Join(commandTexts(b), "\n"), "python3") {
+				testenv.Python(t)
+			}
+			runBlock(t, doc, b, bin, hostname, lab)
 		})
 	}
 }
 
-func runBlock(t *testing.T, b block, bin, hostname string) {
+func commandTexts(b block) []string {
+	var out []string
+	for _, c := range b.commands {
+		out = append(out, c.text)
+	}
+	return out
+}
+
+func runBlock(t *testing.T, doc string, b block, bin, hostname string, lab []string) {
 	dir := t.TempDir()
+	for _, py := range lab {
+		src, err := os.ReadFile(py)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(py)), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	state := filepath.Join(dir, "state")
 	home := filepath.Join(dir, "home")
 	for _, d := range []string{state, home} {
@@ -85,6 +121,8 @@ func runBlock(t *testing.T, b block, bin, hostname string) {
 		"XDG_STATE_HOME=" + state,
 		"LC_ALL=C.UTF-8",
 		"TERM=dumb",
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONUNBUFFERED=1",
 	}
 	env = append(env, strings.Fields(b.env)...)
 	s := startSession(t, dir, env)
@@ -114,7 +152,7 @@ func runBlock(t *testing.T, b block, bin, hostname string) {
 		}
 		out, err := s.run(text, commandTimeout)
 		if err != nil {
-			t.Fatalf("README.md:%d: $ %s\n%v; printed:\n%s", c.line, c.text, err, out)
+			t.Fatalf("%s:%d: $ %s\n%v; printed:\n%s", doc, c.line, c.text, err, out)
 		}
 		// The ports it got read as the README's.
 		for readmePort, p := range srv.ports {
@@ -145,8 +183,8 @@ func runBlock(t *testing.T, b block, bin, hostname string) {
 			if i < len(c.want) {
 				wanted = fmt.Sprintf("%q", c.want[i])
 			}
-			t.Errorf("README.md:%d: $ %s\nREADME.md:%d: wants %s; the command printed:\n%s\nnormalised, README:\n  %s\nnormalised, printed:\n  %s",
-				c.line, c.text, line, wanted, out, strings.Join(wantN, "\n  "), strings.Join(gotN, "\n  "))
+			t.Errorf("%s:%d: $ %s\n%s:%d: wants %s; the command printed:\n%s\nnormalised, README:\n  %s\nnormalised, printed:\n  %s",
+				doc, c.line, c.text, doc, line, wanted, out, strings.Join(wantN, "\n  "), strings.Join(gotN, "\n  "))
 		}
 	}
 	// Shown on failure, and with -v: ready to paste.

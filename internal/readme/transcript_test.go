@@ -135,6 +135,11 @@ var (
 	binRE   = regexp.MustCompile(`(?:/[\w.+-]+)+/annuaire( |$)`)
 	stateRE = regexp.MustCompile(`[^\s(]*/\.local/state\b`)
 	blankRE = regexp.MustCompile(`[ \t]+`)
+	// Ports that no colon announces: an SRV record's (after the blanks
+	// are one), the one in an id made from a host and a port
+	// (echo-alice-tcp-h-127-0-0-2-36059).
+	srvPortRE = regexp.MustCompile(`\bSRV (\d+) (\d+) (\d+) `)
+	idPortRE  = regexp.MustCompile(`\b(h-\d+-\d+-\d+-\d+)-(\d+)\b`)
 )
 
 // normalise rewrites one line, of either side.
@@ -169,6 +174,14 @@ func (n *normaliser) normalise(line string) string {
 	line = serialRE.ReplaceAllString(line, "SERIAL")
 	line = durRE.ReplaceAllString(line, "T")
 	line = blankRE.ReplaceAllString(line, " ")
+	line = srvPortRE.ReplaceAllStringFunc(line, func(s string) string {
+		m := srvPortRE.FindStringSubmatch(s)
+		return "SRV " + m[1] + " " + m[2] + " " + n.port(m[3]) + " "
+	})
+	line = idPortRE.ReplaceAllStringFunc(line, func(s string) string {
+		m := idPortRE.FindStringSubmatch(s)
+		return m[1] + "-" + n.port(m[2])
+	})
 	return strings.TrimSpace(line)
 }
 
@@ -275,6 +288,9 @@ func TestNormalise(t *testing.T) {
 		{"svc.internal.		60	IN	SOA	ns.svc.internal. hostmaster.svc.internal. 1795516214 300 60 86400 10", "svc.internal. 60 IN SOA ns.svc.internal. hostmaster.svc.internal. SERIAL 300 60 86400 10"},
 		{"; zone svc.internal. serial 1795517403, 10 records, exported by annuaire", "; zone svc.internal. serial SERIAL, 10 records, exported by annuaire"},
 		{"alice  default        2026-12-04 21:40:12Z", "alice default DATE"},
+		{"registered echo-alice: _echo-alice._tcp.svc.internal. SRV 0 0 34005 h-127-0-0-1.svc.internal. → 127.0.0.1:34005 (id echo-alice-tcp-h-127-0-0-1-34005)",
+			"registered echo-alice: _echo-alice._tcp.svc.internal. SRV 0 0 PORT h-127-0-0-1.svc.internal. → 127.0.0.1:PORT (id echo-alice-tcp-h-127-0-0-1-PORT)"},
+		{"_echo._tcp.svc.internal. 10\tIN\tSRV\t0 0 7007 vm.svc.internal.", "_echo._tcp.svc.internal. 10 IN SRV 0 0 7007 vm.svc.internal."},
 		{"time=2026-12-04T18:47:50.618+01:00 level=INFO", "time=DATE level=INFO"},
 	} {
 		if got := n.normalise(tc.in); got != tc.want {
