@@ -11,12 +11,15 @@
 #
 # Environment: RUNS (3), SECS (10 per run), CLIENTS (dnsperf's -c, 20),
 # SERVER_CPU (0), PERF_CPU (1),
-# ANNUAIRE (a prebuilt binary; default: build from this tree), SIZES
+# ANNUAIRE (a prebuilt binary; default: build from this tree), BASELINE
+# (in side mode, another annuaire binary measured in the same rounds as
+# "before": the before/after of a change, side by side), SIZES
 # ("100 100000 1000000" in scale mode), SIZE (instances in updates mode,
 # 100), CHURN_RATE / CHURN_WORKERS (write requests/s and concurrency of
 # bench/churn in updates mode, 1000 / 16), PORT_A / PORT_N / PORT_W / PORT_K
 # (annuaire DNS / NSD / annuaire web API / Knot, 15353 / 15354 / 15355 /
-# 15356; scale mode puts its
+# 15356; PORT_B and PORT_B+1 BASELINE's DNS and web, 15357 / 15358; scale
+# mode puts its
 # k-th size on PORT_A+10k and PORT_W+10k), TMPDIR (/tmp: where the data
 # directories go).
 set -euo pipefail
@@ -31,6 +34,7 @@ PORT_A=${PORT_A:-15353}
 PORT_N=${PORT_N:-15354}
 PORT_W=${PORT_W:-15355}
 PORT_K=${PORT_K:-15356}
+PORT_B=${PORT_B:-15357}
 CLIENTS=${CLIENTS:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # TMPDIR=/dev/shm puts the data directories on tmpfs, where the journal's
@@ -102,11 +106,11 @@ build() {
 # bench/churn can write to it, its token in ADATA/token.
 start_annuaire() {
 	local n=$1 dns=${2:-$PORT_A} web=${3:-$PORT_W}
-	ADATA=$WORK/data-$n
+	ADATA=$WORK/data-$n${4:-}
 	rm -rf "$ADATA"
 	"$WORK/load" -data "$ADATA" -instances "$n" >&2
 	taskset -c "$SERVER_CPU" "$BIN" serve --data "$ADATA" --dns "127.0.0.1:$dns" --web "127.0.0.1:$web" \
-		--echo '' --mail '' --telnet '' --daytime '' --discard '' --allow-transfer 127.0.0.0/8 --log-level error >"$WORK/annuaire-$n.log" 2>&1 &
+		--echo '' --mail '' --telnet '' --daytime '' --discard '' --allow-transfer 127.0.0.0/8 --log-level error >"$WORK/annuaire-$n${4:-}.log" 2>&1 &
 	APID=$!
 	PIDS+=("$APID")
 	SERVERS+=("$APID")
@@ -391,22 +395,30 @@ side)
 	# hit all alike.
 	read -ra order <<<"annuaire nsd knot"
 	declare -A SPORT=([annuaire]=$PORT_A [nsd]=$PORT_N [knot]=$PORT_K) SPID=([annuaire]=$APID [nsd]=$NPID [knot]=$KPID)
+	if [ -n "${BASELINE:-}" ]; then
+		after=$BIN BIN=$BASELINE
+		start_annuaire 100 "$PORT_B" $((PORT_B + 1)) -before
+		BIN=$after SPORT[before]=$PORT_B SPID[before]=$APID
+		order+=(before)
+	fi
 	for i in $(seq "$RUNS"); do
 		echo "== round $i" >&2
-		for j in 0 1 2; do
-			n=${order[$(((i - 1 + j) % 3))]}
+		for j in $(seq 0 $((${#order[@]} - 1))); do
+			n=${order[$(((i - 1 + j) % ${#order[@]}))]}
 			RUNS=1 measure "$n" "${SPORT[$n]}" "${SPID[$n]}"
 		done
 	done
-	summarise annuaire; summarise nsd; summarise knot
+	for n in "${order[@]}"; do summarise "$n"; done
 	header
 	row "NSD $(nsd -v 2>&1 | awk '/version/ {print $3; exit}')" nsd
 	row "Knot $(knotd --version | awk '{print $NF}')" knot
+	[ -z "${BASELINE:-}" ] || row "annuaire before (BASELINE)" before
 	row "annuaire" annuaire
 	ratio annuaire knot
 	ratio annuaire nsd
+	[ -z "${BASELINE:-}" ] || ratio annuaire before
 	echo
-	rounds annuaire knot nsd
+	rounds annuaire knot nsd "${order[@]:3}"
 	;;
 scale)
 	SIZES=${SIZES:-100 100000 1000000}
