@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"log/slog"
 	"net"
 	"regexp"
 	"strings"
@@ -153,5 +154,63 @@ func TestRateLimitDig(t *testing.T) {
 	r := dig(t, addr, "+nocookie", "+noedns", "_services._dns-sd._udp.svc.internal.", "PTR")
 	if !strings.Contains(r.out, "Truncated, retrying in TCP mode") || r.status != "NOERROR" || len(r.answer) == 0 {
 		t.Errorf("dig while limited: %s, %v; want a truncated answer, then the answer over TCP", r.status, r.answer)
+	}
+}
+
+// TestRateLimitTrailing: a request with bytes after its question gets
+// FORMERR from the cache's path without miekg/dns (TestTrailingBytes),
+// limited as every other answer: a burst of 200 from one network gets a
+// few FORMERRs, half of the rest truncated (a retry over TCP gets the
+// FORMERR), the others dropped. Before, all 200 were answered.
+func TestRateLimitTrailing(t *testing.T) {
+	addr := authtest.Start(t, &Server{Registry: authtest.Registry(t), Zone: authtest.Zone,
+		RateLimit: &wire.RateLimit{Rate: 10, Slip: 2}, Logger: slog.New(slog.DiscardHandler)})
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	flood := func(q *dns.Msg) (formerr, truncated, other int) {
+		for i := range 200 {
+			q.Id = uint16(i)
+			b, _ := q.Pack()
+			c.Write(append(b, 0, 0, 0, 0))
+		}
+		buf := make([]byte, 4096)
+		for {
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			r := new(dns.Msg)
+			if r.Unpack(buf[:n]) != nil {
+				t.Fatal("an answer that does not unpack")
+			}
+			switch {
+			case r.Truncated && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 0 && r.Opcode == q.Opcode:
+				truncated++
+			case r.Rcode == dns.RcodeFormatError && r.Opcode == q.Opcode:
+				formerr++
+			default:
+				other++
+			}
+		}
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("a.svc.internal.", dns.TypeA)
+	formerr, truncated, other := flood(q)
+	t.Logf("200 queries with trailing bytes: %d FORMERR, %d truncated, %d other, %d dropped", formerr, truncated, other, 200-formerr-truncated-other)
+	if formerr < 10 || formerr > 15 || truncated < 85 || truncated > 100 || other != 0 {
+		t.Errorf("%d FORMERR, %d truncated, %d other: want about 11 FORMERR and half of the rest truncated", formerr, truncated, other)
+	}
+	// A NOTIFY is no query to truncate: a limited one is dropped. Errors
+	// share one limit per network, which the queries spent.
+	n := new(dns.Msg)
+	n.SetNotify("svc.internal.")
+	formerr, truncated, other = flood(n)
+	t.Logf("200 NOTIFYs with trailing bytes: %d FORMERR, %d truncated, %d other, %d dropped", formerr, truncated, other, 200-formerr-truncated-other)
+	if formerr > 5 || truncated != 0 || other != 0 {
+		t.Errorf("%d FORMERR, %d truncated, %d other: want a few FORMERR at most, the rest dropped", formerr, truncated, other)
 	}
 }

@@ -337,7 +337,15 @@ func (c *Cache) Answer(req, out []byte, tcp bool) int {
 func (c *Cache) AnswerFrom(req, out []byte, tcp bool, from netip.Addr) (n int) {
 	q, e := c.lookup(req, tcp)
 	if e == nil {
-		return copy(out, c.formErr(req, len(out), tcp))
+		m := c.formErr(req, len(out), tcp)
+		if m == nil {
+			return 0
+		}
+		// Limited as the full path limits its errors (guardedWriter).
+		if n, limited := c.limit(out, req, &q, rrlKey(kindError, 0, nil), tcp, from, cookieCheck{}); limited {
+			return n
+		}
+		return copy(out, m)
 	}
 	if len(e.msg) > len(out) {
 		return 0
@@ -353,15 +361,8 @@ func (c *Cache) send(out, req []byte, q *request, e *entry, tcp bool, from netip
 	if g != nil && q.cookie.client != nil {
 		check = g.checkCookie(q.cookie, from)
 	}
-	if !tcp && g != nil && g.limit != nil && !check.valid && from.IsValid() && !g.limit.exempt(from) {
-		switch g.limit.take(e.rrl, from) {
-		case drop:
-			g.dropped.Inc()
-			return -1
-		case slip:
-			g.slipped.Inc()
-			return g.slip(out, req, q, from, check)
-		}
+	if n, limited := c.limit(out, req, q, e.rrl, tcp, from, check); limited {
+		return n
 	}
 	n := q.patch(out, e, e.serial.Load())
 	if e.cookie {
@@ -372,6 +373,30 @@ func (c *Cache) send(out, req []byte, q *request, e *entry, tcp bool, from netip
 	}
 	c.count(e)
 	return n
+}
+
+// limit applies the rate limit to an answer to q, whose key is key, for
+// the client at from over UDP: limited says it is not to be sent, and n
+// is then -1 (dropped) or the length of the truncated answer written into
+// out instead (slipped, see RateLimit).
+func (c *Cache) limit(out, req []byte, q *request, key uint64, tcp bool, from netip.Addr, check cookieCheck) (n int, limited bool) {
+	g := c.guard
+	if tcp || g == nil || g.limit == nil || check.valid || !from.IsValid() || g.limit.exempt(from) {
+		return 0, false
+	}
+	switch g.limit.take(key, from) {
+	case drop:
+		g.dropped.Inc()
+		return -1, true
+	case slip:
+		if q.name == nil { // not a plain query (a NOTIFY with trailing bytes): nothing to truncate
+			g.dropped.Inc()
+			return -1, true
+		}
+		g.slipped.Inc()
+		return g.slip(out, req, q, from, check), true
+	}
+	return 0, false
 }
 
 // formErr returns the FORMERR answer to req if it has bytes after its
