@@ -73,25 +73,25 @@ type Instance struct {
 // instanceJSON is an Instance without its JSON methods.
 type instanceJSON Instance
 
-// MarshalJSON writes the label and subtypes as octets: exactly, whatever
+// MarshalJSON writes the label and subtypes as Octets: exactly, whatever
 // their bytes.
 func (inst Instance) MarshalJSON() ([]byte, error) {
-	var subs []octets
+	var subs []Octets
 	for _, s := range inst.Subtypes {
-		subs = append(subs, octets(s))
+		subs = append(subs, Octets(s))
 	}
 	return json.Marshal(struct {
 		*instanceJSON
-		Label    octets   `json:"instance"`
-		Subtypes []octets `json:"subtypes,omitempty"`
-	}{(*instanceJSON)(&inst), octets(inst.Label), subs})
+		Label    Octets   `json:"instance"`
+		Subtypes []Octets `json:"subtypes,omitempty"`
+	}{(*instanceJSON)(&inst), Octets(inst.Label), subs})
 }
 
 func (inst *Instance) UnmarshalJSON(b []byte) error {
 	v := struct {
 		*instanceJSON
-		Label    octets   `json:"instance"`
-		Subtypes []octets `json:"subtypes"`
+		Label    Octets   `json:"instance"`
+		Subtypes []Octets `json:"subtypes"`
 	}{instanceJSON: (*instanceJSON)(inst)}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err

@@ -7,14 +7,15 @@ import (
 	"unicode/utf8"
 )
 
-// octets is a string of any bytes as JSON carries it: a JSON string when
+// Octets is a string of any bytes as JSON carries it: a JSON string when
 // the bytes are UTF-8, {"base64": "..."} when they are not. A JSON string
 // holds Unicode text only, and encoding/json replaces each byte that is
 // not UTF-8 with U+FFFD: a DNS label or TXT string (RFC 1035 sections
-// 3.1 and 3.3.14: any octets) would not come back as it went.
-type octets string
+// 3.1 and 3.3.14: any octets) would not come back as it went. The API
+// carries instance labels and subtypes in it, as the journal does.
+type Octets string
 
-func (o octets) MarshalJSON() ([]byte, error) {
+func (o Octets) MarshalJSON() ([]byte, error) {
 	if utf8.ValidString(string(o)) {
 		return json.Marshal(string(o))
 	}
@@ -23,7 +24,7 @@ func (o octets) MarshalJSON() ([]byte, error) {
 	}{base64.StdEncoding.EncodeToString([]byte(o))})
 }
 
-func (o *octets) UnmarshalJSON(b []byte) error {
+func (o *Octets) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '{' {
 		var v struct {
 			Base64 *string `json:"base64"`
@@ -38,13 +39,13 @@ func (o *octets) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return err
 		}
-		*o = octets(raw)
+		*o = Octets(raw)
 		return nil
 	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return errors.New(`want a string or {"base64": "..."}`)
 	}
-	*o = octets(s)
+	*o = Octets(s)
 	return nil
 }

@@ -110,7 +110,7 @@ func (t TXT) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		item, err := octets(s).MarshalJSON()
+		item, err := Octets(s).MarshalJSON()
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +126,7 @@ func (t *TXT) UnmarshalJSON(b []byte) error {
 		*t = nil
 		return nil
 	case len(b) > 0 && b[0] == '[':
-		var items []octets
+		var items []Octets
 		if err := json.Unmarshal(b, &items); err != nil {
 			return &FieldError{"txt", "", "want a list of strings: " + err.Error()}
 		}

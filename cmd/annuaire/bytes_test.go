@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -152,7 +153,7 @@ send
 
 	// 3. The HTTP API: the list form of TXT, a string that is not UTF-8
 	// as base64, a TTL of 0.
-	body, _ := json.Marshal(web.Registration{Name: "ipp", Port: new(634), Host: "printer", Instance: imprimante, TTL: new(0), Subtypes: []string{"printer"},
+	body, _ := json.Marshal(web.Registration{Name: "ipp", Port: new(634), Host: "printer", Instance: imprimante, TTL: new(0), Subtypes: []registry.Octets{"printer"},
 		TXT: registry.TXT{"txtvers=1", "utf=café", "bin=\x00\xff", "duplex", "paper=A4"}})
 	if !bytes.Contains(body, []byte(`{"base64":"YmluPQD/"}`)) {
 		t.Fatalf("the request does not carry the binary string as base64: %s", body)
@@ -172,6 +173,24 @@ send
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated || svc.Instance != imprimante || !slices.Equal(svc.TXT, registry.TXT{"txtvers=1", "utf=café", "bin=\x00\xff", "duplex", "paper=A4"}) || svc.TTL != 0 {
 		t.Fatalf("API registration: %d %+v", resp.StatusCode, svc)
+	}
+	// The API lists each label as UPDATE sent it: bin\254, not UTF-8, as
+	// {"base64": ...} (a JSON string would carry U+FFFD instead).
+	resp, err = http.Get("http://" + a.web + "/api/services")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []web.Service
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	labels := map[uint16]registry.Octets{}
+	for _, v := range list {
+		if v.Name == "x" {
+			labels[v.Port] = v.Instance
+		}
+	}
+	if want := map[uint16]registry.Octets{1: "café", 2: "CAFÉ", 3: "bin\xfe"}; !maps.Equal(labels, want) {
+		t.Errorf("the API's _x._tcp labels: %#v, want %#v", labels, want)
 	}
 
 	txts := []txtWant{

@@ -190,7 +190,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	if len(pos) < 1 || len(pos) > 2 {
 		return usageError{err: fmt.Errorf("want NAME [PORT], got %d arguments", len(pos))}
 	}
-	body := web.Registration{Name: pos[0], Proto: *proto, Host: *host, Addresses: addrs, Instance: *instance, Priority: *priority, Weight: *weight}
+	body := web.Registration{Name: pos[0], Proto: *proto, Host: *host, Addresses: addrs, Instance: registry.Octets(*instance), Priority: *priority, Weight: *weight}
 	if len(pos) == 2 {
 		port, err := strconv.Atoi(pos[1])
 		if err != nil || port < 1 || port > 65535 {
@@ -206,7 +206,9 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	if len(txt) > 0 {
 		body.TXT = registry.TXT(txt)
 	}
-	body.Subtypes = subtypes
+	for _, st := range subtypes {
+		body.Subtypes = append(body.Subtypes, registry.Octets(st))
+	}
 	if *check != "" {
 		body.Check = &web.CheckRequest{Type: *check, Target: *checkTarget}
 		if *checkInterval != 0 {

@@ -54,11 +54,11 @@ type typeChain struct {
 }
 
 type chainProcess struct {
-	Endpoint string `json:"endpoint"` // address:port, a candidate of the trace
-	ID       string `json:"id"`
-	Instance string `json:"instance"` // the DNS-SD instance label
-	Process  string `json:"process"`  // "annuaire echo (pid 4242)", from TXT when the server said
-	Health   string `json:"health"`
+	Endpoint string          `json:"endpoint"` // address:port, a candidate of the trace
+	ID       string          `json:"id"`
+	Instance registry.Octets `json:"instance"` // the DNS-SD instance label
+	Process  string          `json:"process"`  // "annuaire echo (pid 4242)", from TXT when the server said
+	Health   string          `json:"health"`
 }
 
 // chainCache holds the last chainSet so that every stream, and every
@@ -171,7 +171,7 @@ func (s *Server) processesAt(snap *registry.Snapshot, service, proto string, can
 			out = append(out, chainProcess{
 				Endpoint: joinHostPort(cd.Address, cd.Port),
 				ID:       inst.ID,
-				Instance: inst.Label,
+				Instance: registry.Octets(inst.Label),
 				Process:  processName(s.catalog(), inst),
 				Health:   string(inst.Health),
 			})

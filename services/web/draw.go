@@ -134,7 +134,7 @@ func chainBoxes(t *resolver.Chain, procs []chainProcess, withProcs bool, l lang)
 			b.Values = append(b.Values, l.process(p.Process))
 			w := p.Endpoint
 			if p.Instance != "" {
-				w = l.f("%s at %s", p.Instance, w)
+				w = l.f("%s at %s", shown(string(p.Instance)), w)
 			}
 			where = append(where, w)
 		}

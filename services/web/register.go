@@ -19,18 +19,18 @@ import (
 // Numbers are ints and the interval a string so that a bad value is
 // reported against its field rather than as a Go type error.
 type Registration struct {
-	Name      string        `json:"name"`
-	Proto     string        `json:"proto,omitempty"`
-	Port      *int          `json:"port,omitempty"` // absent: the catalog's
-	Host      string        `json:"host,omitempty"`
-	Instance  string        `json:"instance,omitempty"`
-	Addresses []string      `json:"addresses,omitempty"`
-	Priority  int           `json:"priority,omitempty"`
-	Weight    int           `json:"weight,omitempty"`
-	TTL       *int          `json:"ttl,omitempty"`      // absent: registry.DefaultTTL; 0 is a TTL
-	TXT       registry.TXT  `json:"txt,omitempty"`      // ["txtvers=1", "duplex"], or {"key": "value"}
-	Subtypes  []string      `json:"subtypes,omitempty"` // ["_printer"]; "printer" is "_printer"
-	Check     *CheckRequest `json:"check,omitempty"`
+	Name      string            `json:"name"`
+	Proto     string            `json:"proto,omitempty"`
+	Port      *int              `json:"port,omitempty"` // absent: the catalog's
+	Host      string            `json:"host,omitempty"`
+	Instance  registry.Octets   `json:"instance,omitempty"` // a string, or {"base64": "..."} for bytes that are not UTF-8
+	Addresses []string          `json:"addresses,omitempty"`
+	Priority  int               `json:"priority,omitempty"`
+	Weight    int               `json:"weight,omitempty"`
+	TTL       *int              `json:"ttl,omitempty"`      // absent: registry.DefaultTTL; 0 is a TTL
+	TXT       registry.TXT      `json:"txt,omitempty"`      // ["txtvers=1", "duplex"], or {"key": "value"}
+	Subtypes  []registry.Octets `json:"subtypes,omitempty"` // ["_printer"]; "printer" is "_printer"
+	Check     *CheckRequest     `json:"check,omitempty"`
 }
 
 // CheckRequest is a Registration's health check.
@@ -165,15 +165,17 @@ func (s *Server) registration(req *Registration, remote string) (registry.Regist
 		Proto:    req.Proto,
 		Port:     req.Port,
 		Host:     strings.TrimSuffix(strings.TrimSpace(req.Host), "."),
-		Instance: req.Instance,
+		Instance: string(req.Instance),
 		Priority: req.Priority,
 		Weight:   req.Weight,
 		TTL:      req.TTL,
 		TXT:      req.TXT,
-		Subtypes: req.Subtypes,
 	}
 	if z := "." + strings.TrimSuffix(s.zone(), "."); len(rr.Host) > len(z) && registry.SameName(rr.Host[len(rr.Host)-len(z):], z) {
 		rr.Host = rr.Host[:len(rr.Host)-len(z)]
+	}
+	for _, st := range req.Subtypes {
+		rr.Subtypes = append(rr.Subtypes, string(st))
 	}
 	rr.From, _ = remoteAddr(remote)
 	for _, a := range req.Addresses {

@@ -183,6 +183,12 @@ func TestRegisterDefaults(t *testing.T) {
 			map[string]any{"txt": []any{"txtvers=1", "duplex", "paper=A4", "empty="}, "ttl": 0}, "127.0.0.1", ""},
 		{"subtypes, with or without their underscore", `{"name":"ipp","port":631,"subtypes":["printer","_scan"]}`,
 			map[string]any{"subtypes": []any{"_printer", "_scan"}}, "127.0.0.1", ""},
+		{"a UTF-8 instance name, as given", `{"name":"ipp","port":631,"instance":"Imprimante Salle 2.3 (étage)"}`,
+			map[string]any{"instance": "Imprimante Salle 2.3 (étage)"}, "127.0.0.1", ""},
+		// A JSON string is Unicode: other bytes, which UPDATE may have
+		// put in a label, go as {"base64": ...} both ways, as TXT's do.
+		{"a label and a subtype of any bytes", `{"name":"ipp","port":631,"instance":{"base64":"Ymlu/g=="},"subtypes":[{"base64":"X3D+"},"scan"]}`,
+			map[string]any{"instance": map[string]any{"base64": "Ymlu/g=="}, "subtypes": []any{map[string]any{"base64": "X3D+"}, "_scan"}}, "127.0.0.1", ""},
 		{"TXT as an object keeps its order", `{"name":"ipp","port":631,"txt":{"txtvers":"1","b":"2","a":""}}`,
 			map[string]any{"txt": []any{"txtvers=1", "b=2", "a="}, "ttl": 10}, "127.0.0.1", ""},
 		{"tcp check defaults to the endpoint", `{"name":"echo","port":7007,"addresses":["192.0.2.8"],"check":{"type":"tcp"}}`,

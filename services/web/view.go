@@ -19,14 +19,14 @@ type Service struct {
 	ID        string                `json:"id"`
 	Name      string                `json:"name"`     // the service: "echo"
 	Proto     string                `json:"proto"`    // tcp or udp
-	Instance  string                `json:"instance"` // the DNS-SD instance name
+	Instance  registry.Octets       `json:"instance"` // the DNS-SD instance name
 	Host      string                `json:"host"`     // the SRV target, relative to the zone
 	Port      uint16                `json:"port"`
 	Priority  uint16                `json:"priority"`
 	Weight    uint16                `json:"weight"`
 	TTL       uint32                `json:"ttl"`
 	TXT       registry.TXT          `json:"txt"`      // in order; a string that is not UTF-8 as {"base64": "..."}
-	Subtypes  []string              `json:"subtypes"` // DNS-SD subtypes: "_printer"
+	Subtypes  []registry.Octets     `json:"subtypes"` // DNS-SD subtypes: "_printer"
 	Check     *registry.Check       `json:"check,omitempty"`
 	LastCheck *registry.CheckResult `json:"last_check,omitempty"` // what the check found last; absent until it ran
 	Health    registry.Health       `json:"health"`
@@ -72,12 +72,12 @@ func (s *Server) view(snap *registry.Snapshot, inst *registry.Instance) Service 
 	zone := s.zone()
 	target := inst.Host + "." + zone
 	v := Service{
-		ID: inst.ID, Name: inst.Service, Proto: inst.Proto, Instance: inst.Label, Host: inst.Host,
+		ID: inst.ID, Name: inst.Service, Proto: inst.Proto, Instance: registry.Octets(inst.Label), Host: inst.Host,
 		Port: inst.Port, Priority: inst.Priority, Weight: inst.Weight, TTL: inst.TTL,
-		TXT: inst.TXT, Subtypes: inst.Subtypes, Check: inst.Check, Health: inst.Health, Addresses: []string{}, Owner: inst.Owner,
+		TXT: inst.TXT, Subtypes: []registry.Octets{}, Check: inst.Check, Health: inst.Health, Addresses: []string{}, Owner: inst.Owner,
 	}
-	if v.Subtypes == nil {
-		v.Subtypes = []string{} // [], not null
+	for _, st := range inst.Subtypes { // [], not null, when none
+		v.Subtypes = append(v.Subtypes, registry.Octets(st))
 	}
 	if v.TXT == nil {
 		v.TXT = registry.TXT{} // [], not null
