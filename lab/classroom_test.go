@@ -63,10 +63,26 @@ func TestClassroom(t *testing.T) {
 	}
 	srv.waitFor(t, regexp.MustCompile(`(?m)^accept: connection from 127\.0\.0\.3:\d+$`))
 
-	// bob cannot remove it: not by the API, not by the command.
-	req, _ := http.NewRequest("DELETE", "http://"+d.web+"/api/services/"+srv.id, nil)
-	req.Header.Set("Authorization", "Bearer "+bob)
+	// The page, in French for a French browser, says whose it is.
+	req, _ := http.NewRequest("GET", "http://"+d.web+"/", nil)
+	req.Header.Set("Accept-Language", "fr-FR,fr;q=0.9")
 	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	page.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`<html lang="fr">`, "Suivre un nom", "La classe", `<tr data-owner="alice">`, "echo-alice/tcp → " + srv.endpoint, `<tr data-owner="bob">`, "aucun service"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the page in French lacks %q", want)
+		}
+	}
+
+	// bob cannot remove it: not by the API, not by the command.
+	req, _ = http.NewRequest("DELETE", "http://"+d.web+"/api/services/"+srv.id, nil)
+	req.Header.Set("Authorization", "Bearer "+bob)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
