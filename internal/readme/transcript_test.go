@@ -129,8 +129,9 @@ var (
 	dateRE = regexp.MustCompile(`\b\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?`)
 	// Go's durations (1h2m3.5s, 774µs), time's 0m1.955s.
 	durRE = regexp.MustCompile(`\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b`)
-	// ADDRESS:PORT and strace's htons(PORT).
-	portRE = regexp.MustCompile(`((?:\d{1,3}\.){3}\d{1,3}|\])(:)(\d+)\b|(htons\()(\d+)(\))`)
+	// ADDRESS:PORT, a name ending with its root's dot (vm.svc.internal.:PORT)
+	// and strace's htons(PORT).
+	portRE = regexp.MustCompile(`((?:\d{1,3}\.){3}\d{1,3}|\]|[a-z0-9]\.)(:)(\d+)\b|(htons\()(\d+)(\))`)
 	// An absolute path to the annuaire binary, as ps shows a child's.
 	binRE   = regexp.MustCompile(`(?:/[\w.+-]+)+/annuaire( |$)`)
 	stateRE = regexp.MustCompile(`[^\s(]*/\.local/state\b`)
@@ -288,6 +289,7 @@ func TestNormalise(t *testing.T) {
 		{"svc.internal.		60	IN	SOA	ns.svc.internal. hostmaster.svc.internal. 1795516214 300 60 86400 10", "svc.internal. 60 IN SOA ns.svc.internal. hostmaster.svc.internal. SERIAL 300 60 86400 10"},
 		{"; zone svc.internal. serial 1795517403, 10 records, exported by annuaire", "; zone svc.internal. serial SERIAL, 10 records, exported by annuaire"},
 		{"alice  default        2026-12-04 21:40:12Z", "alice default DATE"},
+		{"http    _http._tcp.svc.internal. SRV → vm.svc.internal.:42135 → 127.0.0.2:42135", "http _http._tcp.svc.internal. SRV → vm.svc.internal.:PORT → 127.0.0.2:PORT"},
 		{"registered echo-alice: _echo-alice._tcp.svc.internal. SRV 0 0 34005 h-127-0-0-1.svc.internal. → 127.0.0.1:34005 (id echo-alice-tcp-h-127-0-0-1-34005)",
 			"registered echo-alice: _echo-alice._tcp.svc.internal. SRV 0 0 PORT h-127-0-0-1.svc.internal. → 127.0.0.1:PORT (id echo-alice-tcp-h-127-0-0-1-PORT)"},
 		{"_echo._tcp.svc.internal. 10\tIN\tSRV\t0 0 7007 vm.svc.internal.", "_echo._tcp.svc.internal. 10 IN SRV 0 0 7007 vm.svc.internal."},
