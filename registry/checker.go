@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// DefaultMaxProbes is the default of Checker.MaxProbes.
+const DefaultMaxProbes = 256
+
 // maxCheckTimeout caps a tcp or http check's timeout, which is otherwise
 // its interval: a check that takes longer than this is failing anyway.
 const maxCheckTimeout = 10 * time.Second
@@ -42,7 +45,14 @@ type Checker struct {
 	// no idle connections and ignores proxy settings.
 	HTTPClient *http.Client
 
+	// MaxProbes caps the tcp and http checks that run at once, each with
+	// a socket open; the others wait for a turn, and their timeout starts
+	// when they get it, so a check is late rather than failed. Zero means
+	// DefaultMaxProbes.
+	MaxProbes int
+
 	mu     sync.Mutex               // guards the fields below
+	probes chan struct{}            // a slot per probe running
 	checks map[string]*runningCheck // by lowercased instance ID
 	beats  map[string]time.Time     // ttl checks: last heartbeat or start
 	client *http.Client
@@ -221,8 +231,24 @@ func (c *Checker) runTTL(ctx context.Context, id string, spec Check) {
 	}
 }
 
-// probe runs one tcp or http check.
+// probe runs one tcp or http check, when MaxProbes lets it.
 func (c *Checker) probe(ctx context.Context, spec Check, timeout time.Duration) (Health, string) {
+	c.mu.Lock()
+	if c.probes == nil {
+		n := c.MaxProbes
+		if n <= 0 {
+			n = DefaultMaxProbes
+		}
+		c.probes = make(chan struct{}, n)
+	}
+	slots := c.probes
+	c.mu.Unlock()
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	case <-ctx.Done():
+		return Critical, ctx.Err().Error()
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch spec.Type {

@@ -580,6 +580,38 @@ func (s *reader) Host(name string) (*Host, bool) {
 	return raw.(*Host), true
 }
 
+// HostRefs returns how many instances target the host name, whether or
+// not the host exists.
+func (s *Snapshot) HostRefs(name string) int {
+	raw := s.first(tableHostRefs, indexID, FoldName(name))
+	if raw == nil {
+		return 0
+	}
+	return raw.(*hostRef).N
+}
+
+// InstancesAfter yields the instances whose ID sorts after id, ordered by
+// ID as All orders them, compared without case: a page of a listing
+// resumes there.
+func (s *Snapshot) InstancesAfter(id string) iter.Seq[*Instance] {
+	return func(yield func(*Instance) bool) {
+		s.note(tableInstances, indexID+"_prefix", []any{""})
+		it, err := s.txn.LowerBound(tableInstances, indexID, id)
+		if err != nil {
+			return
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			inst := raw.(*Instance)
+			if SameName(inst.ID, id) {
+				continue
+			}
+			if !yield(inst) {
+				return
+			}
+		}
+	}
+}
+
 // Hosts yields every host, ordered by name.
 func (s *reader) Hosts() iter.Seq[*Host] {
 	return rows[Host](s, tableHosts, indexID+"_prefix", "")

@@ -36,6 +36,30 @@ type hostedService struct {
 
 	// start builds its server from the parts of the process.
 	start func(p *process) hostedServer
+
+	// maxConns is its cap on TCP connections at once when descriptors
+	// are plenty; nil means netserver.DefaultMaxConns. perConns is the
+	// most file descriptors it holds with a cap of n; nil means n. serve
+	// shares its descriptor limit out by these (fdPlan).
+	maxConns func(f *serveFlags) int
+	perConns func(n int) int
+}
+
+// conns is the row's connection cap when descriptors are plenty.
+func (h hostedService) conns(f *serveFlags) int {
+	if h.maxConns == nil {
+		return netserver.DefaultMaxConns
+	}
+	return h.maxConns(f)
+}
+
+// descriptors is the most file descriptors the row's server holds with a
+// cap of n connections.
+func (h hostedService) descriptors(n int) int {
+	if h.perConns == nil {
+		return n
+	}
+	return h.perConns(n)
 }
 
 // hostedServer is a hosted service's server as its row built it: how to
@@ -63,8 +87,11 @@ var (
 func hostedServices() []hostedService {
 	return []hostedService{
 		{service: "http", flag: "web", addr: "127.0.0.1:8080", protos: tcp,
-			help: "the page, the HTTP API and /metrics",
+			help:     "the page, the HTTP API and /metrics",
+			maxConns: func(f *serveFlags) int { return f.webMaxConns },
+			perConns: web.Descriptors,
 			start: func(p *process) hostedServer {
+				n := p.fds.conns("web")
 				s := &web.Server{
 					Registry: p.reg, Zone: p.zone, Token: p.token, Logger: p.logger, DrainTimeout: p.flags.drain,
 					Tokens: web.TokensIn(p.flags.data), TokenPrefix: p.flags.tokenPrefix,
@@ -75,16 +102,22 @@ func hostedServices() []hostedService {
 					Health:      p.checker.Heartbeat,
 					LastCheck:   p.checker.Result,
 					Metrics:     p.metrics.Handler(),
+					MaxConns:    n,
+					// A cap per address above the total would be no cap.
+					MaxConnsPerClient: min(p.flags.webPerClient, n),
 				}
 				return hostedServer{serve: s.Serve, shutdown: s.Shutdown, stats: s.Stats}
 			}},
 		{service: "echo", flag: "echo", addr: "127.0.0.1:7007", protos: tcpUDP,
-			help: "echo (RFC 862) in the --echo-mode design with a --backlog queue",
+			help:     "echo (RFC 862) in the --echo-mode design with a --backlog queue",
+			maxConns: func(*serveFlags) int { return echo.DefaultMaxConns },
 			listen: func(ctx context.Context, f *serveFlags, addr string) (net.Listener, error) {
 				return echo.Listen(ctx, "tcp", addr, f.backlog)
 			},
 			start: func(p *process) hostedServer {
-				s := &echo.Server{Mode: p.flags.echoMode, Guard: p.guard, DrainTimeout: p.flags.drain, Logger: p.logger}
+				n := p.fds.conns("echo")
+				s := &echo.Server{Mode: p.flags.echoMode, Guard: p.guard, DrainTimeout: p.flags.drain, Logger: p.logger,
+					MaxConns: n, MaxChildren: min(n, echo.DefaultMaxChildren)}
 				return hostedServer{serve: s.Serve, servePacket: s.ServePacket, shutdown: s.Shutdown,
 					stats: func() (int64, int64) { st := s.Stats(); return st.Accepted, st.Active }}
 			}},
@@ -95,6 +128,8 @@ func hostedServices() []hostedService {
 			}},
 		{service: "telnet", flag: "telnet", addr: "127.0.0.1:2323", protos: tcp,
 			help: "the telnet console (RFC 854)",
+			// Each console may run a lookup: two sockets more.
+			perConns: func(n int) int { return 3 * n },
 			start: func(p *process) hostedServer {
 				c := &telnet.Console{
 					List: func(ctx context.Context) (string, error) { return directoryText(p.reg.Snapshot(), p.zone), nil },
@@ -125,7 +160,8 @@ func hostedServices() []hostedService {
 // on each TCP connection (in a goroutine of its own), reply to each
 // datagram (nil: none), both under netserver's stop contract.
 func small(p *process, name string, handle func(*netserver.Conn), refusal string, reply func([]byte) []byte) hostedServer {
-	tcp := &netserver.Server{Name: name, Handle: handle, Refusal: refusal, DrainTimeout: p.flags.drain, Logger: p.logger}
+	tcp := &netserver.Server{Name: name, Handle: handle, Refusal: refusal, DrainTimeout: p.flags.drain, Logger: p.logger,
+		MaxConns: p.fds.conns(name)}
 	udp := &netserver.PacketServer{Name: name, Reply: reply, Guard: p.guard, Logger: p.logger}
 	return hostedServer{
 		serve:       tcp.Serve,
@@ -172,6 +208,7 @@ type process struct {
 	lookup, fresh *resolver.Resolver
 	mailbox       *mail.Receiver   // what the smtp service receives and the page shows
 	guard         *netserver.Guard // shared by every datagram service: none answers another
+	fds           fdPlan           // the connection caps, within the file-descriptor limit
 }
 
 // hosting is a row enabled by its flag, at run time.

@@ -53,6 +53,7 @@ type serveFlags struct {
 	zones                       *zoneFlags // --ns, --soa-*, --reverse
 	zoneConfig                  zone.Config
 	nsHosts                     []nsHost
+	webMaxConns, webPerClient   int
 
 	keys  []tsig.Key     // --tsig, parsed
 	allow []netip.Prefix // --allow-transfer, parsed
@@ -89,6 +90,8 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.DurationVar(&f.drain, "drain", netserver.DefaultDrainTimeout, "how long connections in flight get to finish at shutdown")
 	fs.BoolVar(&f.recover, "recover", false, "start on a damaged journal with every intact record, dropping the damage (kept aside as FILE.damaged)")
+	fs.IntVar(&f.webMaxConns, "web-max-conns", web.DefaultMaxConns, "web connections open at once, event streams included (lowered to fit the file-descriptor limit)")
+	fs.IntVar(&f.webPerClient, "web-max-conns-per-client", web.DefaultMaxConnsPerClient, "web connections open at once from one IP address")
 	f.dnsLimits.register(fs)
 	f.zones = addZoneFlags(fs)
 	if err := parseFlags(e, fs, args); err != nil {
@@ -162,6 +165,9 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	if !(f.tokenRate > 0) || f.tokenRate > 1e6 {
 		return nil, bad("--token-rate %g: want writes per second, more than 0", f.tokenRate)
 	}
+	if f.webMaxConns < 1 || f.webPerClient < 1 {
+		return nil, bad("--web-max-conns and --web-max-conns-per-client must be at least 1")
+	}
 	for _, s := range f.tsig {
 		k, err := tsig.ParseKey(s)
 		if err != nil {
@@ -220,6 +226,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	logger := newLogger(e.stderr, f.logLevel, f.logFormat)
 
+	fds, err := fitFDs(wantFDs(f), fdLimit())
+	if err != nil {
+		return err
+	}
+	if !fds.equal(wantFDs(f)) {
+		logger.Warn("the file-descriptor limit is low: connection caps lowered to fit it", "limit", fdLimit(), "caps", fds.String())
+	}
+
 	reg, err := openRegistry(f.data, logger, f.recover)
 	if err != nil {
 		return err
@@ -250,12 +264,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := f.dnsLimits.apply(dnsServer); err != nil {
 		return usageError{err: err}
 	}
-	checker := &registry.Checker{Registry: reg, Logger: logger}
+	dnsServer.MaxTCPConns = fds.dnsTCP
+	dnsServer.MaxTCPConnsPerClient = min(dnsServer.MaxTCPConnsPerClient, fds.dnsTCP)
+	checker := &registry.Checker{Registry: reg, Logger: logger, MaxProbes: fds.probes}
 	lookup := &resolver.Resolver{Server: l.dnsUDP.LocalAddr().String(), Zone: zone}
 	hosts := newHostNamer(f)
 	p := &process{
 		flags: f, logger: logger, reg: reg, zone: zone, token: token, checker: checker, metrics: metrics,
-		lookup: lookup,
+		lookup: lookup, fds: fds,
 		// The page re-runs one lookup per service type when the registry
 		// changes; a resolver without cache makes its pictures the zone as
 		// it is now, not as it was up to a TTL (10 s) ago.

@@ -27,6 +27,12 @@ import (
 // mode's echo children re-execute it too.
 func TestMain(m *testing.M) {
 	if os.Getenv("ANNUAIRE_TEST_MAIN") == "1" {
+		if n := os.Getenv("ANNUAIRE_TEST_NOFILE"); n != "" {
+			if err := setFileLimit(n); err != nil {
+				fmt.Fprintln(os.Stderr, "setrlimit:", err)
+				os.Exit(2)
+			}
+		}
 		os.Exit(mainExit())
 	}
 	os.Exit(m.Run())
@@ -93,10 +99,17 @@ func startServe(t *testing.T, extra ...string) *annuaire {
 // startServeOn is startServe on a given data directory.
 func startServeOn(t *testing.T, data string, extra ...string) *annuaire {
 	t.Helper()
+	return startServeEnv(t, data, nil, extra...)
+}
+
+// startServeEnv is startServeOn with more environment variables.
+func startServeEnv(t *testing.T, data string, env []string, extra ...string) *annuaire {
+	t.Helper()
 	a := &annuaire{data: data, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	args := append(append([]string{"serve", "--dns", "127.0.0.1:0"}, anyPorts()...), "--data", a.data, "--hostname", "box")
 	args = append(args, extra...)
 	a.cmd = command(t, args...)
+	a.cmd.Env = append(a.cmd.Env, env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.stdout, a.stderr
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,8 +59,74 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "zone": s.zone(), "serial": snap.Serial()})
 }
 
+// MaxPageLimit bounds the limit of a page of GET /api/services.
+const MaxPageLimit = 10000
+
+// listServices answers GET /api/services: every instance, ordered by ID
+// without case, as a JSON array written an instance at a time, so that
+// its memory does not grow with the directory. ?after=ID starts after
+// that ID; ?limit=N answers at most N, and when more follow, a Link
+// header (RFC 8288) with rel="next" names the next page.
 func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.views(s.Registry.Snapshot()))
+	q := r.URL.Query()
+	after, limit := q.Get("after"), -1
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageLimit {
+			writeError(w, http.StatusBadRequest, "limit "+quote(v)+": want 1-"+strconv.Itoa(MaxPageLimit))
+			return
+		}
+		limit = n
+	}
+	snap := s.Registry.Snapshot()
+	page := func(yield func(*registry.Instance) bool) {
+		n := 0
+		for inst := range snap.InstancesAfter(after) {
+			if n == limit || !yield(inst) {
+				return
+			}
+			n++
+		}
+	}
+	if limit > 0 {
+		// A first pass, without drawing the views, finds whether another
+		// page follows: the headers go before the body.
+		var last string
+		n := 0
+		for inst := range snap.InstancesAfter(after) {
+			if n == limit {
+				w.Header().Set("Link", "</api/services?after="+url.QueryEscape(last)+"&limit="+strconv.Itoa(limit)+`>; rel="next"`)
+				break
+			}
+			last = inst.ID
+			n++
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	// The layout json.MarshalIndent gives the whole list.
+	sep := []byte("[\n  ")
+	for inst := range page {
+		b, err := json.MarshalIndent(s.view(snap, inst), "  ", "  ")
+		if err != nil {
+			return
+		}
+		if _, err := w.Write(append(sep, b...)); err != nil {
+			return
+		}
+		sep = []byte(",\n  ")
+	}
+	if sep[0] == '[' {
+		w.Write([]byte("[]\n"))
+		return
+	}
+	w.Write([]byte("\n]\n"))
 }
 
 func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
@@ -153,6 +221,13 @@ func (s *Server) lookupName(ctx context.Context, name string) (*resolver.Chain, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// Each lookup holds sockets: they are counted (Descriptors).
+	select {
+	case s.lookups <- struct{}{}:
+		defer func() { <-s.lookups }()
+	case <-ctx.Done():
+		return nil, http.StatusServiceUnavailable, errors.New("too many lookups at once; try again")
+	}
 	trace, err := s.Lookup(ctx, name)
 	if trace == nil {
 		if err == nil {

@@ -142,7 +142,7 @@ func TestPageFrench(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if ev, data := readEvent(t, bufio.NewReader(resp.Body)); ev != "directory" || !strings.Contains(data, "La classe") || !strings.Contains(data, "requête SRV") {
+	if _, ev, data := readPageEvent(t, bufio.NewReader(resp.Body)); ev != "directory" || !strings.Contains(data, "La classe") || !strings.Contains(data, "requête SRV") {
 		t.Errorf("/events?lang=fr: %s %.300s", ev, data)
 	}
 

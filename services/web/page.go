@@ -224,10 +224,11 @@ func (s *Server) received() ([]message, []byte) {
 // Server-Sent Events (WHATWG HTML section 9.2): a "directory" event each
 // time the registry changes, once when the change is seen and again with
 // its chains once they are looked up. Each data is the section's HTML,
-// which the page's script puts in place. The event id is the serial
-// whose chains it shows; a page loaded at serial N opens the stream with
-// ?serial=N, and a reconnecting browser sends Last-Event-ID, so neither
-// gets again what it has.
+// which the page's script puts in place, drawn once per change for every
+// stream in the page's language. The event id is the serial whose chains
+// it shows; a page loaded at serial N opens the stream with ?serial=N,
+// and a reconnecting browser sends Last-Event-ID, so neither gets again
+// what it has.
 func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) {
 	var have uint64
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
@@ -235,26 +236,75 @@ func (s *Server) pageEvents(w http.ResponseWriter, r *http.Request) {
 	} else {
 		have, _ = strconv.ParseUint(r.URL.Query().Get("serial"), 10, 32)
 	}
-	lookups, _ := s.chainLookup()
 	l := pickLang(r)
-	s.stream(w, r, func(snap *registry.Snapshot) error {
+	follow := func(snap *registry.Snapshot, stop <-chan struct{}) { s.followPage(snap, stop, l) }
+	s.stream(w, r, &s.pages[l], follow, false, func(sw *streamWriter, snap *registry.Snapshot) (uint32, bool, error) {
 		if uint64(snap.Serial()) == have {
-			return nil
+			return snap.Serial(), true, nil
 		}
-		if lookups != nil && !s.chainsReady(snap) {
+		send := func(set *chainSet, final bool) error {
+			b, err := s.directoryEvent(snap, set, final, l)
+			if err == nil {
+				err = sw.write(b)
+			}
+			if err == nil {
+				err = sw.flush()
+			}
+			return err
+		}
+		if lookups, _ := s.chainLookup(); lookups != nil && !s.chainsReady(snap) {
 			// The directory at once, the chains when they come.
-			if err := s.sendDirectory(w, snap, nil, false, l); err != nil {
-				return err
+			if err := send(nil, false); err != nil {
+				return 0, false, err
 			}
 		}
-		return s.sendDirectory(w, snap, s.chains(snap), true, l)
+		return snap.Serial(), true, send(s.chains(snap), true)
 	})
 }
 
-func (s *Server) sendDirectory(w http.ResponseWriter, snap *registry.Snapshot, set *chainSet, final bool, l lang) error {
+// followPage publishes the directory as each change leaves it, in l,
+// until stop is closed or the server shuts down.
+func (s *Server) followPage(snap *registry.Snapshot, stop <-chan struct{}, l lang) {
+	lookups, _ := s.chainLookup()
+	coalesce := time.NewTimer(0)
+	<-coalesce.C
+	for {
+		select {
+		case <-snap.Changed():
+		case <-stop:
+			return
+		case <-s.closing:
+			return
+		}
+		// A burst of registrations makes one event, not hundreds.
+		coalesce.Reset(coalesceDelay)
+		select {
+		case <-coalesce.C:
+		case <-stop:
+			return
+		case <-s.closing:
+			return
+		}
+		next := s.Registry.Snapshot()
+		if lookups != nil && !s.chainsReady(next) {
+			if b, err := s.directoryEvent(next, nil, false, l); err == nil {
+				s.pages[l].publish(stop, &feedEvent{prev: snap.Serial(), serial: next.Serial(), data: b})
+			}
+		}
+		if b, err := s.directoryEvent(next, s.chains(next), true, l); err == nil {
+			s.pages[l].publish(stop, &feedEvent{prev: snap.Serial(), serial: next.Serial(), final: true, data: b})
+		} else {
+			s.logger().Error("web: drawing the directory", "err", err)
+		}
+		snap = next
+	}
+}
+
+// directoryEvent is a "directory" event of snap's directory section.
+func (s *Server) directoryEvent(snap *registry.Snapshot, set *chainSet, final bool, l lang) ([]byte, error) {
 	dir, err := s.directoryHTML(snap, set, l)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var b bytes.Buffer
 	if final {
@@ -262,10 +312,7 @@ func (s *Server) sendDirectory(w http.ResponseWriter, snap *registry.Snapshot, s
 	}
 	b.WriteString("event: directory\n")
 	writeEventData(&b, dir)
-	if _, err := w.Write(b.Bytes()); err != nil {
-		return err
-	}
-	return http.NewResponseController(w).Flush()
+	return b.Bytes(), nil
 }
 
 // writeEventData writes data as the data lines of one event. Any of CR,

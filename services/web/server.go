@@ -120,7 +120,33 @@ type Server struct {
 	// Metrics, if set, is served at GET /metrics (Prometheus text format).
 	Metrics http.Handler
 
+	// MaxConns caps the connections Serve keeps open at once, event
+	// streams included; one more is answered 503 and closed. Zero means
+	// DefaultMaxConns.
+	MaxConns int
+
+	// MaxConnsPerClient caps the connections Serve keeps open at once
+	// from one IP address (Consul's http_max_conns_per_client); one more
+	// is answered 429 and closed. Zero means DefaultMaxConnsPerClient.
+	MaxConnsPerClient int
+
+	// MaxStreams caps the event streams open at once. Zero means half of
+	// the connection caps, in total and per address, so that streams never
+	// hold every connection that the API and the page need.
+	MaxStreams, MaxStreamsPerClient int
+
+	// StreamWriteTimeout is how long a write to an event stream may wait
+	// for its reader before the stream is closed. Zero means
+	// DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
+
 	accepted, open atomic.Int64 // connections, counted by ConnState
+	refused        atomic.Int64 // connections beyond a cap
+	conns, streams *slots
+	linger         chan struct{}  // a slot per refused connection lingering
+	lookups        chan struct{}  // a slot per lookup running
+	changes        feed           // /api/events' events
+	pages          [numLangs]feed // /events' events, in each language
 
 	// exposed: the listener is reachable beyond loopback, so the received
 	// mail is shown only with the token (Serve sets it).
@@ -145,11 +171,17 @@ func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.closing = make(chan struct{})
 		s.stopped = make(chan struct{})
+		maxConns := orDefault(s.MaxConns, DefaultMaxConns)
+		perClient := orDefault(s.MaxConnsPerClient, DefaultMaxConnsPerClient)
+		s.conns = newSlots(maxConns, perClient)
+		s.streams = newSlots(orDefault(s.MaxStreams, max(1, maxConns/2)), orDefault(s.MaxStreamsPerClient, max(1, perClient/2)))
+		s.linger = make(chan struct{}, lingerSlots(maxConns))
+		s.lookups = make(chan struct{}, lookupSlots(maxConns))
 		s.handler = s.routes()
 		s.hs = &http.Server{
 			Handler: s.handler,
 			// A slow client must not hold a connection forever; the event
-			// stream clears its own write deadline.
+			// streams set their own write deadlines.
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -157,6 +189,7 @@ func (s *Server) init() {
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn),
 			ConnState:         s.countConn,
+			ConnContext:       withConn,
 		}
 	})
 }
@@ -165,6 +198,16 @@ func (s *Server) init() {
 // open now.
 func (s *Server) Stats() (accepted, open int64) {
 	return s.accepted.Load(), s.open.Load()
+}
+
+// Refused returns how many connections were closed at once for being
+// beyond MaxConns or MaxConnsPerClient.
+func (s *Server) Refused() int64 { return s.refused.Load() }
+
+// Streams returns how many event streams are open.
+func (s *Server) Streams() int {
+	s.init()
+	return s.streams.open()
 }
 
 func (s *Server) countConn(_ net.Conn, state http.ConnState) {
@@ -197,7 +240,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		s.Shutdown(dctx)
 	})
-	err := s.hs.Serve(ln)
+	err := s.hs.Serve(&limitListener{Listener: ln, slots: s.conns, linger: s.linger,
+		refused: func(refusal) { s.refused.Add(1) }})
 	if !byCtx() {
 		<-finished // the end was ctx's: wait for the drain
 		return nil
@@ -317,6 +361,13 @@ func (s *Server) zone() string {
 		z += "."
 	}
 	return registry.FoldName(z)
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 func (s *Server) maxBody() int64 {

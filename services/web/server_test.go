@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -500,67 +499,6 @@ func TestMessages(t *testing.T) {
 	list = []mail.Message{{From: "a@x", To: []string{"b@y"}, Subject: "hello"}}
 	if r := call(t, "GET", base+"/api/messages", "", ""); !strings.Contains(string(r.body), `"hello"`) {
 		t.Errorf("messages: %s", r.body)
-	}
-}
-
-// readEvent reads one Server-Sent Event's data, skipping comments.
-func readEvent(t *testing.T, br *bufio.Reader) (event, data string) {
-	t.Helper()
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading the event stream: %v", err)
-		}
-		line = strings.TrimRight(line, "\n")
-		switch {
-		case line == "" && data != "":
-			return event, data
-		case strings.HasPrefix(line, "event: "):
-			event = line[len("event: "):]
-		case strings.HasPrefix(line, "data: "):
-			data += line[len("data: "):]
-		}
-	}
-}
-
-func TestEvents(t *testing.T) {
-	s := &Server{Token: testToken, Registry: registry.New(1)}
-	base := startServer(t, s)
-	resp, err := http.Get(base + "/api/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("Content-Type %q", ct)
-	}
-	br := bufio.NewReader(resp.Body)
-	if ev, data := readEvent(t, br); ev != "services" || data != "[]" {
-		t.Fatalf("first event %q %q", ev, data)
-	}
-	id := register(t, base, `{"name":"echo","port":7007}`)["id"].(string)
-	_, data := readEvent(t, br)
-	var list []map[string]any
-	if err := json.Unmarshal([]byte(data), &list); err != nil || len(list) != 1 || list[0]["id"] != id {
-		t.Fatalf("event after register: %v %s", err, data)
-	}
-	call(t, "DELETE", base+"/api/services/"+id, testToken, "")
-	if _, data := readEvent(t, br); data != "[]" {
-		t.Fatalf("event after deregister: %s", data)
-	}
-
-	// Shutdown ends the stream rather than waiting for the client.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Errorf("Shutdown took %v with an open event stream", d)
-	}
-	if _, err := io.ReadAll(br); err != nil {
-		t.Logf("stream ended with %v", err)
 	}
 }
 
