@@ -30,10 +30,11 @@
 // addresses the serve attribute gives; the test puts the chosen ports in
 // the commands and the default ones back in what they print. Before the
 // comparison both sides are normalised: process ids (and dig's message
-// ids), ephemeral ports,
-// durations, descriptor numbers, pointers, zone serials (ten digits from
-// 1: annuaire starts them at the time), this machine's name (the README's
-// is vm), the state directory and the binary's path, and runs of blanks. Everything else must match.
+// ids), ephemeral ports, durations, descriptor numbers (strace's too) and
+// strace's timeouts, pointers, zone serials (ten digits from 1: annuaire
+// starts them at the time), this machine's name (the README's is vm), the
+// state directory and the binary's path, and runs of blanks. Everything
+// else must match.
 //
 // The test logs each block's real output, ports put back, ready to paste
 // into the README (shown on a mismatch, and with go test -v).

@@ -141,6 +141,16 @@ var (
 	// (echo-alice-tcp-h-127-0-0-2-36059).
 	srvPortRE = regexp.MustCompile(`\bSRV (\d+) (\d+) (\d+) `)
 	idPortRE  = regexp.MustCompile(`\b(h-\d+-\d+-\d+-\d+)-(\d+)\b`)
+
+	// A line of strace (after pidRE): the descriptors a call names, as
+	// its first argument, in select's sets, or as what accept, socket
+	// and the like return, are numbered by what the process opened
+	// before; select's timeouts and time left are the clock's.
+	straceRE  = regexp.MustCompile(`^(?:\[pid +N\] +)?[a-z_0-9]+\(`)
+	fdArgRE   = regexp.MustCompile(`^((?:\[pid +N\] +)?[a-z_0-9]+\()\d+\b`)
+	fdSetRE   = regexp.MustCompile(`\[\d+(?: \d+)*\]`)
+	fdRetRE   = regexp.MustCompile(`^((?:\[pid +N\] +)?(?:accept4?|socket|dup[23]?|epoll_create1?|eventfd2?)\(.* = )\d+$`)
+	timevalRE = regexp.MustCompile(`\{tv_sec=\d+, tv_[nu]sec=\d+\}`)
 )
 
 // normalise rewrites one line, of either side.
@@ -159,6 +169,14 @@ func (n *normaliser) normalise(line string) string {
 	line = pidRE.ReplaceAllStringFunc(line, func(s string) string {
 		return regexp.MustCompile(`\d+`).ReplaceAllString(s, "N")
 	})
+	if straceRE.MatchString(line) {
+		line = fdArgRE.ReplaceAllString(line, "${1}N")
+		line = fdSetRE.ReplaceAllStringFunc(line, func(s string) string {
+			return regexp.MustCompile(`\d+`).ReplaceAllString(s, "N")
+		})
+		line = fdRetRE.ReplaceAllString(line, "${1}N")
+		line = timevalRE.ReplaceAllString(line, "{T}")
+	}
 	line = psRE.ReplaceAllString(line, "N N annuaire")
 	line = fdRE.ReplaceAllStringFunc(line, func(s string) string {
 		return regexp.MustCompile(`\d+`).ReplaceAllString(s, "N")
@@ -272,9 +290,13 @@ func TestNormalise(t *testing.T) {
 		{"  connect    127.0.0.1:7007 → 127.0.0.1:58005 → 127.0.0.1:7007   (774µs)", "connect 127.0.0.1:7007 → 127.0.0.1:PORT → 127.0.0.1:7007 (T)"},
 		{"(ttl 10, 127.0.0.1:1053, 1.385ms)", "(ttl 10, 127.0.0.1:1053, T)"},
 		{"real\t0m1.955s", "real T"},
-		{"[pid 28783] pselect6(9, [0 8], [], NULL, NULL, NULL) = 1 (in [0])", "[pid N] pselect6(9, [0 8], [], NULL, NULL, NULL) = 1 (in [0])"},
-		{`[pid 1] recvfrom(8, "", 32768, 0, 0x2e51898f0690, [112 => 0]) = 0`, `[pid N] recvfrom(8, "", 32768, 0, 0xX, [112 => 0]) = 0`},
-		{`connect(5, {sa_family=AF_INET, sin_port=htons(41234), sin_addr=inet_addr("127.0.0.1")}, 16)`, `connect(5, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr("127.0.0.1")}, 16)`},
+		{"[pid 28783] pselect6(9, [0 8], [], NULL, NULL, NULL) = 1 (in [0])", "[pid N] pselect6(N, [N N], [], NULL, NULL, NULL) = 1 (in [N])"},
+		{`[pid 1] recvfrom(8, "", 32768, 0, 0x2e51898f0690, [112 => 0]) = 0`, `[pid N] recvfrom(N, "", 32768, 0, 0xX, [112 => 0]) = 0`},
+		{`connect(5, {sa_family=AF_INET, sin_port=htons(41234), sin_addr=inet_addr("127.0.0.1")}, 16)`, `connect(N, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr("127.0.0.1")}, 16)`},
+		{"[pid  4055] pselect6(30, [23 24 26 27 28 29], [], NULL, {tv_sec=299, tv_nsec=412317000}, NULL) = 1 (in [26], left {tv_sec=299, tv_nsec=122189120})", "[pid N] pselect6(N, [N N N N N N], [], NULL, {T}, NULL) = 1 (in [N], left {T})"},
+		{`[pid 7] accept4(23, {sa_family=AF_INET, sin_port=htons(59484), sin_addr=inet_addr("127.0.0.1")}, [112 => 16], SOCK_CLOEXEC|SOCK_NONBLOCK) = 26`, `[pid N] accept4(N, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr("127.0.0.1")}, [112 => 16], SOCK_CLOEXEC|SOCK_NONBLOCK) = N`},
+		{`[pid 7] sendmsg(26, {msg_name=NULL, msg_iov=[{iov_base="client 1\n", iov_len=9}], msg_iovlen=1}, MSG_NOSIGNAL) = 9`, `[pid N] sendmsg(N, {msg_name=NULL, msg_iov=[{iov_base="client 1\n", iov_len=9}], msg_iovlen=1}, MSG_NOSIGNAL) = 9`},
+		{"2 clients [1 2] = 3", "2 clients [1 2] = 3"},
 		{`sin_port=htons(1053)`, `sin_port=htons(1053)`},
 		{" 8364  8318 /tmp/T1/bin/annuaire echo-child -idle 5m0s", "N N annuaire echo-child -idle T"},
 		{"   12       9 /root/go/bin/annuaire echo-child -idle 5m0s", "N N annuaire echo-child -idle T"},
