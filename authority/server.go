@@ -315,7 +315,7 @@ func (s *Server) setup() {
 		remote := slog.New(lograte.New(s.logger().Handler(), remoteLogBurst, remoteLogEvery))
 		s.upd = &update.Handler{Registry: s.Registry, Zone: s.z, Keys: s.Keys, Logger: s.logger(), Refusals: remote}
 		s.xfr = &transfer.Handler{Registry: s.Registry, Zone: s.z, Keys: s.Keys, AllowTransfer: s.AllowTransfer,
-			Logger: remote, Count: s.Metrics.transfer}
+			Logger: s.logger(), Refusals: remote, Count: s.Metrics.transfer}
 	})
 }
 

@@ -237,7 +237,7 @@ func notifyAlgorithm(alg string) string {
 // primary of every zone it holds and the secondary of none, so the NOTIFY
 // comes from a host that is not its primary, which RFC 1996 section 3.10
 // says to log and not act on. It is REFUSED, as NSD does (Knot answers
-// NOTAUTH, BIND NOERROR), and logged through Logger, which rate-limits.
+// NOTAUTH, BIND NOERROR), and logged through Refusals: anyone can send one.
 func (h *Handler) RefuseNotify(w dns.ResponseWriter, r *dns.Msg) {
 	name, why := "", "no zone named"
 	if len(r.Question) == 1 {
@@ -247,7 +247,7 @@ func (h *Handler) RefuseNotify(w dns.ResponseWriter, r *dns.Msg) {
 			why = "annuaire is this zone's primary"
 		}
 	}
-	h.Logger.Warn("notify refused", "client", remoteAddr(w).String(), "zone", name, "reason", why)
+	h.remote().Warn("notify refused", "client", remoteAddr(w).String(), "zone", name, "reason", why)
 	m := new(dns.Msg)
 	m.SetRcode(r, dns.RcodeRefused)
 	w.WriteMsg(m)

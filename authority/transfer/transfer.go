@@ -140,9 +140,14 @@ type Handler struct {
 	Keys []tsig.Key
 	// AllowTransfer lists the networks that may transfer without a key.
 	AllowTransfer []netip.Prefix
-	// Logger receives one line per transfer and per NOTIFY refused: it
-	// should be rate-limited. Required.
+	// Logger receives one line per transfer a secondary may make, signed
+	// or over TCP: no one can forge those (the key, TCP's handshake), and
+	// a secondary of several zones makes several at each change. Required.
 	Logger *slog.Logger
+	// Refusals, if not nil, receives instead the lines any packet can
+	// cause (refused transfers and NOTIFYs, unsigned ones over UDP): it
+	// should be rate-limited.
+	Refusals *slog.Logger
 	// Count, if not nil, counts each transfer by type (AXFR, IXFR) and
 	// result (full, incremental, incremental-history, uptodate,
 	// tcp-needed, refused, error).
@@ -159,7 +164,7 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	q := r.Question[0]
 	kind := dns.TypeToString[q.Qtype]
 	client := remoteAddr(w)
-	log := h.Logger.With("client", client.String(), "type", kind, "zone", q.Name)
+	log := h.remote().With("client", client.String(), "type", kind, "zone", q.Name)
 	count := func(result string) {
 		if h.Count != nil {
 			h.Count(kind, result)
@@ -176,6 +181,12 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	key, ok := h.allowed(w, r, client)
 	if key != "" {
 		log = log.With("key", key)
+	}
+	if ok && (key != "" || tcp) {
+		log = h.Logger.With("client", client.String(), "type", kind, "zone", q.Name)
+		if key != "" {
+			log = log.With("key", key)
+		}
 	}
 	if !ok {
 		log.Warn("zone transfer refused", "reason", "no valid TSIG key and source not in --allow-transfer")
@@ -252,6 +263,14 @@ func (h *Handler) Transfer(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	}
 	log.Info("zone transfer", "serial", cur, "mode", mode, "records", len(out), "messages", msgs, "duration", time.Since(start))
 	count(mode)
+}
+
+// remote is the logger of lines any packet can cause.
+func (h *Handler) remote() *slog.Logger {
+	if h.Refusals != nil {
+		return h.Refusals
+	}
+	return h.Logger
 }
 
 // oldVersion returns zone apex at serial old as a transfer sent it.

@@ -442,3 +442,35 @@ func TestRewind(t *testing.T) {
 		t.Errorf("old zone + IXFR = %q\nwant %q", got, want)
 	}
 }
+
+// TestTransferLogs: every transfer a secondary may make is logged (a
+// secondary of a forward and a reverse zone makes several at each
+// change, and the rate limit of lines anyone can cause dropped them),
+// while refused ones stay aggregated.
+func TestTransferLogs(t *testing.T) {
+	reg := registry.New(1)
+	xfrRegister(t, reg, "echo", 7, "box", "127.0.0.1")
+	logs := &xfrLogBuffer{}
+	s := &authority.Server{Registry: reg, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		AllowTransfer: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	addr := startXfr(t, s)
+	for range 12 {
+		if _, err := xfr(t, addr, dns.TypeAXFR, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), `msg="zone transfer" `); n != 12 {
+		t.Errorf("12 transfers from an allowed source over TCP: %d lines\n%s", n, logs)
+	}
+
+	// The same from a source not allowed: the first few, then one line
+	// that counts the rest, later.
+	refused := &authority.Server{Registry: reg, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	addr = startXfr(t, refused)
+	for range 12 {
+		xfr(t, addr, dns.TypeAXFR, 0, nil)
+	}
+	if n := strings.Count(logs.String(), `msg="zone transfer refused"`); n >= 12 || n == 0 {
+		t.Errorf("12 refused transfers: %d lines, want a few\n%s", n, logs)
+	}
+}
