@@ -25,14 +25,15 @@ import (
 
 // apiFlags are the flags that say where the API is and how to be let in.
 type apiFlags struct {
-	web, token, data string
-	env              *env
+	web, token, tokenFile, data string
+	env                         *env
 }
 
 func addAPIFlags(e *env, fs *flag.FlagSet) *apiFlags {
 	f := &apiFlags{env: e}
 	fs.StringVar(&f.web, "web", "", "`address` of annuaire's web API (default $ANNUAIRE_WEB, else 127.0.0.1:8080)")
-	fs.StringVar(&f.token, "token", "", "API bearer `token` (default $ANNUAIRE_TOKEN, else the token file in --data)")
+	fs.StringVar(&f.token, "token", "", "API bearer `token`, visible in ps: prefer --token-file (default $ANNUAIRE_TOKEN, else the token file in --data)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "`file` holding the API bearer token")
 	fs.StringVar(&f.data, "data", defaultDataDir(e), "the server's state `directory`, where its token file is")
 	return f
 }
@@ -55,6 +56,12 @@ func (f *apiFlags) client(writes bool) (*apiClient, error) {
 	switch {
 	case f.token != "":
 		c.token, c.tokenFrom = f.token, "--token"
+	case f.tokenFile != "":
+		tok, err := web.ReadTokenFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		c.token, c.tokenFrom = tok, f.tokenFile
 	case f.env.getenv("ANNUAIRE_TOKEN") != "":
 		c.token, c.tokenFrom = f.env.getenv("ANNUAIRE_TOKEN"), "$ANNUAIRE_TOKEN"
 	default:

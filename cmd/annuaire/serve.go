@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -35,25 +34,26 @@ import (
 
 // serveFlags is the command line of "annuaire serve".
 type serveFlags struct {
-	zone, dns                   string
-	hosted                      map[string]*string // by flag: the address of each hosted service
-	data, advertise, hostname   string
-	echoMode                    string
-	backlog                     int
-	token                       string
-	tokenPrefix                 bool
-	tokenMaxInstances           int
-	tokenRate                   float64
-	listenLAN                   string
-	tsig, notify, allowTransfer listFlag
-	dnsLimits                   dnsLimitFlags
-	logLevel, logFormat         string
-	drain                       time.Duration
-	recover                     bool
-	zones                       *zoneFlags // --ns, --soa-*, --reverse
-	zoneConfig                  zone.Config
-	nsHosts                     []nsHost
-	webMaxConns, webPerClient   int
+	zone, dns                 string
+	hosted                    map[string]*string // by flag: the address of each hosted service
+	data, advertise, hostname string
+	echoMode                  string
+	backlog                   int
+	token, tokenFile          string
+	tokenPrefix               bool
+	tokenMaxInstances         int
+	tokenRate                 float64
+	listenLAN                 string
+	tsig, tsigFiles           listFlag
+	notify, allowTransfer     listFlag
+	dnsLimits                 dnsLimitFlags
+	logLevel, logFormat       string
+	drain                     time.Duration
+	recover                   bool
+	zones                     *zoneFlags // --ns, --soa-*, --reverse
+	zoneConfig                zone.Config
+	nsHosts                   []nsHost
+	webMaxConns, webPerClient int
 
 	keys  []tsig.Key     // --tsig, parsed
 	allow []netip.Prefix // --allow-transfer, parsed
@@ -79,11 +79,13 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.hostname, "hostname", "", "host `name` in the zone for the hosted services (default: this machine's name)")
 	fs.StringVar(&f.echoMode, "echo-mode", "concurrent", "echo server design: iterative, concurrent, process, select or epoll (also poll)")
 	fs.IntVar(&f.backlog, "backlog", 0, "listen(2) backlog of the echo service (0: the system's)")
-	fs.StringVar(&f.token, "token", "", "bearer `token` for API writes (default: read or create DATA/token)")
+	fs.StringVar(&f.token, "token", "", "bearer `token` for API writes, visible in ps: prefer --token-file (default: $ANNUAIRE_TOKEN, else read or create DATA/token)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "`file` holding the bearer token for API writes")
 	fs.BoolVar(&f.tokenPrefix, "token-prefix", false, "a student's service names must start with its token's name and a hyphen (alice-echo); else names are free, first come first served")
 	fs.IntVar(&f.tokenMaxInstances, "token-max-instances", web.DefaultTokenMaxInstances, "how many instances a student token may hold, unless its own --max-instances says (0: no limit)")
 	fs.Float64Var(&f.tokenRate, "token-rate", web.DefaultTokenRate, "writes per `second` a student token may make, in bursts of twice that; past it, HTTP 429")
-	fs.Var(&f.tsig, "tsig", "TSIG key `alg[-bits]:name:base64secret` allowed to UPDATE and transfer (repeatable); -bits (BIND's hmac-sha256-128) accepts MACs truncated to that many bits")
+	fs.Var(&f.tsig, "tsig", "TSIG key `alg[-bits]:name:base64secret` allowed to UPDATE and transfer, visible in ps: prefer --tsig-file (repeatable); -bits (BIND's hmac-sha256-128) accepts MACs truncated to that many bits")
+	fs.Var(&f.tsigFiles, "tsig-file", "`file` of TSIG keys, as tsig-keygen prints them (nsupdate -k reads the same file) or alg:name:secret lines; $ANNUAIRE_TSIG is read the same way (repeatable)")
 	fs.Var(&f.notify, "notify", "secondary `HOST:PORT` to NOTIFY on every change (repeatable)")
 	fs.Var(&f.allowTransfer, "allow-transfer", "`CIDR` allowed to AXFR/IXFR without a key (repeatable)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
@@ -165,6 +167,9 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	if !(f.tokenRate > 0) || f.tokenRate > 1e6 {
 		return nil, bad("--token-rate %g: want writes per second, more than 0", f.tokenRate)
 	}
+	if f.token != "" && f.tokenFile != "" {
+		return nil, bad("--token and --token-file: give one")
+	}
 	if f.webMaxConns < 1 || f.webPerClient < 1 {
 		return nil, bad("--web-max-conns and --web-max-conns-per-client must be at least 1")
 	}
@@ -226,6 +231,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	logger := newLogger(e.stderr, f.logLevel, f.logFormat)
 
+	if err := f.readKeys(e, logger); err != nil {
+		return err
+	}
 	fds, err := fitFDs(wantFDs(f), fdLimit())
 	if err != nil {
 		return err
@@ -241,11 +249,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	defer reg.Close()
 	keepTwoPs(e, reg)
 
-	token := f.token
-	if token == "" {
-		if token, err = web.LoadOrCreateToken(f.data); err != nil {
-			return err
-		}
+	token, tokenFrom, err := serveToken(e, f, logger)
+	if err != nil {
+		return err
 	}
 
 	l, err := listen(ctx, f)
@@ -347,7 +353,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "%-7s http://%s/ (API token in %s)\n", "web", netip.AddrPortFrom(ip, port), filepath.Join(f.data, "token"))
+		fmt.Fprintf(e.stdout, "%-7s http://%s/ (API token %s)\n", "web", netip.AddrPortFrom(ip, port), tokenFrom)
 	}
 	for _, line := range exposures(f, l) {
 		fmt.Fprintln(e.stdout, "warning:", line)

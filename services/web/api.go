@@ -37,6 +37,29 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, ErrorBody{msg})
 }
 
+// fullRetry is the Retry-After of a write refused for a full disk: the
+// journal retries by itself, and a client may too.
+const fullRetry = "5"
+
+// updateError answers a registry write that failed: 400 for a field the
+// registry refused, 507 Insufficient Storage when the journal's disk is
+// full (RFC 4918 section 11.5; with Retry-After, since writes resume by
+// themselves once there is space), 500 for anything else, which is
+// logged. A full disk is logged once by the journal, not per request.
+func (s *Server) updateError(w http.ResponseWriter, op string, err error) {
+	var fe *registry.FieldError
+	switch {
+	case errors.As(err, &fe) || errors.Is(err, registry.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, registry.ErrFull):
+		w.Header().Set("Retry-After", fullRetry)
+		writeError(w, http.StatusInsufficientStorage, err.Error())
+	default:
+		s.logger().Error("web: "+op, "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
 func methodNotAllowed(allow string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
@@ -151,8 +174,7 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "no instance with id "+quote(id))
 			return
 		}
-		s.logger().Error("web: deregister", "id", id, "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+		s.updateError(w, "deregister", err)
 		return
 	}
 	s.logger().Info("web: deregistered", "id", id, "by", by.owner(), "remote", r.RemoteAddr)

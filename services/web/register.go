@@ -133,13 +133,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		if ownershipError(w, err) {
 			return
 		}
-		var fe *registry.FieldError
-		if errors.As(err, &fe) || errors.Is(err, registry.ErrInvalid) {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		s.logger().Error("web: register", "name", req.Name, "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+		s.updateError(w, "register", err)
 		return
 	}
 	snap := s.Registry.Snapshot()

@@ -48,6 +48,9 @@ func ReadToken(dir string) (string, error) {
 	return readToken(filepath.Join(dir, TokenFile))
 }
 
+// ReadTokenFile reads a token from a file of its own: --token-file.
+func ReadTokenFile(path string) (string, error) { return readToken(path) }
+
 func readToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
