@@ -103,11 +103,14 @@ func TestServeLowFileLimit(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	streams := 0
-	for ; open("GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n") == 200; streams++ {
-		if streams == 2000 {
-			t.Fatal("2,000 streams and no refusal")
+	streams, code := 0, 0
+	for ; ; streams++ {
+		if code = open("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); code != 200 || streams == 2000 {
+			break
 		}
+	}
+	if code != http.StatusServiceUnavailable || streams < 10 {
+		t.Fatalf("%d streams, then %d: want some, then 503", streams, code)
 	}
 	t.Logf("%d streams open, the next refused", streams)
 	r, err := http.Get("http://" + a.web + "/healthz")
@@ -119,10 +122,13 @@ func TestServeLowFileLimit(t *testing.T) {
 	// Then idle connections, each after a request, until the server
 	// refuses one at accept.
 	conns := 0
-	for ; open("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") == 200; conns++ {
-		if conns == 2000 {
-			t.Fatal("2,000 connections and no refusal")
+	for ; ; conns++ {
+		if code = open("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); code != 200 || conns == 2000 {
+			break
 		}
+	}
+	if code != http.StatusServiceUnavailable || conns < 10 {
+		t.Fatalf("%d connections, then %d: want some, then 503", conns, code)
 	}
 	t.Logf("then %d more connections, the next refused", conns)
 

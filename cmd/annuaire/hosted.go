@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -96,13 +98,14 @@ func hostedServices() []hostedService {
 					Registry: p.reg, Zone: p.zone, Token: p.token, Logger: p.logger, DrainTimeout: p.flags.drain,
 					Tokens: web.TokensIn(p.flags.data), TokenPrefix: p.flags.tokenPrefix,
 					TokenMaxInstances: studentLimit(p.flags.tokenMaxInstances), TokenRate: p.flags.tokenRate,
-					Lookup:      p.lookup.Lookup,
-					ChainLookup: p.fresh.Lookup,
-					Messages:    p.mailbox.Messages,
-					Health:      p.checker.Heartbeat,
-					LastCheck:   p.checker.Result,
-					Metrics:     p.metrics.Handler(),
-					MaxConns:    n,
+					Lookup:       p.lookup.Lookup,
+					ChainLookup:  p.fresh.Lookup,
+					Messages:     p.mailbox.Messages,
+					Health:       p.checker.Heartbeat,
+					LastCheck:    p.checker.Result,
+					Metrics:      p.metrics.Handler(),
+					MaxConns:     n,
+					AllowedHosts: allowedHosts(p.flags),
 					// A cap per address above the total would be no cap.
 					MaxConnsPerClient: min(p.flags.webPerClient, n),
 				}
@@ -172,6 +175,17 @@ func small(p *process, name string, handle func(*netserver.Conn), refusal string
 		},
 		stats: func() (int64, int64) { st := tcp.Stats(); return st.Accepted, st.Active },
 	}
+}
+
+// allowedHosts are the names the web server answers to on loopback,
+// besides its zone's: --web-allow-host's and this machine's, which a
+// browser on it may be given.
+func allowedHosts(f *serveFlags) []string {
+	names := slices.Clone(f.webAllowHosts)
+	if name, err := os.Hostname(); err == nil && name != "" {
+		names = append(names, name)
+	}
+	return names
 }
 
 // usage is the row's flag usage.

@@ -46,6 +46,7 @@ type serveFlags struct {
 	listenLAN                 string
 	tsig, tsigFiles           listFlag
 	notify, allowTransfer     listFlag
+	webAllowHosts             listFlag
 	dnsLimits                 dnsLimitFlags
 	logLevel, logFormat       string
 	drain                     time.Duration
@@ -92,6 +93,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.DurationVar(&f.drain, "drain", netserver.DefaultDrainTimeout, "how long connections in flight get to finish at shutdown")
 	fs.BoolVar(&f.recover, "recover", false, "start on a damaged journal with every intact record, dropping the damage (kept aside as FILE.damaged)")
+	fs.Var(&f.webAllowHosts, "web-allow-host", "a `name` the page is reached by, besides localhost, IP addresses, the zone's names and this machine's: on a loopback --web, a request for another name is refused against DNS rebinding (repeatable)")
 	fs.IntVar(&f.webMaxConns, "web-max-conns", web.DefaultMaxConns, "web connections open at once, event streams included (lowered to fit the file-descriptor limit)")
 	fs.IntVar(&f.webPerClient, "web-max-conns-per-client", web.DefaultMaxConnsPerClient, "web connections open at once from one IP address")
 	f.dnsLimits.register(fs)

@@ -4,11 +4,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/annuaire/annuaire/registry"
 )
 
 // Defaults for the connection caps. Consul's http_max_conns_per_client is
@@ -197,4 +201,46 @@ func tcpConn(c net.Conn) (*net.TCPConn, bool) {
 	}
 	tc, ok := c.(*net.TCPConn)
 	return tc, ok
+}
+
+// checkHost refuses, while the server listens on loopback, a request
+// whose Host is not one of its names (AllowedHosts).
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.loopback.Load() && !s.knownHost(r.Host) {
+			// RFC 9110 section 15.5.20: not a name this server answers for.
+			writeError(w, http.StatusMisdirectedRequest, "Host "+quote(r.Host)+" is not a name of this server: on loopback it answers to localhost, IP addresses, the names of its zone and --web-allow-host (against DNS rebinding)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownHost reports whether a Host header names this server: an IP
+// address (which no rebinding can produce), localhost or a name under it
+// (RFC 6761 section 6.3), a name of the zone, or one of AllowedHosts.
+// An empty Host, from an HTTP/1.0 client, names nothing else either.
+func (s *Server) knownHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	if host == "" {
+		return true
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	host = registry.FoldName(host)
+	zone := strings.TrimSuffix(s.zone(), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") || host == zone || strings.HasSuffix(host, "."+zone) {
+		return true
+	}
+	for _, a := range s.AllowedHosts {
+		if registry.SameName(host, strings.TrimSuffix(a, ".")) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,13 +2,16 @@ package web
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -111,3 +114,60 @@ func TestConnCaps(t *testing.T) {
 	}
 	waitFor(t, func() bool { return s.conns.open() == 0 && s.Streams() == 0 }, "every slot to be free")
 }
+
+// TestHostCheck: on loopback the server answers only to its own names, so
+// that a page of another site whose name rebinds to 127.0.0.1 cannot
+// read /api/messages in a local browser (it used to accept any Host). curl
+// --resolve is that browser: the attacker's name, our address.
+func TestHostCheck(t *testing.T) {
+	curl := testenv.NeedTool(t, "curl")
+	s := &Server{Registry: registry.New(1), AllowedHosts: []string{"lab.example"}}
+	base := startServer(t, s)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(base, "http://"))
+	get := func(host, path string) string {
+		t.Helper()
+		url := "http://" + net.JoinHostPort(host, port) + path
+		out, err := exec.Command(curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--resolve", net.JoinHostPort(host, port)+":127.0.0.1", url).Output()
+		if err != nil {
+			t.Fatalf("curl %s: %v", url, err)
+		}
+		return string(out)
+	}
+	for host, want := range map[string]string{
+		"rebind.attacker.example": "421",
+		"svc.internal.evil":       "421",
+		"localhost":               "200",
+		"app.localhost":           "200",
+		"127.0.0.1":               "200",
+		"box.svc.internal":        "200",
+		"BOX.SVC.INTERNAL.":       "200",
+		"lab.example":             "200",
+	} {
+		if got := get(host, "/api/messages"); got != want {
+			t.Errorf("Host %s: %s, want %s", host, got, want)
+		}
+	}
+	r := call(t, "GET", base+"/", "", "")
+	if r.status != 200 {
+		t.Errorf("GET / by address: %d", r.status)
+	}
+
+	// Off loopback, the server is meant to be reached by any name (and
+	// the mail needs the token there).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := &Server{Registry: registry.New(1)}
+	go open.Serve(t.Context(), lanListener{ln})
+	t.Cleanup(func() { open.Shutdown(context.Background()) })
+	_, port, _ = net.SplitHostPort(ln.Addr().String())
+	if got := get("rebind.attacker.example", "/healthz"); got != "200" {
+		t.Errorf("off loopback, Host rebind.attacker.example: %s", got)
+	}
+}
+
+// lanListener says it listens on a LAN address, wherever it does.
+type lanListener struct{ net.Listener }
+
+func (lanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 8080} }

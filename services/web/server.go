@@ -135,6 +135,14 @@ type Server struct {
 	// hold every connection that the API and the page need.
 	MaxStreams, MaxStreamsPerClient int
 
+	// AllowedHosts are the names, besides IP addresses, localhost and the
+	// names of Zone, that requests may give in their Host header when
+	// Serve listens on a loopback address. There a page of any site that
+	// makes its own name resolve to 127.0.0.1 (DNS rebinding) could read
+	// the API as if it were its own origin; a Host the server does not
+	// know is answered 421 Misdirected Request instead.
+	AllowedHosts []string
+
 	// StreamWriteTimeout is how long a write to an event stream may wait
 	// for its reader before the stream is closed. Zero means
 	// DefaultStreamWriteTimeout.
@@ -149,8 +157,10 @@ type Server struct {
 	pages          [numLangs]feed // /events' events, in each language
 
 	// exposed: the listener is reachable beyond loopback, so the received
-	// mail is shown only with the token (Serve sets it).
-	exposed atomic.Bool
+	// mail is shown only with the token. loopback: it is not, and the Host
+	// header is checked. Serve sets both; a Handler served elsewhere has
+	// neither.
+	exposed, loopback atomic.Bool
 
 	limiter writeLimiter // student tokens' writes
 
@@ -233,6 +243,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.init()
 	s.exposed.Store(!onLoopback(ln.Addr()))
+	s.loopback.Store(onLoopback(ln.Addr()))
 	finished := make(chan struct{})
 	byCtx := context.AfterFunc(ctx, func() {
 		defer close(finished)
@@ -349,7 +360,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return s.checkHost(mux)
 }
 
 func (s *Server) zone() string {
