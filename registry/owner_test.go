@@ -219,3 +219,33 @@ func TestOwnershipV1(t *testing.T) {
 		t.Errorf("the administrator deregisters a v1 row: %v", err)
 	}
 }
+
+// TestCheckTarget: a student's registration checks one of its own
+// addresses, never another host, a name or this machine's link-local
+// neighbours (a check of 169.254.169.254 every 100 ms was accepted, its
+// result readable by anyone); the administrator may check any name.
+func TestCheckTarget(t *testing.T) {
+	r := New(1)
+	for _, tc := range []struct {
+		owner, typ, target string
+		ok                 bool
+	}{
+		{"alice", "tcp", "", true},
+		{"alice", "tcp", "127.0.0.2:4000", true},
+		{"alice", "http", "http://127.0.0.2:4000/health", true},
+		{"alice", "tcp", "127.0.0.9:22", false},
+		{"alice", "http", "http://169.254.169.254/latest/meta-data/", false},
+		{"alice", "tcp", "db.example:5432", false},
+		{"", "tcp", "db.example:5432", true},
+		{"", "tcp", "127.0.0.9:22", true},
+		{"", "http", "http://169.254.169.254/", false},
+	} {
+		reg := student(tc.owner, "svc", 4000, "127.0.0.2")
+		reg.Check = &Check{Type: tc.typ, Target: tc.target}
+		_, err := register(r, reg)
+		var fe *FieldError
+		if tc.ok != (err == nil) || err != nil && (!errors.As(err, &fe) || fe.Field != "check.target") {
+			t.Errorf("%q checks %s %q: %v", tc.owner, tc.typ, tc.target, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -111,8 +112,8 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 	}
 	addrs := make([]netip.Addr, 0, len(reg.Addresses))
 	for _, a := range reg.Addresses {
-		if !a.IsValid() {
-			return "", &FieldError{"addresses", a.String(), "not an IP address"}
+		if err := CheckAddress(a); err != nil {
+			return "", &FieldError{"addresses", a.String(), err.Error()}
 		}
 		addrs = append(addrs, a.Unmap().WithZone(""))
 	}
@@ -160,7 +161,7 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 		return "", err
 	}
 	if reg.Check != nil {
-		c, err := fillCheck(*reg.Check, inst.Proto, addrs, inst.Port)
+		c, err := fillCheck(*reg.Check, inst.Proto, addrs, inst.Port, owner)
 		if err != nil {
 			return "", err
 		}
@@ -208,10 +209,69 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 	return tx.PutInstance(inst)
 }
 
+// CheckAddress says why a cannot be a host's address, or returns nil: it
+// must be an address a client can connect to. The unspecified address is
+// what a server binds to listen everywhere, not where it is reached;
+// broadcast and multicast reach many hosts or none; a link-local address
+// means nothing without the link it is on (RFC 4007 section 6:
+// fe80::1%eth0 names one), and IPv4 cannot say which. A check against a
+// link-local address would also let a registrant probe what only this
+// machine reaches there: 169.254.169.254 is a cloud's metadata service.
+func CheckAddress(a netip.Addr) error {
+	switch u := a.Unmap(); {
+	case !a.IsValid():
+		return errors.New("not an IP address")
+	case a.IsUnspecified():
+		return errors.New("the unspecified address: a server listens on it, no client reaches it; give the host's own address")
+	case u == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return errors.New("the broadcast address reaches every host on the link, not one")
+	case a.IsMulticast():
+		return errors.New("a multicast address is a group, not a host")
+	case u.Is4() && u.IsLinkLocalUnicast():
+		return errors.New("link-local (169.254.0.0/16) means nothing off its link, and IPv4 cannot say which")
+	case a.IsLinkLocalUnicast() && a.Zone() == "":
+		return errors.New("link-local without a scope: say which link, fe80::1%eth0")
+	}
+	return nil
+}
+
+// checkTarget says why a tcp or http check may not probe its target:
+// the checker connects from this machine and shows what it found to
+// anyone who reads the directory. An owner's registration checks one of
+// its own addresses; the administrator ("") may name any host, but no
+// address CheckAddress refuses.
+func checkTarget(c Check, addrs []netip.Addr, owner string) error {
+	var host string
+	switch c.Type {
+	case "tcp":
+		host, _, _ = net.SplitHostPort(c.Target)
+	case "http":
+		u, _ := url.Parse(c.Target)
+		host = u.Hostname()
+	default:
+		return nil
+	}
+	a, err := netip.ParseAddr(host)
+	switch {
+	case err != nil && owner == "":
+		return nil
+	case err != nil:
+		return errors.New("a name: a registration checks one of its host's addresses")
+	}
+	if err := CheckAddress(a); err != nil {
+		return err
+	}
+	if owner != "" && !slices.Contains(addrs, a.Unmap().WithZone("")) {
+		return errors.New("not one of the host's addresses: a registration checks itself")
+	}
+	return nil
+}
+
 // fillCheck fills in a check's defaults: the interval, and the target of
 // a tcp or http check from the instance's first address and port. proto
-// is the instance's.
-func fillCheck(c Check, proto string, addrs []netip.Addr, port uint16) (*Check, error) {
+// is the instance's; owner's registration may only check its own
+// addresses (checkTarget).
+func fillCheck(c Check, proto string, addrs []netip.Addr, port uint16, owner string) (*Check, error) {
 	c.Type = FoldName(strings.TrimSpace(c.Type))
 	c.Target = strings.TrimSpace(c.Target)
 	if c.Interval == 0 {
@@ -247,6 +307,9 @@ func fillCheck(c Check, proto string, addrs []netip.Addr, port uint16) (*Check, 
 		if c.Target != "" {
 			return nil, &FieldError{"check.target", c.Target, "a ttl check has no target: the service sends heartbeats"}
 		}
+	}
+	if err := checkTarget(c, addrs, owner); err != nil {
+		return nil, &FieldError{"check.target", c.Target, err.Error()}
 	}
 	// fillInstance checks the type and the interval's bounds.
 	return &c, nil

@@ -605,6 +605,9 @@ func (v *view) add(o owner, rr dns.RR, u *updateLog) error {
 	case *dns.A, *dns.AAAA:
 		if o.kind == nameHost {
 			addr, _ := netip.AddrFromSlice(ipOf(rr))
+			if err := registry.CheckAddress(addr); err != nil {
+				return refused("%s: %s: %v", what, addr, err)
+			}
 			hst := registry.Host{Name: o.host, TTL: rr.Header().Ttl}
 			if old, ok := v.tx.Host(o.host); ok {
 				hst.Addrs = slices.Clone(old.Addrs)
