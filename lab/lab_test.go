@@ -1021,7 +1021,7 @@ var questions = []string{
 func fixtures(t *testing.T, d *directory) {
 	t.Helper()
 	apiRegister(t, d, `{"name":"echo-alice","port":7007,"addresses":["127.0.0.2"],"txt":{"note":"dit \"bonjour\" \\ à tous","pid":"42"}}`)
-	apiRegister(t, d, `{"name":"echo-six","port":7008,"addresses":["::1","fe80::1:2"]}`)
+	apiRegister(t, d, `{"name":"echo-six","port":7008,"addresses":["::1","2001:db8::1:2"]}`)
 	for i := range 80 {
 		apiRegister(t, d, fmt.Sprintf(`{"name":"big","port":%d,"addresses":["127.0.1.%d"]}`, 9000+i, i+1))
 	}
