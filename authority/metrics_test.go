@@ -81,12 +81,14 @@ func TestMetrics(t *testing.T) {
 		body, _ := io.ReadAll(rec.Result().Body)
 		return string(body)
 	}
-	// The server counts a transfer once its last message is written,
-	// which may be after the client has read it.
+	// The server counts a transfer once its last message is written, and
+	// an answer's latency once it is sent (the portable UDP loop), both
+	// of which may be after the client has read it.
 	var body string
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		body = scrape()
-		if strings.Contains(body, `annuaire_dns_transfers_total{result="full",type="AXFR"} 1`) || time.Now().After(deadline) {
+		if strings.Contains(body, `annuaire_dns_transfers_total{result="full",type="AXFR"} 1`) &&
+			strings.Contains(body, `annuaire_dns_response_duration_seconds_count{transport="udp"} 4`) || time.Now().After(deadline) {
 			break
 		}
 	}
