@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,7 +102,7 @@ func TestUnbound(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 
 	dir := t.TempDir()
-	uport := freePort(t)
+	uport := testenv.FreePort(t)
 	conf := filepath.Join(dir, "unbound.conf")
 	if err := os.WriteFile(conf, fmt.Appendf(nil, unboundConf, uport, dir, port), 0o600); err != nil {
 		t.Fatal(err)
@@ -282,7 +281,7 @@ print(json.dumps(out), flush=True)
 func TestDNSPython(t *testing.T) {
 	python := testenv.Python(t, "dns.resolver", "dns.query", "dns.zone", "dns.versioned")
 	reg := clientsRegistry(t)
-	logs := new(lockedBuffer)
+	logs := new(testenv.LogBuffer)
 	m := NewMetrics()
 	s := &Server{Registry: reg, AllowTransfer: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), Metrics: m}
@@ -381,44 +380,4 @@ func TestDNSPython(t *testing.T) {
 		!strings.Contains(log, `level=WARN msg="notify refused" client=127.0.0.1:`) || !strings.Contains(log, `reason="annuaire is this zone's primary"`) {
 		t.Errorf("%d log lines for 31 NOTIFYs, want %d:\n%s", n, remoteLogBurst, log)
 	}
-}
-
-// lockedBuffer is a strings.Builder that a server's logger and the test
-// may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// freePort returns a loopback port free for UDP and TCP, for a program
-// that must be told its port before it starts.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port for UDP and TCP")
-	return 0
 }

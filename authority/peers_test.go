@@ -119,7 +119,7 @@ func TestPeers(t *testing.T) {
 		if err := os.Mkdir(pdir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		var conf string
 		var args []string
 		switch peer {
@@ -247,7 +247,7 @@ func startPeer(t *testing.T, name, dir, conf, bin string, args ...string) {
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := new(lockedBuffer)
+	out := new(testenv.LogBuffer)
 	cmd := exec.Command(bin, append(args, path)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -63,8 +63,8 @@ func TestRecursorsReverse(t *testing.T) {
 			m := NewMetrics()
 			addr := authtest.Start(t, &Server{Registry: clientsRegistry(t), Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 			dir := t.TempDir()
-			port := freePort(t)
-			out := new(lockedBuffer)
+			port := testenv.FreePort(t)
+			out := new(testenv.LogBuffer)
 			cmd := exec.Command(bin, rc.args(t, dir, port, addr)...)
 			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {

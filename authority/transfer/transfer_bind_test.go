@@ -58,9 +58,9 @@ func TestBINDSecondary(t *testing.T) {
 	}
 	xfrRegister(t, reg, "echo", 7007, "host", "127.0.0.10")
 
-	namedPort := xfrFreePort(t)
+	namedPort := testenv.FreePort(t)
 	namedAddr := fmt.Sprintf("127.0.0.1:%d", namedPort)
-	logs := new(xfrLogBuffer)
+	logs := new(testenv.LogBuffer)
 	s := &authority.Server{Registry: reg, Keys: []tsig.Key{xfrKey}, Notify: []string{namedAddr},
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	addr := startXfr(t, s)
@@ -72,7 +72,7 @@ func TestBINDSecondary(t *testing.T) {
 	dir := t.TempDir()
 	_, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(namedConf, namedPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, port)
-	namedLog := new(xfrLogBuffer)
+	namedLog := new(testenv.LogBuffer)
 	args := []string{"-g"}
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "root") // named switches to the bind user otherwise, who cannot write dir

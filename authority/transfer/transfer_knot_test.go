@@ -1,7 +1,6 @@
 package transfer_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -36,46 +35,6 @@ func xfrTool(t *testing.T, name string) string {
 		t.Skipf("%s not installed: %v", name, err)
 	}
 	return path
-}
-
-// xfrLogBuffer is a bytes.Buffer that a server's logger and the test may
-// use at once.
-type xfrLogBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *xfrLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *xfrLogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// xfrFreePort returns a loopback port free for both UDP and TCP, for a
-// program that must be told its port before it starts.
-func xfrFreePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port for UDP and TCP")
-	return 0
 }
 
 // knotConf is a Knot DNS configuration making Knot a secondary of annuaire
@@ -139,9 +98,9 @@ func TestKnotSecondary(t *testing.T) {
 	}
 	xfrRegister(t, reg, "echo", 7007, "host", "127.0.0.1")
 
-	knotPort := xfrFreePort(t)
+	knotPort := testenv.FreePort(t)
 	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
-	logs := new(xfrLogBuffer)
+	logs := new(testenv.LogBuffer)
 	s := &authority.Server{
 		Registry: reg,
 		Keys:     []tsig.Key{xfrKey},
@@ -157,7 +116,7 @@ func TestKnotSecondary(t *testing.T) {
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(knotConf, knotPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, host+"@"+port)
-	knotLog := new(xfrLogBuffer)
+	knotLog := new(testenv.LogBuffer)
 	runSecondaryDaemon(t, dir, "knot.conf", conf, knotLog, func() string { return "knotd log:\n" + knotLog.String() },
 		logs.String, knotd, "-c")
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/annuaire/annuaire/authority"
 	"github.com/annuaire/annuaire/authority/tsig"
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -62,9 +63,9 @@ func TestNSDSecondary(t *testing.T) {
 	reg := registry.New(500)
 	xfrRegister(t, reg, "echo", 7007, "host", "127.0.0.1")
 
-	nsdPort := xfrFreePort(t)
+	nsdPort := testenv.FreePort(t)
 	nsdAddr := fmt.Sprintf("127.0.0.1:%d", nsdPort)
-	logs := new(xfrLogBuffer)
+	logs := new(testenv.LogBuffer)
 	s := &authority.Server{Registry: reg, Keys: []tsig.Key{xfrKey}, Notify: []string{nsdAddr},
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	addr := startXfr(t, s)

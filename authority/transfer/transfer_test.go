@@ -17,6 +17,7 @@ import (
 	"github.com/annuaire/annuaire/authority/transfer"
 	"github.com/annuaire/annuaire/authority/tsig"
 	"github.com/annuaire/annuaire/authority/zone"
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -450,7 +451,7 @@ func TestRewind(t *testing.T) {
 func TestTransferLogs(t *testing.T) {
 	reg := registry.New(1)
 	xfrRegister(t, reg, "echo", 7, "box", "127.0.0.1")
-	logs := &xfrLogBuffer{}
+	logs := &testenv.LogBuffer{}
 	s := &authority.Server{Registry: reg, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		AllowTransfer: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
 	addr := startXfr(t, s)

@@ -105,7 +105,7 @@ func TestNamesAndBytes(t *testing.T) {
 
 	const keyName, secret = "ddns", "bmFtZXMgYW5kIGJ5dGVzIGtlcHQgZXhhY3RseSEhIQ=="
 	key := "hmac-sha256:" + keyName + ":" + secret
-	namedPort := freeUDPTCPPort(t)
+	namedPort := testenv.FreePort(t)
 	namedAddr := fmt.Sprintf("127.0.0.1:%d", namedPort)
 	flags := []string{"--tsig", key, "--notify", namedAddr}
 	a := startServe(t, flags...)
@@ -515,25 +515,4 @@ func rawTXT(t *testing.T, rr *dns.TXT) []string {
 func port2(hostport string) string {
 	_, p, _ := net.SplitHostPort(hostport)
 	return p
-}
-
-// freeUDPTCPPort returns a loopback port free for both UDP and TCP, for a
-// program that must be told its port before it starts.
-func freeUDPTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port for UDP and TCP")
-	return 0
 }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -77,3 +78,44 @@ func Echo(c net.Conn) { io.Copy(c, c) }
 
 // Port is a listener's port.
 func Port(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
+
+// FreePort returns a loopback port free for both UDP and TCP, for a
+// program that must be told its port before it starts (knotd, nsd,
+// named, unbound).
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := Port(ln)
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	tb.Fatal("no free port for UDP and TCP")
+	return 0
+}
+
+// LogBuffer is a buffer that a server's logger writes while the test
+// reads it.
+type LogBuffer struct {
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
