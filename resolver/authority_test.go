@@ -13,16 +13,10 @@ import (
 	"github.com/annuaire/annuaire/registry"
 )
 
-// TestAuthority looks up a registered service through annuaire's own
-// authoritative server, as `annuaire lookup` does against `annuaire serve`.
-func TestAuthority(t *testing.T) {
-	_, port := listenEcho(t)
-	reg := registry.New(1)
-	_, err := reg.Register(registry.Instance{Service: "echo", Proto: "tcp", Host: "box", Port: uint16(port)},
-		&registry.Host{Name: "box", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Auto: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+// serveAuthority serves reg's zone svc.internal. over UDP on a loopback
+// port until the test ends, and returns its address.
+func serveAuthority(t *testing.T, reg *registry.Registry) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,9 +28,21 @@ func TestAuthority(t *testing.T) {
 		srv.Shutdown(t.Context())
 		<-done
 	})
-
-	r := &Resolver{Server: pc.LocalAddr().String()}
 	// The socket is bound: questions wait in it until ServePacket reads.
+	return pc.LocalAddr().String()
+}
+
+// TestAuthority looks up a registered service through annuaire's own
+// authoritative server, as `annuaire lookup` does against `annuaire serve`.
+func TestAuthority(t *testing.T) {
+	_, port := listenEcho(t)
+	reg := registry.New(1)
+	_, err := reg.Register(registry.Instance{Service: "echo", Proto: "tcp", Host: "box", Port: uint16(port)},
+		&registry.Host{Name: "box", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Auto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resolver{Server: serveAuthority(t, reg)}
 	c, err := r.Lookup(t.Context(), "echo")
 	if err != nil {
 		t.Fatal(err)
@@ -72,19 +78,7 @@ func TestLookupInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &authority.Server{Registry: reg, Zone: "svc.internal."}
-	done := make(chan error, 1)
-	go func() { done <- srv.ServePacket(t.Context(), pc) }()
-	t.Cleanup(func() {
-		srv.Shutdown(t.Context())
-		<-done
-	})
-
-	r := &Resolver{Server: pc.LocalAddr().String()}
+	r := &Resolver{Server: serveAuthority(t, reg)}
 	for _, name := range []string{`Imprimante Salle 2\.3 (étage)._ipp._tcp`, `IMPRIMANTE Salle 2\.3 (étage)._IPP._tcp.svc.internal.`, `Imprimante\032Salle\0322\.3\032\(\195\169tage\)._ipp._tcp`} {
 		c, err := r.Lookup(t.Context(), name)
 		if err != nil {

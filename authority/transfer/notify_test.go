@@ -76,9 +76,13 @@ func (f *fakeSecondary) count() int {
 	return len(f.got)
 }
 
+// runNotify runs s's NOTIFY sender until the test ends, and checks that
+// it stops with its context. A server without a logger logs nothing.
 func runNotify(t *testing.T, s *authority.Server) {
 	t.Helper()
-	s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.RunNotify(ctx) }()
@@ -95,9 +99,11 @@ func runNotify(t *testing.T, s *authority.Server) {
 	})
 }
 
+// waitFor fails the test if cond is not true within 15 s: a secondary
+// daemon on a loaded machine may take seconds to load a zone.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -1,9 +1,7 @@
 package transfer_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -12,12 +10,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/annuaire/annuaire/authority"
-	"github.com/annuaire/annuaire/authority/tsig"
 	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
@@ -60,14 +55,7 @@ func TestBINDSecondary(t *testing.T) {
 
 	namedPort := testenv.FreePort(t)
 	namedAddr := fmt.Sprintf("127.0.0.1:%d", namedPort)
-	logs := new(testenv.LogBuffer)
-	s := &authority.Server{Registry: reg, Keys: []tsig.Key{xfrKey}, Notify: []string{namedAddr},
-		Logger: slog.New(slog.NewTextHandler(logs, nil))}
-	addr := startXfr(t, s)
-	ctx, cancel := context.WithCancel(context.Background())
-	notifyDone := make(chan struct{})
-	go func() { s.RunNotify(ctx); close(notifyDone) }()
-	t.Cleanup(func() { cancel(); <-notifyDone })
+	addr, logs := startPrimary(t, reg, namedAddr)
 
 	dir := t.TempDir()
 	_, port, _ := net.SplitHostPort(addr)
@@ -80,14 +68,12 @@ func TestBINDSecondary(t *testing.T) {
 	runSecondaryDaemon(t, dir, "named.conf", conf, namedLog, func() string { return "named log:\n" + namedLog.String() },
 		logs.String, named, append(args, "-c")...)
 
+	// An empty message for a failed query: BIND may be busy loading.
 	ask := func(name string, qtype uint16) *dns.Msg {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, namedAddr)
-		if err != nil {
-			return new(dns.Msg)
+		if r, err := askAt(namedAddr)(name, qtype); err == nil {
+			return r
 		}
-		return r
+		return new(dns.Msg)
 	}
 	serial := func(zone string) uint32 {
 		if r := ask(zone, dns.TypeSOA); r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 {
@@ -103,20 +89,10 @@ func TestBINDSecondary(t *testing.T) {
 		}
 		return r.Answer[0].(*dns.PTR).Ptr
 	}
-	within := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("BIND did not %s within 15s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	const rev = "0.0.127.in-addr.arpa."
 	revSerial := func() uint32 { return reg.Snapshot().ReverseSerial(netip.MustParsePrefix("127.0.0.0/24")) }
 
-	within("load both zones", func() bool {
+	waitFor(t, "BIND to load both zones", func() bool {
 		return serial("svc.internal.") == reg.Snapshot().Serial() && serial(rev) == revSerial()
 	})
 	if got := ptr("127.0.0.10"); got != "host.svc.internal." {
@@ -128,19 +104,19 @@ func TestBINDSecondary(t *testing.T) {
 
 	// A new address: both zones move, and BIND follows both.
 	xfrRegister(t, reg, "http", 8080, "web", "127.0.0.2")
-	within("serve the new PTR", func() bool { return ptr("127.0.0.2") == "web.svc.internal." })
-	within("serve the new forward serial", func() bool { return serial("svc.internal.") == reg.Snapshot().Serial() })
+	waitFor(t, "BIND to serve the new PTR", func() bool { return ptr("127.0.0.2") == "web.svc.internal." })
+	waitFor(t, "BIND to serve the new forward serial", func() bool { return serial("svc.internal.") == reg.Snapshot().Serial() })
 	// An instance on a known host: the forward zone moves, the reverse
 	// zone keeps its serial.
-	within("serve the reverse zone's serial", func() bool { return serial(rev) == revSerial() })
+	waitFor(t, "BIND to serve the reverse zone's serial", func() bool { return serial(rev) == revSerial() })
 	before := revSerial()
 	xfrRegister(t, reg, "ftp", 21, "web", "127.0.0.2")
-	within("serve the ftp SRV", func() bool { return len(ask("_ftp._tcp.svc.internal.", dns.TypeSRV).Answer) == 1 })
+	waitFor(t, "BIND to serve the ftp SRV", func() bool { return len(ask("_ftp._tcp.svc.internal.", dns.TypeSRV).Answer) == 1 })
 	if got := revSerial(); got != before {
 		t.Errorf("the reverse zone's serial moved from %d to %d without a change in it", before, got)
 	}
 	// A query may time out on a loaded machine: a serial of 0 is none.
-	within("keep the reverse zone's serial", func() bool { return serial(rev) == before })
+	waitFor(t, "BIND to keep the reverse zone's serial", func() bool { return serial(rev) == before })
 	for _, want := range []string{"zone=0.0.127.in-addr.arpa. serial=", "type=IXFR"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("annuaire's log lacks %q:\n%s", want, logs.String())
@@ -159,7 +135,7 @@ func TestBINDSecondary(t *testing.T) {
 	// The zones as BIND wrote them pass named-checkzone.
 	for _, z := range []string{"svc.internal", "0.0.127.in-addr.arpa"} {
 		file := filepath.Join(dir, z+".db")
-		within("write "+file, func() bool { _, err := os.Stat(file); return err == nil })
+		waitFor(t, "BIND to write "+file, func() bool { _, err := os.Stat(file); return err == nil })
 		if out, err := exec.Command(checkzone, z, file).CombinedOutput(); err != nil {
 			t.Errorf("named-checkzone %s: %v\n%s", z, err, out)
 		}

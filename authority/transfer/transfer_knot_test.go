@@ -1,7 +1,6 @@
 package transfer_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -100,18 +99,7 @@ func TestKnotSecondary(t *testing.T) {
 
 	knotPort := testenv.FreePort(t)
 	knotAddr := fmt.Sprintf("127.0.0.1:%d", knotPort)
-	logs := new(testenv.LogBuffer)
-	s := &authority.Server{
-		Registry: reg,
-		Keys:     []tsig.Key{xfrKey},
-		Notify:   []string{knotAddr},
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-	}
-	addr := startXfr(t, s)
-	ctx, cancel := context.WithCancel(context.Background())
-	notifyDone := make(chan struct{})
-	go func() { s.RunNotify(ctx); close(notifyDone) }()
-	t.Cleanup(func() { cancel(); <-notifyDone })
+	addr, logs := startPrimary(t, reg, knotAddr)
 
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(addr)
@@ -120,12 +108,7 @@ func TestKnotSecondary(t *testing.T) {
 	runSecondaryDaemon(t, dir, "knot.conf", conf, knotLog, func() string { return "knotd log:\n" + knotLog.String() },
 		logs.String, knotd, "-c")
 
-	ask := func(name string, qtype uint16) (*dns.Msg, error) {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, knotAddr)
-		return r, err
-	}
+	ask := askAt(knotAddr)
 	servedSerial := func() uint32 {
 		r, err := ask("svc.internal.", dns.TypeSOA)
 		if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
@@ -133,19 +116,8 @@ func TestKnotSecondary(t *testing.T) {
 		}
 		return r.Answer[0].(*dns.SOA).Serial
 	}
-	within := func(what string, d time.Duration, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(d)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("Knot did not %s within %v", what, d)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-
 	first := reg.Snapshot().Serial()
-	within("load the zone", 15*time.Second, func() bool { return servedSerial() == first })
+	waitFor(t, "Knot to load the zone", func() bool { return servedSerial() == first })
 	r, err := ask("_echo._tcp.svc.internal.", dns.TypeSRV)
 	if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.SRV).Port != 7007 {
 		t.Fatalf("Knot's echo SRV = %v (%v)", r, err)
@@ -155,7 +127,7 @@ func TestKnotSecondary(t *testing.T) {
 	start := time.Now()
 	id := xfrRegister(t, reg, "http", 8080, "web", "127.0.0.2")
 	second := reg.Snapshot().Serial()
-	within("serve the new SRV", 10*time.Second, func() bool {
+	waitFor(t, "Knot to serve the new SRV", func() bool {
 		r, err := ask("_http._tcp.svc.internal.", dns.TypeSRV)
 		return err == nil && len(r.Answer) == 1 && r.Answer[0].(*dns.SRV).Port == 8080
 	})
@@ -167,19 +139,42 @@ func TestKnotSecondary(t *testing.T) {
 		t.Errorf("no incremental IXFR in annuaire's log:\n%s", logs.String())
 	}
 
-	within("serve the new PTR", 10*time.Second, func() bool { return servedPTR(ask) == "web.svc.internal." })
+	waitFor(t, "Knot to serve the new PTR", func() bool { return servedPTR(ask) == "web.svc.internal." })
 
 	// A deregistration too.
 	if err := reg.Deregister(id); err != nil {
 		t.Fatal(err)
 	}
-	within("drop the SRV", 10*time.Second, func() bool {
+	waitFor(t, "Knot to drop the SRV", func() bool {
 		r, err := ask("_http._tcp.svc.internal.", dns.TypeSRV)
 		return err == nil && r.Rcode == dns.RcodeNameError
 	})
-	within("drop the PTR", 10*time.Second, func() bool { return servedPTR(ask) == "NXDOMAIN" })
+	waitFor(t, "Knot to drop the PTR", func() bool { return servedPTR(ask) == "NXDOMAIN" })
 	if got, want := servedSerial(), reg.Snapshot().Serial(); got != want {
 		t.Errorf("Knot serves serial %d, want %d", got, want)
+	}
+}
+
+// startPrimary serves reg's zones on a loopback port as a primary that
+// signs with xfrKey and sends NOTIFY to secondary, until the test ends; it
+// returns the primary's address and its log.
+func startPrimary(t *testing.T, reg *registry.Registry, secondary string) (string, *testenv.LogBuffer) {
+	t.Helper()
+	logs := new(testenv.LogBuffer)
+	s := &authority.Server{Registry: reg, Keys: []tsig.Key{xfrKey}, Notify: []string{secondary},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	addr := startXfr(t, s)
+	runNotify(t, s)
+	return addr, logs
+}
+
+// askAt returns a function asking the server at addr one question over UDP.
+func askAt(addr string) func(name string, qtype uint16) (*dns.Msg, error) {
+	return func(name string, qtype uint16) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		return r, err
 	}
 }
 

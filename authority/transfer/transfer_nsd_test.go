@@ -1,21 +1,16 @@
 package transfer_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/annuaire/annuaire/authority"
-	"github.com/annuaire/annuaire/authority/tsig"
 	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
@@ -65,14 +60,7 @@ func TestNSDSecondary(t *testing.T) {
 
 	nsdPort := testenv.FreePort(t)
 	nsdAddr := fmt.Sprintf("127.0.0.1:%d", nsdPort)
-	logs := new(testenv.LogBuffer)
-	s := &authority.Server{Registry: reg, Keys: []tsig.Key{xfrKey}, Notify: []string{nsdAddr},
-		Logger: slog.New(slog.NewTextHandler(logs, nil))}
-	addr := startXfr(t, s)
-	ctx, cancel := context.WithCancel(context.Background())
-	notifyDone := make(chan struct{})
-	go func() { s.RunNotify(ctx); close(notifyDone) }()
-	t.Cleanup(func() { cancel(); <-notifyDone })
+	addr, logs := startPrimary(t, reg, nsdAddr)
 
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(addr)
@@ -82,42 +70,25 @@ func TestNSDSecondary(t *testing.T) {
 		return "nsd log:\n" + string(log)
 	}, logs.String, nsd, "-d", "-c")
 
-	ask := func(name string, qtype uint16) (*dns.Msg, error) {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, nsdAddr)
-		return r, err
-	}
+	ask := askAt(nsdAddr)
 	srvPort := func(name string) (uint16, bool) {
-		m := new(dns.Msg)
-		m.SetQuestion(name, dns.TypeSRV)
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, nsdAddr)
+		r, err := ask(name, dns.TypeSRV)
 		if err != nil || len(r.Answer) != 1 {
 			return 0, false
 		}
 		srv, ok := r.Answer[0].(*dns.SRV)
 		return srv.Port, ok
 	}
-	within := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("NSD did not %s within 15s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	within("load the zone", func() bool { p, ok := srvPort("_echo._tcp.svc.internal."); return ok && p == 7007 })
+	waitFor(t, "NSD to load the zone", func() bool { p, ok := srvPort("_echo._tcp.svc.internal."); return ok && p == 7007 })
 	id := xfrRegister(t, reg, "http", 8080, "web", "127.0.0.2")
-	within("serve the new SRV", func() bool { p, ok := srvPort("_http._tcp.svc.internal."); return ok && p == 8080 })
-	within("serve the new PTR", func() bool { return servedPTR(ask) == "web.svc.internal." })
+	waitFor(t, "NSD to serve the new SRV", func() bool { p, ok := srvPort("_http._tcp.svc.internal."); return ok && p == 8080 })
+	waitFor(t, "NSD to serve the new PTR", func() bool { return servedPTR(ask) == "web.svc.internal." })
 	if !strings.Contains(logs.String(), "mode=incremental") {
 		t.Errorf("no incremental IXFR in annuaire's log:\n%s", logs.String())
 	}
 	if err := reg.Deregister(id); err != nil {
 		t.Fatal(err)
 	}
-	within("drop the SRV", func() bool { _, ok := srvPort("_http._tcp.svc.internal."); return !ok })
-	within("drop the PTR", func() bool { return servedPTR(ask) == "NXDOMAIN" })
+	waitFor(t, "NSD to drop the SRV", func() bool { _, ok := srvPort("_http._tcp.svc.internal."); return !ok })
+	waitFor(t, "NSD to drop the PTR", func() bool { return servedPTR(ask) == "NXDOMAIN" })
 }

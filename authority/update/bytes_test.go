@@ -6,7 +6,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/annuaire/annuaire/authority/internal/authtest"
-	"github.com/annuaire/annuaire/registry"
 )
 
 // TestUpdateKeepsBytes: what an UPDATE adds is served back byte for byte
@@ -17,12 +16,7 @@ import (
 // file text; they run in order on one server.
 func TestUpdateKeepsBytes(t *testing.T) {
 	const soaNeg = `svc.internal. 10 IN SOA ns.svc.internal. hostmaster.svc.internal. 0 300 60 86400 10`
-	steps := []struct {
-		name    string
-		update  []string
-		rcode   int
-		queries []authtest.Case
-	}{
+	steps := []updateStep{
 		{name: "TXT with UTF-8, quotes, backslashes and binary, in order, a boolean key",
 			update: []string{
 				`Imp._ipp._tcp 60 IN SRV 0 0 631 a`,
@@ -63,27 +57,7 @@ func TestUpdateKeepsBytes(t *testing.T) {
 			queries: []authtest.Case{{Name: `_zero._tcp.svc.internal.`, Type: dns.TypeSRV,
 				Answer: `_zero._tcp.svc.internal. 0 IN SRV 0 0 9 zero.svc.internal.`, Extra: `zero.svc.internal. 0 IN A 192.0.2.9`}}},
 	}
-	reg := authtest.Registry(t)
-	addr := newUpdateServer(t, reg, updKey)
-	for _, st := range steps {
-		t.Run(st.name, func(t *testing.T) {
-			r, err := exchange(t, addr, "tcp", updKey, updateMsg(t, authtest.Zone, st.update...))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Rcode != st.rcode {
-				t.Fatalf("update: rcode %s, want %s", dns.RcodeToString[r.Rcode], dns.RcodeToString[st.rcode])
-			}
-			for _, q := range st.queries {
-				q.Ns = patchSerial(q.Ns, reg.Snapshot().Serial())
-				m, err := dns.Exchange(q.Request(), addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Run(q.Name, func(t *testing.T) { q.Check(t, m) })
-			}
-		})
-	}
+	runUpdateSteps(t, steps, false)
 }
 
 // patchSerial puts the current serial into an expected SOA written with 0.
@@ -98,8 +72,6 @@ func patchSerial(soa string, serial uint32) string {
 	rr.(*dns.SOA).Serial = serial
 	return rr.String()
 }
-
-var _ = registry.DefaultTTL
 
 // TestUpdateSubtypes: a subtype's PTR (RFC 6763 section 7.1) added and
 // removed by UPDATE, and browsing it: only the instances that have it,
@@ -116,12 +88,7 @@ func TestUpdateSubtypes(t *testing.T) {
 			a.svc.internal. 30 IN A 127.0.0.1
 			a.svc.internal. 30 IN AAAA ::1`
 	)
-	steps := []struct {
-		name    string
-		update  []string
-		rcode   int
-		queries []authtest.Case
-	}{
+	steps := []updateStep{
 		{name: "an instance with a subtype, another without",
 			update: []string{
 				imp + ` 60 IN SRV 0 0 631 a`, imp + ` 60 IN TXT "txtvers=1" "duplex"`,
@@ -174,6 +141,21 @@ func TestUpdateSubtypes(t *testing.T) {
 					Extra: "b.svc.internal. 10 IN A 127.0.0.2"},
 			}},
 	}
+	runUpdateSteps(t, steps, true)
+}
+
+// An updateStep is an update and the answers after it, in zone file text.
+type updateStep struct {
+	name    string
+	update  []string
+	rcode   int
+	queries []authtest.Case
+}
+
+// runUpdateSteps sends each step's update signed over TCP to one server,
+// in order, then asks its queries over UDP, every one with EDNS if edns.
+func runUpdateSteps(t *testing.T, steps []updateStep, edns bool) {
+	t.Helper()
 	reg := authtest.Registry(t)
 	addr := newUpdateServer(t, reg, updKey)
 	for _, st := range steps {
@@ -187,7 +169,7 @@ func TestUpdateSubtypes(t *testing.T) {
 			}
 			for _, q := range st.queries {
 				q.Ns = patchSerial(q.Ns, reg.Snapshot().Serial())
-				q.EDNS = true
+				q.EDNS = q.EDNS || edns
 				m, err := dns.Exchange(q.Request(), addr)
 				if err != nil {
 					t.Fatal(err)
