@@ -135,22 +135,30 @@ func TestCheckHTTP(t *testing.T) {
 	defer srv.Close()
 
 	r := New(1)
-	startChecker(t, &Checker{Registry: r})
+	// A check's timeout is its interval: 100 ms, which a loaded machine
+	// running the race detector can miss, so the waits are long and the
+	// redirect loop's check, read once, has a second.
 	iv := every(100 * time.Millisecond)
+	c := &Checker{Registry: r}
+	startChecker(t, c)
 	id := mustRegister(t, r, Instance{Service: "http", Host: "w", Port: 80, Check: &Check{Type: "http", Target: srv.URL + "/", Interval: iv}}, nil)
-	loop := mustRegister(t, r, Instance{Service: "http", Host: "w", Port: 81, Check: &Check{Type: "http", Target: srv.URL + "/loop", Interval: iv}}, nil)
+	loop := mustRegister(t, r, Instance{Service: "http", Host: "w", Port: 81, Check: &Check{Type: "http", Target: srv.URL + "/loop", Interval: every(time.Second)}}, nil)
 	status.Store(500)
-	waitHealth(t, r, id, Critical, 3*time.Second)
+	waitHealth(t, r, id, Critical, 10*time.Second)
 	status.Store(204)
-	waitHealth(t, r, id, Passing, 3*time.Second)
-	time.Sleep(300 * time.Millisecond)
-	if inst, _ := r.Snapshot().Instance(loop); inst.Health != Passing {
-		t.Errorf("a redirect loop is a 3xx, which passes: %+v", inst)
+	waitHealth(t, r, id, Passing, 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	res, ok := c.Result(loop)
+	for ; !ok && time.Now().Before(deadline); res, ok = c.Result(loop) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ok || res.Health != Passing {
+		t.Errorf("a redirect loop is a 3xx, which passes: %+v, %v", res, ok)
 	}
 
 	// Changing the check restarts it: now pointed at nothing.
 	mustRegister(t, r, Instance{Service: "http", Host: "w", Port: 80, Check: &Check{Type: "http", Target: "http://127.0.0.1:1/", Interval: iv}}, nil)
-	waitHealth(t, r, id, Critical, 3*time.Second)
+	waitHealth(t, r, id, Critical, 10*time.Second)
 }
 
 func TestCheckTTL(t *testing.T) {
