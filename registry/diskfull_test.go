@@ -148,6 +148,9 @@ func TestDiskFull(t *testing.T) {
 	if got := countInstances(r.Snapshot()); got != n {
 		t.Errorf("a refused registration changed the registry: %d instances, want %d", got, n)
 	}
+	if got := r.Snapshot().NumInstances(); got != n { // rolled back with the rows (limit.go)
+		t.Errorf("NumInstances %d after refused registrations, want %d", got, n)
+	}
 
 	// Freed: writes resume by themselves, and the instance comes back
 	// and leaves again within its interval.
@@ -320,6 +323,10 @@ func TestDiskFullConcurrent(t *testing.T) {
 		t.Fatalf("writes did not resume: %v", r.JournalError())
 	}
 	want := dump(r.Snapshot())
+	// The count of instances follows the rollbacks (limit.go).
+	if a, b := r.Snapshot().NumInstances(), countInstances(r.Snapshot()); a != b {
+		t.Errorf("NumInstances %d, %d rows", a, b)
+	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +334,9 @@ func TestDiskFullConcurrent(t *testing.T) {
 	defer r.Close()
 	if got := dump(r.Snapshot()); got != want {
 		t.Errorf("after a restart, the registry differs from the one served last")
+	}
+	if a, b := r.Snapshot().NumInstances(), countInstances(r.Snapshot()); a != b {
+		t.Errorf("after a restart: NumInstances %d, %d rows", a, b)
 	}
 	t.Logf("%d refused writes, serial %d", disk.failed(), r.Snapshot().Serial())
 }

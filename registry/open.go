@@ -240,6 +240,7 @@ func (j *journal) restore(opts Options) error {
 		return err
 	}
 	tx.txn.Commit()
+	r.instances = tx.added // the Tx began on an empty registry
 
 	var dropped int64
 	if torn {
@@ -306,11 +307,7 @@ func (j *journal) restore(opts Options) error {
 		}
 	}
 	if p.records > 0 || haveCheckpoint || len(p.damages) > 0 {
-		n := 0
-		for range r.Snapshot().All() {
-			n++
-		}
-		j.log.Info("registry restored", "dir", j.dir, "serial", r.Snapshot().Serial(), "instances", n,
+		j.log.Info("registry restored", "dir", j.dir, "serial", r.Snapshot().Serial(), "instances", r.Snapshot().NumInstances(),
 			"journal_records", p.records, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -72,6 +72,11 @@ type Registration struct {
 	// MaxOwned, with an Owner, is how many instances the owner may hold
 	// once registered; 0 means no limit.
 	MaxOwned int
+	// Hosted marks the server's own hosted services, which
+	// Registry.MaxInstances does not refuse: they are a handful, and the
+	// server registers them again at each start, into a directory that
+	// may be full.
+	Hosted bool
 }
 
 // Register validates reg, fills in its defaults and writes its host and
@@ -188,6 +193,11 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 	}
 	if owner != "" && reg.MaxOwned > 0 && !(replacing && old.Owner == owner) && tx.Owned(owner) >= reg.MaxOwned {
 		return "", &QuotaError{Owner: owner, Max: reg.MaxOwned}
+	}
+	if !replacing {
+		if err := tx.admit(&reg); err != nil {
+			return "", err
+		}
 	}
 	if len(reg.Addresses) > 0 || !exists && len(addrs) > 0 {
 		h := Host{Name: host, Addrs: addrs, TTL: uint32(ttl), Auto: !exists || existing.Auto, Owner: owner}

@@ -74,6 +74,11 @@ type Registry struct {
 	// Catalog resolves well-known names and ports; nil means DefaultCatalog.
 	Catalog *Catalog
 
+	// MaxInstances caps the instances Tx.Register adds (limit.go): past
+	// it, a registration fails with a *LimitError. 0 means no cap. Set it
+	// before the first Update.
+	MaxInstances int
+
 	db  *memdb.MemDB
 	log *slog.Logger
 	j   *journal // nil for a registry made by New
@@ -90,6 +95,7 @@ type Registry struct {
 	maxSets     int
 	maxChanges  int
 	closed      bool
+	instances   int // in db: what the newest snapshot's NumInstances will say
 
 	used marks // signed requests acted on (once.go)
 }
@@ -190,6 +196,7 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 	}
 	tx := newTx(r.db, r.Catalog)
 	tx.marks = &r.used
+	tx.instances, tx.maxInstances = r.instances, r.MaxInstances
 	txn := tx.txn
 	serial, err = r.updateLocked(txn, tx, fn)
 	if err == nil && len(tx.changes) == 0 && len(tx.newMarks) > 0 {
@@ -251,6 +258,7 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 		return 0, done, fmt.Errorf("registry: bump serial: %w", err)
 	}
 	txn.Commit()
+	r.instances = tx.instances + tx.added
 	r.remember(cs)
 	r.used.add(time.Now().Unix(), tx.newMarks...)
 	snap := r.newSnapshot()
@@ -347,7 +355,8 @@ func SerialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
 // newSnapshot returns a snapshot of the registry as committed now, with
 // the history up to it. Called with writeMu, or before any writer.
 func (r *Registry) newSnapshot() *Snapshot {
-	return &Snapshot{reader: reader{txn: r.db.Txn(false), schema: r.db.DBSchema()}, db: r.db.Snapshot(), hist: r.hist, changed: make(chan struct{})}
+	return &Snapshot{reader: reader{txn: r.db.Txn(false), schema: r.db.DBSchema()}, db: r.db.Snapshot(), hist: r.hist,
+		instances: r.instances, changed: make(chan struct{})}
 }
 
 // rollback makes the registry, with writeMu held, what was last published:
@@ -355,6 +364,7 @@ func (r *Registry) newSnapshot() *Snapshot {
 func (r *Registry) rollback() {
 	pub := r.snap.Load()
 	r.db = pub.db.Snapshot()
+	r.instances = pub.instances
 	r.hist, r.histChanges = pub.hist, 0
 	for _, cs := range r.hist {
 		r.histChanges += len(cs.Changes)
@@ -441,6 +451,8 @@ type Snapshot struct {
 	db      *memdb.MemDB  // the database as of txn, for Registry.rollback
 	changed chan struct{} // closed when the next snapshot is published
 	hist    []ChangeSet   // the registry's history up to this snapshot
+	// instances counts the rows of the instances table.
+	instances int
 }
 
 // A reader reads rows through one memdb transaction: the read methods that
@@ -680,6 +692,10 @@ type Tx struct {
 	changes []Change
 	catalog *Catalog // for Register's defaults
 
+	// The instances base holds, those this Tx added (removed ones count
+	// -1), and the cap on their sum (limit.go).
+	instances, added, maxInstances int
+
 	// Instance and ByLabel, which every PutInstance asks, answer from the
 	// instances this Tx wrote and, for the others, from base, the registry
 	// as the Tx found it: never from the write transaction. memdb clones
@@ -751,7 +767,7 @@ func newTx(db *memdb.MemDB, cat *Catalog) *Tx {
 // RFC 2136's prerequisites are checked against, before any update. It has
 // no history, and its Changed channel is closed.
 func (tx *Tx) Base() *Snapshot {
-	return &Snapshot{reader: reader{txn: tx.base, schema: tx.schema}}
+	return &Snapshot{reader: reader{txn: tx.base, schema: tx.schema}, instances: tx.instances}
 }
 
 // begin starts the Tx's memdb write transaction; Open calls it again after
@@ -948,6 +964,7 @@ func (tx *Tx) removeInstance(old *Instance) error {
 		return fmt.Errorf("registry: delete %s: %w", old.ID, err)
 	}
 	tx.noteWrite(old.ID, nil)
+	tx.added--
 	if k := labelKeyOf(old.Proto, old.Service, old.Label); tx.labels[k] == old {
 		delete(tx.labels, k)
 	}
@@ -966,6 +983,7 @@ func (tx *Tx) insertInstance(inst *Instance) error {
 		return fmt.Errorf("registry: insert %s: %w", inst.ID, err)
 	}
 	tx.noteWrite(inst.ID, inst)
+	tx.added++
 	tx.labels[labelKeyOf(inst.Proto, inst.Service, inst.Label)] = inst
 	if err := tx.countHost(inst.Host, +1); err != nil {
 		return err

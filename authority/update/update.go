@@ -220,7 +220,10 @@ func (h *Handler) apply(r *dns.Msg, u *updateLog, once func(*registry.Tx) error)
 	case errors.As(err, &rerr):
 		u.why = rerr.why
 		return rerr.rcode
-	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrNotFound):
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrNotFound),
+		// A full directory: the server's policy (RFC 2136 section 2.2's
+		// REFUSED; its list of RCODEs has none for a limit).
+		errors.Is(err, registry.ErrTooMany):
 		u.why = err.Error()
 		return dns.RcodeRefused
 	default:

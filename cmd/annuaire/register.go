@@ -231,6 +231,11 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	}
 	var s web.Service
 	if err := c.do(ctx, http.MethodPost, "/api/services", body, &s); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+			// The one conflict a registration meets: a full directory.
+			ae.Hint = "the server's limit is annuaire serve --max-instances (0: no limit)"
+		}
 		return err
 	}
 	fmt.Fprintln(e.stdout, s.ID)

@@ -42,6 +42,7 @@ type serveFlags struct {
 	token, tokenFile          string
 	tokenPrefix               bool
 	tokenMaxInstances         int
+	maxInstances              int
 	tokenRate                 float64
 	listenLAN                 string
 	tsig, tsigFiles           listFlag
@@ -83,6 +84,7 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	fs.StringVar(&f.token, "token", "", "bearer `token` for API writes, visible in ps: prefer --token-file (default: $ANNUAIRE_TOKEN, else read or create DATA/token)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "`file` holding the bearer token for API writes")
 	fs.BoolVar(&f.tokenPrefix, "token-prefix", false, "a student's service names must start with its token's name and a hyphen (alice-echo); else names are free, first come first served")
+	fs.IntVar(&f.maxInstances, "max-instances", registry.DefaultMaxInstances, "how many instances the directory may hold: past it, a registration is refused (HTTP 409, UPDATE REFUSED); what the journal holds is always loaded, a replacement always accepted (0: no limit)")
 	fs.IntVar(&f.tokenMaxInstances, "token-max-instances", web.DefaultTokenMaxInstances, "how many instances a student token may hold, unless its own --max-instances says (0: no limit)")
 	fs.Float64Var(&f.tokenRate, "token-rate", web.DefaultTokenRate, "writes per `second` a student token may make, in bursts of twice that; past it, HTTP 429")
 	fs.Var(&f.tsig, "tsig", "TSIG key `alg[-bits]:name:base64secret` allowed to UPDATE and transfer, visible in ps: prefer --tsig-file (repeatable); -bits (BIND's hmac-sha256-128) accepts MACs truncated to that many bits")
@@ -162,6 +164,9 @@ func parseServeFlags(e *env, args []string) (*serveFlags, error) {
 	}
 	if f.logFormat != "text" && f.logFormat != "json" {
 		return nil, bad("--log-format %q: want text or json", f.logFormat)
+	}
+	if f.maxInstances < 0 {
+		return nil, bad("--max-instances %d: want 0 (no limit) or more", f.maxInstances)
 	}
 	if f.tokenMaxInstances < 0 {
 		return nil, bad("--token-max-instances %d: want 0 (no limit) or more", f.tokenMaxInstances)
@@ -250,6 +255,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer reg.Close()
 	keepTwoPs(e, reg)
+	reg.MaxInstances = f.maxInstances
+	if n := reg.Snapshot().NumInstances(); f.maxInstances > 0 && n >= f.maxInstances {
+		// Lowered below what the journal holds: all of it is served, and
+		// registrations resume once deregistrations make room.
+		logger.Warn("the directory is full: new registrations are refused until some instances are deregistered",
+			"instances", n, "max_instances", f.maxInstances)
+	}
 
 	token, tokenFrom, err := serveToken(e, f, logger)
 	if err != nil {
@@ -445,7 +457,7 @@ func publish(e *env, reg *registry.Registry, hosts *hostNamer, zone, service str
 	_, err = reg.Update(func(tx *registry.Tx) error {
 		_, err := tx.Register(registry.Registration{
 			ID: s.id, Service: service, Proto: s.proto, Host: host, Port: new(int(port)),
-			Addresses: []netip.Addr{ip}, Check: hostedCheck(hostedTTL),
+			Addresses: []netip.Addr{ip}, Check: hostedCheck(hostedTTL), Hosted: true,
 			TXT: registry.TXT{"served-by=annuaire", "pid=" + strconv.Itoa(os.Getpid())},
 		})
 		return err

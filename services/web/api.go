@@ -44,13 +44,24 @@ const fullRetry = "5"
 // updateError answers a registry write that failed: 400 for a field the
 // registry refused, 507 Insufficient Storage when the journal's disk is
 // full (RFC 4918 section 11.5; with Retry-After, since writes resume by
-// themselves once there is space), 500 for anything else, which is
-// logged. A full disk is logged once by the journal, not per request.
+// themselves once there is space), 409 Conflict when the directory holds
+// its maximum of instances, 500 for anything else, which is logged. A
+// full disk is logged once by the journal, not per request.
+//
+// The maximum is 409 (RFC 9110 section 15.5.10: the request conflicts
+// with the state of the target, a conflict the user may resolve and
+// resubmit): a deregistration makes room, as it does for a heartbeat
+// refused here for the instance's state. Not 429, whose Retry-After
+// promises that waiting helps (it does not); not 507, which says the
+// disk is full and comes back by itself; not 403, which says the token
+// may not, while any token would be refused the same.
 func (s *Server) updateError(w http.ResponseWriter, op string, err error) {
 	var fe *registry.FieldError
 	switch {
 	case errors.As(err, &fe) || errors.Is(err, registry.ErrInvalid):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, registry.ErrTooMany):
+		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, registry.ErrFull):
 		w.Header().Set("Retry-After", fullRetry)
 		writeError(w, http.StatusInsufficientStorage, err.Error())
