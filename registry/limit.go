@@ -26,10 +26,14 @@ var ErrTooMany = errors.New("too many instances")
 
 // A LimitError says that the directory holds as many instances as it may.
 type LimitError struct {
-	Max int
+	Held int // may exceed Max: the hosted services and a restart past a lowered cap are not refused
+	Max  int
 }
 
 func (e *LimitError) Error() string {
+	if e.Held > e.Max {
+		return "the directory holds " + strconv.Itoa(e.Held) + " instances, past its limit of " + strconv.Itoa(e.Max) + ": deregister some first"
+	}
 	return "the directory holds " + strconv.Itoa(e.Max) + " instances, the most it may: deregister some first"
 }
 
@@ -40,7 +44,7 @@ func (tx *Tx) admit(reg *Registration) error {
 	if tx.maxInstances <= 0 || reg.Hosted || tx.instances+tx.added < tx.maxInstances {
 		return nil
 	}
-	return &LimitError{Max: tx.maxInstances}
+	return &LimitError{Held: tx.instances + tx.added, Max: tx.maxInstances}
 }
 
 // NumInstances returns how many instances the snapshot holds.

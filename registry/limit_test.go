@@ -20,7 +20,7 @@ func TestMaxInstances(t *testing.T) {
 	before := r.Snapshot().Serial()
 	_, err := register(r, student("", "echo", 4003, "127.0.0.2"))
 	var le *LimitError
-	if !errors.As(err, &le) || !errors.Is(err, ErrTooMany) || le.Max != 3 ||
+	if !errors.As(err, &le) || !errors.Is(err, ErrTooMany) || le.Max != 3 || le.Held != 3 ||
 		err.Error() != "the directory holds 3 instances, the most it may: deregister some first" {
 		t.Fatalf("a fourth instance: %v", err)
 	}
@@ -109,8 +109,9 @@ func TestMaxInstancesLowered(t *testing.T) {
 	if s := r.Snapshot(); s.NumInstances() != 29 || countInstances(s) != 29 {
 		t.Fatalf("restored NumInstances %d, %d rows; want 29", s.NumInstances(), countInstances(s))
 	}
-	if _, err := register(r, student("", "echo", 5000, "127.0.0.2")); !errors.Is(err, ErrTooMany) {
-		t.Errorf("a new instance past a lowered cap: %v", err)
+	_, err := register(r, student("", "echo", 5000, "127.0.0.2"))
+	if want := "the directory holds 29 instances, past its limit of 10: deregister some first"; !errors.Is(err, ErrTooMany) || err.Error() != want {
+		t.Errorf("a new instance past a lowered cap: %v, want %q", err, want)
 	}
 	if _, err := register(r, student("", "echo", 4001, "127.0.0.2")); err != nil {
 		t.Errorf("a re-registration past a lowered cap: %v", err)
