@@ -44,11 +44,12 @@ func schema() *memdb.DBSchema {
 // answers one DNS question in O(log n): the size of the registry does not
 // change the cost of a lookup.
 //
-// Each index costs about 400 bytes per instance in go-immutable-radix (a
-// leaf and a node, each with its own watch channel, and its share of inner
-// nodes), most of what an instance costs: there are only the two indexes
-// that lookups by ID and by DNS name need. The SRV RRset of _service._proto
-// is a prefix scan of the label index, not an index of its own.
+// Each index costs about 150 bytes per instance in go-immutable-radix (a
+// leaf and a node, and its share of inner nodes; no watch channels, see
+// third_party/go-immutable-radix), most of what an instance costs: there
+// are only the two indexes that lookups by ID and by DNS name need. The
+// SRV RRset of _service._proto is a prefix scan of the label index, not an
+// index of its own.
 func instancesTable() *memdb.TableSchema {
 	return &memdb.TableSchema{
 		Name: tableInstances,
@@ -103,9 +104,12 @@ func hostsTable() *memdb.TableSchema {
 				Indexer: nameField[Host]{"Name", func(h *Host) string { return h.Name }},
 			},
 			indexRName: {
-				Name:    indexRName,
-				Unique:  true,
-				Indexer: reversedNameIndex{},
+				Name:   indexRName,
+				Unique: true,
+				// A name of one label is below no other: most hosts (every
+				// one a registration names after its address) have no entry.
+				AllowMissing: true,
+				Indexer:      reversedNameIndex{},
 			},
 			indexAddr: {
 				Name:         indexAddr,
@@ -353,12 +357,18 @@ func (x nameField[T]) PrefixFromArgs(args ...any) ([]byte, error) {
 // reversedNameIndex indexes "www.lab" as "lab.www.", so that a prefix scan
 // for "lab." finds every name below lab: that is how an empty non-terminal
 // (RFC 8020, RFC 4592 section 2.2.2) is told from a name that does not exist.
+// Only names of two labels or more are indexed: the only question asked of
+// the index is what is below a name, and a name of one label is below none
+// but the zone's apex, which exists anyway.
 type reversedNameIndex struct{}
 
 func (reversedNameIndex) FromObject(raw any) (bool, []byte, error) {
 	h, ok := raw.(*Host)
 	if !ok {
 		return false, nil, fmt.Errorf("rname index: %T is not a *Host", raw)
+	}
+	if !strings.Contains(h.Name, ".") {
+		return false, nil, nil
 	}
 	return true, []byte(reverseName(h.Name) + "\x00"), nil
 }
