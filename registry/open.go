@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +108,16 @@ func Open(dir string, opts Options) (*Registry, error) {
 		return nil, err
 	}
 	r.j = j
+	// The replay made garbage several times the size of what it loaded
+	// (decoded records, radix paths copied by each batch's commit), and the
+	// runtime keeps freed memory up to its next heap goal, twice the live
+	// heap: give it back now, once, rather than hold it for as long as the
+	// server runs. 1M instances: RSS 1,007 → 667 MiB for 575 MiB live, for
+	// one collection at start. Below 10,000 instances it is a few MB, not
+	// worth a collection per Open.
+	if r.Snapshot().NumInstances() >= 10000 {
+		debug.FreeOSMemory()
+	}
 	return r, nil
 }
 
