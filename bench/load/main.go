@@ -4,6 +4,12 @@
 // says, spread over 1,000 hosts and services of 100 instances each. It
 // writes through the registry API, durably (one journalled Update per
 // -batch instances), before annuaire serve opens the directory.
+//
+// With -api, it registers -instances instances through a running
+// server's HTTP API instead, the way users do: one POST /api/services
+// each, with an address of its own (127.1.0.0 onwards) and the host named
+// after it, from -workers connections; with -pid, it reports the
+// server's RSS growth per registration (Linux).
 package main
 
 import (
@@ -23,7 +29,18 @@ func main() {
 	n := flag.Int("instances", 100, "total instances to register (at least 20)")
 	batch := flag.Int("batch", 50000, "instances per Update")
 	reopen := flag.Bool("reopen", false, "then open the directory again, as annuaire serve would, and report the restart's time and heap")
+	api := flag.String("api", "", "register through this running server's web API `URL` instead of filling -data")
+	tokenFile := flag.String("token-file", "", "with -api: `file` holding the API bearer token (DATA/token)")
+	workers := flag.Int("workers", 32, "with -api: concurrent connections")
+	pid := flag.Int("pid", 0, "with -api: the server's process `ID`, to report its RSS growth")
 	flag.Parse()
+	if *api != "" {
+		if err := register(*api, *tokenFile, *n, *workers, *pid); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*data, *n, *batch); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
