@@ -39,6 +39,7 @@ type PacketLoop struct {
 	readers int    // how many run read
 	read    func() // one reader, until the socket is closed
 	raw     syscall.RawConn
+	linger  bool           // readers may wait in recvmmsg (loop_linux.go)
 	wg      sync.WaitGroup // one per reader
 }
 

@@ -30,6 +30,8 @@ const (
 	// yieldFor (see batch.yield).
 	yieldAfter = 500 * time.Microsecond
 	yieldFor   = 20 * time.Microsecond
+	// lingerFor bounds a reader's wait in recvmmsg (see lingerOn).
+	lingerFor = 200 * time.Microsecond
 )
 
 // batched sets l up with batched readers if its socket can have them.
@@ -54,6 +56,7 @@ func (l *PacketLoop) batched() bool {
 		}
 	})
 	l.raw = raw
+	raw.Control(func(fd uintptr) { l.linger = lingerOn(int(fd)) })
 	// One reader per CPU the process may run on. GOMAXPROCS may exceed
 	// the CPUs (annuaire serve keeps at least two Ps when its journal's
 	// syncs block): two readers taking turns on one CPU cost 12% more CPU
@@ -84,6 +87,8 @@ type batch struct {
 	nOut    int   // answers to send
 	errno   error // of the last system call
 
+	linger bool      // the next recv may wait in the system call (see lingerOn)
+	handed bool      // a datagram of the last batch went to the full path
 	waited bool      // the last read found the socket empty and waited
 	busy   time.Time // since when the reader has not waited
 
@@ -118,7 +123,12 @@ func (b *batch) recv(fd uintptr) bool {
 		b.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		b.hdrs[i].Hdr.Flags = 0
 	}
-	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+	flags := uintptr(unix.MSG_DONTWAIT)
+	if b.linger {
+		// The first call of a read waits, for lingerFor at most.
+		b.linger, flags = false, unix.MSG_WAITFORONE
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, flags, 0, 0)
 	for e == unix.EINTR {
 		n, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
 	}
@@ -152,6 +162,10 @@ func (b *batch) send(fd uintptr) bool {
 func (b *batch) run() {
 	l := b.l
 	for {
+		// A datagram handed to the full path waits for the P: read
+		// without lingering, so that an empty socket gives it up at once.
+		b.linger = l.linger && !b.handed
+		b.handed = false
 		if err := l.raw.Read(b.readFn); err != nil {
 			return // the socket is closed
 		}
@@ -201,6 +215,7 @@ func (b *batch) answer() (start time.Time) {
 		if n == 0 {
 			if addr := sockaddrUDP(b.names[i][:], h.Hdr.Namelen); addr != nil {
 				l.slow.hand(req, addr)
+				b.handed = true
 			}
 			continue
 		}
@@ -240,6 +255,42 @@ func (b *batch) yield(now time.Time) {
 		time.Sleep(yieldFor)
 		b.busy = time.Now()
 	}
+}
+
+// lingerOn lets a reader wait for datagrams in recvmmsg(2) itself, for
+// lingerFor at most, before it waits through the poller; it reports
+// whether the socket allows it. Waiting through the poller costs, at each
+// pause in the traffic, the recvmmsg that finds the socket empty, the
+// scheduler's non-blocking epoll_pwait and its blocking one, then a
+// thread's wake-up: at full rate against dnsperf, where the server idles
+// between short bursts, that idle path was where annuaire spent more than
+// Knot, which makes one epoll_wait per pause. A pause shorter than
+// lingerFor now costs one system call that sleeps and returns with the
+// datagram that woke it and those behind it.
+//
+// The call is raw, so the reader keeps its P while it sleeps: through
+// Syscall, the runtime's monitor would take the P back after 20 µs and
+// wake another thread, which is what the wait avoids. The rest of the
+// process (TCP, the web server, the full path) therefore waits lingerFor
+// at most for a P when datagrams pause, and the reader's yield still
+// applies when they do not (a wait in the call counts as busy). A garbage
+// collection's stop waits for it too.
+//
+// The socket's receive timeout bounds the wait, and the wait needs the
+// socket blocking: O_NONBLOCK belongs to the open socket, which the
+// net.UDPConn shares, so its own calls block too. Every other call on
+// the socket passes MSG_DONTWAIT, and net only writes to it (the full
+// path's answers), where blocking on a full buffer is a blocking UDP
+// socket's ordinary behaviour.
+func lingerOn(fd int) bool {
+	tv := unix.NsecToTimeval(lingerFor.Nanoseconds())
+	if unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil {
+		return false
+	}
+	if unix.SetNonblock(fd, false) != nil {
+		return false
+	}
+	return true
 }
 
 // sockaddrIP is the address of a raw socket address, without allocating;
