@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -105,6 +106,7 @@ func (l *bufferedListener) Accept() (net.Conn, error) {
 		}
 		b := &bufferedConn{Conn: nc, cache: l.c, t: l.t, key: clientKeyOf(nc.RemoteAddr()), ip: remoteIP(nc.RemoteAddr()), last: time.Now()}
 		b.r = bufio.NewReaderSize(flushingReader{b}, tcpBuffer)
+		b.rawTCP()
 		b.idleSince.Store(b.last.UnixNano()) // idle until its first read returns
 		if l.t.admit(b) {
 			return b, nil
@@ -282,6 +284,16 @@ type bufferedConn struct {
 	mu   sync.Mutex // guards the fields below: a handler may write from another goroutine
 	w    []byte     // answers not yet written
 	werr error      // the first failed write: later ones fail too
+
+	// Raw reads and writes (tcp_linux.go): the socket, and each call's
+	// buffer, progress and errno, the write's under mu.
+	sock            syscall.RawConn // nil: through Conn
+	readFn, writeFn func(fd uintptr) bool
+	rp, wp          []byte
+	rn, wn          int
+	rerrno, werrno  syscall.Errno
+	rwaited         bool      // the last read waited for the poller
+	busy            time.Time // since when the reads have not waited
 }
 
 // Read gives miekg/dns the requests the wire cache cannot answer; plain
@@ -412,7 +424,7 @@ func (c *bufferedConn) flushLocked() error {
 	// which some of the answer left gives it another.
 	for buf := c.w; len(buf) > 0; {
 		c.Conn.SetWriteDeadline(time.Now().Add(c.t.write))
-		n, err := c.Conn.Write(buf)
+		n, err := c.write(buf)
 		buf = buf[n:]
 		if err != nil && !(n > 0 && errors.Is(err, os.ErrDeadlineExceeded)) {
 			c.werr = err
@@ -459,7 +471,7 @@ func (f flushingReader) Read(p []byte) (int, error) {
 	c.Conn.SetReadDeadline(c.last.Add(timeout))
 	c.idleSince.Store(c.last.UnixNano())
 	c.dmu.Unlock()
-	n, err := c.Conn.Read(p)
+	n, err := c.read(p)
 	c.idleSince.Store(0)
 	return n, err
 }
