@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"testing"
@@ -83,6 +84,14 @@ func liveHeap() uint64 {
 	return ms.HeapAlloc
 }
 
+// heapInuse is the heap's spans in use, live objects and the free slots
+// between them, in bytes.
+func heapInuse() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
 // vmRSS is the process's resident set from /proc/self/status, in bytes;
 // 0 where there is no such file.
 func vmRSS() uint64 {
@@ -104,7 +113,9 @@ func vmRSS() uint64 {
 
 // BenchmarkMemory reports what an instance costs the registry in memory,
 // in memory only (New: no journal), on each path: the live heap after a
-// collection, and the growth of the process's RSS, both per instance.
+// collection, the heap's spans in use and the growth of the process's RSS,
+// as the fill left it and once debug.FreeOSMemory has given back what it
+// can, all per instance.
 // Each run is one fill, so run it once per size:
 //
 //	go test -run '^$' -bench 'Memory/api/200000$' -benchtime 1x ./registry/ -heapprofile /tmp/api.prof
@@ -120,13 +131,18 @@ func BenchmarkMemory(b *testing.B) {
 		for _, n := range []int{200000, 1000000} {
 			b.Run(fmt.Sprintf("%s/%d", path.name, n), func(b *testing.B) {
 				for range b.N {
-					heap0, rss0 := liveHeap(), vmRSS()
+					heap0, rss0, inuse0 := liveHeap(), vmRSS(), heapInuse()
 					r := New(1)
 					path.load(b, r, 0, n)
 					heap, rss := liveHeap(), vmRSS()
 					b.ReportMetric(float64(heap-heap0)/float64(n), "heap-B/instance")
+					// The spans the live heap keeps, and RSS once everything
+					// else is given back: what no GC setting goes below.
+					debug.FreeOSMemory()
+					b.ReportMetric((float64(heapInuse())-float64(inuse0))/float64(n), "inuse-B/instance")
 					if rss0 > 0 {
 						b.ReportMetric((float64(rss)-float64(rss0))/float64(n), "rss-B/instance")
+						b.ReportMetric((float64(vmRSS())-float64(rss0))/float64(n), "rss-freed-B/instance")
 					}
 					if *heapProfile != "" {
 						f, err := os.Create(*heapProfile)
