@@ -211,6 +211,54 @@ func TestEvents(t *testing.T) {
 	io.ReadAll(br)
 }
 
+// TestEventsSnapshotBounded: a snapshot event ends before snapshotBytes,
+// whatever its rows weigh: a stream holds its event until
+// the reader takes it, for the whole write deadline if it never does.
+// 500 rows of 2 KB of TXT were one event of 1 MB: 2,048 streams that
+// never read held 2 GB (bench/streams/run.sh).
+func TestEventsSnapshotBounded(t *testing.T) {
+	reg := registry.New(1)
+	s := &Server{Token: testToken, Registry: reg}
+	base := startServer(t, s)
+	var txt registry.TXT
+	for k := range 16 {
+		txt = append(txt, fmt.Sprintf("k%d=%0100d", k, 0))
+	}
+	const n = 300
+	if _, err := reg.Update(func(tx *registry.Tx) error {
+		for i := range n {
+			if _, err := tx.PutInstance(registry.Instance{Service: "big", Host: "h", Port: uint16(1000 + i), TXT: txt}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var m mirror
+	br := openEvents(t, base)
+	largest, rowMax := 0, 0
+	for m.serial != reg.Snapshot().Serial() || len(m.events) == 0 || m.events[len(m.events)-1] == "snapshot-more" {
+		id, event, data := readPageEvent(t, br)
+		if id == "end" {
+			t.Fatal("the stream ended")
+		}
+		largest = max(largest, len(data))
+		m.apply(t, event, id, data)
+	}
+	m.check(t, reg.Snapshot())
+	for inst := range reg.Snapshot().All() {
+		b, _ := json.Marshal(streamChange{Instance: inst})
+		rowMax = max(rowMax, len(b))
+	}
+	if limit := max(snapshotBytes, rowMax) + 100; largest > limit {
+		t.Errorf("a snapshot event of %d bytes, more than %d (rows of %d bytes)", largest, limit, rowMax)
+	}
+	if len(m.events) < n*rowMax/snapshotBytes {
+		t.Errorf("%d rows of %d bytes in %d events", n, rowMax, len(m.events))
+	}
+}
+
 // addHosts adds n hosts, one update each, named from first on.
 func addHosts(t testing.TB, reg *registry.Registry, first, n int) {
 	t.Helper()
