@@ -15,7 +15,8 @@
 #
 # Environment: N (20000), SOURCES (40), PROCS (4), INSTANCES (5000, loaded
 # before the start by bench/load), BIG (1000 more, of 2 KB each, through
-# the API), HOLD (40 s), ANNUAIRE (prebuilt binary).
+# the API), HOLD (40 s), AFTER (150 s: when memory is read again after the
+# streams closed), ANNUAIRE (prebuilt binary).
 # Linux: source addresses across 127.0.0.0/8, /proc.
 set -euo pipefail
 N=${N:-20000}
@@ -24,6 +25,7 @@ PROCS=${PROCS:-4}
 INSTANCES=${INSTANCES:-5000}
 BIG=${BIG:-1000}
 HOLD=${HOLD:-40}
+AFTER=${AFTER:-150}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/annuaire-streams.XXXXXX)
 PIDS=()
@@ -137,6 +139,9 @@ wait "${CLIENTS[@]}" || true
 cat "$WORK"/streams.* | grep '^after the hold' | awk -F'[:;,] *' '{print}' | sed 's/^/  /'
 sleep 5
 check "after the streams closed"
+sleep "$AFTER"
+echo "$AFTER s later (the Go runtime collects at least every 2 minutes, and returns memory to the system in the background):"
+mem
 if grep -q "too many open files" "$WORK/err"; then fail "serve ran out of descriptors: $(grep -c 'too many open files' "$WORK/err") lines"; fi
 kill -TERM "$APID"
 wait "$APID" || fail "serve exited $?"

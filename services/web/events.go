@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -136,6 +137,34 @@ type streamWriter struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	armed   bool // a deadline is set for the writes until the next flush
+
+	// encoders, if not nil, holds a slot while a snapshot chunk is
+	// encoded; waiting for one ends when done or closing is closed.
+	encoders      chan struct{}
+	done, closing <-chan struct{}
+}
+
+// errStreamEnded is a stream's end while it waited to encode.
+var errStreamEnded = errors.New("web: the stream ended")
+
+// encoding takes an encoder slot (see Server.encoders).
+func (sw *streamWriter) encoding() error {
+	if sw.encoders == nil {
+		return nil
+	}
+	select {
+	case sw.encoders <- struct{}{}:
+		return nil
+	case <-sw.done:
+	case <-sw.closing:
+	}
+	return errStreamEnded
+}
+
+func (sw *streamWriter) encoded() {
+	if sw.encoders != nil {
+		<-sw.encoders
+	}
 }
 
 // write writes b under a deadline that it sets when none is pending:
@@ -175,10 +204,21 @@ func (sw *streamWriter) snapshot(snap *registry.Snapshot) error {
 		rows int
 	)
 	serial := strconv.FormatUint(uint64(snap.Serial()), 10)
-	start := func() {
+	// Each event is encoded holding an encoder slot, given back before
+	// the event is written: writes wait for readers, encoders for CPU.
+	held := false
+	defer func() {
+		if held {
+			sw.encoded()
+		}
+	}()
+	start := func() error {
 		buf.Reset()
 		buf.WriteString(`event: snapshot` + "\n" + `data: {"serial":` + serial + `,"changes":[`)
 		rows = 0
+		err := sw.encoding()
+		held = err == nil
+		return err
 	}
 	end := func(last bool) error {
 		if last {
@@ -186,6 +226,8 @@ func (sw *streamWriter) snapshot(snap *registry.Snapshot) error {
 		} else {
 			buf.WriteString(`],"more":true}` + "\n\n")
 		}
+		sw.encoded()
+		held = false
 		if err := sw.write(buf.Bytes()); err != nil {
 			return err
 		}
@@ -200,7 +242,9 @@ func (sw *streamWriter) snapshot(snap *registry.Snapshot) error {
 			if err := end(false); err != nil {
 				return err
 			}
-			start()
+			if err := start(); err != nil {
+				return err
+			}
 		}
 		if rows > 0 {
 			buf.WriteByte(',')
@@ -210,7 +254,9 @@ func (sw *streamWriter) snapshot(snap *registry.Snapshot) error {
 		return nil
 	}
 	buf.Grow(snapshotBytes + 256) // once: an event and its ends fit
-	start()
+	if err := start(); err != nil {
+		return err
+	}
 	for h := range snap.Hosts() {
 		if err := add(streamChange{Host: h}); err != nil {
 			return err
@@ -284,7 +330,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, f *feed, follow 
 	if r.Method == http.MethodHead {
 		return
 	}
-	sw := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: orDefault(s.StreamWriteTimeout, DefaultStreamWriteTimeout)}
+	sw := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: orDefault(s.StreamWriteTimeout, DefaultStreamWriteTimeout),
+		encoders: s.encoders, done: r.Context().Done(), closing: s.closing}
 	var dropped bool // the reader fell too far behind
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
 		if tc, ok := tcpConn(c); ok {

@@ -259,6 +259,47 @@ func TestEventsSnapshotBounded(t *testing.T) {
 	}
 }
 
+// TestEventsEncoders: streams whose readers go in the middle of their
+// snapshot give back their encoder slot (a slot per P, held while a
+// chunk is encoded, never while it is written), and a reader that comes
+// after them gets its whole snapshot.
+func TestEventsEncoders(t *testing.T) {
+	reg := registry.New(1)
+	s := &Server{Token: testToken, Registry: reg, StreamWriteTimeout: 200 * time.Millisecond}
+	base := startServer(t, s)
+	if _, err := reg.Update(func(tx *registry.Tx) error {
+		for i := range 3000 {
+			if _, err := tx.PutInstance(registry.Instance{Service: "s" + strconv.Itoa(i%50), Host: "h", Port: uint16(1000 + i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		fmt.Fprintf(c, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		if i%2 == 0 {
+			c.Read(make([]byte, 100)) // then goes, the snapshot half sent
+			c.Close()
+		} else {
+			defer c.Close() // never reads: dropped by the write deadline
+		}
+	}
+	waitFor(t, func() bool { return s.Streams() == 0 }, "the streams to end")
+	if n := len(s.encoders); n != 0 {
+		t.Errorf("%d encoder slots still held with no stream open", n)
+	}
+	var m mirror
+	m.follow(t, openEvents(t, base), reg.Snapshot().Serial())
+	m.check(t, reg.Snapshot())
+}
+
 // addHosts adds n hosts, one update each, named from first on.
 func addHosts(t testing.TB, reg *registry.Registry, first, n int) {
 	t.Helper()

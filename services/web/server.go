@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,13 @@ type Server struct {
 	changes        feed           // /api/events' events
 	pages          [numLangs]feed // /events' events, in each language
 
+	// encoders holds a slot per event stream encoding a snapshot chunk:
+	// as many as the Go runtime has Ps. 1,000 streams that read their
+	// snapshot, each encoding it at once, made every goroutine of the
+	// process, DNS's included, wait behind a thousand others for a CPU
+	// (dig over UDP and TCP: 0.2 to 2 s).
+	encoders chan struct{}
+
 	// exposed: the listener is reachable beyond loopback, so the received
 	// mail is shown only with the token. loopback: it is not, and the Host
 	// header is checked. Serve sets both; a Handler served elsewhere has
@@ -187,6 +195,7 @@ func (s *Server) init() {
 		s.streams = newSlots(orDefault(s.MaxStreams, max(1, maxConns/2)), orDefault(s.MaxStreamsPerClient, max(1, perClient/2)))
 		s.linger = make(chan struct{}, lingerSlots(maxConns))
 		s.lookups = make(chan struct{}, lookupSlots(maxConns))
+		s.encoders = make(chan struct{}, runtime.GOMAXPROCS(0))
 		s.handler = s.routes()
 		s.hs = &http.Server{
 			Handler: s.handler,
