@@ -310,13 +310,18 @@ type beginFunc func(sw *streamWriter, snap *registry.Snapshot) (serial uint32, f
 // count against MaxStreams; they wake on the feed, never poll.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, f *feed, follow func(*registry.Snapshot, <-chan struct{}), exact bool, begin beginFunc) {
 	addr, _ := remoteAddr(r.RemoteAddr)
+	// A refusal closes its connection: kept, it would hold one of the
+	// connection slots the streams' caps leave to the API and the page,
+	// and a client refused for a stream would hold them all.
 	switch s.streams.take(addr) {
 	case fullClient:
 		w.Header().Set("Retry-After", "10")
+		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusTooManyRequests, "your address has too many event streams open")
 		return
 	case fullTotal:
 		w.Header().Set("Retry-After", "10")
+		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusServiceUnavailable, "the server has too many event streams open")
 		return
 	}
