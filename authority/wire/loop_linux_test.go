@@ -39,6 +39,31 @@ func TestBatchYield(t *testing.T) {
 	}
 }
 
+// TestBatchYieldCrowded checks that a yield the rest of the process fills
+// stops the reader lingering for a while.
+func TestBatchYieldCrowded(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var b batch
+	// Another goroutine, ready when the reader yields, takes the P for
+	// twice crowdedAfter.
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		<-ready
+		for start := time.Now(); time.Since(start) < 2*crowdedAfter; {
+		}
+		close(done)
+	}()
+	now := time.Now()
+	b.busy = now.Add(-2 * yieldAfter)
+	close(ready)
+	b.yield(now)
+	<-done
+	if !b.quiet.After(now.Add(crowdedFor / 2)) {
+		t.Errorf("a yield the others kept %v did not stop lingering (quiet until %v)", b.busy.Sub(now), b.quiet)
+	}
+}
+
 // BenchmarkBatch is a reader's work between its two system calls: a batch
 // of 32 datagrams of the mix from a loopback client, answered from the
 // cache with the server's counters and guard (cookies, rate limiting with
