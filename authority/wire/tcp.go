@@ -292,8 +292,8 @@ type bufferedConn struct {
 	rp, wp          []byte
 	rn, wn          int
 	rerrno, werrno  syscall.Errno
-	rwaited         bool      // the last read waited for the poller
-	busy            time.Time // since when the reads have not waited
+	rwaited         bool // the last read waited for the poller
+	streak          int  // reads in a row that did not wait
 }
 
 // Read gives miekg/dns the requests the wire cache cannot answer; plain
