@@ -106,9 +106,7 @@ func BenchmarkPutInstance(b *testing.B) {
 	b.ReportAllocs()
 	if _, err := r.Update(func(tx *Tx) error {
 		for i := range b.N {
-			inst := Instance{ID: fmt.Sprintf("b%d", i), Service: fmt.Sprintf("b%d", i/100), Proto: "tcp",
-				Label: fmt.Sprintf("i%d", i%100), Host: fmt.Sprintf("bh%d", i%1000), Port: uint16(10000 + i%50000), TTL: 60}
-			if _, err := tx.PutInstance(inst); err != nil {
+			if _, err := tx.PutInstance(bulkInstance(i)); err != nil {
 				return err
 			}
 		}

@@ -41,9 +41,7 @@ func loadBulk(tb testing.TB, r *Registry, from, to int) {
 		k := min(50000, to-done)
 		if _, err := r.Update(func(tx *Tx) error {
 			for i := done; i < done+k; i++ {
-				inst := Instance{ID: fmt.Sprintf("b%d", i), Service: fmt.Sprintf("b%d", i/100), Proto: "tcp",
-					Label: fmt.Sprintf("i%d", i%100), Host: fmt.Sprintf("bh%d", i%1000), Port: uint16(10000 + i%50000), TTL: 60}
-				if _, err := tx.PutInstance(inst); err != nil {
+				if _, err := tx.PutInstance(bulkInstance(i)); err != nil {
 					return err
 				}
 			}
@@ -188,4 +186,11 @@ func TestInstanceMemory(t *testing.T) {
 			t.Logf("%s: %d heap bytes per instance", c.path, per)
 		}
 	}
+}
+
+// bulkInstance is the i-th instance the bulk benchmarks load: 100 per
+// service, on 1,000 hosts, as bench/load spreads them.
+func bulkInstance(i int) Instance {
+	return Instance{ID: fmt.Sprintf("b%d", i), Service: fmt.Sprintf("b%d", i/100), Proto: "tcp",
+		Label: fmt.Sprintf("i%d", i%100), Host: fmt.Sprintf("bh%d", i%1000), Port: uint16(10000 + i%50000), TTL: 60}
 }
