@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -103,23 +102,8 @@ func TestUnbound(t *testing.T) {
 
 	dir := t.TempDir()
 	uport := testenv.FreePort(t)
-	conf := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, unboundConf, uport, dir, port), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd := exec.Command(unbound, "-d", "-c", conf)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("unbound:\n%s", out.String())
-		}
-	})
+	conf := testenv.WriteConf(t, filepath.Join(dir, "unbound.conf"), fmt.Sprintf(unboundConf, uport, dir, port))
+	testenv.Daemon(t, "unbound", nil, unbound, "-d", "-c", conf)
 	resolver := fmt.Sprintf("127.0.0.1:%d", uport)
 	ask := func(args ...string) digResult {
 		t.Helper()

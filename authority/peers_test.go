@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -243,24 +242,9 @@ func writePeerZone(t *testing.T, addr, zone, file string) {
 // startPeer runs a peer's daemon on conf until the test ends.
 func startPeer(t *testing.T, name, dir, conf, bin string, args ...string) {
 	t.Helper()
-	path := filepath.Join(dir, name+".conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out := new(testenv.LogBuffer)
-	cmd := exec.Command(bin, append(args, path)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "nsd.log"))
-			t.Logf("%s:\n%s%s", name, out.String(), log)
-		}
-	})
+	path := testenv.WriteConf(t, filepath.Join(dir, name+".conf"), conf)
+	nsdLog := func() string { log, _ := os.ReadFile(filepath.Join(dir, "nsd.log")); return string(log) }
+	testenv.Daemon(t, name, []func() string{nsdLog}, bin, append(args, path)...)
 }
 
 // waitPeer waits until the server at addr answers for every zone.

@@ -64,19 +64,7 @@ func TestRecursorsReverse(t *testing.T) {
 			addr := authtest.Start(t, &Server{Registry: clientsRegistry(t), Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 			dir := t.TempDir()
 			port := testenv.FreePort(t)
-			out := new(testenv.LogBuffer)
-			cmd := exec.Command(bin, rc.args(t, dir, port, addr)...)
-			cmd.Stdout, cmd.Stderr = out, out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-				if t.Failed() {
-					t.Logf("%s:\n%s", rc.name, out.String())
-				}
-			})
+			testenv.Daemon(t, rc.name, nil, bin, rc.args(t, dir, port, addr)...)
 			front := fmt.Sprintf("127.0.0.1:%d", port)
 			digPath := testenv.NeedTool(t, "dig")
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {

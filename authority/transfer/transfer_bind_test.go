@@ -60,13 +60,12 @@ func TestBINDSecondary(t *testing.T) {
 	dir := t.TempDir()
 	_, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(namedConf, namedPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, port)
-	namedLog := new(testenv.LogBuffer)
 	args := []string{"-g"}
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "root") // named switches to the bind user otherwise, who cannot write dir
 	}
-	runSecondaryDaemon(t, dir, "named.conf", conf, namedLog, func() string { return "named log:\n" + namedLog.String() },
-		logs.String, named, append(args, "-c")...)
+	namedLog := testenv.Daemon(t, "named", []func() string{annuaireLog(logs)}, named,
+		append(args, "-c", testenv.WriteConf(t, filepath.Join(dir, "named.conf"), conf))...)
 
 	// An empty message for a failed query: BIND may be busy loading.
 	ask := func(name string, qtype uint16) *dns.Msg {

@@ -2,7 +2,6 @@ package transfer_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,9 +102,7 @@ func TestKnotSecondary(t *testing.T) {
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(knotConf, knotPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, host+"@"+port)
-	knotLog := new(testenv.LogBuffer)
-	runSecondaryDaemon(t, dir, "knot.conf", conf, knotLog, func() string { return "knotd log:\n" + knotLog.String() },
-		logs.String, knotd, "-c")
+	testenv.Daemon(t, "knotd", []func() string{annuaireLog(logs)}, knotd, "-c", testenv.WriteConf(t, filepath.Join(dir, "knot.conf"), conf))
 
 	ask := askAt(knotAddr)
 	servedSerial := func() uint32 {
@@ -196,34 +192,7 @@ func servedPTR(ask func(string, uint16) (*dns.Msg, error)) string {
 	return r.String()
 }
 
-// runSecondaryDaemon writes a secondary's configuration to dir/confName and
-// runs bin with args and the configuration's path in the foreground until
-// the test ends; when the test failed, it logs the secondary's log and
-// annuaire's.
-func runSecondaryDaemon(t *testing.T, dir, confName, conf string, out io.Writer, secondaryLog, annuaireLog func() string, bin string, args ...string) {
-	t.Helper()
-	confPath := filepath.Join(dir, confName)
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, append(args, confPath)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Log(secondaryLog())
-			t.Logf("annuaire log:\n%s", annuaireLog())
-		}
-	})
+// annuaireLog is the primary's log under a heading, for testenv.Daemon.
+func annuaireLog(logs *testenv.LogBuffer) func() string {
+	return func() string { return "annuaire log:\n" + logs.String() }
 }

@@ -2,7 +2,6 @@ package transfer_test
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -65,10 +64,8 @@ func TestNSDSecondary(t *testing.T) {
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(addr)
 	conf := fmt.Sprintf(nsdConf, nsdPort, dir, strings.TrimSuffix(xfrKey.Name, "."), xfrKey.Secret, host+"@"+port)
-	runSecondaryDaemon(t, dir, "nsd.conf", conf, io.Discard, func() string {
-		log, _ := os.ReadFile(filepath.Join(dir, "nsd.log"))
-		return "nsd log:\n" + string(log)
-	}, logs.String, nsd, "-d", "-c")
+	nsdLog := func() string { log, _ := os.ReadFile(filepath.Join(dir, "nsd.log")); return "nsd log:\n" + string(log) }
+	testenv.Daemon(t, "nsd", []func() string{nsdLog, annuaireLog(logs)}, nsd, "-d", "-c", testenv.WriteConf(t, filepath.Join(dir, "nsd.conf"), conf))
 
 	ask := askAt(nsdAddr)
 	srvPort := func(name string) (uint16, bool) {

@@ -1,0 +1,11 @@
+//go:build unix
+
+package testenv
+
+import (
+	"os"
+	"syscall"
+)
+
+// stop asks p to stop, as a service manager would.
+func stop(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
