@@ -313,16 +313,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, f *feed, follow 
 	// A refusal closes its connection: kept, it would hold one of the
 	// connection slots the streams' caps leave to the API and the page,
 	// and a client refused for a stream would hold them all.
-	switch s.streams.take(addr) {
-	case fullClient:
+	if why := s.streams.take(addr); why != granted {
+		status, text := http.StatusServiceUnavailable, "the server has too many event streams open"
+		if why == fullClient {
+			status, text = http.StatusTooManyRequests, "your address has too many event streams open"
+		}
 		w.Header().Set("Retry-After", "10")
 		w.Header().Set("Connection", "close")
-		writeError(w, http.StatusTooManyRequests, "your address has too many event streams open")
-		return
-	case fullTotal:
-		w.Header().Set("Retry-After", "10")
-		w.Header().Set("Connection", "close")
-		writeError(w, http.StatusServiceUnavailable, "the server has too many event streams open")
+		writeError(w, status, text)
 		return
 	}
 	defer s.streams.release(addr)
