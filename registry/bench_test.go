@@ -49,6 +49,18 @@ func BenchmarkRegister(b *testing.B) {
 	}
 }
 
+// BenchmarkRegisterAPI measures registrations in memory, one Update each
+// in the API's shape (loadAPI), on a registry of 20,000: the time and the
+// garbage of a commit of one registration, what fragments the heap
+// (BenchmarkMemory).
+func BenchmarkRegisterAPI(b *testing.B) {
+	r := New(1)
+	loadAPI(b, r, 0, 20000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	loadAPI(b, r, 20000, 20000+b.N)
+}
+
 // BenchmarkBulk registers b.N instances in one durable Update and reports
 // the heap they take, and the time to restore them.
 func BenchmarkBulk(b *testing.B) {

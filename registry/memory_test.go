@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"testing"
@@ -109,6 +110,16 @@ func vmRSS() uint64 {
 	return kb << 10
 }
 
+// heapClasses reads the runtime's account of the heap's pages, in bytes:
+// objects (live and not yet swept), unused (free slots in spans in use),
+// free (free spans still resident) and released (given back to the OS).
+func heapClasses() (objects, unused, free, released uint64) {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Uint64()
+}
+
 // BenchmarkMemory reports what an instance costs the registry in memory,
 // in memory only (New: no journal), on each path: the live heap after a
 // collection, the heap's spans in use and the growth of the process's RSS,
@@ -130,10 +141,17 @@ func BenchmarkMemory(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%d", path.name, n), func(b *testing.B) {
 				for range b.N {
 					heap0, rss0, inuse0 := liveHeap(), vmRSS(), heapInuse()
+					_, unused0, free0, _ := heapClasses()
 					r := New(1)
 					path.load(b, r, 0, n)
 					heap, rss := liveHeap(), vmRSS()
 					b.ReportMetric(float64(heap-heap0)/float64(n), "heap-B/instance")
+					// Where RSS above the live heap is, after the collection:
+					// free slots in spans that hold live objects (unused), and
+					// whole free spans not yet given back (free).
+					_, unused, free, _ := heapClasses()
+					b.ReportMetric((float64(unused)-float64(unused0))/float64(n), "unused-B/instance")
+					b.ReportMetric((float64(free)-float64(free0))/float64(n), "free-B/instance")
 					// The spans the live heap keeps, and RSS once everything
 					// else is given back: what no GC setting goes below.
 					debug.FreeOSMemory()

@@ -1,6 +1,10 @@
 package iradix
 
-import "testing"
+import (
+	"fmt"
+	"math/rand"
+	"testing"
+)
 
 // untrackedWatch is why upstream tests of watches on trees built by
 // Tree.Insert are skipped: in annuaire's copy a transaction that does not
@@ -44,6 +48,70 @@ func TestUntrackedNodesHaveNoChannel(t *testing.T) {
 		}
 		if _, ok := r.Root().Get([]byte("foo/bar")); ok {
 			t.Fatal("foo/bar still there")
+		}
+	}
+}
+
+// TestCommittedTreesNeverChange is the second patch: a copied node shares
+// its prefix bytes with the node it copies, and the transaction's set of
+// nodes it may write in place is a map that starts again when full. A
+// tree once committed must read the same whatever later transactions do:
+// random inserts and deletes of keys with long common prefixes (so that
+// nodes split and merge), in transactions large enough to restart the
+// writable set, every committed tree checked against its model at the end.
+func TestCommittedTreesNeverChange(t *testing.T) {
+	rnd := rand.New(rand.NewSource(1))
+	key := func() string {
+		return fmt.Sprintf("k/%d/%d/%d", rnd.Intn(4), rnd.Intn(40), rnd.Intn(400))
+	}
+	type version struct {
+		tree  *Tree
+		model map[string]int
+	}
+	tree, model := New(), map[string]int{}
+	var versions []version
+	for round := 0; round < 40; round++ {
+		txn := tree.Txn()
+		n := 1 + rnd.Intn(3*defaultModifiedCache)
+		if round%2 == 0 {
+			n = 1 + rnd.Intn(20)
+		}
+		next := make(map[string]int, len(model))
+		for k, v := range model {
+			next[k] = v
+		}
+		for i := 0; i < n; i++ {
+			k := key()
+			if rnd.Intn(3) == 0 {
+				txn.Delete([]byte(k))
+				delete(next, k)
+			} else {
+				txn.Insert([]byte(k), i)
+				next[k] = i
+			}
+		}
+		tree, model = txn.Commit(), next
+		versions = append(versions, version{tree, model})
+	}
+	for i, v := range versions {
+		if v.tree.Len() != len(v.model) {
+			t.Fatalf("version %d: %d keys, want %d", i, v.tree.Len(), len(v.model))
+		}
+		seen := 0
+		v.tree.Root().Walk(func(k []byte, val interface{}) bool {
+			if want, ok := v.model[string(k)]; !ok || want != val.(int) {
+				t.Fatalf("version %d: %s = %v, want %v (present %v)", i, k, val, want, ok)
+			}
+			seen++
+			return false
+		})
+		if seen != len(v.model) {
+			t.Fatalf("version %d: walked %d keys, want %d", i, seen, len(v.model))
+		}
+		for k, want := range v.model {
+			if got, ok := v.tree.Get([]byte(k)); !ok || got.(int) != want {
+				t.Fatalf("version %d: Get(%s) = %v, %v; want %d", i, k, got, ok, want)
+			}
 		}
 	}
 }
