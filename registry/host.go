@@ -87,6 +87,10 @@ func (h *Host) put(tx *Tx) error    { return tx.PutHost(*h) }
 func (h *Host) remove(tx *Tx) error { return tx.DeleteHost(h.Name) }
 
 func (h *Host) restore(tx *Tx) error {
+	old, _ := tx.Host(h.Name)
+	if err := tx.hostChanging(h.Name, old, h); err != nil {
+		return err
+	}
 	if err := tx.txn.Insert(tableHosts, h); err != nil {
 		return fmt.Errorf("insert host %s: %w", h.Name, err)
 	}
@@ -95,6 +99,9 @@ func (h *Host) restore(tx *Tx) error {
 
 func (h *Host) drop(tx *Tx) error {
 	if old, ok := tx.Host(h.Name); ok {
+		if err := tx.hostChanging(h.Name, old, nil); err != nil {
+			return err
+		}
 		if err := tx.txn.Delete(tableHosts, old); err != nil {
 			return fmt.Errorf("delete host %s: %w", h.Name, err)
 		}

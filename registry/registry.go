@@ -595,11 +595,12 @@ func (s *reader) Host(name string) (*Host, bool) {
 // HostRefs returns how many instances target the host name, whether or
 // not the host exists.
 func (s *Snapshot) HostRefs(name string) int {
-	raw := s.first(tableHostRefs, indexID, FoldName(name))
-	if raw == nil {
-		return 0
+	h, _ := s.Host(name)
+	n := autoRef(h)
+	if raw := s.first(tableHostRefs, indexID, FoldName(name)); raw != nil {
+		n += raw.(*hostRef).N
 	}
-	return raw.(*hostRef).N
+	return n
 }
 
 // InstancesAfter yields the instances whose ID sorts after id, ordered by
@@ -750,9 +751,48 @@ type pendingRef struct {
 // A hostRef counts the instances that target a host name, whether or not
 // the host exists: collectHost needs the count, and a row per host costs
 // less than an index entry per instance.
+//
+// N is the count less autoRef of the host as it is: an automatic host
+// counts its first instance itself, and the one a registration creates,
+// with one instance, has no row. A row and its index entry were about 200
+// of the 1,400 bytes an API registration cost, and a path copied in one
+// more index per registration (BENCHMARKS.md, "Registry cost per
+// instance"). So a change to a host that changes its autoRef loads its
+// count first (hostChanging), and flushTypes stores it against the new.
 type hostRef struct {
 	Name string // lowercased, as Instance.Host
 	N    int
+}
+
+// autoRef is the part of a host's reference count that its row stands
+// for: 1 for an automatic host, 0 for another or none (nil).
+func autoRef(h *Host) int {
+	if h != nil && h.Auto {
+		return 1
+	}
+	return 0
+}
+
+// hostChanging is called before a host row goes from old to h (nil:
+// none): when that changes its autoRef, it loads the host's reference
+// count, which flushTypes then stores against the new row.
+func (tx *Tx) hostChanging(name string, old, h *Host) error {
+	if autoRef(old) == autoRef(h) {
+		return nil
+	}
+	_, err := tx.hostRef(FoldName(name))
+	return err
+}
+
+// hostAutoRef is autoRef of the host named name (lowercased) as this Tx
+// has it now.
+func (tx *Tx) hostAutoRef(name string) (int, error) {
+	raw, err := tx.txn.First(tableHosts, indexID, name)
+	if err != nil {
+		return 0, fmt.Errorf("registry: host %s: %w", name, err)
+	}
+	h, _ := raw.(*Host)
+	return autoRef(h), nil
 }
 
 func newTx(db *memdb.MemDB, cat *Catalog) *Tx {
@@ -839,8 +879,13 @@ func (tx *Tx) flushTypes() error {
 	}
 	clear(tx.types)
 	for name, p := range tx.hostRefs {
-		ref := hostRef{Name: name, N: p.n}
-		if ref.N <= 0 {
+		auto, err := tx.hostAutoRef(name)
+		if err != nil {
+			tx.typesErr = errors.Join(tx.typesErr, err)
+			continue
+		}
+		ref := hostRef{Name: name, N: p.n - auto}
+		if ref.N == 0 {
 			if p.stored {
 				if err := tx.txn.Delete(tableHostRefs, &ref); err != nil {
 					tx.typesErr = errors.Join(tx.typesErr, fmt.Errorf("registry: delete references to host %s: %w", name, err))
@@ -934,6 +979,9 @@ func (tx *Tx) PutHost(h Host) error {
 	if old != nil && old.Name == h.Name && old.TTL == h.TTL && old.Auto == h.Auto && old.Owner == h.Owner && slices.Equal(old.Addrs, h.Addrs) {
 		return nil
 	}
+	if err := tx.hostChanging(h.Name, old, &h); err != nil {
+		return err
+	}
 	if err := tx.txn.Insert(tableHosts, &h); err != nil {
 		return fmt.Errorf("registry: insert host %s: %w", h.Name, err)
 	}
@@ -951,6 +999,9 @@ func (tx *Tx) DeleteHost(name string) error {
 	old, ok := tx.Host(name)
 	if !ok {
 		return fmt.Errorf("registry: host %q: %w", name, ErrNotFound)
+	}
+	if err := tx.hostChanging(name, old, nil); err != nil {
+		return err
 	}
 	if err := tx.txn.Delete(tableHosts, old); err != nil {
 		return fmt.Errorf("registry: delete host %s: %w", name, err)
@@ -1024,6 +1075,11 @@ func (tx *Tx) hostRef(name string) (*pendingRef, error) {
 	if raw != nil {
 		p.n, p.stored = raw.(*hostRef).N, true
 	}
+	auto, err := tx.hostAutoRef(name)
+	if err != nil {
+		return nil, err
+	}
+	p.n += auto
 	if tx.hostRefs == nil {
 		tx.hostRefs = make(map[string]*pendingRef)
 	}
