@@ -98,6 +98,8 @@ type Registry struct {
 	instances   int // in db: what the newest snapshot's NumInstances will say
 
 	used marks // signed requests acted on (once.go)
+
+	rel releaser // memory given back after a burst of writes (release.go)
 }
 
 // ErrClosed is returned by Update after Close.
@@ -132,7 +134,7 @@ func newRegistry(opts Options) *Registry {
 	// of the whole old and new tree of every index (seconds per commit at
 	// a million instances).
 	db = db.Snapshot()
-	r := &Registry{Catalog: DefaultCatalog(), db: db, log: opts.Logger}
+	r := &Registry{Catalog: DefaultCatalog(), db: db, log: opts.Logger, rel: newReleaser()}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -259,6 +261,7 @@ func (r *Registry) update(fn func(tx *Tx) error, dropped bool) (serial uint32, n
 	}
 	txn.Commit()
 	r.instances = tx.instances + tx.added
+	r.committed()
 	r.remember(cs)
 	r.used.add(time.Now().Unix(), tx.newMarks...)
 	snap := r.newSnapshot()
@@ -403,6 +406,7 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.stopRelease()
 	if r.j != nil {
 		r.j.resume() // a last try to write what was served from memory
 	}

@@ -16,8 +16,10 @@ import (
 // register makes n registrations through the web API at url, each with
 // an address of its own, as `annuaire register sI PORT --address
 // 127.x.y.z` would, and reports the rate and, given the server's pid, the
-// growth of its RSS per registration.
-func register(url, tokenFile string, n, workers, pid int) error {
+// growth of its RSS per registration: right after the last one, and once
+// the server has been left without writes for rest (the registry gives
+// memory back when writes stop after a burst, registry/release.go).
+func register(url, tokenFile string, n, workers, pid int, rest time.Duration) error {
 	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return err
@@ -67,6 +69,12 @@ func register(url, tokenFile string, n, workers, pid int) error {
 	fmt.Printf("registered %d instances through the API in %.1f s (%.0f/s)", n, elapsed.Seconds(), float64(n)/elapsed.Seconds())
 	if rss, err := vmRSS(pid); err == nil && pid > 0 {
 		fmt.Printf("; server RSS %d → %d MiB (%d bytes per instance)", rss0>>20, rss>>20, (int64(rss)-int64(rss0))/int64(n))
+		if rest > 0 {
+			time.Sleep(rest)
+			if rss, err = vmRSS(pid); err == nil {
+				fmt.Printf(", %d MiB after %v without writes (%d bytes per instance)", rss>>20, rest, (int64(rss)-int64(rss0))/int64(n))
+			}
+		}
 	}
 	fmt.Println()
 	return nil

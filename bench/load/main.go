@@ -33,9 +33,10 @@ func main() {
 	tokenFile := flag.String("token-file", "", "with -api: `file` holding the API bearer token (DATA/token)")
 	workers := flag.Int("workers", 32, "with -api: concurrent connections")
 	pid := flag.Int("pid", 0, "with -api: the server's process `ID`, to report its RSS growth")
+	rest := flag.Duration("rest", 5*time.Second, "with -pid: how long to leave the server without writes before reading its RSS again")
 	flag.Parse()
 	if *api != "" {
-		if err := register(*api, *tokenFile, *n, *workers, *pid); err != nil {
+		if err := register(*api, *tokenFile, *n, *workers, *pid, *rest); err != nil {
 			fmt.Fprintln(os.Stderr, "load:", err)
 			os.Exit(1)
 		}
