@@ -329,6 +329,12 @@ func fillCheck(c Check, proto string, addrs []netip.Addr, port uint16, owner str
 // "h-2001-db8--1", so that a registration with only an address gets a
 // stable SRV target that reads as what it is.
 func hostForAddr(a netip.Addr) string {
-	r := strings.NewReplacer(".", "-", ":", "-")
-	return "h-" + r.Replace(a.Unmap().WithZone("").String())
+	// strings.Map, not a Replacer: a Replacer built per registration was
+	// 2% of what one allocated.
+	return "h-" + strings.Map(func(r rune) rune {
+		if r == '.' || r == ':' {
+			return '-'
+		}
+		return r
+	}, a.Unmap().WithZone("").String())
 }
