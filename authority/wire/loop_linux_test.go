@@ -39,28 +39,102 @@ func TestBatchYield(t *testing.T) {
 	}
 }
 
-// TestBatchYieldCrowded checks that a yield the rest of the process fills
-// stops the reader lingering for a while.
+// TestBatchYieldCrowded checks that two yields in a row that the rest of
+// the process fills stop the reader lingering for a while, and that one
+// does not.
 func TestBatchYieldCrowded(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var b batch
 	// Another goroutine, ready when the reader yields, takes the P for
-	// twice crowdedAfter.
-	ready := make(chan struct{})
-	done := make(chan struct{})
+	// twice crowdedAfter, once per yield. Buffered, so that neither
+	// side's send gives it the P before the yield.
+	ready := make(chan struct{}, 1)
+	done := make(chan struct{}, 1)
 	go func() {
-		<-ready
-		for start := time.Now(); time.Since(start) < 2*crowdedAfter; {
+		for range ready {
+			for start := time.Now(); time.Since(start) < 2*crowdedAfter; {
+			}
+			done <- struct{}{}
 		}
-		close(done)
 	}()
-	now := time.Now()
-	b.busy = now.Add(-2 * yieldAfter)
-	close(ready)
-	b.yield(now)
-	<-done
-	if !b.quiet.After(now.Add(crowdedFor / 2)) {
-		t.Errorf("a yield the others kept %v did not stop lingering (quiet until %v)", b.busy.Sub(now), b.quiet)
+	defer close(ready)
+	crowd := func() time.Time {
+		now := time.Now()
+		b.busy = now.Add(-2 * yieldAfter)
+		ready <- struct{}{}
+		b.yield(now)
+		<-done
+		return now
+	}
+	if now := crowd(); !b.quiet.IsZero() {
+		t.Errorf("one yield the others kept %v stopped lingering (quiet until %v)", b.busy.Sub(now), b.quiet)
+	}
+	if now := crowd(); !b.quiet.After(now.Add(crowdedFor / 2)) {
+		t.Errorf("a second yield the others kept %v did not stop lingering (quiet until %v)", b.busy.Sub(now), b.quiet)
+	}
+}
+
+// TestBatchCoalesce checks when a reader lets datagrams gather before its
+// next read: after a short batch of more than one, while they arrive fast
+// enough to bring two more in coalesceFor; never after a lone datagram, a
+// batch that already pays for its calls, or at a slower rate.
+func TestBatchCoalesce(t *testing.T) {
+	// per coalesceFor: datagrams in rateWindow that make the rate
+	fast := int(2 * rateWindow / coalesceFor)
+	slow := int(rateWindow/coalesceFor) - 1
+	for _, tc := range []struct {
+		name    string
+		n, rate int // the last batch, and the datagrams of the last window
+		want    bool
+	}{
+		{"short batch, fast", 3, fast, true},
+		{"two, fast", 2, fast, true},
+		{"lone datagram, fast", 1, fast, false},
+		{"none", 0, fast, false},
+		{"short batch, slow", 3, slow, false},
+		{"batch of coalesceBelow", coalesceBelow, fast, false},
+		{"full batch", batchSize, fast, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b batch
+			start := time.Now()
+			b.window = start
+			// the window's datagrams, then the batch that closes it
+			b.n = tc.rate - tc.n
+			b.count(start.Add(rateWindow / 2))
+			b.n = tc.n
+			b.count(start.Add(rateWindow))
+			if got := b.coalesce(); got != tc.want {
+				t.Errorf("after a batch of %d with %d datagrams in %v: coalesce %v (%d per %v), want %v",
+					tc.n, tc.rate, rateWindow, got, b.arrivals, coalesceFor, tc.want)
+			}
+		})
+	}
+}
+
+// TestBatchRate checks the arrival rate: counted over a whole window, kept
+// until the next one closes.
+func TestBatchRate(t *testing.T) {
+	var b batch
+	start := time.Now()
+	b.count(start) // the first window starts
+	b.n = 40
+	b.count(start.Add(rateWindow / 2))
+	if b.arrivals != 0 {
+		t.Errorf("rate %d per %v before the first window closed", b.arrivals, coalesceFor)
+	}
+	b.count(start.Add(rateWindow)) // 80 in rateWindow
+	if want := int(80 * coalesceFor / rateWindow); b.arrivals != want {
+		t.Errorf("80 datagrams in %v: %d per %v, want %d", rateWindow, b.arrivals, coalesceFor, want)
+	}
+	b.n = 1
+	b.count(start.Add(rateWindow + rateWindow/2))
+	if want := int(80 * coalesceFor / rateWindow); b.arrivals != want {
+		t.Errorf("mid-window: %d per %v, want the last window's %d", b.arrivals, coalesceFor, want)
+	}
+	b.count(start.Add(11 * rateWindow)) // 2 datagrams in 10 windows
+	if b.arrivals != 0 {
+		t.Errorf("2 datagrams in %v: %d per %v, want 0", 10*rateWindow, b.arrivals, coalesceFor)
 	}
 }
 
