@@ -76,6 +76,18 @@ cputicks() {
 	echo $t
 }
 
+# switches PID...: context switches of the processes and their threads,
+# voluntary and not: a server that sleeps and wakes for every few
+# datagrams pays for it in CPU, so switches per query say why its figure
+# moved.
+switches() {
+	local t=0 p
+	for p in "$@"; do
+		t=$((t + $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')))
+	done
+	echo $t
+}
+
 # tree PID: the process and all its descendants (NSD's first process
 # becomes xfrd, its child main, and main's child the server).
 tree() {
@@ -224,7 +236,7 @@ idle() {
 # side saturated, the load average what else ran on the machine.
 perf() {
 	local port=$1 mode=$2 pid=$3
-	local before after out qps lost t0 t1 hz ptick load others ibefore iafter
+	local before after out qps lost t0 t1 hz ptick load others ibefore iafter sw0 sw1
 	hz=$(getconf CLK_TCK)
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	others=$(idle "$pid")
@@ -232,17 +244,26 @@ perf() {
 	ibefore=$(cputicks $others)
 	# shellcheck disable=SC2046 # word splitting wanted: a list of PIDs
 	before=$(cputicks $(tree "$pid")); t0=$(date +%s.%N)
+	# shellcheck disable=SC2046
+	sw0=$(switches $(tree "$pid"))
 	# the shell's cutime+cstime after wait is dnsperf's CPU time
 	# shellcheck disable=SC2016 # $@ and $$ are the inner sh's
 	out=$(taskset -c "$PERF_CPU" sh -c 'dnsperf "$@"; s=$(cat /proc/$$/stat); echo "STAT ${s##*) }"' sh \
 		-s 127.0.0.1 -p "$port" -m "$mode" -d "$WORK/queries" -l "$SECS" -c "$CLIENTS" -T 1 -q 500 2>&1)
 	# shellcheck disable=SC2046,SC2086
 	after=$(cputicks $(tree "$pid")); t1=$(date +%s.%N)
+	# shellcheck disable=SC2046
+	sw1=$(switches $(tree "$pid"))
 	# shellcheck disable=SC2086
 	iafter=$(cputicks $others)
 	qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
 	lost=$(awk '/Queries lost/ {print $3}' <<<"$out")
 	ptick=$(awk '/^STAT/ {print $15 + $16}' <<<"$out")
+	# not a field of the line (the modes read its fields by position):
+	# measure prints it beside
+	awk -v s=$((sw1 - sw0)) '/Queries completed/ {q = $3} /Average Latency/ {avg = $4; mx = $8}
+		END {sub(/\)/, "", mx); printf "%.3f context switches per query, dnsperf latency %s s average, %s max\n", (q > 0 ? s / q : 0), avg, mx}' \
+		<<<"$out" >"$WORK/switches"
 	awk -v q="$qps" -v a="$before" -v b="$after" -v p="$ptick" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v l="${lost:-0}" -v load="$load" \
 		-v ia="$ibefore" -v ib="$iafter" \
 		'BEGIN { d = t1 - t0; printf "%s %.3f %s %.3f %s %.3f\n", q, (b - a) / hz / d, l, p / hz / d, load, (ib - ia) / hz / d }'
@@ -285,10 +306,10 @@ measure() {
 	local name=$1 port=$2 pid=$3 i r
 	for i in $(seq "$RUNS"); do
 		r=$(perf "$port" udp "$pid")
-		echo "  $name udp run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load, idle servers CPU share)" >&2
+		echo "  $name udp run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load, idle servers CPU share); $(cat "$WORK/switches")" >&2
 		echo "$r" >>"$WORK/$name.udp"
 		r=$(perf "$port" tcp "$pid")
-		echo "  $name tcp run $i: $r" >&2
+		echo "  $name tcp run $i: $r; $(cat "$WORK/switches")" >&2
 		echo "$r" >>"$WORK/$name.tcp"
 	done
 }
