@@ -223,13 +223,13 @@ func (b *batch) run() {
 // coalesceFor.
 //
 // Each read costs its two system calls and, when it finds the socket
-// empty, a sleep and a wake-up, whatever the batch; against dnsperf at
-// full rate, where the client's CPU is the limit, the reader found 1.7 to
-// 4.4 datagrams per batch and answered 200–205k queries per CPU-second
-// (Knot 165–250k): it woke for every datagram or two. Sleeping 50 µs
-// after such a batch took batches to 8–12 and the reader to 280–350k per
-// CPU-second in the same state, with dnsperf's average latency no longer
-// (0.88–0.95 ms against 1.1 ms: the client spends less on its own reads).
+// empty, a sleep and a wake-up, whatever the batch. Against dnsperf at
+// full rate, where the client's CPU is the limit, the reader mostly found
+// two to four datagrams per read and answered 195–213k queries per
+// CPU-second (Knot 194–228k in the same runs). Sleeping 50 µs after such
+// a batch took its batches to 7–12 datagrams on average and the reader to
+// 278–309k per CPU-second, with dnsperf's average latency no longer
+// (0.9–1.0 ms against 1.1 ms: the client spends less on its own reads).
 // It is the receive side's interrupt coalescing (NAPI, ethtool's
 // rx-usecs), done by the reader, and costs what it does there: a datagram
 // that comes during the pause waits for it, 50 µs or so (plus the
@@ -327,10 +327,11 @@ func (b *batch) observe(start, now time.Time) {
 // nothing to run lasts until a datagram wakes the poller, and gaps in the
 // traffic made one in ten yields look crowded. Two yields over 100 µs, not
 // one over 50 µs: the yield's own park, polls and wake-ups cost the
-// process 20–60 µs of CPU on the benchmarks' guest, a few over 50 µs, and with
-// nothing else to run one such yield in 50 ms kept the reader from
-// lingering in 60–90% of its batches. Under the writes, most yields take
-// over 100 µs (65–75% of them), and the reader stops lingering as before.
+// process 20–60 µs of CPU on the benchmarks' guest, a few over 50 µs,
+// and with nothing else to run one such yield in 50 ms kept the reader
+// from lingering in 60–90% of its batches. Under the writes, 37–65% of the
+// yields take over 100 µs, two in a row come within a few milliseconds,
+// and the reader lingered in under 1% of its batches, as before.
 func (b *batch) yield(now time.Time) {
 	switch {
 	case b.waited:
