@@ -39,31 +39,20 @@ func rawLabels(name string) (labels []string, ok bool) {
 
 // EscapeLabel writes a raw label as miekg/dns presents it after unpacking,
 // so that names built here compare equal to names read from the wire.
-func EscapeLabel(raw string) string {
-	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c == '.' || c == ' ' || c == '\'' || c == '@' || c == ';' || c == '(' || c == ')' || c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < ' ' || c > '~':
-			b.WriteString(escapeDDD(c))
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
+func EscapeLabel(raw string) string { return escape(raw, `. '@;()"\`) }
 
 // EscapeString writes a raw character-string as miekg/dns keeps TXT data:
 // what its unpacking gives for the same bytes.
-func EscapeString(raw string) string {
+func EscapeString(raw string) string { return escape(raw, `"\`) }
+
+// escape puts a backslash before the bytes of special and writes \DDD for
+// the bytes outside printable ASCII.
+func escape(raw, special string) string {
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch {
-		case c == '"' || c == '\\':
+		case strings.IndexByte(special, c) >= 0:
 			b.WriteByte('\\')
 			b.WriteByte(c)
 		case c < ' ' || c > '~':

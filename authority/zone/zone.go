@@ -24,6 +24,7 @@ package zone
 
 import (
 	"cmp"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -236,25 +237,11 @@ func (z *Zone) lookup(snap *registry.Snapshot, rel []string, owner string, qtype
 	return rrs, exists
 }
 
-// subtypePTR is the browse RRset of a subtype, one PTR per healthy
-// instance that has it, with their SRV, TXT and addresses to add as for
-// the type's (RFC 6763 section 12.1); found says whether any instance,
+// subtypePTR is the browse RRset of a subtype (RFC 6763 section 7.1): a
+// PTR per healthy instance that has it; found says whether any instance,
 // healthy or not, has the subtype.
 func (z *Zone) subtypePTR(snap *registry.Snapshot, proto, service, sub, owner string, add *additions) (rrs []dns.RR, found bool) {
-	ttl := uint32(registry.MaxTTL)
-	for inst := range snap.Subtype(proto, service, sub) {
-		found = true
-		if !inst.Healthy() {
-			continue
-		}
-		ttl = min(ttl, inst.TTL)
-		rrs = append(rrs, &dns.PTR{
-			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET},
-			Ptr: z.instanceName(inst),
-		})
-		add.instance(inst)
-	}
-	return setTTL(rrs, ttl), found
+	return z.instancePTRs(snap.Subtype(proto, service, sub), owner, add)
 }
 
 // mx synthesizes the apex MX RRset from the healthy instances of
@@ -311,12 +298,19 @@ func (z *Zone) srvRR(inst *registry.Instance, owner string, ttl uint32) *dns.SRV
 	}
 }
 
-// instancePTR is the DNS-SD browse RRset, RFC 6763 section 4.1: one PTR
-// per healthy instance.
+// instancePTR is the DNS-SD browse RRset, RFC 6763 section 4.1.
 func (z *Zone) instancePTR(snap *registry.Snapshot, proto, service, owner string, add *additions) []dns.RR {
-	var rrs []dns.RR
+	rrs, _ := z.instancePTRs(snap.Instances(proto, service), owner, add)
+	return rrs
+}
+
+// instancePTRs is a browse RRset: one PTR per healthy instance of insts,
+// whose SRV, TXT and addresses are added (RFC 6763 section 12.1); found
+// says whether insts had any instance, healthy or not.
+func (z *Zone) instancePTRs(insts iter.Seq[*registry.Instance], owner string, add *additions) (rrs []dns.RR, found bool) {
 	ttl := uint32(registry.MaxTTL)
-	for inst := range snap.Instances(proto, service) {
+	for inst := range insts {
+		found = true
 		if !inst.Healthy() {
 			continue
 		}
@@ -327,7 +321,7 @@ func (z *Zone) instancePTR(snap *registry.Snapshot, proto, service, owner string
 		})
 		add.instance(inst)
 	}
-	return setTTL(rrs, ttl)
+	return setTTL(rrs, ttl), found
 }
 
 // enumeration lists every service type, RFC 6763 section 9, including
