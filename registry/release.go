@@ -36,7 +36,7 @@ func newReleaser() releaser {
 	return releaser{idle: releaseIdle, min: releaseMin, free: debug.FreeOSMemory}
 }
 
-// due reports whether enough commits came since the last release, with
+// releaseDue reports whether enough commits came since the last release, with
 // writeMu held.
 func (r *Registry) releaseDue() bool {
 	return r.rel.commits >= max(r.rel.min, r.instances/4)
