@@ -253,6 +253,7 @@ func (t *Txn) markWritable(n *Node) {
 		}
 		t.recent = nil
 	case len(t.writable) >= defaultModifiedCache:
+		t.trimWritable()
 		t.writable = make(map[*Node]struct{})
 	}
 	t.writable[n] = struct{}{}
@@ -585,9 +586,26 @@ func (t *Txn) Commit() *Tree {
 // does not issue any notifications until Notify is called.
 func (t *Txn) CommitOnly() *Tree {
 	nt := &Tree{t.root, t.size}
+	t.trimWritable()
 	t.writable = nil
 	t.recent = nil
 	return nt
+}
+
+// trimWritable gives the nodes the transaction may still write in place
+// exactly their edges (annuaire's patch, see ANNUAIRE.md): addEdge's
+// append leaves room for more, and a committed node is copied before it
+// is written again, so that room would only be kept, unused, for as long
+// as the node lives. Trimming when a node leaves the set, rather than
+// growing by one edge at a time, keeps a large transaction's appends
+// amortized.
+func (t *Txn) trimWritable() {
+	for _, n := range t.recent {
+		n.trimEdges()
+	}
+	for n := range t.writable {
+		n.trimEdges()
+	}
 }
 
 // slowNotify does a complete comparison of the before and after trees in order

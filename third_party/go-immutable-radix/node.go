@@ -56,6 +56,15 @@ func (n *Node) addEdge(e edge) {
 	}
 }
 
+// trimEdges drops the room beyond n's edges (annuaire's patch).
+func (n *Node) trimEdges() {
+	if cap(n.edges) > len(n.edges) {
+		trimmed := make(edges, len(n.edges))
+		copy(trimmed, n.edges)
+		n.edges = trimmed
+	}
+}
+
 func (n *Node) replaceEdge(e edge) {
 	num := len(n.edges)
 	idx := sort.Search(num, func(i int) bool {

@@ -115,3 +115,32 @@ func TestCommittedTreesNeverChange(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgesWithoutSpareRoom is the third patch: a node keeps no room
+// beyond its edges, whether a transaction gave it one edge or many, so
+// that a tree written one key per commit (an API registration) holds no
+// unused edge slots.
+func TestEdgesWithoutSpareRoom(t *testing.T) {
+	tree := New()
+	for i := 0; i < 2000; i++ {
+		tree, _, _ = tree.Insert([]byte(fmt.Sprintf("h-127-1-%d-%d", i/256, i%256)), i)
+	}
+	txn := tree.Txn()
+	for i := 0; i < 500; i++ {
+		txn.Insert([]byte(fmt.Sprintf("bulk/%d", i)), i)
+	}
+	tree = txn.Commit()
+	var walk func(n *Node)
+	walk = func(n *Node) {
+		if len(n.edges) != cap(n.edges) {
+			t.Errorf("node %q: %d edges in room for %d", n.prefix, len(n.edges), cap(n.edges))
+		}
+		for _, e := range n.edges {
+			walk(e.node)
+		}
+	}
+	walk(tree.Root())
+	if tree.Len() != 2500 {
+		t.Fatalf("%d keys, want 2500", tree.Len())
+	}
+}
