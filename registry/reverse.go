@@ -65,10 +65,20 @@ var floors = [2]netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip
 // ends a part a read may ask for (see isSeparator): 127.0.0.0/24 is
 // "4.127.0.0.", 2001:db8::/32 "6.2.0.0.1.0.d.b.8.". A prefix length off
 // those boundaries is cut down to one.
-func netKey(p netip.Prefix) []byte {
+//
+// The key has room bytes of capacity beyond its length, and no more: a
+// host's address key lives as long as the host, and memdb appends the
+// host's name key to it (addrIndex).
+func netKey(p netip.Prefix, room int) []byte {
+	var buf [66]byte
+	key := appendNetKey(buf[:0], p)
+	return append(make([]byte, 0, len(key)+room), key...)
+}
+
+func appendNetKey(key []byte, p netip.Prefix) []byte {
 	a := p.Addr().Unmap()
 	if a.Is4() {
-		key := append(make([]byte, 0, 18), "4."...)
+		key = append(key, "4."...)
 		for i, b := range a.As4() {
 			if (i+1)*8 > p.Bits() {
 				break
@@ -77,7 +87,7 @@ func netKey(p netip.Prefix) []byte {
 		}
 		return key
 	}
-	key := append(make([]byte, 0, 66), "6."...)
+	key = append(key, "6."...)
 	b := a.As16()
 	for i := range p.Bits() / 4 {
 		n := b[i/2] >> 4
@@ -285,7 +295,7 @@ func stampKey(p netip.Prefix) []byte {
 		}
 		return []byte("6/.")
 	}
-	return netKey(p)
+	return netKey(p, 0)
 }
 
 func (stampIndex) FromObject(raw any) (bool, []byte, error) {
@@ -309,7 +319,7 @@ func (stampIndex) PrefixFromArgs(args ...any) ([]byte, error) {
 	if err != nil || !p.IsValid() {
 		return nil, err
 	}
-	return netKey(p), nil
+	return netKey(p, 0), nil
 }
 
 // addrIndex indexes a host under each of its addresses (netKey of the
@@ -328,7 +338,9 @@ func (addrIndex) FromObject(raw any) (bool, [][]byte, error) {
 	}
 	keys := make([][]byte, 0, len(h.Addrs))
 	for _, a := range h.Addrs {
-		keys = append(keys, netKey(addrNet(a)))
+		// memdb appends the host's name key (nameField) to each, the
+		// index not being unique.
+		keys = append(keys, netKey(addrNet(a), len(h.Name)+1))
 	}
 	return true, keys, nil
 }
@@ -338,7 +350,7 @@ func (x addrIndex) FromArgs(args ...any) ([]byte, error) {
 	if err != nil || !p.IsValid() {
 		return nil, fmt.Errorf("addr index: want an address, got %v", args)
 	}
-	return netKey(p), nil
+	return netKey(p, 0), nil
 }
 
 func (x addrIndex) PrefixFromArgs(args ...any) ([]byte, error) { return x.FromArgs(args...) }

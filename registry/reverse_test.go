@@ -3,6 +3,7 @@ package registry
 import (
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -101,5 +102,26 @@ func TestReverseSerialRestart(t *testing.T) {
 			t.Errorf("segment %d: the emptied network's serial is %d after a restart, want %d", seg, got, 100+30+1)
 		}
 		r.Close()
+	}
+}
+
+// TestAddrKeyRoom: a host's address keys have room for exactly the host's
+// name key, which memdb appends to them (the index is not unique): the
+// append neither copies the key nor leaves unused bytes in a key that lives
+// as long as the host. And the keys read as before.
+func TestAddrKeyRoom(t *testing.T) {
+	h := &Host{Name: "h-127-1-123-45", Addrs: []netip.Addr{netip.MustParseAddr("127.1.123.45"), netip.MustParseAddr("2001:db8::1")}}
+	_, keys, err := addrIndex{}.FromObject(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fieldKey(nil, h.Name)
+	for i, want := range []string{"4.127.1.123.45.", "6.2.0.0.1.0.d.b.8." + strings.Repeat("0.", 23) + "1."} {
+		if string(keys[i]) != want {
+			t.Errorf("key %d: %q, want %q", i, keys[i], want)
+		}
+		if cap(keys[i]) != len(keys[i])+len(name) {
+			t.Errorf("key %q: capacity %d, want %d", keys[i], cap(keys[i]), len(keys[i])+len(name))
+		}
 	}
 }
