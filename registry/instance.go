@@ -126,6 +126,14 @@ func fillInstance(inst *Instance) error {
 	if inst.Port == 0 {
 		return &FieldError{"port", "0", "must be 1-65535"}
 	}
+	if inst.Label == "" && inst.ID == "" {
+		// The label is the ID's end, and the host within it: the three
+		// names of a registration that gives neither, as the API's
+		// usually do, are one string for as long as the instance lives.
+		inst.ID = inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port))
+		at := len(inst.Service) + len(inst.Proto) + 2
+		inst.Label, inst.Host = inst.ID[at:], inst.ID[at:at+len(inst.Host)]
+	}
 	if inst.Label == "" {
 		inst.Label = inst.Host + "-" + strconv.Itoa(int(inst.Port))
 	}

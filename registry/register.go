@@ -177,6 +177,7 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 	if err := fillInstance(&inst); err != nil {
 		return "", err
 	}
+	host = inst.Host // the same name, and maybe within the ID (fillInstance)
 	if reg.ID == "" {
 		if old, ok := tx.Instance(inst.ID); ok && (old.Service != inst.Service || old.Proto != inst.Proto || old.Host != inst.Host || old.Port != inst.Port) {
 			return "", &FieldError{"id", inst.ID, fmt.Sprintf("taken by _%s._%s instance %q, now at %s:%d", old.Service, old.Proto, old.Label, old.Host, old.Port)}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestRegister: the defaults a Registration gets, and the rows it writes.
@@ -196,4 +197,55 @@ func manyAddrs(n int) []netip.Addr {
 		addrs[i] = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i + 1)})
 	}
 	return addrs
+}
+
+// TestRegisterNamesOneString: a registration that names neither its ID
+// nor its label, as the API's usually do, keeps its ID, label and host
+// name in one string (the label the ID's end, the host within it), the
+// automatic host's row included: one allocation where there were three.
+// The names read as before, and a registration that gives its label or ID
+// has its own strings.
+func TestRegisterNamesOneString(t *testing.T) {
+	r := New(1)
+	var ids []string
+	if _, err := r.Update(func(tx *Tx) error {
+		for _, reg := range []Registration{
+			{Service: "db", Port: new(5432), Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.2")}},
+			{Service: "web", Port: new(80), Instance: "Front", Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.3")}},
+		} {
+			id, err := tx.Register(reg)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	within := func(s, in string) bool {
+		p, q := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
+		return p >= q && p+uintptr(len(s)) <= q+uintptr(len(in))
+	}
+	snap := r.Snapshot()
+	inst, ok := snap.Instance(ids[0])
+	if !ok {
+		t.Fatal("no instance", ids[0])
+	}
+	h, ok := snap.Host(inst.Host)
+	if !ok {
+		t.Fatal("no host", inst.Host)
+	}
+	if inst.ID != "db-tcp-h-127-0-0-2-5432" || inst.Label != "h-127-0-0-2-5432" || inst.Host != "h-127-0-0-2" || h.Name != inst.Host {
+		t.Fatalf("ID %q, label %q, host %q, host row %q", inst.ID, inst.Label, inst.Host, h.Name)
+	}
+	for what, s := range map[string]string{"label": inst.Label, "host": inst.Host, "host row's name": h.Name} {
+		if !within(s, inst.ID) {
+			t.Errorf("the %s %q is not within the ID's string", what, s)
+		}
+	}
+	front, ok := snap.Instance(ids[1])
+	if !ok || front.Label != "Front" || front.ID != "web-tcp-h-127-0-0-3-80" || front.Host != "h-127-0-0-3" {
+		t.Fatalf("%+v", front)
+	}
 }
