@@ -12,11 +12,12 @@
 # Environment: RUNS (3), SECS (10 per run), CLIENTS (dnsperf's -c, 20),
 # SERVER_CPU (0), PERF_CPU (1),
 # ANNUAIRE (a prebuilt binary; default: build from this tree), BASELINE
-# (in side mode, another annuaire binary measured in the same rounds as
-# "before": the before/after of a change, side by side), SIZES
+# (in side and updates modes, another annuaire binary measured in the same
+# rounds as "before": the before/after of a change, side by side), SIZES
 # ("100 100000 1000000" in scale mode), SIZE (instances in updates mode,
 # 100), CHURN_RATE / CHURN_WORKERS (write requests/s and concurrency of
-# bench/churn in updates mode, 1000 / 16), PORT_A / PORT_N / PORT_W / PORT_K
+# bench/churn in updates mode, 1000 / 16), PROTOS (updates mode's
+# transports, "udp tcp"), PORT_A / PORT_N / PORT_W / PORT_K
 # (annuaire DNS / NSD / annuaire web API / Knot, 15353 / 15354 / 15355 /
 # 15356; PORT_B and PORT_B+1 BASELINE's DNS and web, 15357 / 15358; scale
 # mode puts its
@@ -269,16 +270,17 @@ perf() {
 		'BEGIN { d = t1 - t0; printf "%s %.3f %s %.3f %s %.3f\n", q, (b - a) / hz / d, l, p / hz / d, load, (ib - ia) / hz / d }'
 }
 
-# churnperf PORT MODE PID: perf with bench/churn writing to annuaire's API
-# all along, on dnsperf's CPU so that the server's CPU is not shared with
+# churnperf WEB-PORT DATA PORT MODE PID: perf with bench/churn writing to
+# the API of the annuaire on WEB-PORT (its token in DATA/token) all along, on dnsperf's CPU so that the server's CPU is not shared with
 # the load; churn starts a second early so that it is at rate when dnsperf
 # starts, and stops (SIGTERM) when dnsperf ends. Prints perf's fields then
 # "writes/s write-errors p50-ms p99-ms churn-CPU-share missed-slots".
 churnperf() {
-	local r cpid c0 c1 t0 t1 hz
+	local r cpid c0 c1 t0 t1 hz web=$1 data=$2
+	shift 2
 	hz=$(getconf CLK_TCK)
 	# -duration only bounds a churn left behind by an interrupted run
-	taskset -c "$PERF_CPU" "$WORK/churn" -api "http://127.0.0.1:$PORT_W" -token-file "$ADATA/token" \
+	taskset -c "$PERF_CPU" "$WORK/churn" -api "http://127.0.0.1:$web" -token-file "$data/token" \
 		-rate "$CHURN_RATE" -workers "$CHURN_WORKERS" -duration "$((SECS + 60))s" >"$WORK/churn.out" 2>"$WORK/churn.err" &
 	cpid=$!
 	sleep 1
@@ -380,20 +382,18 @@ rounds() {
 # col FILE FIELD: the median of one field of a raw file.
 col() { awk -v f="$2" '{print $f}' "$1" | median; }
 
-# updates_table: one row per transport. The ratio is the median of the
-# ratios of each run pair (adjacent in time), steadier than a ratio of
-# medians on a drifting machine; a pair line is the quiet run's 6 fields
-# then the churn run's 12.
+# updates_table NAME LABEL: one row per transport of the annuaire NAME.
+# The ratio is the median of the ratios of each run pair (adjacent in
+# time), steadier than a ratio of medians on a drifting machine; a pair
+# line is the quiet run's 6 fields then the churn run's 12.
 updates_table() {
-	local m q c
-	echo "| annuaire, $SIZE instances (server on CPU $SERVER_CPU, dnsperf and churn on CPU $PERF_CPU; medians of $RUNS × ${SECS}s) | q/s without updates | q/s with | ratio with/without | q per server CPU-s without | with | ratio | writes/s achieved (target $CHURN_RATE) | write errors / missed slots | write p50 / p99 ms | UDP lost without / with | CPU share server / dnsperf without | with: server / dnsperf / churn |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-	for m in udp tcp; do
-		q=$WORK/quiet.$m c=$WORK/churn.$m
-		printf '| %s | %.0f | %.0f | %.3f | %.0f | %.0f | %.3f | %.0f | %d / %d | %.2f / %.2f | %d / %d | %.2f / %.2f | %.2f / %.2f / %.2f |\n' "${m^^}" \
-			"$(col "$q" 1)" "$(col "$c" 1)" "$(awk '{print $7 / $1}' "$WORK/pairs.$m" | median)" \
+	local n=$1 label=$2 m q c
+	for m in $PROTOS; do
+		q=$WORK/$n.quiet.$m c=$WORK/$n.churn.$m
+		printf '| %s | %.0f | %.0f | %.3f | %.0f | %.0f | %.3f | %.0f | %d / %d | %.2f / %.2f | %d / %d | %.2f / %.2f | %.2f / %.2f / %.2f |\n' "${m^^}$label" \
+			"$(col "$q" 1)" "$(col "$c" 1)" "$(awk '{print $7 / $1}' "$WORK/$n.pairs.$m" | median)" \
 			"$(awk '$2 > 0 {print $1 / $2}' "$q" | median)" "$(awk '$2 > 0 {print $1 / $2}' "$c" | median)" \
-			"$(awk '$2 > 0 && $8 > 0 {print ($7 / $8) / ($1 / $2)}' "$WORK/pairs.$m" | median)" \
+			"$(awk '$2 > 0 && $8 > 0 {print ($7 / $8) / ($1 / $2)}' "$WORK/$n.pairs.$m" | median)" \
 			"$(col "$c" 7)" "$(awk '{s += $8} END {print s + 0}' "$c")" "$(awk '{s += $12} END {print s + 0}' "$c")" "$(col "$c" 9)" "$(col "$c" 10)" \
 			"$(awk '{s += $3} END {print s + 0}' "$q")" "$(awk '{s += $3} END {print s + 0}' "$c")" \
 			"$(col "$q" 2)" "$(col "$q" 4)" "$(col "$c" 2)" "$(col "$c" 4)" "$(col "$c" 11)"
@@ -494,26 +494,45 @@ updates)
 	SIZE=${SIZE:-100}
 	CHURN_RATE=${CHURN_RATE:-1000}
 	CHURN_WORKERS=${CHURN_WORKERS:-16}
+	PROTOS=${PROTOS:-udp tcp}
 	start_annuaire "$SIZE"
-	# alternate without and with churn, so drift hits both alike
+	declare -A SPORT=([annuaire]=$PORT_A) SPID=([annuaire]=$APID) SWEB=([annuaire]=$PORT_W) SDATA=([annuaire]=$ADATA)
+	order=(annuaire)
+	if [ -n "${BASELINE:-}" ]; then
+		after=$BIN BIN=$BASELINE
+		start_annuaire "$SIZE" "$PORT_B" $((PORT_B + 1)) -before
+		BIN=$after SPORT[before]=$PORT_B SPID[before]=$APID SWEB[before]=$((PORT_B + 1)) SDATA[before]=$ADATA
+		order+=(before)
+	fi
+	# alternate without and with churn, so drift hits both alike; with
+	# BASELINE, each run pair of one binary then the other's, the first
+	# of them changing at every run
 	for i in $(seq "$RUNS"); do
-		for mode in udp tcp; do
-			r=$(perf "$PORT_A" $mode "$APID")
-			echo "  $mode without updates, run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load, idle servers)" >&2
-			echo "$r" >>"$WORK/quiet.$mode"
-			r=$(churnperf "$PORT_A" $mode "$APID")
-			echo "  $mode with updates, run $i: $r (..., writes/s, write errors, p50 ms, p99 ms, churn CPU share, missed slots)" >&2
-			echo "$r" >>"$WORK/churn.$mode"
-			paste -d' ' <(tail -1 "$WORK/quiet.$mode") <(tail -1 "$WORK/churn.$mode") >>"$WORK/pairs.$mode"
+		for mode in $PROTOS; do
+			for j in $(seq 0 $((${#order[@]} - 1))); do
+				n=${order[$(((i - 1 + j) % ${#order[@]}))]}
+				r=$(perf "${SPORT[$n]}" "$mode" "${SPID[$n]}")
+				echo "  $n $mode without updates, run $i: $r (q/s, server CPU share, lost, dnsperf CPU share, load, idle servers); $(cat "$WORK/switches")" >&2
+				echo "$r" >>"$WORK/$n.quiet.$mode"
+				r=$(churnperf "${SWEB[$n]}" "${SDATA[$n]}" "${SPORT[$n]}" "$mode" "${SPID[$n]}")
+				echo "  $n $mode with updates, run $i: $r (..., writes/s, write errors, p50 ms, p99 ms, churn CPU share, missed slots); $(cat "$WORK/switches")" >&2
+				echo "$r" >>"$WORK/$n.churn.$mode"
+				paste -d' ' <(tail -1 "$WORK/$n.quiet.$mode") <(tail -1 "$WORK/$n.churn.$mode") >>"$WORK/$n.pairs.$mode"
+			done
 		done
 	done
-	updates_table
+	echo "| annuaire, $SIZE instances (server on CPU $SERVER_CPU, dnsperf and churn on CPU $PERF_CPU; medians of $RUNS × ${SECS}s) | q/s without updates | q/s with | ratio with/without | q per server CPU-s without | with | ratio | writes/s achieved (target $CHURN_RATE) | write errors / missed slots | write p50 / p99 ms | UDP lost without / with | CPU share server / dnsperf without | with: server / dnsperf / churn |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	[ -z "${BASELINE:-}" ] || updates_table before ", before (BASELINE)"
+	updates_table annuaire ""
 	# a write rate short of the target makes the ratios say less than
 	# the goal asks: say so (CHURN_WORKERS, or TMPDIR=/dev/shm if the
 	# disk's fsync is the limit)
-	for m in udp tcp; do
-		awk -v m="$m" -v t="$CHURN_RATE" '{s += $7; n++} END { if (s / n < .95 * t)
-			printf "note: %s: churn averaged %.0f writes/s, short of the %s asked (see missed slots)\n", m, s / n, t }' "$WORK/churn.$m" >&2
+	for n in "${order[@]}"; do
+		for m in $PROTOS; do
+			awk -v m="$m" -v n="$n" -v t="$CHURN_RATE" '{s += $7; k++} END { if (s / k < .95 * t)
+				printf "note: %s %s: churn averaged %.0f writes/s, short of the %s asked (see missed slots)\n", n, m, s / k, t }' "$WORK/$n.churn.$m" >&2
+		done
 	done
 	;;
 *)
