@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -26,8 +28,8 @@ const (
 	batchSize = 32
 	// socketBuffer is the receive and send buffer asked of the kernel.
 	socketBuffer = 4 << 20
-	// A reader that has not waited on its socket for yieldAfter sleeps
-	// yieldFor (see batch.yield).
+	// A reader that has not waited on its socket for yieldAfter yields
+	// (see batch.yield); by sleeping yieldFor where it has no poke.
 	yieldAfter = 500 * time.Microsecond
 	yieldFor   = 20 * time.Microsecond
 	// lingerFor bounds a reader's wait in recvmmsg (see lingerOn).
@@ -39,10 +41,12 @@ const (
 	crowdedFor   = 50 * time.Millisecond
 	// After a batch of fewer than coalesceBelow datagrams, while at
 	// least two arrive per coalesceFor (over the last rateWindow), a
-	// reader sleeps coalesceFor before its next read (see coalesce).
-	coalesceFor   = 50 * time.Microsecond
-	coalesceBelow = 16
-	rateWindow    = time.Millisecond
+	// reader sleeps coalesceFor before its next read, crowdedCoalesceFor
+	// while the process is crowded (see coalesce).
+	coalesceFor        = 50 * time.Microsecond
+	crowdedCoalesceFor = 150 * time.Microsecond
+	coalesceBelow      = 16
+	rateWindow         = time.Millisecond
 )
 
 // batched sets l up with batched readers if its socket can have them.
@@ -110,6 +114,8 @@ type batch struct {
 	arrivals int       // datagrams per coalesceFor in the last window
 
 	readFn, writeFn func(fd uintptr) bool // made once: no closure per call
+
+	poke *poke // nil if no eventfd could be had: yield sleeps instead
 }
 
 func newBatch(l *PacketLoop) *batch {
@@ -126,6 +132,7 @@ func newBatch(l *PacketLoop) *batch {
 	}
 	b.readFn = b.recv
 	b.writeFn = b.send
+	b.poke = newPoke()
 	return b
 }
 
@@ -178,15 +185,17 @@ func (b *batch) send(fd uintptr) bool {
 
 func (b *batch) run() {
 	l := b.l
+	if b.poke != nil {
+		defer b.poke.f.Close()
+	}
 	var now time.Time
 	for {
 		// A datagram handed to the full path waits for the P, as does
 		// the rest of the process while it is busy (see yield): read
 		// without lingering, so that an empty socket gives it up at once.
-		calm := !b.handed && !now.Before(b.quiet)
-		b.linger = l.linger && calm
-		if calm && b.coalesce() {
-			pause(coalesceFor)
+		b.linger = l.linger && !b.handed && !now.Before(b.quiet)
+		if d := b.coalesce(now); d > 0 {
+			b.gather(now, d)
 		}
 		b.handed = false
 		if err := l.raw.Read(b.readFn); err != nil {
@@ -217,10 +226,11 @@ func (b *batch) run() {
 	}
 }
 
-// coalesce reports whether the reader should let datagrams gather before
-// its next read: the last batch was short (more than one datagram, fewer
-// than coalesceBelow) and the arrival rate brings at least two in
-// coalesceFor.
+// coalesce returns how long the reader should let datagrams gather before
+// its next read, if at all: after a short batch (more than one datagram,
+// fewer than coalesceBelow) while the arrival rate brings at least two in
+// coalesceFor; never after a datagram was handed to the full path, whose
+// goroutine needs the P at once.
 //
 // Each read costs its two system calls and, when it finds the socket
 // empty, a sleep and a wake-up, whatever the batch. Against dnsperf at
@@ -238,8 +248,47 @@ func (b *batch) run() {
 // (a client that waits for each answer before its next query) is
 // answered and read at once, as before; nor is a batch of coalesceBelow or
 // more, which already pays for its calls.
-func (b *batch) coalesce() bool {
-	return b.n > 1 && b.n < coalesceBelow && b.arrivals >= 2
+//
+// While the process is crowded (see yield) the pause is longer,
+// crowdedCoalesceFor, and starts with a yield (see gather).
+func (b *batch) coalesce(now time.Time) time.Duration {
+	switch {
+	case b.handed || b.n < 2 || b.n >= coalesceBelow || b.arrivals < 2:
+		return 0
+	case now.Before(b.quiet):
+		return crowdedCoalesceFor
+	}
+	return coalesceFor
+}
+
+// gather lets datagrams gather for d before the next read. While the
+// process is crowded, the pause is the rest of the process's turn: a
+// yield, then a raw sleep for what is left of d, if anything.
+//
+// Under 1,000 API writes/s the reader once neither lingered nor paused
+// while crowded, so that every pause in the datagrams went to the writes;
+// its batches fell to 5–7 datagrams and dnsperf, which shares its CPU with
+// the writes' client, got 0.82–0.85 of the queries/s it got without the
+// writes (0.99 before the coalescing, when the rate without writes was
+// lower). Pausing 50 µs through the runtime (time.Sleep) did worse
+// (0.69–0.86): with nothing else to run, the P waits in epoll_pwait,
+// which every datagram then wakes. A raw pause of crowdedCoalesceFor
+// alone kept the batches at about 20 but left the writes only the yields
+// every yieldAfter: write p50 1.7–2.1 ms against 1.0–1.2 in the same
+// rounds. A yield first, which a poke makes cheap (see yield), gives them
+// a turn per batch, and the raw sleep after it wakes no one. On the
+// shared machine (alternating 5 s runs beside another session's load,
+// 06:15–06:40 on 5 Dec), under the writes: 148–152k queries per dnsperf
+// CPU-second against 134–142k, 162–176k per server CPU-second against
+// 140–150k, write p50 as before (1.0–2.3 ms for both, by the load).
+func (b *batch) gather(now time.Time, d time.Duration) {
+	if now.Before(b.quiet) {
+		b.yieldNow()
+		d -= b.busy.Sub(now)
+	}
+	if d > 0 {
+		pause(d)
+	}
 }
 
 // count adds the last batch to the arrival rate, measured over windows of
@@ -311,42 +360,107 @@ func (b *batch) observe(start, now time.Time) {
 // for the monitor's poll every 10 ms. With dnsperf saturating the CPU and
 // 1,000 API writes/s, writes then had a p99 of 26–81 ms and missed up to
 // 11% of their slots; the full path's goroutines (UPDATE, NOTIFY, TSIG)
-// waited alike. A sleep parks the reader and makes the P poll the
-// network; a Gosched then puts it behind every goroutine that poll made
-// ready (the timer would otherwise run it next, after the first of them).
-// It costs a few microseconds per yieldAfter of work, and only under
-// load: a reader that finds its socket empty waits there anyway.
+// waited alike. The reader's poke (see poke) makes the P poll the
+// network; a Gosched then puts the reader behind every goroutine that
+// poll made ready. Only under load: a reader that finds its socket empty
+// waits there anyway.
+//
+// The yield slept yieldFor (time.Sleep) before the poke: with nothing
+// else to run, the P then waited in epoll_pwait, woken by every datagram
+// that came meanwhile, and a yield cost the process 20–60 µs of CPU on
+// the benchmarks' guest (80 µs on average from sleep to return, 1,400
+// yields a second at full rate). A poke costs three system calls and a
+// park: 3.3–3.6 µs of process CPU against 33–40 µs for the sleep
+// (BenchmarkBatchYield, nothing else to run), and it returns at once
+// where the sleep, with no datagram to wake the poller, lasted 1.1 ms:
+// the poller's timeout is rounded up to a millisecond.
 //
 // Two yields in a row in which the rest of the process used more than
 // crowdedAfter of CPU say it has work: the reader then stops lingering
-// (see lingerOn) and coalescing (see coalesce) for crowdedFor, so that
-// every pause in the datagrams is theirs, as before lingering. With
+// (see lingerOn) for crowdedFor, so that every pause in the datagrams is
+// theirs, and pauses longer, starting with a yield (see gather). With
 // dnsperf at full rate and 1,000 API writes/s, a reader that lingered
 // regardless took the writes from p50 1.7 ms and 945/s to p50 25 ms and
 // 699/s. The process's CPU time, not the yield's length: a sleep with
-// nothing to run lasts until a datagram wakes the poller, and gaps in the
-// traffic made one in ten yields look crowded. Two yields over 100 µs, not
-// one over 50 µs: the yield's own park, polls and wake-ups cost the
-// process 20–60 µs of CPU on the benchmarks' guest, a few over 50 µs,
-// and with nothing else to run one such yield in 50 ms kept the reader
-// from lingering in 60–90% of its batches. Under the writes, 37–65% of the
-// yields take over 100 µs, two in a row come within a few milliseconds,
-// and the reader lingered in under 1% of its batches, as before.
+// nothing to run lasted until a datagram woke the poller, and gaps in the
+// traffic made one in ten yields look crowded. Two yields over 100 µs,
+// not one over 50 µs: the sleeping yield's own park, polls and wake-ups
+// cost the process 20–60 µs of CPU, a few over 50 µs, and with nothing
+// else to run one such yield in 50 ms kept the reader from lingering in
+// 60–90% of its batches.
 func (b *batch) yield(now time.Time) {
 	switch {
 	case b.waited:
 		b.waited, b.busy = false, now
 	case now.Sub(b.busy) > yieldAfter:
-		cpu := processCPU()
-		time.Sleep(yieldFor)
-		runtime.Gosched()
-		b.busy = time.Now()
-		filled := processCPU()-cpu > crowdedAfter
-		if filled && b.filled {
-			b.quiet = b.busy.Add(crowdedFor)
-		}
-		b.filled = filled
+		b.yieldNow()
 	}
+}
+
+func (b *batch) yieldNow() {
+	cpu := processCPU()
+	if b.poke != nil {
+		b.poke.poll()
+	} else {
+		time.Sleep(yieldFor)
+	}
+	runtime.Gosched()
+	b.busy = time.Now()
+	filled := processCPU()-cpu > crowdedAfter
+	if filled && b.filled {
+		b.quiet = b.busy.Add(crowdedFor)
+	}
+	b.filled = filled
+}
+
+// A poke makes a reader's P poll the network at once (see yield): an
+// eventfd the reader writes to, then waits on through the runtime's
+// poller. The P, finding nothing else to run, polls without blocking
+// (findRunnable's netpoll(0)) and readies the reader with every goroutine
+// whose socket or eventfd became ready meanwhile; it never waits in
+// epoll_pwait, since the eventfd is ready already.
+type poke struct {
+	f       *os.File
+	raw     syscall.RawConn
+	written bool
+	fn      func(fd uintptr) bool // made once: no closure per call
+}
+
+func newPoke() *poke {
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "poke")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil
+	}
+	p := &poke{f: f, raw: raw}
+	p.fn = p.step
+	return p
+}
+
+// poll returns once the runtime's poller has seen the eventfd written.
+func (p *poke) poll() {
+	p.written = false
+	p.raw.Read(p.fn)
+}
+
+// step writes the eventfd on its first call, after RawRead has cleared
+// the file's readiness, so that the poller's one event for the write
+// (edge-triggered) cannot have been taken for an earlier wait; on its
+// second, the wait is over: it empties the eventfd.
+func (p *poke) step(fd uintptr) bool {
+	v := [8]byte{1}
+	if !p.written {
+		p.written = true
+		unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+		return false
+	}
+	unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+	return true
 }
 
 // processCPU is the CPU time of the whole process (all its threads). The

@@ -3,8 +3,10 @@
 package wire
 
 import (
+	"net"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -17,26 +19,87 @@ import (
 )
 
 // TestBatchYield checks when a reader gives up its P: never right after
-// it waited on its socket, and after yieldAfter of work without a wait.
+// it waited on its socket, and after yieldAfter of work without a wait;
+// with a poke, or by sleeping where it has none.
 func TestBatchYield(t *testing.T) {
-	var b batch
-	start := time.Now()
-	b.waited = true
-	b.yield(time.Now())
-	if b.waited || b.busy.Before(start) {
-		t.Fatalf("after a wait: waited %v, busy since %v (before %v)", b.waited, b.busy, start)
+	for _, tc := range []struct {
+		name string
+		poke *poke
+	}{{"poke", newPoke()}, {"sleep", nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.poke != nil {
+				defer tc.poke.f.Close()
+			}
+			b := batch{poke: tc.poke}
+			start := time.Now()
+			b.waited = true
+			b.yield(time.Now())
+			if b.waited || b.busy.Before(start) {
+				t.Fatalf("after a wait: waited %v, busy since %v (before %v)", b.waited, b.busy, start)
+			}
+			busy := b.busy
+			b.yield(time.Now()) // busy for less than yieldAfter: no yield
+			if b.busy != busy {
+				t.Errorf("yielded %v after a wait", time.Since(busy))
+			}
+			b.busy = time.Now().Add(-2 * yieldAfter)
+			before := time.Now()
+			b.yield(before)
+			if !b.busy.After(before) || tc.poke == nil && time.Since(before) < yieldFor {
+				t.Errorf("busy for %v without a wait: did not yield (busy since %v)", 2*yieldAfter, b.busy)
+			}
+		})
 	}
-	busy := b.busy
-	b.yield(time.Now()) // busy for less than yieldAfter: no sleep
-	if b.busy != busy {
-		t.Errorf("yielded %v after a wait", time.Since(busy))
+}
+
+// TestPoke checks that a poke lets a goroutine run whose socket became
+// readable while the only P was kept busy: the goroutine is not runnable
+// until something polls the network, and a Gosched alone does not.
+func TestPoke(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	p := newPoke()
+	if p == nil {
+		t.Fatal("no eventfd")
 	}
-	b.busy = time.Now().Add(-2 * yieldAfter)
-	before := time.Now()
-	b.yield(before)
-	if !b.busy.After(before) || time.Since(before) < yieldFor {
-		t.Errorf("busy for %v without a wait: did not sleep (busy since %v)", 2*yieldAfter, b.busy)
+	defer p.f.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer pc.Close()
+	var read atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, _, err := pc.ReadFrom(make([]byte, 1)); err == nil {
+			read.Store(true)
+		}
+	}()
+	runtime.Gosched() // the reader parks in the poller
+	c, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		p.poll()
+		// Behind every goroutine the poll made ready. Gosched takes the
+		// global queue first one time in 61: a second round then lets
+		// them run.
+		runtime.Gosched()
+		runtime.Gosched()
+		if read.Load() {
+			break
+		}
+	}
+	if !read.Load() {
+		t.Error("a goroutine whose socket is readable did not run after the poke")
+	}
+	pc.Close()
+	<-done
 }
 
 // TestBatchYieldCrowded checks that two yields in a row that the rest of
@@ -44,7 +107,11 @@ func TestBatchYield(t *testing.T) {
 // does not.
 func TestBatchYieldCrowded(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	var b batch
+	b := batch{poke: newPoke()}
+	if b.poke == nil {
+		t.Fatal("no eventfd")
+	}
+	defer b.poke.f.Close()
 	// Another goroutine, ready when the reader yields, takes the P for
 	// twice crowdedAfter, once per yield. Buffered, so that neither
 	// side's send gives it the P before the yield.
@@ -75,25 +142,34 @@ func TestBatchYieldCrowded(t *testing.T) {
 }
 
 // TestBatchCoalesce checks when a reader lets datagrams gather before its
-// next read: after a short batch of more than one, while they arrive fast
-// enough to bring two more in coalesceFor; never after a lone datagram, a
-// batch that already pays for its calls, or at a slower rate.
+// next read, and for how long: after a short batch of more than one, while
+// they arrive fast enough to bring two more in coalesceFor, for
+// coalesceFor, or crowdedCoalesceFor while the process is crowded; never
+// after a lone datagram, a batch that already pays for its calls, a batch
+// that handed a datagram to the full path, or at a slower rate.
 func TestBatchCoalesce(t *testing.T) {
 	// per coalesceFor: datagrams in rateWindow that make the rate
 	fast := int(2 * rateWindow / coalesceFor)
 	slow := int(rateWindow/coalesceFor) - 1
 	for _, tc := range []struct {
-		name    string
-		n, rate int // the last batch, and the datagrams of the last window
-		want    bool
+		name            string
+		n, rate         int // the last batch, and the datagrams of the last window
+		crowded, handed bool
+		want            time.Duration
 	}{
-		{"short batch, fast", 3, fast, true},
-		{"two, fast", 2, fast, true},
-		{"lone datagram, fast", 1, fast, false},
-		{"none", 0, fast, false},
-		{"short batch, slow", 3, slow, false},
-		{"batch of coalesceBelow", coalesceBelow, fast, false},
-		{"full batch", batchSize, fast, false},
+		{"short batch, fast", 3, fast, false, false, coalesceFor},
+		{"two, fast", 2, fast, false, false, coalesceFor},
+		{"lone datagram, fast", 1, fast, false, false, 0},
+		{"none", 0, fast, false, false, 0},
+		{"short batch, slow", 3, slow, false, false, 0},
+		{"batch of coalesceBelow", coalesceBelow, fast, false, false, 0},
+		{"full batch", batchSize, fast, false, false, 0},
+		{"short batch, fast, crowded", 3, fast, true, false, crowdedCoalesceFor},
+		{"lone datagram, fast, crowded", 1, fast, true, false, 0},
+		{"short batch, slow, crowded", 3, slow, true, false, 0},
+		{"full batch, crowded", batchSize, fast, true, false, 0},
+		{"short batch, fast, handed", 3, fast, false, true, 0},
+		{"short batch, fast, crowded, handed", 3, fast, true, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b batch
@@ -103,13 +179,62 @@ func TestBatchCoalesce(t *testing.T) {
 			b.n = tc.rate - tc.n
 			b.count(start.Add(rateWindow / 2))
 			b.n = tc.n
-			b.count(start.Add(rateWindow))
-			if got := b.coalesce(); got != tc.want {
-				t.Errorf("after a batch of %d with %d datagrams in %v: coalesce %v (%d per %v), want %v",
-					tc.n, tc.rate, rateWindow, got, b.arrivals, coalesceFor, tc.want)
+			now := start.Add(rateWindow)
+			b.count(now)
+			b.handed = tc.handed
+			if tc.crowded {
+				b.quiet = now.Add(crowdedFor)
+			}
+			if got := b.coalesce(now); got != tc.want {
+				t.Errorf("after a batch of %d with %d datagrams in %v (crowded %v, handed %v): pause %v (%d per %v), want %v",
+					tc.n, tc.rate, rateWindow, tc.crowded, tc.handed, got, b.arrivals, coalesceFor, tc.want)
 			}
 		})
 	}
+}
+
+// TestBatchGather checks that a crowded reader's pause starts with a
+// yield, in which the rest of the process runs, and that a calm reader's
+// does not give up the P.
+func TestBatchGather(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	b := batch{poke: newPoke()}
+	if b.poke == nil {
+		t.Fatal("no eventfd")
+	}
+	defer b.poke.f.Close()
+	var ran atomic.Int32
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range ready {
+			ran.Add(1)
+		}
+	}()
+	// Once it waits on ready, a send makes the other goroutine ready for
+	// the P, which the reader keeps until it yields.
+	for sent := false; !sent; {
+		select {
+		case ready <- struct{}{}:
+			sent = true
+		default:
+			runtime.Gosched()
+		}
+	}
+	now := time.Now()
+	b.gather(now, coalesceFor)
+	if n := ran.Load(); n != 0 {
+		t.Errorf("calm: the other goroutine ran during the pause")
+	}
+	b.quiet = now.Add(crowdedFor)
+	now = time.Now()
+	b.gather(now, crowdedCoalesceFor)
+	if n := ran.Load(); n != 1 {
+		t.Errorf("crowded: the other goroutine did not run during the pause")
+	}
+	close(ready)
+	<-done
 }
 
 // TestBatchRate checks the arrival rate: counted over a whole window, kept
@@ -191,4 +316,25 @@ func threadCPU(tb testing.TB) int64 {
 		tb.Fatal(err)
 	}
 	return ts.Nano()
+}
+
+// BenchmarkBatchYield is a reader's yield with nothing else to run, by a
+// poke or by sleeping; cpu-ns/op is the process's CPU per yield.
+func BenchmarkBatchYield(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		poke *poke
+	}{{"poke", newPoke()}, {"sleep", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			if bc.poke != nil {
+				defer bc.poke.f.Close()
+			}
+			bt := batch{poke: bc.poke}
+			cpu0 := processCPU()
+			for b.Loop() {
+				bt.yieldNow()
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
