@@ -4,7 +4,7 @@
 # see BENCHMARKS.md.
 #
 #   bench/run.sh                 # side by side: 3 rounds, each server once per round in rotating order, UDP and TCP
-#   bench/run.sh scale           # annuaire at 100 / 100k / 1M instances, NSD on the base zone
+#   bench/run.sh scale           # annuaire at 100 / 100k / 1M instances, NSD on the base zone, per-run ratios to the first size
 #   bench/run.sh updates         # annuaire while bench/churn writes through the API, and without
 #   bench/run.sh echo            # echo beside socat and ncat (bench/echo.sh)
 #   bench/run.sh web             # web beside nginx, with wrk (bench/web.sh)
@@ -483,6 +483,9 @@ scale)
 	done
 	for n in $SIZES; do ratio "a$n" "a$first"; done
 	echo
+	# per run, each size against the first: the sizes are measured
+	# minutes apart at most, so their ratios drift less than the medians'
+	for n in $SIZES; do [ "$n" = "$first" ] || { rounds "a$n" "a$first"; echo; }; done
 	echo "| instances | annuaire RSS loaded (MiB) | RSS after the runs (MiB) | RSS growth per instance over the $first run, loaded (bytes) |"
 	echo "|---|---|---|---|"
 	for n in $SIZES; do
