@@ -7,10 +7,11 @@ import (
 
 // The runtime keeps the memory a burst of writes freed up to its next
 // heap goal, twice the live heap, for as long as no more writes come:
-// after 200,000 registrations through the API of `annuaire serve`, 2,942
-// bytes of RSS each for about 1,200 live, and 1,827 once given back
-// (bench/load -api). So once writes stop after enough of them, the
-// registry gives it back, as Open does after a replay.
+// after 200,000 registrations through the API of `annuaire serve`, about
+// 3.1 KB of RSS each for 1.1 KB live, and 1.9 KB once given back
+// (bench/load -api; BENCHMARKS.md, "Registry cost per instance"). So once
+// writes stop after enough of them, the registry gives it back, as Open
+// does after a replay.
 const (
 	// releaseIdle is how long writes must have stopped: a burst that
 	// goes on pushes the release back, and pays nothing for it.
