@@ -44,7 +44,7 @@ const (
 	// reader sleeps coalesceFor before its next read, crowdedCoalesceFor
 	// while the process is crowded (see coalesce).
 	coalesceFor        = 50 * time.Microsecond
-	crowdedCoalesceFor = 150 * time.Microsecond
+	crowdedCoalesceFor = 300 * time.Microsecond
 	coalesceBelow      = 16
 	rateWindow         = time.Millisecond
 )
@@ -273,15 +273,16 @@ func (b *batch) coalesce(now time.Time) time.Duration {
 // writes (0.99 before the coalescing, when the rate without writes was
 // lower). Pausing 50 µs through the runtime (time.Sleep) did worse
 // (0.69–0.86): with nothing else to run, the P waits in epoll_pwait,
-// which every datagram then wakes. A raw pause of crowdedCoalesceFor
+// which every datagram then wakes. A raw pause of 150 µs
 // alone kept the batches at about 20 but left the writes only the yields
 // every yieldAfter: write p50 1.7–2.1 ms against 1.0–1.2 in the same
 // rounds. A yield first, which a poke makes cheap (see yield), gives them
 // a turn per batch, and the raw sleep after it wakes no one. On the
-// shared machine (alternating 5 s runs beside another session's load,
-// 06:15–06:40 on 5 Dec), under the writes: 148–152k queries per dnsperf
-// CPU-second against 134–142k, 162–176k per server CPU-second against
-// 140–150k, write p50 as before (1.0–2.3 ms for both, by the load).
+// quiet machine (bench/run.sh updates, alternating with the binary
+// before, 07:10–07:18 on 5 Dec), reads kept 0.83–0.87 of their rate
+// with a pause of 150 µs, 0.86–0.94 with 300 µs (before: 0.83–0.90), as
+// dnsperf then spends no more per query with the writes than without;
+// write p50 1.3–2.0 ms for all three.
 func (b *batch) gather(now time.Time, d time.Duration) {
 	if now.Before(b.quiet) {
 		if !b.busy.After(now) {
