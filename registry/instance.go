@@ -126,13 +126,16 @@ func fillInstance(inst *Instance) error {
 	if inst.Port == 0 {
 		return &FieldError{"port", "0", "must be 1-65535"}
 	}
-	if inst.Label == "" && inst.ID == "" {
-		// The label is the ID's end, and the host within it: the three
-		// names of a registration that gives neither, as the API's
-		// usually do, are one string for as long as the instance lives.
+	if inst.ID == "" {
 		inst.ID = inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port))
-		at := len(inst.Service) + len(inst.Proto) + 2
-		inst.Label, inst.Host = inst.ID[at:], inst.ID[at:at+len(inst.Host)]
+		if inst.Label == "" {
+			// The default label is the default ID's end, and the host
+			// within it: the three names of a registration that gives
+			// neither, as the API's usually do, are one string for as
+			// long as the instance lives.
+			at := len(inst.Service) + len(inst.Proto) + 2
+			inst.Label, inst.Host = inst.ID[at:], inst.ID[at:at+len(inst.Host)]
+		}
 	}
 	if inst.Label == "" {
 		inst.Label = inst.Host + "-" + strconv.Itoa(int(inst.Port))
@@ -144,9 +147,6 @@ func fillInstance(inst *Instance) error {
 		if c := inst.Label[i]; c < 0x20 || c == 0x7f {
 			return &FieldError{"instance", inst.Label, "control characters are not allowed (RFC 6763 section 4.1.1)"}
 		}
-	}
-	if inst.ID == "" {
-		inst.ID = inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port))
 	}
 	if len(inst.ID) > 255 || strings.ContainsAny(inst.ID, "/ \t\r\n") {
 		return &FieldError{"id", inst.ID, "must be at most 255 bytes without slashes or spaces"}

@@ -340,7 +340,7 @@ func (addrIndex) FromObject(raw any) (bool, [][]byte, error) {
 	for _, a := range h.Addrs {
 		// memdb appends the host's name key (nameField) to each, the
 		// index not being unique.
-		keys = append(keys, netKey(addrNet(a), len(h.Name)+1))
+		keys = append(keys, netKey(addrNet(a), fieldKeyLen(h.Name)))
 	}
 	return true, keys, nil
 }

@@ -304,11 +304,14 @@ func (subtypeIndex) PrefixFromArgs(args ...any) ([]byte, error) {
 	return key, nil
 }
 
+// fieldKeyLen is the length of fieldKey's key for s.
+func fieldKeyLen(s string) int { return len(s) + 1 }
+
 // fieldKey appends s folded (FoldName) and the field terminator \x00 to
 // key.
 func fieldKey(key []byte, s string) []byte {
 	if key == nil {
-		key = make([]byte, 0, len(s)+1)
+		key = make([]byte, 0, fieldKeyLen(s))
 	}
 	for i := 0; i < len(s); i++ {
 		key = append(key, FoldByte(s[i]))
