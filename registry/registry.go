@@ -128,11 +128,13 @@ func newRegistry(opts Options) *Registry {
 	}
 	// Readers learn of changes from Snapshot.changed, never from memdb's
 	// watch channels. A snapshot of the database is a MemDB that does not
-	// track mutations: a commit then skips collecting and closing the
-	// channel of every node it replaced, and a transaction of more than
-	// 8,192 modified nodes skips go-immutable-radix's "slow notify", a walk
-	// of the whole old and new tree of every index (seconds per commit at
-	// a million instances).
+	// track mutations: built with upstream's go-immutable-radix (a program
+	// importing this package), a commit then skips collecting and closing
+	// the channel of every node it replaced, and a transaction of more
+	// than 8,192 modified nodes its "slow notify", a walk of the whole old
+	// and new tree of every index (seconds per commit at a million
+	// instances). annuaire's own build has no channels to close at all
+	// (third_party/go-immutable-radix/ANNUAIRE.md).
 	db = db.Snapshot()
 	r := &Registry{Catalog: DefaultCatalog(), db: db, log: opts.Logger, rel: newReleaser()}
 	if r.log == nil {

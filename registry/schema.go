@@ -44,7 +44,7 @@ func schema() *memdb.DBSchema {
 // answers one DNS question in O(log n): the size of the registry does not
 // change the cost of a lookup.
 //
-// Each index costs about 150 bytes per instance in go-immutable-radix (a
+// Each index costs about 120 bytes per instance in go-immutable-radix (a
 // leaf and a node, and its share of inner nodes; no watch channels, see
 // third_party/go-immutable-radix), most of what an instance costs: there
 // are only the two indexes that lookups by ID and by DNS name need. The

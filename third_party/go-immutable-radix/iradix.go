@@ -1,10 +1,5 @@
 package iradix
 
-import (
-	"bytes"
-	"strings"
-)
-
 const (
 	// defaultModifiedCache is the default size of the modified node
 	// cache used per transaction. This is used to cache the updates
@@ -28,12 +23,7 @@ type Tree struct {
 
 // New returns an empty Tree
 func New() *Tree {
-	t := &Tree{
-		root: &Node{
-			mutateCh: make(chan struct{}),
-		},
-	}
-	return t
+	return &Tree{root: &Node{}}
 }
 
 // Len is used to return the number of elements in the tree
@@ -47,10 +37,6 @@ func (t *Tree) Len() int {
 type Txn struct {
 	// root is the modified root for the transaction.
 	root *Node
-
-	// snap is a snapshot of the root node for use if we have to run the
-	// slow notify algorithm.
-	snap *Node
 
 	// size tracks the size of the tree as it is modified during the
 	// transaction.
@@ -75,23 +61,12 @@ type Txn struct {
 	// and the map's growth was a tenth of what such a commit allocated
 	// (18,270 → 17,421 B per API registration, with a registry change).
 	recent []*Node
-
-	// trackChannels is used to hold channels that need to be notified to
-	// signal mutation of the tree. This will only hold up to
-	// defaultModifiedCache number of entries, after which we will set the
-	// trackOverflow flag, which will cause us to use a more expensive
-	// algorithm to perform the notifications. Mutation tracking is only
-	// performed if trackMutate is true.
-	trackChannels map[chan struct{}]struct{}
-	trackOverflow bool
-	trackMutate   bool
 }
 
 // Txn starts a new transaction that can be used to mutate the tree
 func (t *Tree) Txn() *Txn {
 	txn := &Txn{
 		root: t.root,
-		snap: t.root,
 		size: t.size,
 	}
 	return txn
@@ -106,7 +81,6 @@ func (t *Txn) Clone() *Txn {
 
 	txn := &Txn{
 		root: t.root,
-		snap: t.snap,
 		size: t.size,
 	}
 	return txn
@@ -115,60 +89,11 @@ func (t *Txn) Clone() *Txn {
 // TrackMutate can be used to toggle if mutations are tracked. If this is enabled
 // then notifications will be issued for affected internal nodes and leaves when
 // the transaction is committed.
-func (t *Txn) TrackMutate(track bool) {
-	t.trackMutate = track
-}
-
-// trackChannel safely attempts to track the given mutation channel, setting the
-// overflow flag if we can no longer track any more. This limits the amount of
-// state that will accumulate during a transaction and we have a slower algorithm
-// to switch to if we overflow.
-func (t *Txn) trackChannel(ch chan struct{}) {
-	// A node made by a transaction that did not track mutations has no
-	// channel to close (newCh).
-	if ch == nil {
-		return
-	}
-
-	// In overflow, make sure we don't store any more objects.
-	if t.trackOverflow {
-		return
-	}
-
-	// If this would overflow the state we reject it and set the flag (since
-	// we aren't tracking everything that's required any longer).
-	if len(t.trackChannels) >= defaultModifiedCache {
-		// Mark that we are in the overflow state
-		t.trackOverflow = true
-
-		// Clear the map so that the channels can be garbage collected. It is
-		// safe to do this since we have already overflowed and will be using
-		// the slow notify algorithm.
-		t.trackChannels = nil
-		return
-	}
-
-	// Create the map on the fly when we need it.
-	if t.trackChannels == nil {
-		t.trackChannels = make(map[chan struct{}]struct{})
-	}
-
-	// Otherwise we are good to track it.
-	t.trackChannels[ch] = struct{}{}
-}
-
-// newCh returns the mutation channel of a node or leaf this transaction
-// creates: none when it does not track mutations (annuaire's patch, see
-// ANNUAIRE.md). Such a node's watch channel is nil, and a nil channel
-// never fires, as an unclosed one does: a transaction that does not track
-// mutations never closes the channels of the nodes it replaces either.
-// The channels were half of the memory of a tree that no one watches.
-func (t *Txn) newCh() chan struct{} {
-	if !t.trackMutate {
-		return nil
-	}
-	return make(chan struct{})
-}
+//
+// annuaire: a no-op. Nodes and leaves have no watch channel in this copy,
+// so there is nothing to notify; every watch this package returns is nil,
+// a channel that never fires (see ANNUAIRE.md).
+func (t *Txn) TrackMutate(track bool) {}
 
 // writeNode returns a node to be modified, if the current node has already been
 // modified during the course of the transaction, it is used in-place. Set
@@ -177,25 +102,9 @@ func (t *Txn) newCh() chan struct{} {
 func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
 
 	// If this node has already been modified, we can continue to use it
-	// during this transaction. We know that we don't need to track it for
-	// a node update since the node is writable, but if this is for a leaf
-	// update we track it, in case the initial write to this node didn't
-	// update the leaf.
+	// during this transaction.
 	if t.isWritable(n) {
-		if t.trackMutate && forLeafUpdate && n.leaf != nil {
-			t.trackChannel(n.leaf.mutateCh)
-		}
 		return n
-	}
-
-	// Mark this node as being mutated.
-	if t.trackMutate {
-		t.trackChannel(n.mutateCh)
-	}
-
-	// Mark its leaf as being mutated, if appropriate.
-	if t.trackMutate && forLeafUpdate && n.leaf != nil {
-		t.trackChannel(n.leaf.mutateCh)
 	}
 
 	// Copy the existing node. If you have set forLeafUpdate it will be
@@ -207,9 +116,8 @@ func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
 	// in place (a split reslices them, a merge concatenates into new ones):
 	// one small allocation less per copied node (TestCommittedTreesNeverChange).
 	nc := &Node{
-		mutateCh: t.newCh(),
-		leaf:     n.leaf,
-		prefix:   n.prefix,
+		leaf:   n.leaf,
+		prefix: n.prefix,
 	}
 	if len(n.edges) != 0 {
 		nc.edges = make([]edge, len(n.edges))
@@ -259,27 +167,14 @@ func (t *Txn) markWritable(n *Node) {
 	t.writable[n] = struct{}{}
 }
 
-// Visit all the nodes in the tree under n, and add their mutateChannels to the transaction
-// Returns the size of the subtree visited
-func (t *Txn) trackChannelsAndCount(n *Node) int {
-	// Count only leaf nodes
+// countLeaves returns the number of leaves under n, n's own included.
+func countLeaves(n *Node) int {
 	leaves := 0
 	if n.leaf != nil {
 		leaves = 1
 	}
-	// Mark this node as being mutated.
-	if t.trackMutate {
-		t.trackChannel(n.mutateCh)
-	}
-
-	// Mark its leaf as being mutated, if appropriate.
-	if t.trackMutate && n.leaf != nil {
-		t.trackChannel(n.leaf.mutateCh)
-	}
-
-	// Recurse on the children
 	for _, e := range n.edges {
-		leaves += t.trackChannelsAndCount(e.node)
+		leaves += countLeaves(e.node)
 	}
 	return leaves
 }
@@ -287,17 +182,10 @@ func (t *Txn) trackChannelsAndCount(n *Node) int {
 // mergeChild is called to collapse the given node with its child. This is only
 // called when the given node is not a leaf and has a single edge.
 func (t *Txn) mergeChild(n *Node) {
-	// Mark the child node as being mutated since we are about to abandon
-	// it. We don't need to mark the leaf since we are retaining it if it
-	// is there.
-	e := n.edges[0]
-	child := e.node
-	if t.trackMutate {
-		t.trackChannel(child.mutateCh)
-	}
+	child := n.edges[0].node
 
 	// Merge the nodes.
-	n.prefix = concat(n.prefix, child.prefix)
+	n.prefix = n.prefix + child.prefix
 	n.leaf = child.leaf
 	if len(child.edges) != 0 {
 		n.edges = make([]edge, len(child.edges))
@@ -320,9 +208,8 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 
 		nc := t.writeNode(n, true)
 		nc.leaf = &leafNode{
-			mutateCh: t.newCh(),
-			key:      k,
-			val:      v,
+			key: keyString(k),
+			val: v,
 		}
 		return nc, oldVal, didUpdate
 	}
@@ -335,13 +222,11 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 		e := edge{
 			label: search[0],
 			node: &Node{
-				mutateCh: t.newCh(),
 				leaf: &leafNode{
-					mutateCh: t.newCh(),
-					key:      k,
-					val:      v,
+					key: keyString(k),
+					val: v,
 				},
-				prefix: search,
+				prefix: keyString(search),
 			},
 		}
 		nc := t.writeNode(n, false)
@@ -350,7 +235,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	}
 
 	// Determine longest prefix of the search key on match
-	commonPrefix := longestPrefix(search, child.prefix)
+	commonPrefix := longestPrefix(search, keyBytes(child.prefix))
 	if commonPrefix == len(child.prefix) {
 		search = search[commonPrefix:]
 		newChild, oldVal, didUpdate := t.insert(child, k, search, v)
@@ -365,8 +250,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	// Split the node
 	nc := t.writeNode(n, false)
 	splitNode := &Node{
-		mutateCh: t.newCh(),
-		prefix:   search[:commonPrefix],
+		prefix: keyString(search[:commonPrefix]),
 	}
 	nc.replaceEdge(edge{
 		label: search[0],
@@ -383,9 +267,8 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 
 	// Create a new leaf node
 	leaf := &leafNode{
-		mutateCh: t.newCh(),
-		key:      k,
-		val:      v,
+		key: keyString(k),
+		val: v,
 	}
 
 	// If the new key is a subset, add to to this node
@@ -399,9 +282,8 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	splitNode.addEdge(edge{
 		label: search[0],
 		node: &Node{
-			mutateCh: t.newCh(),
-			leaf:     leaf,
-			prefix:   search,
+			leaf:   leaf,
+			prefix: keyString(search),
 		},
 	})
 	return nc, nil, false
@@ -434,7 +316,7 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 	// Look for an edge
 	label := search[0]
 	idx, child := n.getEdge(label)
-	if child == nil || !bytes.HasPrefix(search, child.prefix) {
+	if child == nil || !hasPrefix(search, child.prefix) {
 		return nil, nil
 	}
 
@@ -472,7 +354,7 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 			nc.leaf = nil
 		}
 		nc.edges = nil
-		return nc, t.trackChannelsAndCount(n)
+		return nc, countLeaves(n)
 	}
 
 	// Look for an edge
@@ -480,7 +362,7 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	idx, child := n.getEdge(label)
 	// We make sure that either the child node's prefix starts with the search term, or the search term starts with the child node's prefix
 	// Need to do both so that we can delete prefixes that don't correspond to any node in the tree
-	if child == nil || (!bytes.HasPrefix(child.prefix, search) && !bytes.HasPrefix(search, child.prefix)) {
+	if child == nil || (!prefixOf(child.prefix, search) && !hasPrefix(search, child.prefix)) {
 		return nil, 0
 	}
 
@@ -575,11 +457,7 @@ func (t *Txn) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
 // Commit is used to finalize the transaction and return a new tree. If mutation
 // tracking is turned on then notifications will also be issued.
 func (t *Txn) Commit() *Tree {
-	nt := t.CommitOnly()
-	if t.trackMutate {
-		t.Notify()
-	}
-	return nt
+	return t.CommitOnly()
 }
 
 // CommitOnly is used to finalize the transaction and return a new tree, but
@@ -608,99 +486,12 @@ func (t *Txn) trimWritable() {
 	}
 }
 
-// slowNotify does a complete comparison of the before and after trees in order
-// to trigger notifications. This doesn't require any additional state but it
-// is very expensive to compute.
-func (t *Txn) slowNotify() {
-	snapIter := t.snap.rawIterator()
-	rootIter := t.root.rawIterator()
-	for snapIter.Front() != nil || rootIter.Front() != nil {
-		// If we've exhausted the nodes in the old snapshot, we know
-		// there's nothing remaining to notify.
-		if snapIter.Front() == nil {
-			return
-		}
-		snapElem := snapIter.Front()
-
-		// If we've exhausted the nodes in the new root, we know we need
-		// to invalidate everything that remains in the old snapshot. We
-		// know from the loop condition there's something in the old
-		// snapshot.
-		if rootIter.Front() == nil {
-			closeCh(snapElem.mutateCh)
-			if snapElem.isLeaf() {
-				closeCh(snapElem.leaf.mutateCh)
-			}
-			snapIter.Next()
-			continue
-		}
-
-		// Do one string compare so we can check the various conditions
-		// below without repeating the compare.
-		cmp := strings.Compare(snapIter.Path(), rootIter.Path())
-
-		// If the snapshot is behind the root, then we must have deleted
-		// this node during the transaction.
-		if cmp < 0 {
-			closeCh(snapElem.mutateCh)
-			if snapElem.isLeaf() {
-				closeCh(snapElem.leaf.mutateCh)
-			}
-			snapIter.Next()
-			continue
-		}
-
-		// If the snapshot is ahead of the root, then we must have added
-		// this node during the transaction.
-		if cmp > 0 {
-			rootIter.Next()
-			continue
-		}
-
-		// If we have the same path, then we need to see if we mutated a
-		// node and possibly the leaf.
-		rootElem := rootIter.Front()
-		if snapElem != rootElem {
-			closeCh(snapElem.mutateCh)
-			if snapElem.leaf != nil && (snapElem.leaf != rootElem.leaf) {
-				closeCh(snapElem.leaf.mutateCh)
-			}
-		}
-		snapIter.Next()
-		rootIter.Next()
-	}
-}
-
-// closeCh closes ch, if the node has one (newCh).
-func closeCh(ch chan struct{}) {
-	if ch != nil {
-		close(ch)
-	}
-}
-
 // Notify is used along with TrackMutate to trigger notifications. This must
 // only be done once a transaction is committed via CommitOnly, and it is called
 // automatically by Commit.
-func (t *Txn) Notify() {
-	if !t.trackMutate {
-		return
-	}
-
-	// If we've overflowed the tracking state we can't use it in any way and
-	// need to do a full tree compare.
-	if t.trackOverflow {
-		t.slowNotify()
-	} else {
-		for ch := range t.trackChannels {
-			close(ch)
-		}
-	}
-
-	// Clean up the tracking state so that a re-notify is safe (will trigger
-	// the else clause above which will be a no-op).
-	t.trackChannels = nil
-	t.trackOverflow = false
-}
+//
+// annuaire: a no-op, as TrackMutate is: there are no channels to close.
+func (t *Txn) Notify() {}
 
 // Insert is used to add or update a given key. The return provides
 // the new tree, previous value and a bool indicating if any was set.
@@ -752,12 +543,4 @@ func longestPrefix(k1, k2 []byte) int {
 		}
 	}
 	return i
-}
-
-// concat two byte slices, returning a third new copy
-func concat(a, b []byte) []byte {
-	c := make([]byte, len(a)+len(b))
-	copy(c, a)
-	copy(c[len(a):], b)
-	return c
 }

@@ -1,7 +1,7 @@
 package iradix
 
 import (
-	"bytes"
+	"strings"
 )
 
 // Iterator is used to iterate over a set of nodes
@@ -13,11 +13,13 @@ type Iterator struct {
 
 // SeekPrefixWatch is used to seek the iterator to a given prefix
 // and returns the watch channel of the finest granularity
+//
+// annuaire: no node has a watch channel; the watch returned is nil, which
+// never fires.
 func (i *Iterator) SeekPrefixWatch(prefix []byte) (watch <-chan struct{}) {
 	// Wipe the stack
 	i.stack = nil
 	n := i.node
-	watch = n.mutateCh
 	search := prefix
 	for {
 		// Check for key exhaustion
@@ -33,14 +35,11 @@ func (i *Iterator) SeekPrefixWatch(prefix []byte) (watch <-chan struct{}) {
 			return
 		}
 
-		// Update to the finest granularity as the search makes progress
-		watch = n.mutateCh
-
 		// Consume the search prefix
-		if bytes.HasPrefix(search, n.prefix) {
+		if hasPrefix(search, n.prefix) {
 			search = search[len(n.prefix):]
 
-		} else if bytes.HasPrefix(n.prefix, search) {
+		} else if prefixOf(n.prefix, search) {
 			i.node = n
 			return
 		} else {
@@ -110,9 +109,9 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 		// Compare current prefix with the search key's same-length prefix.
 		var prefixCmp int
 		if len(n.prefix) < len(search) {
-			prefixCmp = bytes.Compare(n.prefix, search[0:len(n.prefix)])
+			prefixCmp = strings.Compare(n.prefix, keyString(search[0:len(n.prefix)]))
 		} else {
-			prefixCmp = bytes.Compare(n.prefix, search)
+			prefixCmp = strings.Compare(n.prefix, keyString(search))
 		}
 
 		if prefixCmp > 0 {
@@ -132,7 +131,7 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 
 		// Prefix is equal, we are still heading for an exact match. If this is a
 		// leaf and an exact match we're done.
-		if n.leaf != nil && bytes.Equal(n.leaf.key, key) {
+		if n.leaf != nil && n.leaf.key == string(key) {
 			found(n)
 			return
 		}
@@ -198,7 +197,7 @@ func (i *Iterator) Next() ([]byte, interface{}, bool) {
 
 		// Return the leaf values if any
 		if elem.leaf != nil {
-			return elem.leaf.key, elem.leaf.val, true
+			return keyBytes(elem.leaf.key), elem.leaf.val, true
 		}
 	}
 	return nil, nil, false

@@ -1,8 +1,8 @@
 package iradix
 
 import (
-	"bytes"
 	"sort"
+	"unsafe"
 )
 
 // WalkFn is used when walking the tree. Takes a
@@ -11,10 +11,12 @@ import (
 type WalkFn func(k []byte, v interface{}) bool
 
 // leafNode is used to represent a value
+//
+// annuaire: no watch channel, and the key held as a string (keyString), so
+// that a leaf is 32 bytes, not 48 (see ANNUAIRE.md).
 type leafNode struct {
-	mutateCh chan struct{}
-	key      []byte
-	val      interface{}
+	key string
+	val interface{}
 }
 
 // edge is used to represent an edge node
@@ -24,20 +26,43 @@ type edge struct {
 }
 
 // Node is an immutable node in the radix tree
+//
+// annuaire: no watch channel, and the prefix held as a string (keyString),
+// so that a node is 48 bytes, not 64 (see ANNUAIRE.md).
 type Node struct {
-	// mutateCh is closed if this node is modified
-	mutateCh chan struct{}
-
 	// leaf is used to store possible leaf
 	leaf *leafNode
 
 	// prefix is the common prefix we ignore
-	prefix []byte
+	prefix string
 
 	// Edges should be stored in-order for iteration.
 	// We avoid a fully materialized slice to save memory,
 	// since in most cases we expect to be sparse
 	edges edges
+}
+
+// keyString holds the bytes of a key, or of a prefix within it, as a
+// string without copying them: the tree never writes a key's bytes, and
+// took them from its caller without a copy upstream too (leaf.key was the
+// slice given to Insert, a node's prefix a slice of it), so they were
+// already the caller's not to change. A string header is 16 bytes where a
+// slice's is 24: what brings a node to 48 bytes and a leaf to 32.
+func keyString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// keyBytes is the inverse of keyString, for the []byte this package's
+// API hands out and for the bytes package: the caller must not write to
+// them, as upstream's callers must not write to the keys it returns.
+func keyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// hasPrefix is bytes.HasPrefix(b, []byte(prefix)), without the copy.
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
+}
+
+// prefixOf is bytes.HasPrefix([]byte(s), prefix), without the copy.
+func prefixOf(s string, prefix []byte) bool {
+	return len(s) >= len(prefix) && s[:len(prefix)] == string(prefix)
 }
 
 func (n *Node) isLeaf() bool {
@@ -113,13 +138,14 @@ func (n *Node) delEdge(label byte) {
 }
 
 func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
+	// annuaire: no node has a watch channel; the watch returned is nil,
+	// which never fires.
 	search := k
-	watch := n.mutateCh
 	for {
 		// Check for key exhaustion
 		if len(search) == 0 {
 			if n.isLeaf() {
-				return n.leaf.mutateCh, n.leaf.val, true
+				return nil, n.leaf.val, true
 			}
 			break
 		}
@@ -130,17 +156,14 @@ func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
 			break
 		}
 
-		// Update to the finest granularity as the search makes progress
-		watch = n.mutateCh
-
 		// Consume the search prefix
-		if bytes.HasPrefix(search, n.prefix) {
+		if hasPrefix(search, n.prefix) {
 			search = search[len(n.prefix):]
 		} else {
 			break
 		}
 	}
-	return watch, nil, false
+	return nil, nil, false
 }
 
 func (n *Node) Get(k []byte) (interface{}, bool) {
@@ -171,14 +194,14 @@ func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
 		}
 
 		// Consume the search prefix
-		if bytes.HasPrefix(search, n.prefix) {
+		if hasPrefix(search, n.prefix) {
 			search = search[len(n.prefix):]
 		} else {
 			break
 		}
 	}
 	if last != nil {
-		return last.key, last.val, true
+		return keyBytes(last.key), last.val, true
 	}
 	return nil, nil, false
 }
@@ -187,7 +210,7 @@ func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
 func (n *Node) Minimum() ([]byte, interface{}, bool) {
 	for {
 		if n.isLeaf() {
-			return n.leaf.key, n.leaf.val, true
+			return keyBytes(n.leaf.key), n.leaf.val, true
 		}
 		if len(n.edges) > 0 {
 			n = n.edges[0].node
@@ -206,7 +229,7 @@ func (n *Node) Maximum() ([]byte, interface{}, bool) {
 			continue
 		}
 		if n.isLeaf() {
-			return n.leaf.key, n.leaf.val, true
+			return keyBytes(n.leaf.key), n.leaf.val, true
 		} else {
 			break
 		}
@@ -224,14 +247,6 @@ func (n *Node) Iterator() *Iterator {
 // the given node to walk the tree backwards
 func (n *Node) ReverseIterator() *ReverseIterator {
 	return NewReverseIterator(n)
-}
-
-// rawIterator is used to return a raw iterator at the given node to walk the
-// tree.
-func (n *Node) rawIterator() *rawIterator {
-	iter := &rawIterator{node: n}
-	iter.Next()
-	return iter
 }
 
 // Walk is used to walk the tree
@@ -261,10 +276,10 @@ func (n *Node) WalkPrefix(prefix []byte, fn WalkFn) {
 		}
 
 		// Consume the search prefix
-		if bytes.HasPrefix(search, n.prefix) {
+		if hasPrefix(search, n.prefix) {
 			search = search[len(n.prefix):]
 
-		} else if bytes.HasPrefix(n.prefix, search) {
+		} else if prefixOf(n.prefix, search) {
 			// Child may be under our search prefix
 			recursiveWalk(n, fn)
 			return
@@ -282,7 +297,7 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 	search := path
 	for {
 		// Visit the leaf values if any
-		if n.leaf != nil && fn(n.leaf.key, n.leaf.val) {
+		if n.leaf != nil && fn(keyBytes(n.leaf.key), n.leaf.val) {
 			return
 		}
 
@@ -298,7 +313,7 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 		}
 
 		// Consume the search prefix
-		if bytes.HasPrefix(search, n.prefix) {
+		if hasPrefix(search, n.prefix) {
 			search = search[len(n.prefix):]
 		} else {
 			break
@@ -310,7 +325,7 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 // recursively. Returns true if the walk should be aborted
 func recursiveWalk(n *Node, fn WalkFn) bool {
 	// Visit the leaf values if any
-	if n.leaf != nil && fn(n.leaf.key, n.leaf.val) {
+	if n.leaf != nil && fn(keyBytes(n.leaf.key), n.leaf.val) {
 		return true
 	}
 
@@ -328,7 +343,7 @@ func recursiveWalk(n *Node, fn WalkFn) bool {
 // should be aborted
 func reverseRecursiveWalk(n *Node, fn WalkFn) bool {
 	// Visit the leaf values if any
-	if n.leaf != nil && fn(n.leaf.key, n.leaf.val) {
+	if n.leaf != nil && fn(keyBytes(n.leaf.key), n.leaf.val) {
 		return true
 	}
 

@@ -1,7 +1,7 @@
 package iradix
 
 import (
-	"bytes"
+	"strings"
 )
 
 // ReverseIterator is used to iterate over a set of nodes
@@ -77,9 +77,9 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 		// Compare current prefix with the search key's same-length prefix.
 		var prefixCmp int
 		if len(n.prefix) < len(search) {
-			prefixCmp = bytes.Compare(n.prefix, search[0:len(n.prefix)])
+			prefixCmp = strings.Compare(n.prefix, keyString(search[0:len(n.prefix)]))
 		} else {
-			prefixCmp = bytes.Compare(n.prefix, search)
+			prefixCmp = strings.Compare(n.prefix, keyString(search))
 		}
 
 		if prefixCmp < 0 {
@@ -111,7 +111,7 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 		if n.isLeaf() {
 
 			// Firstly, if it's an exact match, we're done!
-			if bytes.Equal(n.leaf.key, key) {
+			if n.leaf.key == string(key) {
 				found(n)
 				return
 			}
@@ -230,7 +230,7 @@ func (ri *ReverseIterator) Previous() ([]byte, interface{}, bool) {
 
 		// If this is a leaf, return it
 		if elem.leaf != nil {
-			return elem.leaf.key, elem.leaf.val, true
+			return keyBytes(elem.leaf.key), elem.leaf.val, true
 		}
 
 		// it's not a leaf so keep walking the stack to find the previous leaf
