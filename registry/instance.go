@@ -243,6 +243,13 @@ func (inst *Instance) restore(tx *Tx) error {
 	if err := inst.drop(tx); err != nil {
 		return err
 	}
+	// The label index is unique (instancesTable), and memdb would let a
+	// second row take the first's entry: a journal that gives two
+	// instances one label was not written by a Tx, whose PutInstance
+	// refuses it, and is refused here the same way.
+	if other, ok := tx.ByLabel(inst.Proto, inst.Service, inst.Label); ok && !SameName(other.ID, inst.ID) {
+		return &FieldError{"instance", inst.Label, "already used by " + other.ID}
+	}
 	return tx.insertInstance(inst)
 }
 

@@ -187,14 +187,15 @@ func BenchmarkMemory(b *testing.B) {
 }
 
 // TestInstanceMemory bounds the heap an instance costs on each path, a
-// quarter to a third above what it is (bulk 554 B, API 956 B at 20,000;
+// quarter to a third above what it is (bulk 548 B, API 924 B at 20,000;
 // 1,174 and 3,074 before the radix trees lost their watch channels, see
 // third_party/go-immutable-radix, the reversed-name index its hosts of
 // one label, the API's hosts their reference count rows, see hostRef,
 // the nodes their unused edge room, a registration's label and host
-// name their own strings, see fillInstance, and the radix nodes and
-// leaves their channel fields and slice headers). Past the bound, look
-// with BenchmarkMemory and -memprofile.
+// name their own strings, see fillInstance, the radix nodes and leaves
+// their channel fields and slice headers, and the label index its row
+// IDs, see instancesTable). Past the bound, look with BenchmarkMemory and
+// -memprofile.
 func TestInstanceMemory(t *testing.T) {
 	const n = 20000
 	for _, c := range []struct {

@@ -66,8 +66,14 @@ func instancesTable() *memdb.TableSchema {
 			},
 			indexLabel: {
 				Name: indexLabel,
-				// Not Unique: memdb does not enforce uniqueness of secondary
-				// indexes, Tx.PutInstance does.
+				// Unique: a label names one instance of a type (RFC 6763
+				// section 4.1). memdb does not enforce it (a second row
+				// would take the first's entry): Tx.PutInstance and, for a
+				// journal's rows, Instance.restore refuse a label in use
+				// before every insert. A unique index's key does not end
+				// with the row's ID key as a non-unique one's does: 64 → 32
+				// bytes per API registration.
+				Unique:  true,
 				Indexer: labelIndex{},
 			},
 		},
@@ -226,9 +232,7 @@ func (labelIndex) FromObject(raw any) (bool, []byte, error) {
 	if !ok {
 		return false, nil, fmt.Errorf("label index: %T is not an *Instance", raw)
 	}
-	// memdb appends the ID key to the key of a non-unique index: leave room
-	// for it, so that the key stays one allocation.
-	key := make([]byte, 0, len(inst.Proto)+len(inst.Service)+len(inst.Label)+len(inst.ID)+4)
+	key := make([]byte, 0, fieldKeyLen(inst.Proto)+fieldKeyLen(inst.Service)+fieldKeyLen(inst.Label))
 	key = fieldKey(key, inst.Proto)
 	key = fieldKey(key, inst.Service)
 	return true, fieldKey(key, inst.Label), nil
