@@ -8,6 +8,7 @@
 #   bench/run.sh updates         # annuaire while bench/churn writes through the API, and without
 #   bench/run.sh echo            # echo beside socat and ncat (bench/echo.sh)
 #   bench/run.sh web             # web beside nginx, with wrk (bench/web.sh)
+#   bench/run.sh check           # checks the arithmetic of queries per server CPU-second
 #
 # Environment: RUNS (3), SECS (10 per run), CLIENTS (dnsperf's -c, 20),
 # SERVER_CPU (0), PERF_CPU (1),
@@ -235,9 +236,19 @@ idle() {
 # perf PORT MODE PID: one dnsperf run; prints "qps server-CPU-share lost
 # dnsperf-CPU-share load idle-servers-CPU-share": the CPU shares say which
 # side saturated, the load average what else ran on the machine.
+#
+# The shares are of dnsperf's run time (its "Run time (s)", over which it
+# counts its queries per second), not of the wall time around it, so that
+# queries per server CPU-second (qps / share) is the queries answered over
+# the CPU-seconds the server took. After the run, dnsperf waits for the
+# queries still unanswered until they time out (-t, 5 s): a server that
+# lost some near the end (Knot, whose 208 KiB socket buffer drops part of
+# dnsperf's first burst of 500, some 300 a run) sat idle 4–5 s more of
+# the wall time, and dividing by the wall time made its figure up to
+# (SECS + 5) / SECS times too high. See check_perf.
 perf() {
 	local port=$1 mode=$2 pid=$3
-	local before after out qps lost t0 t1 hz ptick load others ibefore iafter sw0 sw1
+	local before after out qps lost rt t0 t1 hz ptick load others ibefore iafter sw0 sw1
 	hz=$(getconf CLK_TCK)
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	others=$(idle "$pid")
@@ -257,17 +268,60 @@ perf() {
 	sw1=$(switches $(tree "$pid"))
 	# shellcheck disable=SC2086
 	iafter=$(cputicks $others)
-	qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
-	lost=$(awk '/Queries lost/ {print $3}' <<<"$out")
+	read -r qps lost rt < <(dnsperf_fields <<<"$out")
 	ptick=$(awk '/^STAT/ {print $15 + $16}' <<<"$out")
 	# not a field of the line (the modes read its fields by position):
 	# measure prints it beside
-	awk -v s=$((sw1 - sw0)) '/Queries completed/ {q = $3} /Average Latency/ {avg = $4; mx = $8}
-		END {sub(/\)/, "", mx); printf "%.3f context switches per query, dnsperf latency %s s average, %s max\n", (q > 0 ? s / q : 0), avg, mx}' \
+	awk -v s=$((sw1 - sw0)) -v rt="$rt" -v t0="$t0" -v t1="$t1" '/Queries completed/ {q = $3} /Average Latency/ {avg = $4; mx = $8}
+		END {sub(/\)/, "", mx); printf "%.3f context switches per query, dnsperf latency %s s average, %s max; run time %s s of %.2f s\n", (q > 0 ? s / q : 0), avg, mx, rt, t1 - t0}' \
 		<<<"$out" >"$WORK/switches"
-	awk -v q="$qps" -v a="$before" -v b="$after" -v p="$ptick" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v l="${lost:-0}" -v load="$load" \
-		-v ia="$ibefore" -v ib="$iafter" \
-		'BEGIN { d = t1 - t0; printf "%s %.3f %s %.3f %s %.3f\n", q, (b - a) / hz / d, l, p / hz / d, load, (ib - ia) / hz / d }'
+	shares "$qps" "$rt" "$(awk -v t0="$t0" -v t1="$t1" 'BEGIN {print t1 - t0}')" "$((after - before))" "$ptick" "$hz" "$lost" "$load" "$((iafter - ibefore))"
+}
+
+# dnsperf_fields: "qps lost run-time" from dnsperf's statistics.
+dnsperf_fields() {
+	awk '/Queries per second/ {q = $4} /Queries lost/ {l = $3} /Run time \(s\)/ {rt = $4} END {print q, l + 0, rt}'
+}
+
+# shares QPS RUN-TIME WALL-TIME SERVER-TICKS DNSPERF-TICKS HZ LOST LOAD
+# IDLE-TICKS: perf's line, the servers' CPU shares of the run time.
+# dnsperf's share stays one of the wall time: while it waits for the
+# queries a server lost, it spins (up to 1.7 times the run time's
+# CPU-seconds in all), so its share of the run time says nothing of its
+# load during the run.
+shares() {
+	awk -v q="$1" -v rt="$2" -v d="$3" -v s="$4" -v p="$5" -v hz="$6" -v l="$7" -v load="$8" -v i="$9" \
+		'BEGIN { printf "%s %.3f %s %.3f %s %.3f\n", q, s / hz / rt, l, p / hz / d, load, i / hz / rt }'
+}
+
+# check_perf: the figure a run with queries left unanswered at its end
+# must give, from a 5 s run of Knot beside dnsperf on 5 Dec 2026 at 08:58
+# (286 lost, dnsperf's wall time 7.91 s, 209 ticks of the server's CPU,
+# 2.093 s by its threads' schedstat): 511,390 queries over 2.09
+# CPU-seconds are 245k per CPU-second, not the 387k that the shares of
+# the wall time gave.
+check_perf() {
+	local line qps lost rt
+	read -r qps lost rt < <(dnsperf_fields <<'EOF'
+Statistics:
+
+  Queries sent:         511676
+  Queries completed:    511390 (99.94%)
+  Queries lost:         286 (0.06%)
+
+  Response codes:       NOERROR 397866 (77.80%), NXDOMAIN 113524 (22.20%)
+  Average packet size:  request 35, response 70
+  Run time (s):         5.000317
+  Queries per second:   102271.515986
+
+  Average Latency (s):  0.001232 (min 0.000020, max 0.032767)
+  Latency StdDev (s):   0.001640
+EOF
+	)
+	line=$(shares "$qps" "$rt" 7.91 209 0 100 "$lost" 1.0 0)
+	awk -v l="$line" 'BEGIN { split(l, f, " "); v = f[1] / f[2]
+		if (v < 243000 || v > 247000) { printf "check_perf: %.0f queries per server CPU-second, want 245k (perf line: %s)\n", v, l; exit 1 }
+		printf "check_perf: %.0f queries per server CPU-second: ok\n", v }'
 }
 
 # churnperf WEB-PORT DATA PORT MODE PID: perf with bench/churn writing to
@@ -400,6 +454,7 @@ updates_table() {
 	done
 }
 
+[ "$MODE" != check ] || { check_perf; exit; }
 need
 build
 queries
