@@ -96,21 +96,24 @@ func (t *Txn) Clone() *Txn {
 func (t *Txn) TrackMutate(track bool) {}
 
 // writeNode returns a node to be modified, if the current node has already been
-// modified during the course of the transaction, it is used in-place. Set
-// forLeafUpdate to true if you are getting a write node to update the leaf,
-// which will set leaf mutation tracking appropriately as well.
-func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
-
+// modified during the course of the transaction, it is used in-place.
+//
+// annuaire: room is how many edges the caller is about to add. It
+// replaces upstream's forLeafUpdate, which only chose the channels to
+// track, and this copy has none. A copy is made with exactly
+// that room: a one-key commit adds one edge to a node it copies, and an
+// edge array copied with no room grew by append (to twice its size) and
+// was trimmed to size again at the commit (trimWritable), two arrays of
+// garbage per such node. A node already writable keeps append's growth,
+// which a large transaction's many edges need.
+func (t *Txn) writeNode(n *Node, room int) *Node {
 	// If this node has already been modified, we can continue to use it
 	// during this transaction.
 	if t.isWritable(n) {
 		return n
 	}
 
-	// Copy the existing node. If you have set forLeafUpdate it will be
-	// safe to replace this leaf with another after you get your node for
-	// writing. You MUST replace it, because the channel associated with
-	// this leaf will be closed when this transaction is committed.
+	// Copy the existing node.
 	//
 	// annuaire: the copy shares its prefix bytes, which no node ever writes
 	// in place (a split reslices them, a merge concatenates into new ones):
@@ -119,8 +122,8 @@ func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
 		leaf:   n.leaf,
 		prefix: n.prefix,
 	}
-	if len(n.edges) != 0 {
-		nc.edges = make([]edge, len(n.edges))
+	if len(n.edges)+room != 0 {
+		nc.edges = make([]edge, len(n.edges), len(n.edges)+room)
 		copy(nc.edges, n.edges)
 	}
 
@@ -206,7 +209,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 			didUpdate = true
 		}
 
-		nc := t.writeNode(n, true)
+		nc := t.writeNode(n, 0)
 		nc.leaf = &leafNode{
 			key: keyString(k),
 			val: v,
@@ -229,7 +232,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 				prefix: keyString(search),
 			},
 		}
-		nc := t.writeNode(n, false)
+		nc := t.writeNode(n, 1)
 		nc.addEdge(e)
 		return nc, nil, false
 	}
@@ -240,7 +243,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 		search = search[commonPrefix:]
 		newChild, oldVal, didUpdate := t.insert(child, k, search, v)
 		if newChild != nil {
-			nc := t.writeNode(n, false)
+			nc := t.writeNode(n, 0)
 			nc.edges[idx].node = newChild
 			return nc, oldVal, didUpdate
 		}
@@ -248,9 +251,16 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	}
 
 	// Split the node
-	nc := t.writeNode(n, false)
+	nc := t.writeNode(n, 0)
+	// annuaire: the split node gets its edges' room at once, the
+	// existing child's and, unless the new key ends here, the new leaf's.
+	room := 1
+	if len(search) > commonPrefix {
+		room = 2
+	}
 	splitNode := &Node{
 		prefix: keyString(search[:commonPrefix]),
+		edges:  make(edges, 0, room),
 	}
 	nc.replaceEdge(edge{
 		label: search[0],
@@ -258,7 +268,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	})
 
 	// Restore the existing child node
-	modChild := t.writeNode(child, false)
+	modChild := t.writeNode(child, 0)
 	splitNode.addEdge(edge{
 		label: modChild.prefix[commonPrefix],
 		node:  modChild,
@@ -303,7 +313,7 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 		oldLeaf := n.leaf
 
 		// Remove the leaf node
-		nc := t.writeNode(n, true)
+		nc := t.writeNode(n, 0)
 		nc.leaf = nil
 
 		// Check if this node should be merged
@@ -327,11 +337,9 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 		return nil, nil
 	}
 
-	// Copy this node. WATCH OUT - it's safe to pass "false" here because we
-	// will only ADD a leaf via nc.mergeChild() if there isn't one due to
-	// the !nc.isLeaf() check in the logic just below. This is pretty subtle,
-	// so be careful if you change any of the logic here.
-	nc := t.writeNode(n, false)
+	// Copy this node; it loses an edge, or gains its child's (mergeChild
+	// makes them an array of their own).
+	nc := t.writeNode(n, 0)
 
 	// Delete the edge if the node has no edges
 	if newChild.leaf == nil && len(newChild.edges) == 0 {
@@ -349,7 +357,7 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	// Check for key exhaustion
 	if len(search) == 0 {
-		nc := t.writeNode(n, true)
+		nc := t.writeNode(n, 0)
 		if n.isLeaf() {
 			nc.leaf = nil
 		}
@@ -376,12 +384,9 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	if newChild == nil {
 		return nil, 0
 	}
-	// Copy this node. WATCH OUT - it's safe to pass "false" here because we
-	// will only ADD a leaf via nc.mergeChild() if there isn't one due to
-	// the !nc.isLeaf() check in the logic just below. This is pretty subtle,
-	// so be careful if you change any of the logic here.
-
-	nc := t.writeNode(n, false)
+	// Copy this node; it loses an edge, or gains its child's (mergeChild
+	// makes them an array of their own).
+	nc := t.writeNode(n, 0)
 
 	// Delete the edge if the node has no edges
 	if newChild.leaf == nil && len(newChild.edges) == 0 {
