@@ -187,7 +187,7 @@ func BenchmarkMemory(b *testing.B) {
 }
 
 // TestInstanceMemory bounds the heap an instance costs on each path, a
-// quarter to a third above what it is (bulk 548 B, API 924 B at 20,000;
+// quarter to a third above what it is (bulk 548 B, API 911 B at 20,000;
 // 1,174 and 3,074 before the radix trees lost their watch channels, see
 // third_party/go-immutable-radix, the reversed-name index its hosts of
 // one label, the API's hosts their reference count rows, see hostRef,
@@ -202,7 +202,7 @@ func TestInstanceMemory(t *testing.T) {
 		path string
 		load func(testing.TB, *Registry, int, int)
 		max  uint64
-	}{{"bulk", loadBulk, 700}, {"api", loadAPI, 1250}} {
+	}{{"bulk", loadBulk, 700}, {"api", loadAPI, 1200}} {
 		heap0 := liveHeap()
 		r := New(1)
 		c.load(t, r, 0, n)

@@ -8,7 +8,7 @@ import (
 // The runtime keeps the memory a burst of writes freed up to its next
 // heap goal, twice the live heap, for as long as no more writes come:
 // after 200,000 registrations through the API of `annuaire serve`, about
-// 3.1 KB of RSS each for 1.1 KB live, and 1.9 KB once given back
+// 2.6 KB of RSS each for 0.9 KB live, and 1.6 KB once given back
 // (bench/load -api; BENCHMARKS.md, "Registry cost per instance"). So once
 // writes stop after enough of them, the registry gives it back, as Open
 // does after a replay.
