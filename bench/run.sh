@@ -241,11 +241,13 @@ idle() {
 # counts its queries per second), not of the wall time around it, so that
 # queries per server CPU-second (qps / share) is the queries answered over
 # the CPU-seconds the server took. After the run, dnsperf waits for the
-# queries still unanswered until they time out (-t, 5 s): a server that
-# lost some near the end (Knot, whose 208 KiB socket buffer drops part of
-# dnsperf's first burst of 500, some 300 a run) sat idle 4–5 s more of
-# the wall time, and dividing by the wall time made its figure up to
-# (SECS + 5) / SECS times too high. See check_perf.
+# queries still unanswered until they time out (-t, 5 s). Knot, whose
+# socket keeps the default 208 KiB of receive buffer, loses some 300 of
+# dnsperf's first burst (as many in a 2 s run as in a 5 s one) and more
+# later (584 in a 10 s run): when some of those were sent near the end,
+# it sat idle up to 5 s more of the wall time, and dividing by the wall
+# time made its figure up to (SECS + 5) / SECS times too high. See
+# check_perf.
 perf() {
 	local port=$1 mode=$2 pid=$3
 	local before after out qps lost rt t0 t1 hz ptick load others ibefore iafter sw0 sw1
