@@ -3,7 +3,6 @@ package registry
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -15,14 +14,9 @@ import (
 // failed, every instance is found by its label and the index holds one
 // entry per instance, also after a restart (the journal replayed).
 func TestLabelsFollowInstances(t *testing.T) {
-	rnd := rand.New(rand.NewPCG(3, 4))
-	dir := t.TempDir()
-	opts := Options{Serial: 1, SegmentSize: 8 << 10, Logger: slog.New(slog.DiscardHandler)}
-	r := mustOpen(t, dir, opts)
 	labels := []string{"a", "A", "b", "B", "c", "Imprimante 2"}
-	check := func(when string) {
+	check := func(snap *Snapshot, when string) {
 		t.Helper()
-		snap := r.Snapshot()
 		n := 0
 		for inst := range snap.All() {
 			n++
@@ -41,40 +35,17 @@ func TestLabelsFollowInstances(t *testing.T) {
 			t.Fatalf("%s: %d label index entries for %d instances", when, m, n)
 		}
 	}
-	boom := errors.New("boom")
-	for step := range 400 {
-		_, err := r.Update(func(tx *Tx) error {
-			for range 1 + rnd.IntN(4) {
-				var err error
-				if rnd.IntN(4) == 0 {
-					err = tx.DeleteInstance(fmt.Sprintf("i%d", rnd.IntN(6)))
-					if errors.Is(err, ErrNotFound) {
-						err = nil
-					}
-				} else {
-					_, err = tx.PutInstance(Instance{ID: fmt.Sprintf("i%d", rnd.IntN(6)), Service: fmt.Sprintf("s%d", rnd.IntN(2)),
-						Label: labels[rnd.IntN(len(labels))], Host: "h", Port: 7})
-				}
-				if err != nil && !errors.Is(err, ErrInvalid) {
-					return err
-				}
-			}
-			if rnd.IntN(8) == 0 {
-				return boom
+	randomUpdates(t, rand.New(rand.NewPCG(3, 4)), 4, check, func(tx *Tx, rnd *rand.Rand) error {
+		if rnd.IntN(4) == 0 {
+			if err := tx.DeleteInstance(fmt.Sprintf("i%d", rnd.IntN(6))); !errors.Is(err, ErrNotFound) {
+				return err
 			}
 			return nil
-		})
-		if err != nil && !errors.Is(err, boom) {
-			t.Fatalf("step %d: %v", step, err)
 		}
-		check(fmt.Sprintf("step %d", step))
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r = mustOpen(t, dir, opts)
-	defer r.Close()
-	check("after a restart")
+		_, err := tx.PutInstance(Instance{ID: fmt.Sprintf("i%d", rnd.IntN(6)), Service: fmt.Sprintf("s%d", rnd.IntN(2)),
+			Label: labels[rnd.IntN(len(labels))], Host: "h", Port: 7})
+		return err
+	})
 }
 
 // TestReplayRefusesTakenLabel: a journal's row that gives an instance a

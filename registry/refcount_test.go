@@ -81,14 +81,9 @@ func collect[T any](seq func(func(T) bool)) []T {
 // way, checked after each step, after a restart (replay of the journal)
 // and after one from checkpoints (small segments).
 func TestHostRefsFollowInstances(t *testing.T) {
-	rnd := rand.New(rand.NewPCG(1, 2))
-	dir := t.TempDir()
-	opts := Options{Serial: 1, SegmentSize: 8 << 10, Logger: slog.New(slog.DiscardHandler)}
-	r := mustOpen(t, dir, opts)
 	names := []string{"h0", "h1", "h2", "h3", "h4"}
-	check := func(when string) {
+	check := func(snap *Snapshot, when string) {
 		t.Helper()
-		snap := r.Snapshot()
 		want := map[string]int{}
 		for inst := range snap.All() {
 			want[inst.Host]++
@@ -102,54 +97,33 @@ func TestHostRefsFollowInstances(t *testing.T) {
 			}
 		}
 	}
-	boom := errors.New("boom")
-	for step := range 400 {
-		_, err := r.Update(func(tx *Tx) error {
-			for range 1 + rnd.IntN(3) {
-				host := names[rnd.IntN(len(names))]
-				var err error
-				switch rnd.IntN(6) {
-				case 0, 1:
-					port := 1 + rnd.IntN(20)
-					_, err = tx.Register(Registration{Service: "s" + strconv.Itoa(rnd.IntN(3)), Port: &port, Host: host,
-						Addresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(1 + rnd.IntN(5))})}})
-				case 2:
-					port := uint16(1 + rnd.IntN(20))
-					_, err = tx.PutInstance(Instance{Service: "t", Host: host, Port: port})
-				case 3:
-					for inst := range tx.All() {
-						if rnd.IntN(3) == 0 {
-							err = tx.DeleteInstance(inst.ID)
-							break
-						}
-					}
-				case 4:
-					err = tx.PutHost(Host{Name: host, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, 0, byte(rnd.IntN(9))})}, Auto: rnd.IntN(2) == 0})
-				case 5:
-					if _, ok := tx.Host(host); ok {
-						err = tx.DeleteHost(host)
-					}
-				}
-				if err != nil && !errors.Is(err, ErrInvalid) {
-					return err
+	randomUpdates(t, rand.New(rand.NewPCG(1, 2)), 3, check, func(tx *Tx, rnd *rand.Rand) error {
+		host := names[rnd.IntN(len(names))]
+		switch rnd.IntN(6) {
+		case 0, 1:
+			port := 1 + rnd.IntN(20)
+			_, err := tx.Register(Registration{Service: "s" + strconv.Itoa(rnd.IntN(3)), Port: &port, Host: host,
+				Addresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(1 + rnd.IntN(5))})}})
+			return err
+		case 2:
+			port := uint16(1 + rnd.IntN(20))
+			_, err := tx.PutInstance(Instance{Service: "t", Host: host, Port: port})
+			return err
+		case 3:
+			for inst := range tx.All() {
+				if rnd.IntN(3) == 0 {
+					return tx.DeleteInstance(inst.ID)
 				}
 			}
-			if rnd.IntN(8) == 0 {
-				return boom
+		case 4:
+			return tx.PutHost(Host{Name: host, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, 0, byte(rnd.IntN(9))})}, Auto: rnd.IntN(2) == 0})
+		case 5:
+			if _, ok := tx.Host(host); ok {
+				return tx.DeleteHost(host)
 			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, boom) {
-			t.Fatalf("step %d: %v", step, err)
 		}
-		check(fmt.Sprintf("step %d", step))
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r = mustOpen(t, dir, opts)
-	defer r.Close()
-	check("after a restart")
+		return nil
+	})
 
 	// A registration's own host: no row.
 	r2 := New(1)
@@ -200,4 +174,41 @@ func TestHostRefsReplayedHost(t *testing.T) {
 			t.Fatalf("after replaying %+v: HostRefs = %d, want 1", c, n)
 		}
 	}
+}
+
+// randomUpdates is the random walk TestHostRefsFollowInstances and
+// TestLabelsFollowInstances check their invariant over: 400 Updates of one
+// to maxOps ops (op; ErrInvalid is a refusal, not a failure), one in eight
+// failing at its end, on a registry with small segments (so that it
+// checkpoints); check sees the registry after each Update and after a
+// restart that replays the journal.
+func randomUpdates(t *testing.T, rnd *rand.Rand, maxOps int, check func(snap *Snapshot, when string), op func(tx *Tx, rnd *rand.Rand) error) {
+	t.Helper()
+	dir := t.TempDir()
+	opts := Options{Serial: 1, SegmentSize: 8 << 10, Logger: slog.New(slog.DiscardHandler)}
+	r := mustOpen(t, dir, opts)
+	boom := errors.New("boom")
+	for step := range 400 {
+		_, err := r.Update(func(tx *Tx) error {
+			for range 1 + rnd.IntN(maxOps) {
+				if err := op(tx, rnd); err != nil && !errors.Is(err, ErrInvalid) {
+					return err
+				}
+			}
+			if rnd.IntN(8) == 0 {
+				return boom
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, boom) {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		check(r.Snapshot(), fmt.Sprintf("step %d", step))
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r = mustOpen(t, dir, opts)
+	defer r.Close()
+	check(r.Snapshot(), "after a restart")
 }
