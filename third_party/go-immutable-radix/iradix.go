@@ -1,5 +1,7 @@
 package iradix
 
+import "strings"
+
 const (
 	// defaultModifiedCache is the default size of the modified node
 	// cache used per transaction. This is used to cache the updates
@@ -326,7 +328,7 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 	// Look for an edge
 	label := search[0]
 	idx, child := n.getEdge(label)
-	if child == nil || !hasPrefix(search, child.prefix) {
+	if child == nil || !strings.HasPrefix(keyString(search), child.prefix) {
 		return nil, nil
 	}
 
@@ -370,7 +372,7 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	idx, child := n.getEdge(label)
 	// We make sure that either the child node's prefix starts with the search term, or the search term starts with the child node's prefix
 	// Need to do both so that we can delete prefixes that don't correspond to any node in the tree
-	if child == nil || (!prefixOf(child.prefix, search) && !hasPrefix(search, child.prefix)) {
+	if child == nil || (!strings.HasPrefix(child.prefix, keyString(search)) && !strings.HasPrefix(keyString(search), child.prefix)) {
 		return nil, 0
 	}
 

@@ -36,10 +36,10 @@ func (i *Iterator) SeekPrefixWatch(prefix []byte) (watch <-chan struct{}) {
 		}
 
 		// Consume the search prefix
-		if hasPrefix(search, n.prefix) {
+		if strings.HasPrefix(keyString(search), n.prefix) {
 			search = search[len(n.prefix):]
 
-		} else if prefixOf(n.prefix, search) {
+		} else if strings.HasPrefix(n.prefix, keyString(search)) {
 			i.node = n
 			return
 		} else {

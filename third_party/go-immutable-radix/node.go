@@ -2,6 +2,7 @@ package iradix
 
 import (
 	"sort"
+	"strings"
 	"unsafe"
 )
 
@@ -54,16 +55,6 @@ func keyString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(
 // API hands out and for the bytes package: the caller must not write to
 // them, as upstream's callers must not write to the keys it returns.
 func keyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
-
-// hasPrefix is bytes.HasPrefix(b, []byte(prefix)), without the copy.
-func hasPrefix(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
-}
-
-// prefixOf is bytes.HasPrefix([]byte(s), prefix), without the copy.
-func prefixOf(s string, prefix []byte) bool {
-	return len(s) >= len(prefix) && s[:len(prefix)] == string(prefix)
-}
 
 func (n *Node) isLeaf() bool {
 	return n.leaf != nil
@@ -157,7 +148,7 @@ func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
 		}
 
 		// Consume the search prefix
-		if hasPrefix(search, n.prefix) {
+		if strings.HasPrefix(keyString(search), n.prefix) {
 			search = search[len(n.prefix):]
 		} else {
 			break
@@ -194,7 +185,7 @@ func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
 		}
 
 		// Consume the search prefix
-		if hasPrefix(search, n.prefix) {
+		if strings.HasPrefix(keyString(search), n.prefix) {
 			search = search[len(n.prefix):]
 		} else {
 			break
@@ -276,10 +267,10 @@ func (n *Node) WalkPrefix(prefix []byte, fn WalkFn) {
 		}
 
 		// Consume the search prefix
-		if hasPrefix(search, n.prefix) {
+		if strings.HasPrefix(keyString(search), n.prefix) {
 			search = search[len(n.prefix):]
 
-		} else if prefixOf(n.prefix, search) {
+		} else if strings.HasPrefix(n.prefix, keyString(search)) {
 			// Child may be under our search prefix
 			recursiveWalk(n, fn)
 			return
@@ -313,7 +304,7 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 		}
 
 		// Consume the search prefix
-		if hasPrefix(search, n.prefix) {
+		if strings.HasPrefix(keyString(search), n.prefix) {
 			search = search[len(n.prefix):]
 		} else {
 			break
