@@ -21,7 +21,9 @@ import (
 // A client that pipelines (RFC 7766 section 6.2.1.1) then costs three
 // system calls per query. bufferedConn cuts that to about two per burst:
 // reads go through a buffer, and answers wait in one until the loop is
-// about to block for more input, when they leave in a single write.
+// about to block for more input, when they leave in a single write. While
+// requests stream in over several connections, reads pause to let them
+// gather (tcp_linux.go).
 
 // tcpBuffer is the size of each connection's read and write buffers.
 const tcpBuffer = 16 << 10
@@ -88,6 +90,7 @@ func (c *Cache) Listener(ln net.Listener, cfg TCPConfig) net.Listener {
 		conns:     make(map[*bufferedConn]struct{}),
 		byClient:  make(map[clientKey]int),
 	}
+	t.gate.open()
 	return &bufferedListener{Listener: ln, c: c, t: t}
 }
 
@@ -96,6 +99,11 @@ type bufferedListener struct {
 	net.Listener
 	c *Cache
 	t *tcpTable
+}
+
+func (l *bufferedListener) Close() error {
+	l.t.gate.close()
+	return l.Listener.Close()
 }
 
 func (l *bufferedListener) Accept() (net.Conn, error) {
@@ -146,6 +154,8 @@ type tcpTable struct {
 	closed         func(reason string) // nil: not counted
 
 	n atomic.Int64 // connections admitted and not yet closed or evicted
+
+	gate tcpGate // when reads pause to let requests gather (tcp_linux.go)
 
 	mu       sync.Mutex // guards the fields below
 	conns    map[*bufferedConn]struct{}
@@ -294,6 +304,14 @@ type bufferedConn struct {
 	rerrno, werrno  syscall.Errno
 	rwaited         bool // the last read waited for the poller
 	streak          int  // reads in a row that did not wait
+
+	// The gate's view of the connection (tcp_linux.go), kept by its
+	// reader: it is counted in the gate's active ones, took taken
+	// requests since its socket was last found empty, and was last found
+	// so in the gate's window starting at window.
+	active bool
+	taken  int
+	window int64
 }
 
 // Read gives miekg/dns the requests the wire cache cannot answer; plain
@@ -325,6 +343,7 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 			continue
 		}
 		c.took = true
+		c.taken++
 		if c.answer(req[2:]) {
 			c.r.Discard(size)
 			continue
@@ -442,6 +461,7 @@ func (c *bufferedConn) flushLocked() error {
 // client half-closed, or that the idle timeout ends.
 func (c *bufferedConn) Close() error {
 	c.flush()
+	c.t.gate.leave(c)
 	c.t.release(c)
 	return c.Conn.Close()
 }
