@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -105,6 +106,40 @@ func TestTCPGate(t *testing.T) {
 				t.Errorf("%d active after the decision", g.active.Load())
 			}
 		})
+	}
+}
+
+// TestTCPGatePause checks that a pause lets the rest of the process run
+// first, before its sleep, and ends the round, counting the reads after
+// it.
+func TestTCPGatePause(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	g := &tcpGate{poke: newPoke(), round: true}
+	if g.poke == nil {
+		t.Fatal("no eventfd")
+	}
+	defer g.close()
+	ran := make(chan bool, 1) // whether before the sleep
+	ready := make(chan struct{})
+	go func() {
+		<-ready
+		g.mu.Lock()
+		ran <- !g.measuring // set once the sleep is over
+		g.mu.Unlock()
+	}()
+	runtime.Gosched() // the other goroutine waits on ready
+	close(ready)      // and is ready for the P, which this one keeps
+	g.pause()
+	select {
+	case first := <-ran:
+		if !first {
+			t.Errorf("the other goroutine ran after the sleep, not before")
+		}
+	default:
+		t.Errorf("the other goroutine did not run during the pause")
+	}
+	if g.round || !g.measuring {
+		t.Errorf("after the pause: round %v, measuring %v", g.round, g.measuring)
 	}
 }
 
