@@ -126,6 +126,11 @@ func (c *bufferedConn) rawRead(fd uintptr) bool {
 // alternating runs on the shared machine (5 Dec), reads per query fell
 // from 0.33–1.9 to 0.18–0.69, sends from 0.21–0.94 to 0.11–0.42, and
 // queries per server CPU-second rose 1.3 to 2.3 times (0.98 in one pair).
+// Pauses of 1 ms gathered more (200k, 345k and 584k queries per CPU-second
+// at 60k, 100k and full rate, against 133k, 231k and 438k with 500 µs),
+// but the rest of the process waits for them too: under 1,000 API
+// writes/s over TCP the writes fell to 905/s, p50 5.8 ms, against 962/s
+// and 3.4 ms with 500 µs in the same run (bench/run.sh updates).
 // A request that comes during a pause waits for it. Hence the conditions
 // (tcpGate.drained): requests came at two or more per tcpPauseFor over
 // the last rateWindow, from two connections or more (a lone connection
