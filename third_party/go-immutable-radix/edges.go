@@ -2,14 +2,15 @@ package iradix
 
 import "sort"
 
-type edges []edge
+// edges are a node's children, ordered by label (annuaire's patch).
+type edges []*Node
 
 func (e edges) Len() int {
 	return len(e)
 }
 
 func (e edges) Less(i, j int) bool {
-	return e[i].label < e[j].label
+	return e[i].label() < e[j].label()
 }
 
 func (e edges) Swap(i, j int) {

@@ -1,6 +1,9 @@
 package iradix
 
-import "strings"
+import (
+	"strings"
+	"unsafe"
+)
 
 const (
 	// defaultModifiedCache is the default size of the modified node
@@ -120,13 +123,10 @@ func (t *Txn) writeNode(n *Node, room int) *Node {
 	// annuaire: the copy shares its prefix bytes, which no node ever writes
 	// in place (a split reslices them, a merge concatenates into new ones):
 	// one small allocation less per copied node (TestCommittedTreesNeverChange).
-	nc := &Node{
-		leaf:   n.leaf,
-		prefix: n.prefix,
-	}
-	if len(n.edges)+room != 0 {
-		nc.edges = make([]edge, len(n.edges), len(n.edges)+room)
-		copy(nc.edges, n.edges)
+	nc := newNode(n.leaf, n.prefix(), int(n.depth))
+	if len(n.edges())+room != 0 {
+		nc.setEdges(make(edges, len(n.edges()), len(n.edges())+room))
+		copy(nc.edges(), n.edges())
 	}
 
 	// Mark this node as writable.
@@ -178,8 +178,8 @@ func countLeaves(n *Node) int {
 	if n.leaf != nil {
 		leaves = 1
 	}
-	for _, e := range n.edges {
-		leaves += countLeaves(e.node)
+	for _, e := range n.edges() {
+		leaves += countLeaves(e)
 	}
 	return leaves
 }
@@ -187,16 +187,22 @@ func countLeaves(n *Node) int {
 // mergeChild is called to collapse the given node with its child. This is only
 // called when the given node is not a leaf and has a single edge.
 func (t *Txn) mergeChild(n *Node) {
-	child := n.edges[0].node
+	child := n.edges()[0]
 
 	// Merge the nodes.
-	n.prefix = n.prefix + child.prefix
+	//
+	// annuaire: the merged prefix is the view of the child's key that ends
+	// with the child's prefix and starts len(n's prefix) bytes before it,
+	// where n's prefix bytes are (see Node): no concatenation, and the
+	// node's leaf still finds its key before its prefix.
+	start := unsafe.Add(unsafe.Pointer(child.prefixData), -int(n.prefixLen))
+	n.setPrefix(unsafe.String((*byte)(start), int(n.prefixLen)+int(child.prefixLen)))
 	n.leaf = child.leaf
-	if len(child.edges) != 0 {
-		n.edges = make([]edge, len(child.edges))
-		copy(n.edges, child.edges)
+	if len(child.edges()) != 0 {
+		n.setEdges(make(edges, len(child.edges())))
+		copy(n.edges(), child.edges())
 	} else {
-		n.edges = nil
+		n.setEdges(nil)
 	}
 }
 
@@ -212,10 +218,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 		}
 
 		nc := t.writeNode(n, 0)
-		nc.leaf = &leafNode{
-			key: keyString(k),
-			val: v,
-		}
+		nc.leaf = &leafNode{val: v}
 		return nc, oldVal, didUpdate
 	}
 
@@ -224,29 +227,20 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 
 	// No edge, create one
 	if child == nil {
-		e := edge{
-			label: search[0],
-			node: &Node{
-				leaf: &leafNode{
-					key: keyString(k),
-					val: v,
-				},
-				prefix: keyString(search),
-			},
-		}
+		e := newNode(&leafNode{val: v}, keyString(search), len(k)-len(search))
 		nc := t.writeNode(n, 1)
 		nc.addEdge(e)
 		return nc, nil, false
 	}
 
 	// Determine longest prefix of the search key on match
-	commonPrefix := longestPrefix(search, keyBytes(child.prefix))
-	if commonPrefix == len(child.prefix) {
+	commonPrefix := longestPrefix(search, keyBytes(child.prefix()))
+	if commonPrefix == len(child.prefix()) {
 		search = search[commonPrefix:]
 		newChild, oldVal, didUpdate := t.insert(child, k, search, v)
 		if newChild != nil {
 			nc := t.writeNode(n, 0)
-			nc.edges[idx].node = newChild
+			nc.edges()[idx] = newChild
 			return nc, oldVal, didUpdate
 		}
 		return nil, oldVal, didUpdate
@@ -260,28 +254,18 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	if len(search) > commonPrefix {
 		room = 2
 	}
-	splitNode := &Node{
-		prefix: keyString(search[:commonPrefix]),
-		edges:  make(edges, 0, room),
-	}
-	nc.replaceEdge(edge{
-		label: search[0],
-		node:  splitNode,
-	})
+	splitNode := newNode(nil, keyString(search[:commonPrefix]), len(k)-len(search))
+	splitNode.setEdges(make(edges, 0, room))
+	nc.replaceEdge(splitNode)
 
 	// Restore the existing child node
 	modChild := t.writeNode(child, 0)
-	splitNode.addEdge(edge{
-		label: modChild.prefix[commonPrefix],
-		node:  modChild,
-	})
-	modChild.prefix = modChild.prefix[commonPrefix:]
+	modChild.setPrefix(modChild.prefix()[commonPrefix:])
+	modChild.depth += uint16(commonPrefix)
+	splitNode.addEdge(modChild)
 
 	// Create a new leaf node
-	leaf := &leafNode{
-		key: keyString(k),
-		val: v,
-	}
+	leaf := &leafNode{val: v}
 
 	// If the new key is a subset, add to to this node
 	search = search[commonPrefix:]
@@ -291,13 +275,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	}
 
 	// Create a new edge for the node
-	splitNode.addEdge(edge{
-		label: search[0],
-		node: &Node{
-			leaf:   leaf,
-			prefix: keyString(search),
-		},
-	})
+	splitNode.addEdge(newNode(leaf, keyString(search), len(k)-len(search)))
 	return nc, nil, false
 }
 
@@ -319,7 +297,7 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 		nc.leaf = nil
 
 		// Check if this node should be merged
-		if n != t.root && len(nc.edges) == 1 {
+		if n != t.root && len(nc.edges()) == 1 {
 			t.mergeChild(nc)
 		}
 		return nc, oldLeaf
@@ -328,12 +306,12 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 	// Look for an edge
 	label := search[0]
 	idx, child := n.getEdge(label)
-	if child == nil || !strings.HasPrefix(keyString(search), child.prefix) {
+	if child == nil || !strings.HasPrefix(keyString(search), child.prefix()) {
 		return nil, nil
 	}
 
 	// Consume the search prefix
-	search = search[len(child.prefix):]
+	search = search[len(child.prefix()):]
 	newChild, leaf := t.delete(n, child, search)
 	if newChild == nil {
 		return nil, nil
@@ -344,13 +322,13 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 	nc := t.writeNode(n, 0)
 
 	// Delete the edge if the node has no edges
-	if newChild.leaf == nil && len(newChild.edges) == 0 {
+	if newChild.leaf == nil && len(newChild.edges()) == 0 {
 		nc.delEdge(label)
-		if n != t.root && len(nc.edges) == 1 && !nc.isLeaf() {
+		if n != t.root && len(nc.edges()) == 1 && !nc.isLeaf() {
 			t.mergeChild(nc)
 		}
 	} else {
-		nc.edges[idx].node = newChild
+		nc.edges()[idx] = newChild
 	}
 	return nc, leaf
 }
@@ -363,7 +341,7 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 		if n.isLeaf() {
 			nc.leaf = nil
 		}
-		nc.edges = nil
+		nc.setEdges(nil)
 		return nc, countLeaves(n)
 	}
 
@@ -372,15 +350,15 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	idx, child := n.getEdge(label)
 	// We make sure that either the child node's prefix starts with the search term, or the search term starts with the child node's prefix
 	// Need to do both so that we can delete prefixes that don't correspond to any node in the tree
-	if child == nil || (!strings.HasPrefix(child.prefix, keyString(search)) && !strings.HasPrefix(keyString(search), child.prefix)) {
+	if child == nil || (!strings.HasPrefix(child.prefix(), keyString(search)) && !strings.HasPrefix(keyString(search), child.prefix())) {
 		return nil, 0
 	}
 
 	// Consume the search prefix
-	if len(child.prefix) > len(search) {
+	if len(child.prefix()) > len(search) {
 		search = []byte("")
 	} else {
-		search = search[len(child.prefix):]
+		search = search[len(child.prefix()):]
 	}
 	newChild, numDeletions := t.deletePrefix(n, child, search)
 	if newChild == nil {
@@ -391,20 +369,25 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	nc := t.writeNode(n, 0)
 
 	// Delete the edge if the node has no edges
-	if newChild.leaf == nil && len(newChild.edges) == 0 {
+	if newChild.leaf == nil && len(newChild.edges()) == 0 {
 		nc.delEdge(label)
-		if n != t.root && len(nc.edges) == 1 && !nc.isLeaf() {
+		if n != t.root && len(nc.edges()) == 1 && !nc.isLeaf() {
 			t.mergeChild(nc)
 		}
 	} else {
-		nc.edges[idx].node = newChild
+		nc.edges()[idx] = newChild
 	}
 	return nc, numDeletions
 }
 
 // Insert is used to add or update a given key. The return provides
 // the previous value and a bool indicating if any was set.
+//
+// annuaire: k is at most maxKeyLen bytes; a longer one panics.
 func (t *Txn) Insert(k []byte, v interface{}) (interface{}, bool) {
+	if len(k) > maxKeyLen {
+		panic("iradix: a key of more than 65,535 bytes")
+	}
 	newRoot, oldVal, didUpdate := t.insert(t.root, k, k, v)
 	if newRoot != nil {
 		t.root = newRoot

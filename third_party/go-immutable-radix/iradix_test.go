@@ -20,15 +20,14 @@ func CopyTree(t *Tree) *Tree {
 }
 
 func CopyNode(n *Node) *Node {
-	nn := &Node{prefix: n.prefix}
+	nn := newNode(nil, n.prefix(), int(n.depth))
 	if n.leaf != nil {
 		nn.leaf = CopyLeaf(n.leaf)
 	}
-	if len(n.edges) != 0 {
-		nn.edges = make([]edge, len(n.edges))
-		for idx, edge := range n.edges {
-			nn.edges[idx].label = edge.label
-			nn.edges[idx].node = CopyNode(edge.node)
+	if len(n.edges()) != 0 {
+		nn.setEdges(make(edges, len(n.edges())))
+		for idx, child := range n.edges() {
+			nn.edges()[idx] = CopyNode(child)
 		}
 	}
 	return nn
@@ -36,7 +35,6 @@ func CopyNode(n *Node) *Node {
 
 func CopyLeaf(l *leafNode) *leafNode {
 	ll := &leafNode{
-		key: l.key,
 		val: l.val,
 	}
 	return ll

@@ -36,10 +36,10 @@ func (i *Iterator) SeekPrefixWatch(prefix []byte) (watch <-chan struct{}) {
 		}
 
 		// Consume the search prefix
-		if strings.HasPrefix(keyString(search), n.prefix) {
-			search = search[len(n.prefix):]
+		if strings.HasPrefix(keyString(search), n.prefix()) {
+			search = search[len(n.prefix()):]
 
-		} else if strings.HasPrefix(n.prefix, keyString(search)) {
+		} else if strings.HasPrefix(n.prefix(), keyString(search)) {
 			i.node = n
 			return
 		} else {
@@ -59,14 +59,14 @@ func (i *Iterator) recurseMin(n *Node) *Node {
 	if n.leaf != nil {
 		return n
 	}
-	nEdges := len(n.edges)
+	nEdges := len(n.edges())
 	if nEdges > 1 {
 		// Add all the other edges to the stack (the min node will be added as
 		// we recurse)
-		i.stack = append(i.stack, n.edges[1:])
+		i.stack = append(i.stack, n.edges()[1:])
 	}
 	if nEdges > 0 {
-		return i.recurseMin(n.edges[0].node)
+		return i.recurseMin(n.edges()[0])
 	}
 	// Shouldn't be possible
 	return nil
@@ -94,7 +94,7 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 	search := key
 
 	found := func(n *Node) {
-		i.stack = append(i.stack, edges{edge{node: n}})
+		i.stack = append(i.stack, edges{n})
 	}
 
 	findMin := func(n *Node) {
@@ -108,10 +108,10 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 	for {
 		// Compare current prefix with the search key's same-length prefix.
 		var prefixCmp int
-		if len(n.prefix) < len(search) {
-			prefixCmp = strings.Compare(n.prefix, keyString(search[0:len(n.prefix)]))
+		if len(n.prefix()) < len(search) {
+			prefixCmp = strings.Compare(n.prefix(), keyString(search[0:len(n.prefix())]))
 		} else {
-			prefixCmp = strings.Compare(n.prefix, keyString(search))
+			prefixCmp = strings.Compare(n.prefix(), keyString(search))
 		}
 
 		if prefixCmp > 0 {
@@ -131,7 +131,7 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 
 		// Prefix is equal, we are still heading for an exact match. If this is a
 		// leaf and an exact match we're done.
-		if n.leaf != nil && n.leaf.key == string(key) {
+		if n.leaf != nil && string(n.key()) == string(key) {
 			found(n)
 			return
 		}
@@ -139,7 +139,7 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 		// Consume the search prefix if the current node has one. Note that this is
 		// safe because if n.prefix is longer than the search slice prefixCmp would
 		// have been > 0 above and the method would have already returned.
-		search = search[len(n.prefix):]
+		search = search[len(n.prefix()):]
 
 		if len(search) == 0 {
 			// We've exhausted the search key, but the current node is not an exact
@@ -157,8 +157,8 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 		}
 
 		// Create stack edges for the all strictly higher edges in this node.
-		if idx+1 < len(n.edges) {
-			i.stack = append(i.stack, n.edges[idx+1:])
+		if idx+1 < len(n.edges()) {
+			i.stack = append(i.stack, n.edges()[idx+1:])
 		}
 
 		// Recurse
@@ -172,7 +172,7 @@ func (i *Iterator) Next() ([]byte, interface{}, bool) {
 	if i.stack == nil && i.node != nil {
 		i.stack = []edges{
 			{
-				edge{node: i.node},
+				i.node,
 			},
 		}
 	}
@@ -181,7 +181,7 @@ func (i *Iterator) Next() ([]byte, interface{}, bool) {
 		// Inspect the last element of the stack
 		n := len(i.stack)
 		last := i.stack[n-1]
-		elem := last[0].node
+		elem := last[0]
 
 		// Update the stack
 		if len(last) > 1 {
@@ -191,13 +191,13 @@ func (i *Iterator) Next() ([]byte, interface{}, bool) {
 		}
 
 		// Push the edges onto the frontier
-		if len(elem.edges) > 0 {
-			i.stack = append(i.stack, elem.edges)
+		if len(elem.edges()) > 0 {
+			i.stack = append(i.stack, elem.edges())
 		}
 
 		// Return the leaf values if any
 		if elem.leaf != nil {
-			return keyBytes(elem.leaf.key), elem.leaf.val, true
+			return elem.key(), elem.leaf.val, true
 		}
 	}
 	return nil, nil, false

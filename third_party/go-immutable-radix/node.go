@@ -13,42 +13,94 @@ type WalkFn func(k []byte, v interface{}) bool
 
 // leafNode is used to represent a value
 //
-// annuaire: no watch channel, and the key held as a string (keyString), so
-// that a leaf is 32 bytes, not 48 (see ANNUAIRE.md).
+// annuaire: no watch channel, and no key: the key is the bytes its node's
+// prefix ends (Node.key), so that a leaf is 16 bytes, not 48 (see
+// ANNUAIRE.md).
 type leafNode struct {
-	key string
 	val interface{}
-}
-
-// edge is used to represent an edge node
-type edge struct {
-	label byte
-	node  *Node
 }
 
 // Node is an immutable node in the radix tree
 //
-// annuaire: no watch channel, and the prefix held as a string (keyString),
-// so that a node is 48 bytes, not 64 (see ANNUAIRE.md).
+// annuaire: no watch channel, and the prefix and the edges held as a
+// pointer and a length each (a capacity too for the edges), so that a
+// node is 32 bytes, not 64 (see ANNUAIRE.md). prefix, edges, setPrefix
+// and setEdges are the only ways to them.
+//
+// A node's prefix is always a view of the bytes of a key given to Insert,
+// at its place in that key: the depth bytes before it are the prefixes of
+// the node's ancestors. So the key of a node's leaf is the bytes from
+// depth before the prefix to its end (key), and a leaf need not hold it.
 type Node struct {
 	// leaf is used to store possible leaf
 	leaf *leafNode
 
-	// prefix is the common prefix we ignore
-	prefix string
+	// The prefix is the common prefix we ignore: prefixLen bytes at
+	// prefixData, within a key given to Insert (keyString).
+	prefixData *byte
 
 	// Edges should be stored in-order for iteration.
 	// We avoid a fully materialized slice to save memory,
 	// since in most cases we expect to be sparse
-	edges edges
+	//
+	// annuaire: the children themselves, ordered by their label (the
+	// first byte of their prefix): edgeLen of them at edgeData, in an
+	// array of edgeCap.
+	edgeData *(*Node)
+
+	// prefixLen and depth are at most maxKeyLen: the key ends at
+	// depth+prefixLen.
+	prefixLen, depth uint16
+	edgeLen, edgeCap uint16 // at most 256 edges, one per byte value
+}
+
+// maxKeyLen is the longest key this copy of the tree holds (Insert panics
+// beyond it): lengths within a key are 16 bits, so that a node is 32
+// bytes. annuaire's keys are names and labels, at most a few hundred.
+const maxKeyLen = 1<<16 - 1
+
+// newNode makes a node without edges whose prefix, at depth in its key,
+// is a view of that key's bytes (keyString).
+func newNode(leaf *leafNode, prefix string, depth int) *Node {
+	n := &Node{leaf: leaf, depth: uint16(depth)}
+	n.setPrefix(prefix)
+	return n
+}
+
+// prefix is the part of the key this node consumes.
+func (n *Node) prefix() string { return unsafe.String(n.prefixData, n.prefixLen) }
+
+// setPrefix makes p the node's prefix, at the same depth; p must be a view
+// of a key's bytes at that depth, as every prefix is (see Node).
+func (n *Node) setPrefix(p string) {
+	n.prefixData, n.prefixLen = unsafe.StringData(p), uint16(len(p))
+}
+
+// key is the key that leads to n: the depth bytes before its prefix, and
+// the prefix (see Node).
+func (n *Node) key() []byte {
+	if n.depth == 0 {
+		return keyBytes(n.prefix())
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(n.prefixData), -int(n.depth))), int(n.depth)+int(n.prefixLen))
+}
+
+// edges are n's children in order, in an array they may be appended to
+// up to its capacity (addEdge, in a node the transaction may write).
+func (n *Node) edges() edges {
+	return unsafe.Slice(n.edgeData, n.edgeCap)[:n.edgeLen]
+}
+
+func (n *Node) setEdges(e edges) {
+	n.edgeData, n.edgeLen, n.edgeCap = unsafe.SliceData(e), uint16(len(e)), uint16(cap(e))
 }
 
 // keyString holds the bytes of a key, or of a prefix within it, as a
 // string without copying them: the tree never writes a key's bytes, and
 // took them from its caller without a copy upstream too (leaf.key was the
 // slice given to Insert, a node's prefix a slice of it), so they were
-// already the caller's not to change. A string header is 16 bytes where a
-// slice's is 24: what brings a node to 48 bytes and a leaf to 32.
+// already the caller's not to change. A node holds the view as a pointer
+// and a 16-bit length (Node.prefix).
 func keyString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // keyBytes is the inverse of keyString, for the []byte this package's
@@ -60,71 +112,71 @@ func (n *Node) isLeaf() bool {
 	return n.leaf != nil
 }
 
-func (n *Node) addEdge(e edge) {
-	num := len(n.edges)
-	idx := sort.Search(num, func(i int) bool {
-		return n.edges[i].label >= e.label
-	})
-	n.edges = append(n.edges, e)
-	if idx != num {
-		copy(n.edges[idx+1:], n.edges[idx:num])
-		n.edges[idx] = e
-	}
+// addEdge adds child, whose label is its prefix's first byte, in order.
+func (n *Node) addEdge(child *Node) {
+	idx := n.edgeIndex(child.label())
+	es := append(n.edges(), child)
+	copy(es[idx+1:], es[idx:])
+	es[idx] = child
+	n.setEdges(es)
 }
 
 // trimEdges drops the room beyond n's edges (annuaire's patch).
 func (n *Node) trimEdges() {
-	if cap(n.edges) > len(n.edges) {
-		trimmed := make(edges, len(n.edges))
-		copy(trimmed, n.edges)
-		n.edges = trimmed
+	if es := n.edges(); cap(es) > len(es) {
+		trimmed := make(edges, len(es))
+		copy(trimmed, es)
+		n.setEdges(trimmed)
 	}
 }
 
-func (n *Node) replaceEdge(e edge) {
-	num := len(n.edges)
-	idx := sort.Search(num, func(i int) bool {
-		return n.edges[i].label >= e.label
+// label is the byte that leads to n from its parent: a child's prefix is
+// never empty (annuaire's patch: an edge is the child alone, 8 bytes, not
+// a label and a pointer padded to 16; see ANNUAIRE.md).
+func (n *Node) label() byte { return n.prefix()[0] }
+
+// edgeIndex is where label's edge is, or would be, in n's edges.
+func (n *Node) edgeIndex(label byte) int {
+	es := n.edges()
+	return sort.Search(len(es), func(i int) bool {
+		return es[i].label() >= label
 	})
-	if idx < num && n.edges[idx].label == e.label {
-		n.edges[idx].node = e.node
+}
+
+// replaceEdge puts child in place of the edge with its label.
+func (n *Node) replaceEdge(child *Node) {
+	label := child.label()
+	idx := n.edgeIndex(label)
+	if idx < len(n.edges()) && n.edges()[idx].label() == label {
+		n.edges()[idx] = child
 		return
 	}
 	panic("replacing missing edge")
 }
 
 func (n *Node) getEdge(label byte) (int, *Node) {
-	num := len(n.edges)
-	idx := sort.Search(num, func(i int) bool {
-		return n.edges[i].label >= label
-	})
-	if idx < num && n.edges[idx].label == label {
-		return idx, n.edges[idx].node
+	idx := n.edgeIndex(label)
+	if idx < len(n.edges()) && n.edges()[idx].label() == label {
+		return idx, n.edges()[idx]
 	}
 	return -1, nil
 }
 
 func (n *Node) getLowerBoundEdge(label byte) (int, *Node) {
-	num := len(n.edges)
-	idx := sort.Search(num, func(i int) bool {
-		return n.edges[i].label >= label
-	})
+	idx := n.edgeIndex(label)
 	// we want lower bound behavior so return even if it's not an exact match
-	if idx < num {
-		return idx, n.edges[idx].node
+	if idx < len(n.edges()) {
+		return idx, n.edges()[idx]
 	}
 	return -1, nil
 }
 
 func (n *Node) delEdge(label byte) {
-	num := len(n.edges)
-	idx := sort.Search(num, func(i int) bool {
-		return n.edges[i].label >= label
-	})
-	if idx < num && n.edges[idx].label == label {
-		copy(n.edges[idx:], n.edges[idx+1:])
-		n.edges[len(n.edges)-1] = edge{}
-		n.edges = n.edges[:len(n.edges)-1]
+	idx, es := n.edgeIndex(label), n.edges()
+	if idx < len(es) && es[idx].label() == label {
+		copy(es[idx:], es[idx+1:])
+		es[len(es)-1] = nil
+		n.setEdges(es[:len(es)-1])
 	}
 }
 
@@ -148,8 +200,8 @@ func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
 		}
 
 		// Consume the search prefix
-		if strings.HasPrefix(keyString(search), n.prefix) {
-			search = search[len(n.prefix):]
+		if strings.HasPrefix(keyString(search), n.prefix()) {
+			search = search[len(n.prefix()):]
 		} else {
 			break
 		}
@@ -165,12 +217,12 @@ func (n *Node) Get(k []byte) (interface{}, bool) {
 // LongestPrefix is like Get, but instead of an
 // exact match, it will return the longest prefix match.
 func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
-	var last *leafNode
+	var last *Node
 	search := k
 	for {
 		// Look for a leaf node
 		if n.isLeaf() {
-			last = n.leaf
+			last = n
 		}
 
 		// Check for key exhaution
@@ -185,14 +237,14 @@ func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
 		}
 
 		// Consume the search prefix
-		if strings.HasPrefix(keyString(search), n.prefix) {
-			search = search[len(n.prefix):]
+		if strings.HasPrefix(keyString(search), n.prefix()) {
+			search = search[len(n.prefix()):]
 		} else {
 			break
 		}
 	}
 	if last != nil {
-		return keyBytes(last.key), last.val, true
+		return last.key(), last.leaf.val, true
 	}
 	return nil, nil, false
 }
@@ -201,10 +253,10 @@ func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
 func (n *Node) Minimum() ([]byte, interface{}, bool) {
 	for {
 		if n.isLeaf() {
-			return keyBytes(n.leaf.key), n.leaf.val, true
+			return n.key(), n.leaf.val, true
 		}
-		if len(n.edges) > 0 {
-			n = n.edges[0].node
+		if len(n.edges()) > 0 {
+			n = n.edges()[0]
 		} else {
 			break
 		}
@@ -215,12 +267,12 @@ func (n *Node) Minimum() ([]byte, interface{}, bool) {
 // Maximum is used to return the maximum value in the tree
 func (n *Node) Maximum() ([]byte, interface{}, bool) {
 	for {
-		if num := len(n.edges); num > 0 {
-			n = n.edges[num-1].node
+		if num := len(n.edges()); num > 0 {
+			n = n.edges()[num-1]
 			continue
 		}
 		if n.isLeaf() {
-			return keyBytes(n.leaf.key), n.leaf.val, true
+			return n.key(), n.leaf.val, true
 		} else {
 			break
 		}
@@ -267,10 +319,10 @@ func (n *Node) WalkPrefix(prefix []byte, fn WalkFn) {
 		}
 
 		// Consume the search prefix
-		if strings.HasPrefix(keyString(search), n.prefix) {
-			search = search[len(n.prefix):]
+		if strings.HasPrefix(keyString(search), n.prefix()) {
+			search = search[len(n.prefix()):]
 
-		} else if strings.HasPrefix(n.prefix, keyString(search)) {
+		} else if strings.HasPrefix(n.prefix(), keyString(search)) {
 			// Child may be under our search prefix
 			recursiveWalk(n, fn)
 			return
@@ -288,7 +340,7 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 	search := path
 	for {
 		// Visit the leaf values if any
-		if n.leaf != nil && fn(keyBytes(n.leaf.key), n.leaf.val) {
+		if n.leaf != nil && fn(n.key(), n.leaf.val) {
 			return
 		}
 
@@ -304,8 +356,8 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 		}
 
 		// Consume the search prefix
-		if strings.HasPrefix(keyString(search), n.prefix) {
-			search = search[len(n.prefix):]
+		if strings.HasPrefix(keyString(search), n.prefix()) {
+			search = search[len(n.prefix()):]
 		} else {
 			break
 		}
@@ -316,13 +368,13 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 // recursively. Returns true if the walk should be aborted
 func recursiveWalk(n *Node, fn WalkFn) bool {
 	// Visit the leaf values if any
-	if n.leaf != nil && fn(keyBytes(n.leaf.key), n.leaf.val) {
+	if n.leaf != nil && fn(n.key(), n.leaf.val) {
 		return true
 	}
 
 	// Recurse on the children
-	for _, e := range n.edges {
-		if recursiveWalk(e.node, fn) {
+	for _, e := range n.edges() {
+		if recursiveWalk(e, fn) {
 			return true
 		}
 	}
@@ -334,14 +386,14 @@ func recursiveWalk(n *Node, fn WalkFn) bool {
 // should be aborted
 func reverseRecursiveWalk(n *Node, fn WalkFn) bool {
 	// Visit the leaf values if any
-	if n.leaf != nil && fn(keyBytes(n.leaf.key), n.leaf.val) {
+	if n.leaf != nil && fn(n.key(), n.leaf.val) {
 		return true
 	}
 
 	// Recurse on the children in reverse order
-	for i := len(n.edges) - 1; i >= 0; i-- {
-		e := n.edges[i]
-		if reverseRecursiveWalk(e.node, fn) {
+	for i := len(n.edges()) - 1; i >= 0; i-- {
+		e := n.edges()[i]
+		if reverseRecursiveWalk(e, fn) {
 			return true
 		}
 	}

@@ -17,11 +17,11 @@ const untrackedWatch = "annuaire's patch: nodes and leaves have no watch channel
 // and a leaf its 32-byte one (64 and 48 before), and every watch is nil,
 // tracked transaction or not, while the tree reads as before.
 func TestNodeSizes(t *testing.T) {
-	if s := unsafe.Sizeof(Node{}); s != 48 {
-		t.Errorf("a node is %d bytes, want 48", s)
+	if s := unsafe.Sizeof(Node{}); s != 32 {
+		t.Errorf("a node is %d bytes, want 32", s)
 	}
-	if s := unsafe.Sizeof(leafNode{}); s != 32 {
-		t.Errorf("a leaf is %d bytes, want 32", s)
+	if s := unsafe.Sizeof(leafNode{}); s != 16 {
+		t.Errorf("a leaf is %d bytes, want 16", s)
 	}
 	r := New()
 	for _, k := range []string{"foo/bar", "foo/baz", "zip"} {
@@ -85,6 +85,7 @@ func TestCommittedTreesNeverChange(t *testing.T) {
 		versions = append(versions, version{tree, model})
 	}
 	for i, v := range versions {
+		checkShape(t, v.tree.Root(), "")
 		if v.tree.Len() != len(v.model) {
 			t.Fatalf("version %d: %d keys, want %d", i, v.tree.Len(), len(v.model))
 		}
@@ -123,15 +124,37 @@ func TestEdgesWithoutSpareRoom(t *testing.T) {
 	tree = txn.Commit()
 	var walk func(n *Node)
 	walk = func(n *Node) {
-		if len(n.edges) != cap(n.edges) {
-			t.Errorf("node %q: %d edges in room for %d", n.prefix, len(n.edges), cap(n.edges))
+		if len(n.edges()) != cap(n.edges()) {
+			t.Errorf("node %q: %d edges in room for %d", n.prefix(), len(n.edges()), cap(n.edges()))
 		}
-		for _, e := range n.edges {
-			walk(e.node)
+		for _, e := range n.edges() {
+			walk(e)
 		}
 	}
 	walk(tree.Root())
 	if tree.Len() != 2500 {
 		t.Fatalf("%d keys, want 2500", tree.Len())
+	}
+}
+
+// checkShape checks what annuaire's copy takes for granted of every node
+// under n, reached by path: its key (the bytes before its prefix, which
+// it does not hold) is path and its prefix, every child's prefix is
+// non-empty, as its first byte is the child's label, and the labels are
+// in order, once each.
+func checkShape(t *testing.T, n *Node, path string) {
+	t.Helper()
+	path += n.prefix()
+	if string(n.key()) != path || int(n.depth)+int(n.prefixLen) != len(path) {
+		t.Fatalf("node at %q: key %q, depth %d", path, n.key(), n.depth)
+	}
+	for i, c := range n.edges() {
+		if c.prefix() == "" {
+			t.Fatalf("node at %q: child %d has an empty prefix", path, i)
+		}
+		if i > 0 && n.edges()[i-1].label() >= c.label() {
+			t.Fatalf("node at %q: labels %q then %q", path, n.edges()[i-1].label(), c.label())
+		}
+		checkShape(t, c, path)
 	}
 }

@@ -64,7 +64,7 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 	}
 
 	found := func(n *Node) {
-		ri.i.stack = append(ri.i.stack, edges{edge{node: n}})
+		ri.i.stack = append(ri.i.stack, edges{n})
 		// We need to mark this node as expanded in advance too otherwise the
 		// iterator will attempt to walk all of its children even though they are
 		// greater than the lower bound we have found. We've expanded it in the
@@ -76,10 +76,10 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 	for {
 		// Compare current prefix with the search key's same-length prefix.
 		var prefixCmp int
-		if len(n.prefix) < len(search) {
-			prefixCmp = strings.Compare(n.prefix, keyString(search[0:len(n.prefix)]))
+		if len(n.prefix()) < len(search) {
+			prefixCmp = strings.Compare(n.prefix(), keyString(search[0:len(n.prefix())]))
 		} else {
-			prefixCmp = strings.Compare(n.prefix, keyString(search))
+			prefixCmp = strings.Compare(n.prefix(), keyString(search))
 		}
 
 		if prefixCmp < 0 {
@@ -92,7 +92,7 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 			// if it finds a node in the stack that has _not_ been marked as expanded
 			// so in this one case we don't call `found` and instead let the iterator
 			// do the expansion and recursion through all the children.
-			ri.i.stack = append(ri.i.stack, edges{edge{node: n}})
+			ri.i.stack = append(ri.i.stack, edges{n})
 			return
 		}
 
@@ -111,7 +111,7 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 		if n.isLeaf() {
 
 			// Firstly, if it's an exact match, we're done!
-			if n.leaf.key == string(key) {
+			if string(n.key()) == string(key) {
 				found(n)
 				return
 			}
@@ -120,7 +120,7 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 			// valid contender for reverse lower bound.
 
 			// If it has no children then we are also done.
-			if len(n.edges) == 0 {
+			if len(n.edges()) == 0 {
 				// This leaf is the lower bound.
 				found(n)
 				return
@@ -130,7 +130,7 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 			// but we need to add it to the iterator's stack since it has a leaf value
 			// that needs to be iterated over. It needs to be added to the stack
 			// before its children below as it comes first.
-			ri.i.stack = append(ri.i.stack, edges{edge{node: n}})
+			ri.i.stack = append(ri.i.stack, edges{n})
 			// We also need to mark it as expanded since we'll be adding any of its
 			// relevant children below and so don't want the iterator to re-add them
 			// on its way back up the stack.
@@ -140,7 +140,7 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 		// Consume the search prefix. Note that this is safe because if n.prefix is
 		// longer than the search slice prefixCmp would have been > 0 above and the
 		// method would have already returned.
-		search = search[len(n.prefix):]
+		search = search[len(n.prefix()):]
 
 		if len(search) == 0 {
 			// We've exhausted the search key but we are not at a leaf. That means all
@@ -161,12 +161,12 @@ func (ri *ReverseIterator) SeekReverseLowerBound(key []byte) {
 		// last edge index so they can all be place in the stack, since they
 		// come before our search prefix.
 		if idx == -1 {
-			idx = len(n.edges)
+			idx = len(n.edges())
 		}
 
 		// Create stack edges for the all strictly lower edges in this node.
-		if len(n.edges[:idx]) > 0 {
-			ri.i.stack = append(ri.i.stack, n.edges[:idx])
+		if len(n.edges()[:idx]) > 0 {
+			ri.i.stack = append(ri.i.stack, n.edges()[:idx])
 		}
 
 		// Exit if there's no lower bound edge. The stack will have the previous
@@ -186,7 +186,7 @@ func (ri *ReverseIterator) Previous() ([]byte, interface{}, bool) {
 	if ri.i.stack == nil && ri.i.node != nil {
 		ri.i.stack = []edges{
 			{
-				edge{node: ri.i.node},
+				ri.i.node,
 			},
 		}
 	}
@@ -200,19 +200,19 @@ func (ri *ReverseIterator) Previous() ([]byte, interface{}, bool) {
 		n := len(ri.i.stack)
 		last := ri.i.stack[n-1]
 		m := len(last)
-		elem := last[m-1].node
+		elem := last[m-1]
 
 		_, alreadyExpanded := ri.expandedParents[elem]
 
 		// If this is an internal node and we've not seen it already, we need to
 		// leave it in the stack so we can return its possible leaf value _after_
 		// we've recursed through all its children.
-		if len(elem.edges) > 0 && !alreadyExpanded {
+		if len(elem.edges()) > 0 && !alreadyExpanded {
 			// record that we've seen this node!
 			ri.expandedParents[elem] = struct{}{}
 			// push child edges onto stack and skip the rest of the loop to recurse
 			// into the largest one.
-			ri.i.stack = append(ri.i.stack, elem.edges)
+			ri.i.stack = append(ri.i.stack, elem.edges())
 			continue
 		}
 
@@ -230,7 +230,7 @@ func (ri *ReverseIterator) Previous() ([]byte, interface{}, bool) {
 
 		// If this is a leaf, return it
 		if elem.leaf != nil {
-			return keyBytes(elem.leaf.key), elem.leaf.val, true
+			return elem.key(), elem.leaf.val, true
 		}
 
 		// it's not a leaf so keep walking the stack to find the previous leaf
