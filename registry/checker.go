@@ -333,7 +333,7 @@ func (c *Checker) transition(id string, spec Check, h Health, why string, still 
 		c.logger().Error("cannot record health", "id", id, "to", h, "err", err)
 		return err
 	}
-	if from != "" {
+	if from != 0 {
 		c.logger().Info("health changed", "id", id, "from", from, "to", h, "why", why)
 	}
 	return nil

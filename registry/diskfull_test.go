@@ -77,7 +77,7 @@ func within(d time.Duration, cond func() bool) bool {
 func healthOf(r *Registry, id string) Health {
 	inst, ok := r.Snapshot().Instance(id)
 	if !ok {
-		return ""
+		return 0
 	}
 	return inst.Health
 }

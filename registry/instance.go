@@ -11,13 +11,45 @@ import (
 )
 
 // Health is an instance's state as its check last saw it. Only passing
-// instances are handed out by DNS.
-type Health string
+// instances are handed out by DNS. It is a byte, written as "passing" or
+// "critical" (its text, in JSON too): a string's 16 bytes made the row a
+// size class larger. The zero Health is unset: a row is filled in
+// passing (fillInstance).
+type Health uint8
 
 const (
-	Passing  Health = "passing"
-	Critical Health = "critical"
+	Passing Health = iota + 1
+	Critical
 )
+
+// String is the health's name, "" for the zero Health.
+func (h Health) String() string {
+	switch h {
+	case Passing:
+		return "passing"
+	case Critical:
+		return "critical"
+	case 0:
+		return ""
+	}
+	return "health(" + strconv.Itoa(int(h)) + ")"
+}
+
+func (h Health) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+func (h *Health) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "passing":
+		*h = Passing
+	case "critical":
+		*h = Critical
+	case "":
+		*h = 0
+	default:
+		return &FieldError{"health", string(b), "must be passing or critical"}
+	}
+	return nil
+}
 
 // A Check says how the registry learns whether an instance is alive.
 type Check struct {
@@ -57,8 +89,14 @@ type Instance struct {
 	Port     uint16 `json:"port"`
 	Priority uint16 `json:"priority"`
 	Weight   uint16 `json:"weight"`
-	TTL      uint32 `json:"ttl"` // seconds; 0 is a TTL (RFC 2181 section 8)
-	TXT      TXT    `json:"txt,omitempty"`
+	// idKeyed says that the byte after ID's, in the same string, is its
+	// index key's terminator, and ID is folded: the key is ID's bytes and
+	// that one (instanceIDIndex), not a copy of them. Only fillInstance
+	// sets it, for the ID it makes, and it resets it for any other. (In
+	// the padding after Weight: the row is no larger.)
+	idKeyed bool
+	TTL     uint32 `json:"ttl"` // seconds; 0 is a TTL (RFC 2181 section 8)
+	TXT     TXT    `json:"txt,omitempty"`
 	// Subtypes are the instance's DNS-SD subtypes (RFC 6763 section 7.1):
 	// labels, usually "_printer", under which _printer._sub._S._P lists
 	// the instance. They compare as names do.
@@ -108,6 +146,7 @@ func (inst *Instance) UnmarshalJSON(b []byte) error {
 func (i *Instance) Healthy() bool { return i.Health != Critical }
 
 func fillInstance(inst *Instance) error {
+	inst.idKeyed = false
 	inst.Service = FoldName(inst.Service)
 	inst.Proto = FoldName(inst.Proto)
 	inst.Host = FoldName(strings.TrimSuffix(inst.Host, "."))
@@ -127,13 +166,20 @@ func fillInstance(inst *Instance) error {
 		return &FieldError{"port", "0", "must be 1-65535"}
 	}
 	if inst.ID == "" {
-		inst.ID = inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port))
+		// Made of folded names, and made with its index key's terminator
+		// after it (idKeyed). The service and the protocol are its first
+		// two parts, and hold no string of their own (a request's JSON
+		// decoder made theirs).
+		id := inst.Service + "-" + inst.Proto + "-" + inst.Host + "-" + strconv.Itoa(int(inst.Port)) + "\x00"
+		s, p := len(inst.Service), len(inst.Proto)
+		inst.ID, inst.idKeyed = id[:len(id)-1], true
+		inst.Service, inst.Proto = inst.ID[:s], inst.ID[s+1:s+1+p]
 		if inst.Label == "" {
 			// The default label is the default ID's end, and the host
-			// within it: the three names of a registration that gives
+			// within it: the five names of a registration that gives
 			// neither, as the API's usually do, are one string for as
 			// long as the instance lives.
-			at := len(inst.Service) + len(inst.Proto) + 2
+			at := s + p + 2
 			inst.Label, inst.Host = inst.ID[at:], inst.ID[at:at+len(inst.Host)]
 		}
 	}
@@ -182,11 +228,11 @@ func fillInstance(inst *Instance) error {
 	if err := validOwner(inst.Owner); err != nil {
 		return err
 	}
-	if inst.Health == "" {
+	if inst.Health == 0 {
 		inst.Health = Passing
 	}
 	if inst.Health != Passing && inst.Health != Critical {
-		return &FieldError{"health", string(inst.Health), "must be passing or critical"}
+		return &FieldError{"health", inst.Health.String(), "must be passing or critical"}
 	}
 	return nil
 }

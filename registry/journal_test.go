@@ -70,7 +70,8 @@ func dump(s *Snapshot) string {
 	fmt.Fprintf(&b, "serial %d\n", s.Serial())
 	for inst := range s.All() {
 		row := *inst
-		row.Check = nil // its pointer differs, not what it points to
+		row.Check = nil     // its pointer differs, not what it points to
+		row.idKeyed = false // how its ID key is made, not what it reads
 		fmt.Fprintf(&b, "%+v %+v\n", row, inst.Check)
 	}
 	for h := range s.Hosts() {

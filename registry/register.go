@@ -217,7 +217,7 @@ func (tx *Tx) Register(reg Registration) (string, error) {
 			return "", err
 		}
 	}
-	return tx.PutInstance(inst)
+	return tx.putFilled(inst)
 }
 
 // CheckAddress says why a cannot be a host's address, or returns nil: it

@@ -239,13 +239,28 @@ func TestRegisterNamesOneString(t *testing.T) {
 	if inst.ID != "db-tcp-h-127-0-0-2-5432" || inst.Label != "h-127-0-0-2-5432" || inst.Host != "h-127-0-0-2" || h.Name != inst.Host {
 		t.Fatalf("ID %q, label %q, host %q, host row %q", inst.ID, inst.Label, inst.Host, h.Name)
 	}
-	for what, s := range map[string]string{"label": inst.Label, "host": inst.Host, "host row's name": h.Name} {
+	for what, s := range map[string]string{"service": inst.Service, "proto": inst.Proto, "label": inst.Label, "host": inst.Host, "host row's name": h.Name} {
 		if !within(s, inst.ID) {
 			t.Errorf("the %s %q is not within the ID's string", what, s)
 		}
 	}
+	// The ID's index key is the ID's bytes and the terminator after them
+	// (idKeyed), not a copy.
+	if _, key, err := (instanceIDIndex{}).FromObject(inst); err != nil || string(key) != inst.ID+"\x00" || unsafe.SliceData(key) != unsafe.StringData(inst.ID) {
+		t.Errorf("ID key %q (%v), at %p for the ID at %p", key, err, unsafe.SliceData(key), unsafe.StringData(inst.ID))
+	}
 	front, ok := snap.Instance(ids[1])
 	if !ok || front.Label != "Front" || front.ID != "web-tcp-h-127-0-0-3-80" || front.Host != "h-127-0-0-3" {
 		t.Fatalf("%+v", front)
+	}
+	// A row whose ID was given, and a copy of a row given another ID, have
+	// an ID key of their own.
+	for _, inst := range []Instance{{ID: "Given", Service: "db", Port: 1, Host: "vm"}, func() Instance { c := *front; c.ID = "Other"; return c }()} {
+		if err := fillInstance(&inst); err != nil {
+			t.Fatal(err)
+		}
+		if _, key, _ := (instanceIDIndex{}).FromObject(&inst); string(key) != strings.ToLower(inst.ID)+"\x00" {
+			t.Errorf("ID %q: key %q", inst.ID, key)
+		}
 	}
 }

@@ -915,6 +915,12 @@ func (tx *Tx) PutInstance(inst Instance) (string, error) {
 	if err := fillInstance(&inst); err != nil {
 		return "", err
 	}
+	return tx.putFilled(inst)
+}
+
+// putFilled is PutInstance for a row fillInstance has filled in: filling
+// again would find an ID, and not know it for the one it made (idKeyed).
+func (tx *Tx) putFilled(inst Instance) (string, error) {
 	if other, ok := tx.ByLabel(inst.Proto, inst.Service, inst.Label); ok && !SameName(other.ID, inst.ID) {
 		return "", &FieldError{"instance", inst.Label, "already used by " + other.ID}
 	}

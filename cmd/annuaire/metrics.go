@@ -102,8 +102,8 @@ func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
 		hosts++
 	}
 	ch <- prometheus.MustNewConstMetric(c.serial, prometheus.GaugeValue, float64(snap.Serial()))
-	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(healthy), string(registry.Passing))
-	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(total-healthy), string(registry.Critical))
+	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(healthy), registry.Passing.String())
+	ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(total-healthy), registry.Critical.String())
 	ch <- prometheus.MustNewConstMetric(c.hosts, prometheus.GaugeValue, float64(hosts))
 	ch <- prometheus.MustNewConstMetric(c.types, prometheus.GaugeValue, float64(types))
 	if st, ok := c.r.JournalStats(); ok {

@@ -173,7 +173,7 @@ func (s *Server) processesAt(snap *registry.Snapshot, service, proto string, can
 				ID:       inst.ID,
 				Instance: registry.Octets(inst.Label),
 				Process:  processName(s.catalog(), inst),
-				Health:   string(inst.Health),
+				Health:   inst.Health.String(),
 			})
 		}
 	}

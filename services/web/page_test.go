@@ -140,7 +140,7 @@ func checkDirectory(t *testing.T, what string, page []byte, reg *registry.Regist
 			t.Errorf("%s: no row for %s; rows %v", what, inst.ID, rows)
 			continue
 		}
-		health := string(inst.Health)
+		health := inst.Health.String()
 		if health == "" {
 			health = "passing"
 		}
