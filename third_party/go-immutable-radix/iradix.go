@@ -121,12 +121,18 @@ func (t *Txn) writeNode(n *Node, room int) *Node {
 	// Copy the existing node.
 	//
 	// annuaire: the copy shares its prefix bytes, which no node ever writes
-	// in place (a split reslices them, a merge concatenates into new ones):
-	// one small allocation less per copied node (TestCommittedTreesNeverChange).
-	nc := newNode(n.leaf, n.prefix(), int(n.depth))
-	if len(n.edges())+room != 0 {
-		nc.setEdges(make(edges, len(n.edges()), len(n.edges())+room))
-		copy(nc.edges(), n.edges())
+	// in place (a split reslices them, a merge takes a longer view): one
+	// small allocation less per copied node (TestCommittedTreesNeverChange).
+	// It shares the leafNode too, which nothing changes, or copies the value
+	// a node without edges holds.
+	nc := &Node{w0: n.w0, prefixData: n.prefixData, prefixLen: n.prefixLen, depth: n.depth}
+	if n.edgeCap&inline != 0 {
+		nc.w1, nc.edgeCap = n.w1, inline
+	}
+	if es := n.edges(); len(es)+room != 0 {
+		e := make(edges, len(es), len(es)+room)
+		copy(e, es)
+		nc.setEdges(e)
 	}
 
 	// Mark this node as writable.
@@ -175,7 +181,7 @@ func (t *Txn) markWritable(n *Node) {
 // countLeaves returns the number of leaves under n, n's own included.
 func countLeaves(n *Node) int {
 	leaves := 0
-	if n.leaf != nil {
+	if n.isLeaf() {
 		leaves = 1
 	}
 	for _, e := range n.edges() {
@@ -197,12 +203,17 @@ func (t *Txn) mergeChild(n *Node) {
 	// node's leaf still finds its key before its prefix.
 	start := unsafe.Add(unsafe.Pointer(child.prefixData), -int(n.prefixLen))
 	n.setPrefix(unsafe.String((*byte)(start), int(n.prefixLen)+int(child.prefixLen)))
-	n.leaf = child.leaf
-	if len(child.edges()) != 0 {
-		n.setEdges(make(edges, len(child.edges())))
-		copy(n.edges(), child.edges())
-	} else {
-		n.setEdges(nil)
+	n.dropLeaf()
+	n.setEdges(nil)
+	if ce := child.edges(); len(ce) != 0 {
+		e := make(edges, len(ce))
+		copy(e, ce)
+		n.setEdges(e)
+	}
+	if l := child.leafNode(); l != nil {
+		n.w0 = unsafe.Pointer(l) // n has child's edges: no value in the node
+	} else if child.isLeaf() {
+		n.setLeaf(child.val())
 	}
 }
 
@@ -213,12 +224,12 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 		var oldVal interface{}
 		didUpdate := false
 		if n.isLeaf() {
-			oldVal = n.leaf.val
+			oldVal = n.val()
 			didUpdate = true
 		}
 
 		nc := t.writeNode(n, 0)
-		nc.leaf = &leafNode{val: v}
+		nc.setLeaf(v)
 		return nc, oldVal, didUpdate
 	}
 
@@ -227,7 +238,8 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 
 	// No edge, create one
 	if child == nil {
-		e := newNode(&leafNode{val: v}, keyString(search), len(k)-len(search))
+		e := newNode(keyString(search), len(k)-len(search))
+		e.setLeaf(v)
 		nc := t.writeNode(n, 1)
 		nc.addEdge(e)
 		return nc, nil, false
@@ -254,7 +266,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	if len(search) > commonPrefix {
 		room = 2
 	}
-	splitNode := newNode(nil, keyString(search[:commonPrefix]), len(k)-len(search))
+	splitNode := newNode(keyString(search[:commonPrefix]), len(k)-len(search))
 	splitNode.setEdges(make(edges, 0, room))
 	nc.replaceEdge(splitNode)
 
@@ -264,57 +276,59 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	modChild.depth += uint16(commonPrefix)
 	splitNode.addEdge(modChild)
 
-	// Create a new leaf node
-	leaf := &leafNode{val: v}
-
 	// If the new key is a subset, add to to this node
 	search = search[commonPrefix:]
 	if len(search) == 0 {
-		splitNode.leaf = leaf
+		splitNode.setLeaf(v)
 		return nc, nil, false
 	}
 
 	// Create a new edge for the node
-	splitNode.addEdge(newNode(leaf, keyString(search), len(k)-len(search)))
+	leaf := newNode(keyString(search), len(k)-len(search))
+	leaf.setLeaf(v)
+	splitNode.addEdge(leaf)
 	return nc, nil, false
 }
 
 // delete does a recursive deletion
-func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
+//
+// annuaire: it returns the deleted leaf's value and whether there was one
+// (a node may hold its value: no leafNode to return).
+func (t *Txn) delete(parent, n *Node, search []byte) (*Node, interface{}, bool) {
 	// Check for key exhaustion
 	if len(search) == 0 {
 		if !n.isLeaf() {
-			return nil, nil
+			return nil, nil, false
 		}
-		// Copy the pointer in case we are in a transaction that already
+		// Copy the value in case we are in a transaction that already
 		// modified this node since the node will be reused. Any changes
 		// made to the node will not affect returning the original leaf
 		// value.
-		oldLeaf := n.leaf
+		oldVal := n.val()
 
 		// Remove the leaf node
 		nc := t.writeNode(n, 0)
-		nc.leaf = nil
+		nc.dropLeaf()
 
 		// Check if this node should be merged
 		if n != t.root && len(nc.edges()) == 1 {
 			t.mergeChild(nc)
 		}
-		return nc, oldLeaf
+		return nc, oldVal, true
 	}
 
 	// Look for an edge
 	label := search[0]
 	idx, child := n.getEdge(label)
 	if child == nil || !strings.HasPrefix(keyString(search), child.prefix()) {
-		return nil, nil
+		return nil, nil, false
 	}
 
 	// Consume the search prefix
 	search = search[len(child.prefix()):]
-	newChild, leaf := t.delete(n, child, search)
+	newChild, oldVal, ok := t.delete(n, child, search)
 	if newChild == nil {
-		return nil, nil
+		return nil, nil, false
 	}
 
 	// Copy this node; it loses an edge, or gains its child's (mergeChild
@@ -322,7 +336,7 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 	nc := t.writeNode(n, 0)
 
 	// Delete the edge if the node has no edges
-	if newChild.leaf == nil && len(newChild.edges()) == 0 {
+	if !newChild.isLeaf() && len(newChild.edges()) == 0 {
 		nc.delEdge(label)
 		if n != t.root && len(nc.edges()) == 1 && !nc.isLeaf() {
 			t.mergeChild(nc)
@@ -330,7 +344,7 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 	} else {
 		nc.edges()[idx] = newChild
 	}
-	return nc, leaf
+	return nc, oldVal, ok
 }
 
 // delete does a recursive deletion
@@ -338,9 +352,7 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	// Check for key exhaustion
 	if len(search) == 0 {
 		nc := t.writeNode(n, 0)
-		if n.isLeaf() {
-			nc.leaf = nil
-		}
+		nc.dropLeaf()
 		nc.setEdges(nil)
 		return nc, countLeaves(n)
 	}
@@ -369,7 +381,7 @@ func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	nc := t.writeNode(n, 0)
 
 	// Delete the edge if the node has no edges
-	if newChild.leaf == nil && len(newChild.edges()) == 0 {
+	if !newChild.isLeaf() && len(newChild.edges()) == 0 {
 		nc.delEdge(label)
 		if n != t.root && len(nc.edges()) == 1 && !nc.isLeaf() {
 			t.mergeChild(nc)
@@ -401,13 +413,13 @@ func (t *Txn) Insert(k []byte, v interface{}) (interface{}, bool) {
 // Delete is used to delete a given key. Returns the old value if any,
 // and a bool indicating if the key was set.
 func (t *Txn) Delete(k []byte) (interface{}, bool) {
-	newRoot, leaf := t.delete(nil, t.root, k)
+	newRoot, old, ok := t.delete(nil, t.root, k)
 	if newRoot != nil {
 		t.root = newRoot
 	}
-	if leaf != nil {
+	if ok {
 		t.size--
-		return leaf.val, true
+		return old, true
 	}
 	return nil, false
 }

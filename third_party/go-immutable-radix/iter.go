@@ -56,7 +56,7 @@ func (i *Iterator) SeekPrefix(prefix []byte) {
 
 func (i *Iterator) recurseMin(n *Node) *Node {
 	// Traverse to the minimum child
-	if n.leaf != nil {
+	if n.isLeaf() {
 		return n
 	}
 	nEdges := len(n.edges())
@@ -131,7 +131,7 @@ func (i *Iterator) SeekLowerBound(key []byte) {
 
 		// Prefix is equal, we are still heading for an exact match. If this is a
 		// leaf and an exact match we're done.
-		if n.leaf != nil && string(n.key()) == string(key) {
+		if n.isLeaf() && string(n.key()) == string(key) {
 			found(n)
 			return
 		}
@@ -196,8 +196,8 @@ func (i *Iterator) Next() ([]byte, interface{}, bool) {
 		}
 
 		// Return the leaf values if any
-		if elem.leaf != nil {
-			return elem.key(), elem.leaf.val, true
+		if elem.isLeaf() {
+			return elem.key(), elem.val(), true
 		}
 	}
 	return nil, nil, false

@@ -14,55 +14,56 @@ type WalkFn func(k []byte, v interface{}) bool
 // leafNode is used to represent a value
 //
 // annuaire: no watch channel, and no key: the key is the bytes its node's
-// prefix ends (Node.key), so that a leaf is 16 bytes, not 48 (see
-// ANNUAIRE.md).
+// prefix ends (Node.key), so that a leaf is 16 bytes, not 48; and only a
+// node with edges has one, another holds its value itself (see Node and
+// ANNUAIRE.md). A leafNode is never changed once made: copies of a node
+// share it.
 type leafNode struct {
 	val interface{}
 }
 
 // Node is an immutable node in the radix tree
 //
-// annuaire: no watch channel, and the prefix and the edges held as a
-// pointer and a length each (a capacity too for the edges), so that a
-// node is 32 bytes, not 64 (see ANNUAIRE.md). prefix, edges, setPrefix
-// and setEdges are the only ways to them.
+// annuaire: no watch channel, the prefix and the edges held as a pointer
+// and a length each (a capacity too for the edges), and the value of a
+// node without edges held in the node, so that a node is 32 bytes, not
+// 64, and most leaves take no allocation of their own (see ANNUAIRE.md).
+// prefix, edges, val and their setters are the only ways to them.
 //
 // A node's prefix is always a view of the bytes of a key given to Insert,
 // at its place in that key: the depth bytes before it are the prefixes of
 // the node's ancestors. So the key of a node's leaf is the bytes from
 // depth before the prefix to its end (key), and a leaf need not hold it.
 type Node struct {
-	// leaf is used to store possible leaf
-	leaf *leafNode
+	// Without the inline bit in edgeCap: w0 is the node's *leafNode (nil
+	// for none) and w1 the first of its edges, edgeLen children ordered by
+	// their label (the first byte of their prefix) in an array of edgeCap.
+	// With it, the node has no edges and w0 and w1 are the two words of
+	// its value, an interface (eface; sync/atomic.Value keeps one so too).
+	w0, w1 unsafe.Pointer
 
 	// The prefix is the common prefix we ignore: prefixLen bytes at
 	// prefixData, within a key given to Insert (keyString).
 	prefixData *byte
 
-	// Edges should be stored in-order for iteration.
-	// We avoid a fully materialized slice to save memory,
-	// since in most cases we expect to be sparse
-	//
-	// annuaire: the children themselves, ordered by their label (the
-	// first byte of their prefix): edgeLen of them at edgeData, in an
-	// array of edgeCap.
-	edgeData *(*Node)
-
 	// prefixLen and depth are at most maxKeyLen: the key ends at
 	// depth+prefixLen.
 	prefixLen, depth uint16
-	edgeLen, edgeCap uint16 // at most 256 edges, one per byte value
+	edgeLen, edgeCap uint16 // at most 256 edges, one per byte value; edgeCap also holds inline
 }
+
+// inline, in Node.edgeCap, says that the node holds its leaf's value.
+const inline = 1 << 15
 
 // maxKeyLen is the longest key this copy of the tree holds (Insert panics
 // beyond it): lengths within a key are 16 bits, so that a node is 32
 // bytes. annuaire's keys are names and labels, at most a few hundred.
 const maxKeyLen = 1<<16 - 1
 
-// newNode makes a node without edges whose prefix, at depth in its key,
-// is a view of that key's bytes (keyString).
-func newNode(leaf *leafNode, prefix string, depth int) *Node {
-	n := &Node{leaf: leaf, depth: uint16(depth)}
+// newNode makes a node without edges or leaf whose prefix, at depth in
+// its key, is a view of that key's bytes (keyString).
+func newNode(prefix string, depth int) *Node {
+	n := &Node{depth: uint16(depth)}
 	n.setPrefix(prefix)
 	return n
 }
@@ -88,11 +89,67 @@ func (n *Node) key() []byte {
 // edges are n's children in order, in an array they may be appended to
 // up to its capacity (addEdge, in a node the transaction may write).
 func (n *Node) edges() edges {
-	return unsafe.Slice(n.edgeData, n.edgeCap)[:n.edgeLen]
+	if n.edgeCap&inline != 0 {
+		return nil
+	}
+	return unsafe.Slice((**Node)(n.w1), n.edgeCap)[:n.edgeLen]
 }
 
+// setEdges gives n the edges e. Without any (nor room for any) its
+// leaf's value, if it has one, moves into the node; with some, out of it.
 func (n *Node) setEdges(e edges) {
-	n.edgeData, n.edgeLen, n.edgeCap = unsafe.SliceData(e), uint16(len(e)), uint16(cap(e))
+	if cap(e) == 0 {
+		if l := n.leafNode(); l != nil {
+			n.w0, n.w1, n.edgeLen, n.edgeCap = nil, nil, 0, inline
+			*n.eface() = l.val
+		} else if n.edgeCap&inline == 0 {
+			n.w1, n.edgeLen, n.edgeCap = nil, 0, 0
+		}
+		return
+	}
+	if n.edgeCap&inline != 0 {
+		l := &leafNode{val: *n.eface()}
+		n.w0, n.edgeCap = unsafe.Pointer(l), 0
+	}
+	n.w1, n.edgeLen, n.edgeCap = unsafe.Pointer(unsafe.SliceData(e)), uint16(len(e)), uint16(cap(e))
+}
+
+// eface is the node's two words as the interface they hold with inline.
+func (n *Node) eface() *interface{} { return (*interface{})(unsafe.Pointer(&n.w0)) }
+
+// leafNode is n's *leafNode, nil if it has none or holds its value.
+func (n *Node) leafNode() *leafNode {
+	if n.edgeCap&inline != 0 {
+		return nil
+	}
+	return (*leafNode)(n.w0)
+}
+
+// val is the value of n's leaf, which n must have (isLeaf).
+func (n *Node) val() interface{} {
+	if n.edgeCap&inline != 0 {
+		return *n.eface()
+	}
+	return (*leafNode)(n.w0).val
+}
+
+// setLeaf gives n a leaf of value v: in the node if it has no edges.
+func (n *Node) setLeaf(v interface{}) {
+	if n.edgeCap&inline != 0 || n.edgeCap == 0 {
+		n.w0, n.w1, n.edgeLen, n.edgeCap = nil, nil, 0, inline
+		*n.eface() = v
+		return
+	}
+	n.w0 = unsafe.Pointer(&leafNode{val: v})
+}
+
+// dropLeaf takes n's leaf away.
+func (n *Node) dropLeaf() {
+	if n.edgeCap&inline != 0 {
+		n.w0, n.w1, n.edgeCap = nil, nil, 0
+		return
+	}
+	n.w0 = nil
 }
 
 // keyString holds the bytes of a key, or of a prefix within it, as a
@@ -109,7 +166,7 @@ func keyString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(
 func keyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 func (n *Node) isLeaf() bool {
-	return n.leaf != nil
+	return n.edgeCap&inline != 0 || n.w0 != nil
 }
 
 // addEdge adds child, whose label is its prefix's first byte, in order.
@@ -188,7 +245,7 @@ func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
 		// Check for key exhaustion
 		if len(search) == 0 {
 			if n.isLeaf() {
-				return nil, n.leaf.val, true
+				return nil, n.val(), true
 			}
 			break
 		}
@@ -244,7 +301,7 @@ func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
 		}
 	}
 	if last != nil {
-		return last.key(), last.leaf.val, true
+		return last.key(), last.val(), true
 	}
 	return nil, nil, false
 }
@@ -253,7 +310,7 @@ func (n *Node) LongestPrefix(k []byte) ([]byte, interface{}, bool) {
 func (n *Node) Minimum() ([]byte, interface{}, bool) {
 	for {
 		if n.isLeaf() {
-			return n.key(), n.leaf.val, true
+			return n.key(), n.val(), true
 		}
 		if len(n.edges()) > 0 {
 			n = n.edges()[0]
@@ -272,7 +329,7 @@ func (n *Node) Maximum() ([]byte, interface{}, bool) {
 			continue
 		}
 		if n.isLeaf() {
-			return n.key(), n.leaf.val, true
+			return n.key(), n.val(), true
 		} else {
 			break
 		}
@@ -340,7 +397,7 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 	search := path
 	for {
 		// Visit the leaf values if any
-		if n.leaf != nil && fn(n.key(), n.leaf.val) {
+		if n.isLeaf() && fn(n.key(), n.val()) {
 			return
 		}
 
@@ -368,7 +425,7 @@ func (n *Node) WalkPath(path []byte, fn WalkFn) {
 // recursively. Returns true if the walk should be aborted
 func recursiveWalk(n *Node, fn WalkFn) bool {
 	// Visit the leaf values if any
-	if n.leaf != nil && fn(n.key(), n.leaf.val) {
+	if n.isLeaf() && fn(n.key(), n.val()) {
 		return true
 	}
 
@@ -386,7 +443,7 @@ func recursiveWalk(n *Node, fn WalkFn) bool {
 // should be aborted
 func reverseRecursiveWalk(n *Node, fn WalkFn) bool {
 	// Visit the leaf values if any
-	if n.leaf != nil && fn(n.key(), n.leaf.val) {
+	if n.isLeaf() && fn(n.key(), n.val()) {
 		return true
 	}
 

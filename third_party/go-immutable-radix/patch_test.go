@@ -12,10 +12,11 @@ import (
 // watch is nil (see ANNUAIRE.md).
 const untrackedWatch = "annuaire's patch: nodes and leaves have no watch channel"
 
-// TestNodeSizes is the fourth patch: without watch channels, with keys
-// and prefixes held as strings, a node fits the allocator's 48-byte class
-// and a leaf its 32-byte one (64 and 48 before), and every watch is nil,
-// tracked transaction or not, while the tree reads as before.
+// TestNodeSizes is the fourth and sixth patches: without watch channels,
+// with prefixes and edges held as pointers and 16-bit lengths and a leaf
+// without its key, a node fits the allocator's 32-byte class and a leaf
+// its 16-byte one (64 and 48 upstream), and every watch is nil, tracked
+// transaction or not, while the tree reads as before.
 func TestNodeSizes(t *testing.T) {
 	if s := unsafe.Sizeof(Node{}); s != 32 {
 		t.Errorf("a node is %d bytes, want 32", s)
@@ -141,12 +142,16 @@ func TestEdgesWithoutSpareRoom(t *testing.T) {
 // under n, reached by path: its key (the bytes before its prefix, which
 // it does not hold) is path and its prefix, every child's prefix is
 // non-empty, as its first byte is the child's label, and the labels are
-// in order, once each.
+// in order, once each; and that a committed leaf without edges holds its
+// value in its node, without a leafNode.
 func checkShape(t *testing.T, n *Node, path string) {
 	t.Helper()
 	path += n.prefix()
 	if string(n.key()) != path || int(n.depth)+int(n.prefixLen) != len(path) {
 		t.Fatalf("node at %q: key %q, depth %d", path, n.key(), n.depth)
+	}
+	if n.isLeaf() && len(n.edges()) == 0 && n.edgeCap&inline == 0 {
+		t.Fatalf("node at %q: a leaf without edges, with a leafNode", path)
 	}
 	for i, c := range n.edges() {
 		if c.prefix() == "" {

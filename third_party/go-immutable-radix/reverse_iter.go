@@ -229,8 +229,8 @@ func (ri *ReverseIterator) Previous() ([]byte, interface{}, bool) {
 		}
 
 		// If this is a leaf, return it
-		if elem.leaf != nil {
-			return elem.key(), elem.leaf.val, true
+		if elem.isLeaf() {
+			return elem.key(), elem.val(), true
 		}
 
 		// it's not a leaf so keep walking the stack to find the previous leaf
