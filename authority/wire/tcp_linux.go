@@ -109,39 +109,53 @@ func (c *bufferedConn) rawRead(fd uintptr) bool {
 // DNS over TCP pays per read and per write, whatever they carry: against
 // dnsperf (20 connections, pinned to one CPU beside the server's), the
 // read(2) that found a few requests, the send(2) of their answers, the
-// read that then found the socket empty and the wait in the poller took
-// 80 to 90% of the server's CPU. How many requests a read finds depends
-// on how fast the client sends: 3.3 at 150k queries/s (450k queries per
-// server CPU-second), one at 60k (one send and two reads per query, 80k
-// to 150k per CPU-second), where Knot answers about 100k per CPU-second at
-// any rate. That is why annuaire's figure over TCP fell with the
-// machine's slow state, where dnsperf sends more slowly (issue 19).
+// read that then found the socket empty and the wait in the poller took 80
+// to 90% of the server's CPU. How many requests a read finds depends on
+// how fast the client sends: 3.3 at 150k queries/s (450k queries per
+// server CPU-second), one at 60k (one send and two reads per query, 80k to
+// 150k per CPU-second), where Knot answers about 100k per CPU-second at
+// any rate. That is why annuaire's figure over TCP fell with the machine's
+// slow state, where dnsperf sends more slowly (issue 19).
 //
 // So while requests stream in, the last connection to find its socket
-// empty lets them gather for tcpPauseFor before it waits, as the UDP
-// reader does after a short batch (see coalesce): it sleeps holding the
-// P, so that with one P (annuaire pinned to one CPU) no event wakes the
-// process meanwhile, then every connection reads what gathered (see
+// empty lets them gather for a while before it waits, as the UDP reader
+// does after a short batch (see coalesce): it sleeps holding the P, so
+// that with one P (annuaire pinned to one CPU) no event wakes the process
+// meanwhile, then every connection reads what gathered (see
 // tcpGate.pause). Against dnsperf at 60k, 100k and full rate, in twelve
-// alternating runs on the shared machine (5 Dec), reads per query fell
-// from 0.33–1.9 to 0.18–0.69, sends from 0.21–0.94 to 0.11–0.42, and
-// queries per server CPU-second rose 1.3 to 2.3 times (0.98 in one pair).
-// Pauses of 1 ms gathered more (200k, 345k and 584k queries per CPU-second
-// at 60k, 100k and full rate, against 133k, 231k and 438k with 500 µs),
-// but the rest of the process waits for them too: under 1,000 API
-// writes/s over TCP the writes fell to 905/s, p50 5.8 ms, against 962/s
-// and 3.4 ms with 500 µs in the same run (bench/run.sh updates).
-// A request that comes during a pause waits for it. Hence the conditions
-// (tcpGate.drained): requests came at two or more per tcpPauseFor over
-// the last rateWindow, from two connections or more (a lone connection
-// is never paused: a client that waits for each answer before its next
-// query would wait for every pause); and a pause pays for its wait (the
-// reads after it took at least three requests for two waits), else only
-// one pause per tcpProbeEvery tries whether it now would: clients that
-// each wait for their answer, where a pause gathers one request per
-// connection, lose at most one pause's time in every tcpProbeEvery.
+// alternating runs on the shared machine (5 Dec), pauses of 500 µs took
+// reads per query from 0.33–1.9 to 0.18–0.69, sends from 0.21–0.94 to
+// 0.11–0.42, and queries per server CPU-second 1.3 to 2.3 times higher
+// (0.98 in one pair). But each connection's turn costs two reads and a
+// send, whatever it carries, and at 100k queries/s over 20 connections 500
+// µs gathers two or three requests each: 141–198k queries per server
+// CPU-second at 100k, where Knot made 101–115k. So a pause lasts long
+// enough for each connection to gather tcpGather requests at the rate of
+// the last window (length), from 500 µs to 1 ms: on the quiet machine
+// (12:47, three servers in turn, dnsperf at 100k then at full rate, twice)
+// 247k and 270k queries per server CPU-second at 100k, against 186k and
+// 191k with 500 µs, and 328k and 388k at full rate, against 255k and 330k
+// (Knot 86–97k). Always 1 ms gathered more still (584k at full rate
+// against 438k with 500 µs, 12:29), but the rest of the process waits for
+// the pauses too: under 1,000 API writes/s over TCP the writes fell to
+// 905/s, p50 5.8 ms, against 962/s and 3.4 ms with 500 µs in the same run
+// (bench/run.sh updates); with the length from the rate, which is 500–700
+// µs at full rate, 999/s and 4.1 ms against 996/s and 4.1 ms.
+//
+// A request that comes during a pause waits for it, 1 ms at most. Hence
+// the conditions (tcpGate.drained): requests came at two or more per
+// tcpPauseFor over the last rateWindow, from two connections or more (a
+// lone connection is never paused: a client that waits for each answer
+// before its next query would wait for every pause); and a pause pays for
+// its wait (the reads after it took at least three requests for two
+// waits), else only one pause per tcpProbeEvery tries whether it now
+// would: clients that each wait for their answer, where a pause gathers
+// one request per connection, lose at most one pause's time in every
+// tcpProbeEvery.
 const (
 	tcpPauseFor   = 500 * time.Microsecond
+	tcpPauseMax   = time.Millisecond
+	tcpGather     = 5 // requests per connection a pause aims to gather
 	tcpProbeEvery = 10 * time.Millisecond
 )
 
@@ -150,14 +164,15 @@ type tcpGate struct {
 	active atomic.Int64 // connections whose last read found data
 	poke   *poke        // nil if no eventfd could be had: no pauses
 
-	mu     sync.Mutex // guards the fields below
-	window int64      // when the current rate window started (Unix ns)
-	taken  int        // requests taken in it, by connections found empty
-	conns  int        // connections found empty in it
-	rate   int        // requests per tcpPauseFor in the last window closed
-	spread int        // connections found empty in it
-	round  bool       // a pause and the reads after it are under way
-	closed bool       // the listener is: no more pauses
+	mu     sync.Mutex    // guards the fields below
+	window int64         // when the current rate window started (Unix ns)
+	taken  int           // requests taken in it, by connections found empty
+	conns  int           // connections found empty in it
+	rate   int           // requests per tcpPauseFor in the last window closed
+	spread int           // connections found empty in it
+	long   time.Duration // the pauses' length, from that window (see length)
+	round  bool          // a pause and the reads after it are under way
+	closed bool          // the listener is: no more pauses
 
 	// What the reads after the last pause took: requests, and waits
 	// (sockets found empty); whether that pause paid; when a pause that
@@ -212,6 +227,7 @@ func (g *tcpGate) drained(c *bufferedConn, now time.Time) bool {
 	if d := t - g.window; d >= int64(rateWindow) {
 		g.rate = int(int64(g.taken) * int64(tcpPauseFor) / d)
 		g.spread = g.conns
+		g.long = length(g.taken, g.conns, time.Duration(d))
 		g.window, g.taken, g.conns = t, 0, 0
 	}
 	g.taken += c.taken
@@ -245,14 +261,24 @@ func (g *tcpGate) drained(c *bufferedConn, now time.Time) bool {
 	return true
 }
 
-// pause lets requests gather for tcpPauseFor, then every connection read
+// length is how long pauses last when taken requests came from conns
+// connections in d: long enough that each connection gathers tcpGather
+// requests at that rate, from tcpPauseFor to tcpPauseMax.
+func length(taken, conns int, d time.Duration) time.Duration {
+	if taken <= 0 {
+		return tcpPauseFor
+	}
+	return min(max(time.Duration(int64(tcpGather*conns)*int64(d)/int64(taken)), tcpPauseFor), tcpPauseMax)
+}
+
+// pause lets requests gather for g.long, then every connection read
 // them before the pausing one reads again. Until then no other connection
 // pauses: each would otherwise pause in turn as it found its socket
 // empty, one connection read per pause.
 //
 // The rest of the process runs first: a poke makes the P poll the network
 // and the Gosched puts the pausing reader behind every goroutine that is
-// ready (see batch.yield); the sleep is what is left of tcpPauseFor after
+// ready (see batch.yield); the sleep is what is left of g.long after
 // their turn, if anything, and keeps the P (see pause), so no event wakes
 // it. Then another poke and Gosched let every connection whose requests
 // gathered read them, and the reads after the pause are counted until
@@ -266,10 +292,13 @@ func (g *tcpGate) drained(c *bufferedConn, now time.Time) bool {
 // worse in the one run tried (1,918 write slots missed of 10,000, p99
 // 111 ms).
 func (g *tcpGate) pause() {
+	g.mu.Lock()
+	long := g.long
+	g.mu.Unlock()
 	start := time.Now()
 	g.poke.poll()
 	runtime.Gosched()
-	if d := tcpPauseFor - time.Since(start); d > 0 {
+	if d := long - time.Since(start); d > 0 {
 		pause(d)
 	}
 	g.mu.Lock()

@@ -109,6 +109,29 @@ func TestTCPGate(t *testing.T) {
 	}
 }
 
+// TestTCPPauseLength checks how long pauses last: for each connection to
+// gather tcpGather requests at the last window's rate, from tcpPauseFor
+// to tcpPauseMax.
+func TestTCPPauseLength(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		taken, conns int
+		d, want      time.Duration
+	}{
+		{tcpGather * 20 * 2, 20, ms, tcpPauseFor},    // 200k/s over 20: 500 µs
+		{tcpGather * 20 * 3 / 2, 20, ms, 2 * ms / 3}, // 150k/s: 667 µs
+		{tcpGather * 20, 20, ms, ms},                 // 100k/s: 1 ms
+		{tcpGather * 20 / 2, 20, ms, tcpPauseMax},    // 50k/s: 2 ms, at most tcpPauseMax
+		{tcpGather * 2 * 10, 2, ms, tcpPauseFor},     // 2 connections: 100 µs, at least tcpPauseFor
+		{tcpGather * 20 * 2, 20, 2 * ms, ms},         // the same count over a longer window
+		{0, 20, ms, tcpPauseFor},                     // nothing taken
+	} {
+		if got := length(tc.taken, tc.conns, tc.d); got != tc.want {
+			t.Errorf("%d requests from %d connections in %v: pauses of %v, want %v", tc.taken, tc.conns, tc.d, got, tc.want)
+		}
+	}
+}
+
 // TestTCPGatePause checks that a pause lets the rest of the process run
 // first, before its sleep, and ends the round, counting the reads after
 // it.
