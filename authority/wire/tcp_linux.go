@@ -284,13 +284,12 @@ func length(taken, conns int, d time.Duration) time.Duration {
 // gathered read them, and the reads after the pause are counted until
 // the next decision.
 //
-// Under 1,000 API writes/s, with dnsperf over TCP at full rate, the
-// writes wait for the pauses: write p50 2.5–4.1 ms against 1.8–2.0 for
-// the binary without them (bench/run.sh updates, PROTOS=tcp, the machine
-// shared). Skipping the pauses for crowdedFor after two yields that the
-// rest of the process filled, as the UDP reader stops lingering, did
-// worse in the one run tried (1,918 write slots missed of 10,000, p99
-// 111 ms).
+// The rest of the process waits for the pauses too: what that costs the
+// API's writes while dnsperf loads TCP is in BENCHMARKS.md (issue 19, 5
+// Dec 2026, 13:25). Skipping the pauses for crowdedFor after two yields
+// that the rest of the process filled, as the UDP reader stops
+// lingering, did worse in the one run tried (1,918 write slots missed of
+// 10,000, p99 111 ms).
 func (g *tcpGate) pause() {
 	g.mu.Lock()
 	long := g.long
