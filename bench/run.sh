@@ -8,7 +8,7 @@
 #   bench/run.sh updates         # annuaire while bench/churn writes through the API, and without
 #   bench/run.sh echo            # echo beside socat and ncat (bench/echo.sh)
 #   bench/run.sh web             # web beside nginx, with wrk (bench/web.sh)
-#   bench/run.sh check           # checks the arithmetic of queries per server CPU-second
+#   bench/run.sh check           # checks the arithmetic of queries per server CPU-second and of the per-round ratios
 #
 # Environment: RUNS (3), SECS (10 per run), CLIENTS (dnsperf's -c, 20),
 # SERVER_CPU (0), PERF_CPU (1),
@@ -326,6 +326,51 @@ EOF
 		printf "check_perf: %.0f queries per server CPU-second: ok\n", v }'
 }
 
+# check_rounds: the per-round ratios of a real run (run 2 of 13:25 on 5 Dec
+# 2026, annuaire's and Knot's raw lines), both figures: per server
+# CPU-second the medians BENCHMARKS.md gives for that run (UDP 1.563,
+# TCP 4.351); queries/s 1.114 and 2.569, where the ratios of the medians
+# are 0.99 and 2.65.
+check_rounds() {
+	local got want
+	cat >"$WORK/annuaire.udp" <<'EOF'
+127460.949644 0.434 0 0.984 2.80 0.000
+142778.729379 0.455 0 0.987 2.68 0.000
+103354.871431 0.380 0 0.984 2.85 0.000
+106711.982651 0.386 0 0.984 2.70 0.000
+148762.297334 0.457 0 0.986 2.46 0.000
+EOF
+	cat >"$WORK/annuaire.tcp" <<'EOF'
+220710.942690 0.496 0 0.984 2.55 0.001
+239837.861749 0.659 0 0.982 2.66 0.000
+184439.101072 0.463 0 0.981 2.72 0.000
+182782.199944 0.459 0 0.984 2.60 0.001
+235910.062705 0.533 0 0.984 2.39 0.001
+EOF
+	cat >"$WORK/knot.udp" <<'EOF'
+114435.183178 0.609 488 0.985 2.62 0.000
+93510.220093 0.585 488 0.985 2.86 0.000
+153705.764402 0.649 525 0.985 2.71 0.001
+133942.555979 0.624 520 0.988 2.56 0.001
+128535.930772 0.627 519 0.987 2.69 0.001
+EOF
+	cat >"$WORK/knot.tcp" <<'EOF'
+83354.772241 0.815 0 0.982 2.60 0.001
+62485.705811 0.615 0 0.984 2.66 0.001
+71797.575979 0.993 0 0.978 2.54 0.000
+110036.220064 0.988 0 0.983 2.36 0.000
+94746.550568 0.988 0 0.981 2.46 0.001
+EOF
+	for want in 'cps|| **median** | | **1.563** | **4.351** |' 'qps|| **median** | | **1.114** | **2.569** |'; do
+		got=$(RUNS=5 rounds "${want%%|*}" annuaire knot | tail -1)
+		if [ "$got" != "${want#*|}" ]; then
+			printf 'check_rounds: %s per round gave\n%s\nwant\n%s\n' "${want%%|*}" "$got" "${want#*|}"
+			return 1
+		fi
+		echo "check_rounds: ${want%%|*} per round, medians $(awk -F"[*][*]" "{print \$4, \$6}" <<<"$got"): ok"
+	done
+}
+
 # churnperf WEB-PORT DATA PORT MODE PID: perf with bench/churn writing to
 # the API of the annuaire on WEB-PORT (its token in DATA/token) all along, on dnsperf's CPU so that the server's CPU is not shared with
 # the load; churn starts a second early so that it is at rate when dnsperf
@@ -403,22 +448,37 @@ ratio() { # name-a name-b: the ratios of the medians
 		"$(awk -v a="${TCPS[$1]}" -v b="${TCPS[$2]}" 'BEGIN {print a / b}')"
 }
 
-# rounds A B...: per round (line i of each server's raw files), the ratios
-# of A's q per server CPU-second to each other server's, UDP and TCP, and
-# their medians: ratios within a round, minutes apart at most, drift less
-# than ratios of medians taken over the whole run.
+# roundratio FIGURE A-FILE B-FILE: per round (line i of two raw files),
+# A's figure over B's: "cps" queries per server CPU-second, "qps" queries/s.
+roundratio() {
+	paste -d' ' "$2" "$3" | awk -v f="$1" '{
+		if (f == "qps") print ($7 > 0) ? $1 / $7 : "nan"
+		else print ($2 > 0 && $8 > 0) ? ($1 / $2) / ($7 / $8) : "nan" }'
+}
+
+# rounds [FIGURE] A B...: per round (line i of each server's raw files),
+# the ratios of A's q per server CPU-second (FIGURE cps, the default) or
+# of its queries/s (qps) to each other server's, UDP and TCP, and their
+# medians: ratios within a round, minutes apart at most, drift less than
+# ratios of medians taken over the whole run. dnsperf's own rate, which
+# is the servers' queries/s, moves by up to 30% from one minute to the
+# next on a shared guest: per round, each server is measured in the
+# same stretch of it.
 rounds() {
-	local a=$1 b m i
+	local f=cps label="per CPU-s" a b m i
+	case $1 in cps | qps) f=$1; shift ;; esac
+	[ "$f" = cps ] || label="q/s"
+	a=$1
 	shift
 	printf '| round | load at its start |'
-	for b in "$@"; do printf ' UDP %s/%s per CPU-s | TCP %s/%s per CPU-s |' "$a" "$b" "$a" "$b"; done
+	for b in "$@"; do printf ' UDP %s/%s %s | TCP %s/%s %s |' "$a" "$b" "$label" "$a" "$b" "$label"; done
 	echo
 	printf '|---|---|'
 	for b in "$@"; do printf -- '---|---|'; done
 	echo
 	for m in udp tcp; do
 		for b in "$@"; do
-			paste -d' ' "$WORK/$a.$m" "$WORK/$b.$m" | awk '{print ($2 > 0 && $8 > 0) ? ($1 / $2) / ($7 / $8) : "nan"}' >"$WORK/ratio.$b.$m"
+			roundratio "$f" "$WORK/$a.$m" "$WORK/$b.$m" >"$WORK/ratio.$b.$m"
 		done
 	done
 	for i in $(seq "$RUNS"); do
@@ -456,7 +516,7 @@ updates_table() {
 	done
 }
 
-[ "$MODE" != check ] || { check_perf; exit; }
+[ "$MODE" != check ] || { check_perf && check_rounds; exit; }
 need
 build
 queries
@@ -497,6 +557,8 @@ side)
 	[ -z "${BASELINE:-}" ] || ratio annuaire before
 	echo
 	rounds annuaire knot nsd "${order[@]:3}"
+	echo
+	rounds qps annuaire knot nsd "${order[@]:3}"
 	;;
 scale)
 	SIZES=${SIZES:-100 100000 1000000}
