@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/annuaire/annuaire/authority"
+	"github.com/annuaire/annuaire/internal/testenv"
 	"github.com/annuaire/annuaire/registry"
 )
 
@@ -61,6 +64,42 @@ func TestAuthority(t *testing.T) {
 	_, err = r.Lookup(t.Context(), "telnet")
 	if err == nil || err.Error() != "telnet: _telnet._tcp.svc.internal. SRV: NXDOMAIN; telnet.svc.internal. A: NXDOMAIN; well-known port 23/tcp, but no host is registered" {
 		t.Errorf("telnet: %v", err)
+	}
+}
+
+// TestLookupSRVName resolves a service by the name of its SRV record, as
+// dig shows it and a user copies it: "_echo._udp.svc.internal." is
+// "echo/udp", relative to the zone or not, in any case. It used to be
+// read as a host name: an A question, NODATA, "no such service".
+func TestLookupSRVName(t *testing.T) {
+	dig := testenv.NeedTool(t, "dig")
+	reg := registry.New(1)
+	for proto, port := range map[string]uint16{"tcp": 7007, "udp": 7008} {
+		_, err := reg.Register(registry.Instance{Service: "echo", Proto: proto, Host: "box", Port: port},
+			&registry.Host{Name: "box", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Auto: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	server := serveAuthority(t, reg)
+	host, port, _ := net.SplitHostPort(server)
+	r := &Resolver{Server: server}
+	for proto, want := range map[string]string{"tcp": "127.0.0.1:7007", "udp": "127.0.0.1:7008"} {
+		out, err := exec.Command(dig, "@"+host, "-p", port, "+noall", "+answer", "_echo._"+proto+".svc.internal.", "SRV").CombinedOutput()
+		if err != nil {
+			t.Fatalf("dig: %v\n%s", err, out)
+		}
+		owner := strings.Fields(string(out))[0] // "_echo._udp.svc.internal."
+		for _, name := range []string{owner, strings.TrimSuffix(owner, "."), "_echo._" + proto, "_ECHO._" + strings.ToUpper(proto) + ".svc.internal"} {
+			c, err := r.Lookup(t.Context(), name)
+			if err != nil {
+				t.Errorf("%s: %v\n%s", name, err, c.Text())
+				continue
+			}
+			if c.Service != "echo" || c.Proto != proto || len(c.Candidates) != 1 || c.Candidates[0].HostPort() != want {
+				t.Errorf("%s: service %s/%s, candidates %+v; want echo/%s at %s\n%s", name, c.Service, c.Proto, c.Candidates, proto, want, c.Text())
+			}
+		}
 	}
 }
 

@@ -138,6 +138,8 @@ func (r *Resolver) rand(n int) int {
 //   - a service name, "echo", optionally with its protocol, "echo/udp"
 //     (tcp otherwise); catalog aliases are normalised: mail → smtp;
 //   - a name in the zone, "echo.svc.internal", which is the same;
+//   - the service's SRV name, "_echo._udp" or "_echo._udp.svc.internal."
+//     as dig shows it, which is "echo/udp";
 //   - host:port, where host is a service name or a name in the zone: the
 //     port replaces the catalog's well-known port when no SRV record gives
 //     one (see DialContext);
@@ -283,6 +285,11 @@ func (r *Resolver) plan(ctx context.Context, network, name string, timed bool) (
 	rel := r.relative(host)
 	if asTyped := r.relativeAsTyped(host); isInstanceName(dns.SplitDomainName(asTyped)) {
 		return r.instancePlan(ctx, c, asTyped, dns.SplitDomainName(asTyped))
+	}
+	if labels := dns.SplitDomainName(rel); isServiceType(labels) {
+		// The SRV record's own name, as dig shows it: the same chain as
+		// the service name with its protocol ("_echo._udp" is "echo/udp").
+		rel, c.Proto = labels[0][1:], labels[1][1:]
 	}
 	wk, known := r.catalog.Lookup(rel)
 	if known && !strings.Contains(rel, ".") {
@@ -586,11 +593,13 @@ func looksLikeIP(s string) bool {
 }
 
 // inZone reports whether host is read as a service name: a single label
-// ("echo"), a DNS-SD instance name relative to the zone ("Salle\ 101._ipp._tcp"),
-// or a name below the zone ("echo.svc.internal.").
+// ("echo"), a service's SRV name or a DNS-SD instance name relative to the
+// zone ("_echo._tcp", "Salle\ 101._ipp._tcp"), or a name below the zone
+// ("echo.svc.internal.").
 func (r *Resolver) inZone(host string) bool {
 	h := strings.TrimSuffix(host, ".")
-	return !strings.Contains(h, ".") || isInstanceName(dns.SplitDomainName(h)) ||
+	labels := dns.SplitDomainName(h)
+	return !strings.Contains(h, ".") || isInstanceName(labels) || isServiceType(labels) ||
 		dns.IsSubDomain(r.zone, dns.Fqdn(h)) && !registry.SameName(dns.Fqdn(h), r.zone)
 }
 
@@ -607,6 +616,16 @@ func (r *Resolver) relativeAsTyped(host string) string {
 		h = h[:len(h)-len(z)]
 	}
 	return h
+}
+
+// isServiceType reports whether labels, folded, are a service's SRV name
+// relative to the zone: _<service>._<proto> (RFC 2782, RFC 6763 section 7).
+func isServiceType(labels []string) bool {
+	if len(labels) != 2 {
+		return false
+	}
+	service, proto := registry.FoldName(labels[0]), registry.FoldName(labels[1])
+	return strings.HasPrefix(service, "_") && registry.ValidServiceName(service[1:]) == nil && (proto == "_tcp" || proto == "_udp")
 }
 
 // isInstanceName reports whether labels, in presentation form, are a
