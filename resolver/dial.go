@@ -37,7 +37,10 @@ const ResolutionDelay = 50 * time.Millisecond
 //
 // network is "tcp", "tcp4", "tcp6", "udp", "udp4" or "udp6"; a udp network
 // looks up _name._udp, and a "connection" is the first address that a UDP
-// socket could be connected to. Errors are *LookupError.
+// socket could be connected to. A name that says its protocol ("echo/udp",
+// "_echo._udp") is dialled over that protocol, the network keeping only
+// its address family: the SRV record found is the one of that protocol,
+// and its port may serve nothing over the other. Errors are *LookupError.
 func (r *Resolver) Dial(ctx context.Context, network, name string) (net.Conn, error) {
 	conn, _, err := r.dialName(ctx, network, name, false)
 	return conn, err
@@ -120,6 +123,7 @@ func (r *Resolver) dialName(ctx context.Context, network, name string, trace boo
 	if err != nil {
 		return nil, c, err
 	}
+	network = c.Proto + network[len("tcp"):] // "tcp4" and "echo/udp": "udp4"
 	d := &dialer{r: r, network: network, c: c, trace: trace, stream: true}
 	if p.literal {
 		if conn := d.race(ctx, p.targets[0], []family{{state: known, addrs: []string{p.addr}}}, nil); conn != nil {

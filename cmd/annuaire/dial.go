@@ -20,7 +20,9 @@ candidate that answers (RFC 8305: IPv6 and IPv4 raced, a new attempt
 every 250 ms), then relays like nc: stdin to the connection, the
 connection to stdout. At the end of stdin it half-closes the connection,
 so that the server sees EOF and can still answer; it exits when both
-directions are done, or at Ctrl-C.
+directions are done, or at Ctrl-C. A UDP service ("echo/udp") is
+dialled over UDP: each read of stdin is one datagram, and the dial ends
+once nothing came for a second after the end of stdin, as nc -u -w1.
 
 --trace prints on stderr the chain, each connection attempt with its
 start, the local and remote address:port, and a notice when the server
@@ -88,6 +90,21 @@ func runDial(ctx context.Context, e *env, args []string) error {
 			conn.LocalAddr(), conn.RemoteAddr(), time.Since(start).Round(time.Microsecond))
 	}
 
+	if uc, ok := conn.(*net.UDPConn); ok {
+		if relay != nil {
+			return fmt.Errorf("dial %s: --select relays a TCP stream; dial a UDP service without it", name)
+		}
+		sent, received, err := relayDatagrams(ctx, e, uc, tr)
+		if tr != nil {
+			tr.printf("closed after %v: sent %d bytes, received %d bytes\n",
+				time.Since(start).Round(time.Microsecond), sent, received)
+		}
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("dial %s: %w", name, err)
+		}
+		return nil
+	}
+
 	if relay != nil {
 		sent, received, err := relay.run(ctx, conn, tr)
 		if tr != nil {
@@ -146,6 +163,73 @@ func runDial(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("dial %s: writing to %s: %w", name, conn.RemoteAddr(), upErr)
 	}
 	return nil
+}
+
+// udpLinger is how long dial waits for datagrams once stdin has ended,
+// when it relays UDP: a datagram service has no end of stream to say it
+// is done, so silence ends it, as `nc -u -w1`.
+const udpLinger = time.Second
+
+// relayDatagrams relays over a connected UDP socket ("echo/udp"): each
+// read of stdin goes as one datagram, as nc -u sends them, and each
+// datagram received is written to stdout. After the end of stdin it stops
+// once nothing came for udpLinger. A port where nothing listens answers
+// with ICMP port unreachable, which reads as "connection refused".
+func relayDatagrams(ctx context.Context, e *env, conn *net.UDPConn, tr *dialTrace) (sent, received int64, err error) {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	var (
+		sentN atomic.Int64
+		eof   atomic.Bool
+	)
+	upDone := make(chan error, 1)
+	go func() {
+		// 65,507 bytes: the largest UDP payload over IPv4.
+		buf := make([]byte, 65507)
+		for {
+			n, rerr := e.stdin.Read(buf)
+			if n > 0 {
+				if _, werr := conn.Write(buf[:n]); werr != nil {
+					upDone <- werr
+					return
+				}
+				sentN.Add(int64(n))
+			}
+			if rerr != nil {
+				eof.Store(true)
+				conn.SetReadDeadline(time.Now().Add(udpLinger))
+				if errors.Is(rerr, io.EOF) {
+					rerr = nil
+				}
+				upDone <- rerr
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 65535)
+	for {
+		n, rerr := conn.Read(buf)
+		if n > 0 {
+			if received == 0 && tr != nil {
+				tr.printf("first datagram from %s after %v\n", tr.remote, time.Since(tr.start).Round(time.Microsecond))
+			}
+			if eof.Load() {
+				conn.SetReadDeadline(time.Now().Add(udpLinger))
+			}
+			if _, werr := e.stdout.Write(buf[:n]); werr != nil {
+				return sentN.Load(), received, werr
+			}
+			received += int64(n)
+		}
+		if rerr == nil {
+			continue
+		}
+		sent = sentN.Load()
+		if ne, ok := errors.AsType[net.Error](rerr); ok && ne.Timeout() && eof.Load() {
+			return sent, received, <-upDone // quiet since the end of stdin: done
+		}
+		return sent, received, fmt.Errorf("reading from %s: %w", conn.RemoteAddr(), rerr)
+	}
 }
 
 // A dialTrace prints `dial --trace` lines after the connect, from the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,48 @@ _echo._tcp IN SRV 0 0 %d box
 	} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("--trace lacks %q", want)
+		}
+	}
+}
+
+// TestDialUDP dials a service by its UDP SRV record ("echo/udp", and the
+// record's own name "_echo._udp") against a UDP echo in Python, where no
+// TCP listens on that port: the datagrams go over UDP and come back, and
+// the dial ends a second after stdin. It used to look up _echo._udp and
+// connect over TCP: refused here, and with the hosted echo and daytime,
+// which listen on one port for both, a TCP answer shown as the UDP one.
+func TestDialUDP(t *testing.T) {
+	py := testenv.Python(t)
+	cmd := exec.Command(py, "-c", `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(data, peer)
+`)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var port int
+	if _, err := fmt.Fscan(stdout, &port); err != nil {
+		t.Fatal(err)
+	}
+	envv := map[string]string{"ANNUAIRE_SERVER": startZoneDNS(t, fmt.Sprintf(`$TTL 60
+@          IN SOA ns hostmaster 1 3600 600 86400 30
+box        IN A   127.0.0.1
+_echo._udp IN SRV 0 0 %d box
+`, port))}
+	for _, name := range []string{"echo/udp", "_echo._udp"} {
+		out, errs, code := run(t, "bonjour\n", envv, "dial", "--trace", name)
+		if code != 0 || out != "bonjour\n" || !strings.Contains(errs, fmt.Sprintf("first datagram from 127.0.0.1:%d", port)) {
+			t.Errorf("dial %s: exit %d, stdout %q\n%s", name, code, out, errs)
 		}
 	}
 }
