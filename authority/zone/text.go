@@ -41,6 +41,39 @@ func rawLabels(name string) (labels []string, ok bool) {
 // so that names built here compare equal to names read from the wire.
 func EscapeLabel(raw string) string { return escape(raw, `. '@;()"\`) }
 
+// MasterName writes a presentation-form name as a master file that every
+// zone parser reads: each byte of a label other than a letter, a digit, a
+// hyphen or an underscore escaped, \X when printable and \DDD otherwise.
+// RFC 1035 section 5.1 needs only blanks and . ( ) ; @ $ " \ escaped, but
+// Knot's parser (kzonecheck, knotd) refuses any other unescaped
+// punctuation, which DNS-SD instance names carry ("Salle 2, étage",
+// "C++ & co"); BIND, NSD and dnspython read the escapes as well.
+func MasterName(name string) string {
+	labels, ok := rawLabels(name)
+	if !ok {
+		return name
+	}
+	var b strings.Builder
+	for _, l := range labels {
+		for i := 0; i < len(l); i++ {
+			switch c := l[i]; {
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+				b.WriteByte(c)
+			case c < ' ' || c > '~':
+				b.WriteString(escapeDDD(c))
+			default:
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('.')
+	}
+	if b.Len() == 0 {
+		return "."
+	}
+	return b.String()
+}
+
 // EscapeString writes a raw character-string as miekg/dns keeps TXT data:
 // what its unpacking gives for the same bytes.
 func EscapeString(raw string) string { return escape(raw, `"\`) }

@@ -327,15 +327,33 @@ func writeZoneJSON(w io.Writer, rrs []dns.RR) error {
 	z := zoneJSON{Zone: rrs[0].Header().Name, Serial: rrs[0].(*dns.SOA).Serial, Count: len(rrs), Records: make([]recordJSON, len(rrs))}
 	for i, rr := range rrs {
 		h := rr.Header()
-		z.Records[i] = recordJSON{
-			Name: h.Name, TTL: h.Ttl, Type: dns.TypeToString[h.Rrtype],
-			Data: strings.TrimPrefix(rr.String(), h.String()),
-		}
+		z.Records[i] = recordJSON{Name: zone.MasterName(h.Name), TTL: h.Ttl, Type: dns.TypeToString[h.Rrtype], Data: masterData(rr)}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(z)
+}
+
+// masterData is rr's RDATA as a master file writes it, its names as
+// zone.MasterName writes them (miekg/dns's own form leaves punctuation
+// unescaped that Knot's parser refuses).
+func masterData(rr dns.RR) string {
+	switch rr := rr.(type) {
+	case *dns.SOA:
+		return fmt.Sprintf("%s %s %d %d %d %d %d", zone.MasterName(rr.Ns), zone.MasterName(rr.Mbox), rr.Serial, rr.Refresh, rr.Retry, rr.Expire, rr.Minttl)
+	case *dns.NS:
+		return zone.MasterName(rr.Ns)
+	case *dns.PTR:
+		return zone.MasterName(rr.Ptr)
+	case *dns.CNAME:
+		return zone.MasterName(rr.Target)
+	case *dns.MX:
+		return fmt.Sprintf("%d %s", rr.Preference, zone.MasterName(rr.Mx))
+	case *dns.SRV:
+		return fmt.Sprintf("%d %d %d %s", rr.Priority, rr.Weight, rr.Port, zone.MasterName(rr.Target))
+	}
+	return strings.TrimPrefix(rr.String(), rr.Header().String())
 }
 
 // writeZone writes rrs, SOA first, as a master file. Every owner name is
@@ -350,7 +368,8 @@ func writeZone(w io.Writer, rrs []dns.RR) error {
 	fmt.Fprintf(bw, "; zone %s serial %d, %d records, exported by annuaire\n", origin, soa.Serial, len(rrs))
 	fmt.Fprintf(bw, "$ORIGIN %s\n$TTL %d\n", origin, soa.Hdr.Ttl)
 	for _, rr := range rrs {
-		fmt.Fprintln(bw, rr.String())
+		h := rr.Header()
+		fmt.Fprintf(bw, "%s\t%d\t%s\t%s\t%s\n", zone.MasterName(h.Name), h.Ttl, dns.ClassToString[h.Class], dns.TypeToString[h.Rrtype], masterData(rr))
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("export: write: %w", err)

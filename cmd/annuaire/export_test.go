@@ -26,11 +26,18 @@ import (
 const exportKey = "hmac-sha256:xfr:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
 
 // exportRegistry fills reg as annuaire serve would: the NS host and an
-// echo instance.
+// echo instance; and an instance whose name has the punctuation DNS-SD
+// names carry ("Alice's", "Salle 2, étage"), which RFC 1035 section 5.1
+// lets a master file write as it is but Knot's parser (kzonecheck,
+// knotd) reads only escaped.
 func exportRegistry(t *testing.T, reg *registry.Registry) {
 	t.Helper()
 	_, err := reg.Update(func(tx *registry.Tx) error {
 		if err := tx.PutHost(registry.Host{Name: "ns", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, TTL: registry.DefaultTTL}); err != nil {
+			return err
+		}
+		if _, err := tx.Register(registry.Registration{Service: "ipp", Host: "printer", Port: new(631), Instance: "Alice's printer, salle 2 <étage> #1 = C++ & co!",
+			Subtypes: []string{"_color+a4"}, Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}); err != nil {
 			return err
 		}
 		_, err := tx.Register(registry.Registration{Service: "echo", Host: "host", Port: new(7007), Instance: "My echo", Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
