@@ -29,7 +29,10 @@ func resolverFlags(e *env, fs *flag.FlagSet) *resolver.Resolver {
 
 // namesAbout says what NAME may be, for lookup's and dial's pages.
 const namesAbout = `NAME is a service ("echo", "echo/udp", "mail"), a name in the zone
-("echo.svc.internal"), HOST:PORT, or a mail address ("prof@example.org").
+("echo.svc.internal"), the service's SRV name as dig shows it
+("_echo._udp.svc.internal."), a DNS-SD instance ("Salle 101._ipp._tcp"),
+HOST:PORT, or a mail address ("prof@example.org"). dial reaches a UDP
+service over UDP.
 
 Mail in the zone (mail, smtp, user@ZONE) follows annuaire's own convention:
 the _smtp._tcp SRV record first, because an MX record cannot carry a port
