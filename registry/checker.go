@@ -297,12 +297,12 @@ func (c *Checker) httpClient() *http.Client {
 	if c.client == nil {
 		c.client = &http.Client{
 			Transport: &http.Transport{DialContext: c.dial, DisableKeepAlives: true},
-			CheckRedirect: func(req *http.Request, via []*http.Request) error {
-				if len(via) >= 3 {
-					return http.ErrUseLastResponse
-				}
-				return nil
-			},
+			// A redirect is not followed: the check is of its target, where
+			// a 3xx passes, and the Location is the target's to choose. A
+			// student's server answering 302 to 169.254.169.254, or to
+			// another host's ports, would otherwise have this machine probe
+			// what checkTarget refuses, and show everyone what it found.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
 	return c.client
