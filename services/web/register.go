@@ -158,15 +158,21 @@ func (s *Server) registration(req *Registration, remote string) (registry.Regist
 		Service:  s.catalog().Canonical(strings.TrimSpace(req.Name)),
 		Proto:    req.Proto,
 		Port:     req.Port,
-		Host:     strings.TrimSuffix(strings.TrimSpace(req.Host), "."),
+		Host:     strings.TrimSpace(req.Host),
 		Instance: string(req.Instance),
 		Priority: req.Priority,
 		Weight:   req.Weight,
 		TTL:      req.TTL,
 		TXT:      req.TXT,
 	}
+	// A final dot makes a name full (RFC 1035 section 5.1): one in the
+	// zone is made relative, one outside it cannot be a host of the zone.
+	full := strings.HasSuffix(rr.Host, ".")
+	rr.Host = strings.TrimSuffix(rr.Host, ".")
 	if z := "." + strings.TrimSuffix(s.zone(), "."); len(rr.Host) > len(z) && registry.SameName(rr.Host[len(rr.Host)-len(z):], z) {
 		rr.Host = rr.Host[:len(rr.Host)-len(z)]
+	} else if full {
+		return rr, &registry.FieldError{Field: "host", Value: req.Host, Reason: "not in the zone " + s.zone() + ": give a host of the zone, relative (db) or full (db." + s.zone() + ")"}
 	}
 	for _, st := range req.Subtypes {
 		rr.Subtypes = append(rr.Subtypes, string(st))
