@@ -360,9 +360,9 @@ the API's own JSON (GET /api/services), each instance with its chain.
 
 const listExample = `
 $ annuaire list
-NAME    PROTO  HOST                       ADDRESS    PORT  HEALTH   ID
-db      tcp    h-127-0-0-2.svc.internal.  127.0.0.2  5432  passing  db-tcp-h-127-0-0-2-5432
-echo    tcp    vm.svc.internal.           127.0.0.1  7007  passing  annuaire-echo-tcp
+NAME  PROTO  HOST                       ADDRESS    PORT  HEALTH   ID
+echo  tcp    vm.svc.internal.           127.0.0.1  7007  passing  annuaire-echo-tcp
+db    tcp    h-127-0-0-2.svc.internal.  127.0.0.2  5432  passing  db-tcp-h-127-0-0-2-5432
 `
 
 func runList(ctx context.Context, e *env, args []string) error {
