@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/annuaire/annuaire/registry"
 )
 
 // Message is one received message as the directory shows it.
@@ -23,8 +25,11 @@ type Message struct {
 	Received time.Time `json:"received"`
 	// Body is the message body after its header, at most
 	// Receiver.PreviewSize bytes of it; Truncated says whether some was cut.
-	Body      string `json:"body"`
-	Truncated bool   `json:"truncated,omitempty"`
+	// It is the bytes received: 8BITMIME lets a body be in any charset
+	// (RFC 6152), and JSON carries one that is not UTF-8 as
+	// {"base64": "..."} rather than with U+FFFD for each byte it cannot hold.
+	Body      registry.Octets `json:"body"`
+	Truncated bool            `json:"truncated,omitempty"`
 }
 
 // Messages returns the kept messages, newest first. It is safe for
@@ -163,14 +168,18 @@ func (c *collector) subject() string {
 	return s
 }
 
-// bodyText returns the kept body as valid UTF-8 (JSON needs it).
-func (c *collector) bodyText() string {
+// bodyText returns the kept body's bytes. A UTF-8 body cut by the
+// preview does not end in the middle of a character, so that it stays
+// UTF-8, a JSON string.
+func (c *collector) bodyText() registry.Octets {
 	b := c.body.Bytes()
 	if c.truncated {
-		// Do not end in the middle of a UTF-8 sequence.
-		for i := 0; i < utf8.UTFMax && len(b) > 0 && !utf8.Valid(b); i++ {
-			b = b[:len(b)-1]
+		for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
+			if utf8.Valid(b[:len(b)-i]) && !utf8.Valid(b) {
+				b = b[:len(b)-i]
+				break
+			}
 		}
 	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return registry.Octets(b)
 }

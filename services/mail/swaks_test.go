@@ -1,7 +1,10 @@
 package mail
 
 import (
+	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,7 +30,7 @@ func TestSwaks(t *testing.T) {
 	}
 	m := ms[0]
 	if m.From != "student@lab" || len(m.To) != 1 || m.To[0] != "a@svc.internal" || m.Subject != "hello from swaks" ||
-		!strings.Contains(m.Body, "line one\r\n.a line that starts with a dot\r\n") {
+		!strings.Contains(string(m.Body), "line one\r\n.a line that starts with a dot\r\n") {
 		t.Errorf("got %+v\n%s", m, out)
 	}
 }
@@ -47,5 +50,31 @@ func TestSwaksTooBig(t *testing.T) {
 	}
 	if n := len(s.Messages()); n != 0 {
 		t.Errorf("%d messages kept", n)
+	}
+}
+
+// TestSwaks8Bit: a body in Latin-1, as 8BITMIME allows (RFC 6152), is
+// kept as the bytes sent, and JSON carries it as {"base64": ...}. Each
+// byte that is not UTF-8 used to become U+FFFD: "caf\xe9" came back
+// "caf\uFFFD", the message changed on the way through.
+func TestSwaks8Bit(t *testing.T) {
+	swaks := testenv.NeedTool(t, "swaks")
+	s := &Receiver{}
+	addr := start(t, s)
+	body := filepath.Join(t.TempDir(), "body")
+	if err := os.WriteFile(body, []byte("Subject: caf\xe9\n\ncaf\xe9 cr\xe8me\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(swaks, "--server", addr, "--to", "a@svc.internal", "--data", "@"+body).CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	ms := s.Messages()
+	if len(ms) != 1 || ms[0].Body != "caf\xe9 cr\xe8me\r\n\r\n" {
+		t.Fatalf("messages %+v\n%s", ms, out)
+	}
+	b, err := json.Marshal(ms[0])
+	if err != nil || !strings.Contains(string(b), `"body":{"base64":"Y2Fm6SBjcuhtZQ0KDQo="}`) {
+		t.Errorf("JSON %s, %v", b, err)
 	}
 }
