@@ -30,7 +30,7 @@ import (
 // and the rest they wait in ppoll(2), which joins the wait queue only
 // while it waits. In six alternating pairs on the quiet machine
 // (bench/run.sh updates, 15:21 and 15:31 on 5 Dec) dnsperf got more
-// queries/s in all six: 110–157k against 104–145k.
+// queries/s in five: 110–157k against 104–145k.
 //
 // What it costs: a reader waiting in ppoll keeps its P until the
 // runtime's monitor takes it back, 20 µs or more, where parked in the
