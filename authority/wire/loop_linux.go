@@ -70,12 +70,8 @@ func (l *PacketLoop) batched() bool {
 			}
 		}
 	})
-	s, err := detach(conn, raw)
-	if err != nil {
-		return false
-	}
-	l.raw, l.pc, l.slow.PacketConn = s, s, s
-	s.Control(func(fd uintptr) { l.linger = lingerOn(int(fd)) })
+	l.raw = raw
+	raw.Control(func(fd uintptr) { l.linger = lingerOn(int(fd)) })
 	// One reader per CPU the process may run on. GOMAXPROCS may exceed
 	// the CPUs (annuaire serve keeps at least two Ps when its journal's
 	// syncs block): two readers taking turns on one CPU cost 12% more CPU
@@ -162,7 +158,7 @@ func (b *batch) recv(fd uintptr) bool {
 	}
 	if e == unix.EAGAIN {
 		b.waited = true
-		return false // wait in ppoll (see udpSocket)
+		return false // wait for the poller
 	}
 	b.n, b.errno = int(n), nil
 	if e != 0 {
@@ -489,10 +485,9 @@ func processCPU() time.Duration {
 }
 
 // lingerOn lets a reader wait for datagrams in recvmmsg(2) itself, for
-// lingerFor at most, before it waits in ppoll (see udpSocket); it
-// reports whether the socket allows it. Waiting through the runtime's
-// poller, as the readers did before udpSocket, cost at each pause in the
-// traffic the recvmmsg that finds the socket empty, the
+// lingerFor at most, before it waits through the poller; it reports
+// whether the socket allows it. Waiting through the poller costs, at each
+// pause in the traffic, the recvmmsg that finds the socket empty, the
 // scheduler's non-blocking epoll_pwait and its blocking one, then a
 // thread's wake-up: at full rate against dnsperf, where the server idles
 // between short bursts, that idle path was where annuaire spent more than
@@ -509,8 +504,11 @@ func processCPU() time.Duration {
 // collection's stop waits for it too.
 //
 // The socket's receive timeout bounds the wait, and the wait needs the
-// socket blocking: every other call on the socket passes MSG_DONTWAIT,
-// the full path's writes included (udpSocket.WriteTo).
+// socket blocking: O_NONBLOCK belongs to the open socket, which the
+// net.UDPConn shares, so its own calls block too. Every other call on
+// the socket passes MSG_DONTWAIT, and net only writes to it (the full
+// path's answers), where blocking on a full buffer is a blocking UDP
+// socket's ordinary behaviour.
 func lingerOn(fd int) bool {
 	tv := unix.NsecToTimeval(lingerFor.Nanoseconds())
 	if unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil {
