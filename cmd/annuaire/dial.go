@@ -90,11 +90,9 @@ func runDial(ctx context.Context, e *env, args []string) error {
 			conn.LocalAddr(), conn.RemoteAddr(), time.Since(start).Round(time.Microsecond))
 	}
 
-	if uc, ok := conn.(*net.UDPConn); ok {
-		if relay != nil {
-			return fmt.Errorf("dial %s: --select relays a TCP stream; dial a UDP service without it", name)
-		}
-		sent, received, err := relayDatagrams(ctx, e, uc, tr)
+	// closed ends a relay: what went each way, and its error unless the
+	// user interrupted it.
+	closed := func(sent, received int64, err error) error {
 		if tr != nil {
 			tr.printf("closed after %v: sent %d bytes, received %d bytes\n",
 				time.Since(start).Round(time.Microsecond), sent, received)
@@ -105,16 +103,14 @@ func runDial(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 
+	if uc, ok := conn.(*net.UDPConn); ok {
+		if relay != nil {
+			return fmt.Errorf("dial %s: --select relays a TCP stream; dial a UDP service without it", name)
+		}
+		return closed(relayDatagrams(ctx, e, uc, tr))
+	}
 	if relay != nil {
-		sent, received, err := relay.run(ctx, conn, tr)
-		if tr != nil {
-			tr.printf("closed after %v: sent %d bytes, received %d bytes\n",
-				time.Since(start).Round(time.Microsecond), sent, received)
-		}
-		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("dial %s: %w", name, err)
-		}
-		return nil
+		return closed(relay.run(ctx, conn, tr))
 	}
 
 	// Closing the connection when ctx ends unblocks both copies.
