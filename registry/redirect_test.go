@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,12 +19,11 @@ import (
 // does not hold: the checker must not follow, and a 3xx passes as the
 // README says. It used to follow up to three redirects, to any address.
 func TestCheckHTTPRedirectStaysHome(t *testing.T) {
-	py := testenv.Python(t)
 	var probed atomic.Int32 // the address the student may not check
 	other := testenv.ServeTCP(t, func(c net.Conn) { probed.Add(1) })
 	target := fmt.Sprintf("http://%s/latest/meta-data/", other.Addr())
 
-	cmd := exec.Command(py, "-c", `
+	port := testenv.PythonServer(t, `
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -38,23 +36,14 @@ s = http.server.HTTPServer(("127.0.0.2", 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 `, target)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var port int
-	if _, err := fmt.Fscan(stdout, &port); err != nil {
-		t.Fatal(err)
-	}
 
 	r := New(1)
 	c := &Checker{Registry: r}
 	startChecker(t, c)
-	var id string
+	var (
+		id  string
+		err error
+	)
 	_, err = r.Update(func(tx *Tx) error {
 		id, err = tx.Register(Registration{Service: "web", Port: new(port), Owner: "alice",
 			Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.2")},

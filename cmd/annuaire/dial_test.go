@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -149,8 +148,7 @@ _echo._tcp IN SRV 0 0 %d box
 // connect over TCP: refused here, and with the hosted echo and daytime,
 // which listen on one port for both, a TCP answer shown as the UDP one.
 func TestDialUDP(t *testing.T) {
-	py := testenv.Python(t)
-	cmd := exec.Command(py, "-c", `
+	port := testenv.PythonServer(t, `
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
@@ -159,18 +157,6 @@ while True:
     data, peer = s.recvfrom(65535)
     s.sendto(data, peer)
 `)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var port int
-	if _, err := fmt.Fscan(stdout, &port); err != nil {
-		t.Fatal(err)
-	}
 	envv := map[string]string{"ANNUAIRE_SERVER": startZoneDNS(t, fmt.Sprintf(`$TTL 60
 @          IN SOA ns hostmaster 1 3600 600 86400 30
 box        IN A   127.0.0.1

@@ -7,6 +7,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,4 +64,25 @@ func missing(tb testing.TB, why string) {
 		tb.Fatalf("required under CI: %s", why)
 	}
 	tb.Skip(why)
+}
+
+// PythonServer runs a server written in Python, script with args, until
+// the test ends, and returns the port it prints first: the way a
+// student's own program listens, on a port the system picks.
+func PythonServer(tb testing.TB, script string, args ...string) int {
+	tb.Helper()
+	cmd := exec.Command(Python(tb), append([]string{"-c", script}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var port int
+	if _, err := fmt.Fscan(stdout, &port); err != nil {
+		tb.Fatalf("python server: no port printed: %v", err)
+	}
+	return port
 }
